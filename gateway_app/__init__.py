@@ -1,0 +1,1 @@
+"""Kafka gateway node: a stateless Kafka-protocol proxy that joins a cluster of its peers through Kafka."""
