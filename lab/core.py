@@ -1,0 +1,173 @@
+"""Bringing a lab instance up and down, and changing it while it runs (hosts, brokers)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import hosts, kafka, net, rootfs
+from .layout import BROKER_IDS, Layout
+from .shell import pid_alive, say
+from .state import Host, LabState
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """NAME[:RACK][@GROUP[+GROUP]] as given on the command line, e.g. ``gw1:rack-a@gateways``."""
+
+    name: str
+    rack: str | None
+    groups: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "HostSpec":
+        text, _, groups = text.partition("@")
+        name, _, rack = text.partition(":")
+        if not name.isidentifier() and not name.replace("-", "").isalnum():
+            raise ValueError(f"bad host name {name!r}")
+        return cls(name, rack or None, tuple(g for g in groups.split("+") if g))
+
+
+DEFAULT_HOSTS = ("gw1:rack-a@gateways", "gw2:rack-b@gateways", "gw3:rack-c@gateways")
+
+
+class Timer:
+    def __init__(self, state: LabState) -> None:
+        self.state = state
+
+    def __call__(self, phase: str):
+        timer = self
+
+        class _Phase:
+            def __enter__(self):
+                self.start = time.monotonic()
+
+            def __exit__(self, *exc):
+                timer.state.timings[phase] = round(time.monotonic() - self.start, 1)
+
+        return _Phase()
+
+
+def _new_state(layout: Layout) -> LabState:
+    return LabState(
+        instance=layout.instance, bridge=layout.bridge, client_netns=layout.client_netns,
+        client_address=layout.client_ip, controller_address=layout.controller_host_ip,
+        gateway_addresses=layout.gateway_addresses, ssh_key=str(layout.ssh_key),
+        kafka_home=str(kafka.KAFKA_HOME), cluster_id=kafka.new_cluster_id(),
+    )
+
+
+def up(layout: Layout, host_specs: Iterable[HostSpec]) -> LabState:
+    """Idempotent: what already runs is kept, what is missing is started."""
+    state = LabState.load(layout.instance) if LabState.exists(layout.instance) else _new_state(layout)
+    state.timings = {}
+    timed = Timer(state)
+    with timed("jars"):
+        kafka.ensure_jars()
+    with timed("rootfs"):
+        root = rootfs.ensure_rootfs()
+    with timed("network"):
+        net.bridge_up(layout)
+        for broker_id in BROKER_IDS:
+            net.netns_up(
+                layout, layout.broker_netns(broker_id), net.broker_veth(layout, broker_id),
+                f"{layout.broker_ip(broker_id)}/24", routes=[str(layout.host_net)],
+            )
+        # The client namespace gets the host network only: no route to any broker.
+        net.netns_up(layout, layout.client_netns, net.client_veth(layout), f"{layout.client_ip}/24", routes=[])
+        hosts.ensure_ssh_key(layout)
+    state.save()
+    with timed("brokers"):
+        start_brokers(layout, state)
+    with timed("hosts"):
+        add_hosts(layout, state, host_specs, root)
+    state.save()
+    return state
+
+
+def start_brokers(layout: Layout, state: LabState, only: Iterable[int] = BROKER_IDS) -> None:
+    running = {b.id: b for b in state.brokers if b.pid and pid_alive(b.pid)}
+    for broker_id in only:
+        if broker_id in running:
+            continue
+        kafka.prepare_broker(layout, broker_id, state.cluster_id)
+        broker = kafka.start_broker(layout, broker_id)
+        say(f"broker {broker_id} ({broker.rack}) starting at {broker.endpoint} in netns {broker.netns}, pid {broker.pid}")
+        state.brokers = sorted([b for b in state.brokers if b.id != broker_id] + [broker], key=lambda b: b.id)
+        state.save()
+    racks = kafka.wait_for_brokers(state.bootstrap_servers, expected=len(BROKER_IDS))
+    say("brokers ready: " + ", ".join(f"{i}@{racks[i]}" for i in sorted(racks)))
+
+
+def stop_broker(state: LabState, broker_id: int) -> None:
+    broker = state.broker(broker_id)
+    say(f"stopping broker {broker_id} (pid {broker.pid})")
+    kafka.stop_broker(broker)
+    state.save()
+
+
+def stop_all_brokers(state: LabState) -> None:
+    """Signal every broker at once: stopped one by one, the last ones wait for a controller quorum that is gone."""
+    running = [b for b in state.brokers if b.pid and pid_alive(b.pid)]
+    say("stopping brokers " + ", ".join(f"{b.id} (pid {b.pid})" for b in running))
+    for broker in running:
+        os.kill(broker.pid, signal.SIGTERM)
+    for broker in running:
+        kafka.stop_broker(broker)
+    state.save()
+
+
+def add_hosts(layout: Layout, state: LabState, specs: Iterable[HostSpec], root=None) -> list[Host]:
+    root = root or rootfs.ensure_rootfs()
+    booted: list[Host] = []
+    for spec in specs:
+        existing = next((h for h in state.hosts if h.name == spec.name), None)
+        if existing and existing.pid and pid_alive(existing.pid):
+            continue
+        if existing:
+            state.hosts.remove(existing)
+        used = {h.address for h in state.hosts}
+        address = next(a for a in (layout.nspawn_host_ip(i) for i in range(200)) if a not in used)
+        host = Host(spec.name, address, spec.rack, list(spec.groups), layout.machine_name(spec.name))
+        state.hosts.append(host)
+        hosts.boot(layout, state, root, host)
+        say(f"host {host.name} booting at {host.address} (rack {host.rack or '-'}, groups {host.groups}), pid {host.pid}")
+        booted.append(host)
+        state.save()
+    for host in booted:
+        hosts.wait_for_ssh(state, host)
+        say(f"host {host.name} up: ssh root@{host.address}")
+    return booted
+
+
+def remove_host(layout: Layout, state: LabState, name: str) -> None:
+    host = state.host(name)
+    say(f"shutting down host {name} (pid {host.pid})")
+    hosts.shutdown(layout, host)
+    state.hosts.remove(host)
+    state.save()
+
+
+def down(layout: Layout) -> None:
+    """Stop everything of this instance: hosts, brokers, namespaces, the bridge, cgroups, state."""
+    state = LabState.load(layout.instance) if LabState.exists(layout.instance) else None
+    if state:
+        for host in list(state.hosts):
+            remove_host(layout, state, host.name)
+        stop_all_brokers(state)
+    for broker_id in BROKER_IDS:
+        net.netns_down(layout.broker_netns(broker_id), net.broker_veth(layout, broker_id))
+    net.netns_down(layout.client_netns, net.client_veth(layout))
+    net.bridge_down(layout)
+    hosts.remove_instance_cgroups(layout)
+    if layout.state_dir.exists():
+        import shutil
+
+        # Keep the logs of a failed run around for whoever reads them next; everything else goes.
+        for child in layout.state_dir.iterdir():
+            if child.name not in ("logs", "ssh"):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    say(f"lab instance {layout.instance} is down")

@@ -1,0 +1,131 @@
+"""Lab hosts: systemd-nspawn containers with real systemd as PID 1, sshd and a static address.
+
+There is no systemd on the machine running the lab, so each container is given a cgroup of its own by hand
+(a directory in the named ``systemd`` hierarchy and in the unified one) before nspawn starts inside it.
+Each host boots an overlay over the shared, read-only cached root file system; its writes go to its own upper dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+from .layout import Layout
+from .shell import run, stop_pid, wait_until
+from .state import Host, LabState
+
+CGROUP_HIERARCHIES = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
+
+
+def host_dir(layout: Layout, name: str) -> Path:
+    return layout.state_dir / "hosts" / name
+
+
+def cgroup_dirs(layout: Layout, name: str) -> list[Path]:
+    return [h / layout.cgroup_name / name for h in CGROUP_HIERARCHIES if h.exists()]
+
+
+def _network_unit(layout: Layout, address: str) -> str:
+    # Only the lab's host network and a route to the Kafka network: no default route, so no internet.
+    return f"""\
+[Match]
+Name=host0
+
+[Network]
+Address={address}/24
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+
+[Route]
+Destination={layout.kafka_net}
+"""
+
+
+def _prepare_upper(layout: Layout, state: LabState, host: Host, upper: Path) -> None:
+    etc = upper / "etc"
+    (etc / "systemd/network").mkdir(parents=True, exist_ok=True)
+    (etc / "systemd/network/10-host0.network").write_text(_network_unit(layout, host.address))
+    (etc / "hostname").write_text(host.name + "\n")
+    hosts = ["127.0.0.1 localhost", f"127.0.1.1 {host.name}"]
+    hosts += [f"{h.address} {h.name}" for h in state.hosts if h.name != host.name]
+    (etc / "hosts").write_text("\n".join(hosts) + "\n")
+    ssh_dir = upper / "root/.ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (ssh_dir / "authorized_keys").write_text(Path(str(layout.ssh_key) + ".pub").read_text())
+    os.chmod(ssh_dir / "authorized_keys", 0o600)
+
+
+def boot(layout: Layout, state: LabState, rootfs: Path, host: Host) -> None:
+    base = host_dir(layout, host.name)
+    upper = base / "upper"
+    upper.mkdir(parents=True, exist_ok=True)
+    _prepare_upper(layout, state, host, upper)
+    cgroups = cgroup_dirs(layout, host.name)
+    for cg in cgroups:
+        cg.mkdir(parents=True, exist_ok=True)
+
+    def enter_own_cgroup() -> None:
+        for cg in cgroups:
+            (cg / "cgroup.procs").write_text(str(os.getpid()))
+
+    log = layout.log_dir / f"host-{host.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "systemd-nspawn", "--quiet", "--boot", f"--directory={rootfs}", f"--overlay={rootfs}:{upper}:/",
+        f"--machine={host.machine}", "--register=no", "--keep-unit", f"--network-bridge={layout.bridge}",
+        "--console=read-only",
+    ]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=enter_own_cgroup,
+        )
+    host.pid = proc.pid
+
+
+def wait_for_ssh(state: LabState, host: Host, timeout: float = 90.0) -> None:
+    def sshd_answers() -> bool:
+        try:
+            with socket.create_connection((host.address, 22), timeout=1) as sock:
+                return sock.recv(4).startswith(b"SSH")
+        except OSError:
+            return False
+
+    wait_until(sshd_answers, timeout=timeout, interval=0.3, what=f"sshd on {host.name} ({host.address})")
+    run(state.ssh_cmd(host.name, "true"))
+
+
+def shutdown(layout: Layout, host: Host) -> None:
+    """SIGTERM to nspawn powers the container off cleanly; then its cgroups and upper dir go."""
+    if host.pid:
+        stop_pid(host.pid, timeout=30)
+        host.pid = None
+    for cg in cgroup_dirs(layout, host.name):
+        remove_cgroup_tree(cg)
+    shutil.rmtree(host_dir(layout, host.name), ignore_errors=True)
+
+
+def remove_cgroup_tree(top: Path) -> None:
+    if not top.exists():
+        return
+    for dirpath, _dirnames, _files in os.walk(top, topdown=False):
+        try:
+            os.rmdir(dirpath)
+        except OSError as exc:
+            raise RuntimeError(f"cgroup {dirpath} still in use: {exc}") from exc
+
+
+def remove_instance_cgroups(layout: Layout) -> None:
+    for hierarchy in CGROUP_HIERARCHIES:
+        top = hierarchy / layout.cgroup_name
+        if top.exists():
+            remove_cgroup_tree(top)
+
+
+def ensure_ssh_key(layout: Layout) -> None:
+    if not layout.ssh_key.exists():
+        layout.ssh_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kgw-lab-{layout.instance}", "-f", str(layout.ssh_key)])

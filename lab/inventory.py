@@ -1,0 +1,35 @@
+"""An Ansible inventory of the running lab: its hosts as they would appear on bare metal, with their racks."""
+
+from __future__ import annotations
+
+from .state import LabState
+
+
+def inventory(state: LabState) -> dict:
+    groups: dict[str, dict] = {}
+    for host in state.hosts:
+        for group in host.groups or ["ungrouped"]:
+            groups.setdefault(group, {"hosts": {}})["hosts"][host.name] = {}
+    hostvars = {
+        h.name: {
+            "ansible_host": h.address,
+            **({"gateway_rack_id": h.rack} if h.rack else {}),
+        }
+        for h in state.hosts
+    }
+    for group in groups.values():
+        for name in group["hosts"]:
+            group["hosts"][name] = hostvars[name]
+    return {
+        "all": {
+            "vars": {
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": state.ssh_key,
+                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "lab_kafka_bootstrap_servers": state.bootstrap_servers,
+                "lab_client_netns": state.client_netns,
+            },
+            "children": groups,
+        }
+    }

@@ -1,0 +1,149 @@
+"""Real Apache Kafka for the lab: jars from Maven Central, three KRaft brokers in three racks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from .layout import BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, KAFKA_VERSION, RACKS, REPO_DIR, Layout
+from .shell import run, say, stop_pid, wait_until
+from .state import Broker
+
+KAFKA_HOME = CACHE_DIR / f"kafka-{KAFKA_VERSION}"
+POM = REPO_DIR / "lab" / "maven" / "pom.xml"
+JAVA_HEAP = os.environ.get("KGW_LAB_BROKER_HEAP", "-Xms256m -Xmx768m").split()
+
+LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def ensure_jars() -> Path:
+    """Resolve the broker and tools jars with Maven once; later runs find them in the cache."""
+    libs = KAFKA_HOME / "libs"
+    marker = KAFKA_HOME / ".complete"
+    if marker.exists():
+        return KAFKA_HOME
+    say(f"resolving Apache Kafka {KAFKA_VERSION} from Maven Central into {libs}")
+    if libs.exists():
+        shutil.rmtree(libs)
+    run([
+        "mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={KAFKA_VERSION}",
+        "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
+    ])
+    (KAFKA_HOME / "log4j2.properties").write_text(LOG4J2)
+    marker.touch()
+    return KAFKA_HOME
+
+
+def java_cmd(main_class: str, *args: str, heap: list[str] | None = None) -> list[str]:
+    return [
+        "java", *(heap or ["-Xmx256m"]), "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={KAFKA_HOME / 'log4j2.properties'}",
+        "-cp", f"{KAFKA_HOME / 'libs'}/*", main_class, *args,
+    ]
+
+
+def broker_config(layout: Layout, broker_id: int, rack: str, data_dir: Path) -> str:
+    voters = ",".join(f"{b}@{layout.broker_ip(b)}:{CONTROLLER_PORT}" for b in BROKER_IDS)
+    ip = layout.broker_ip(broker_id)
+    return f"""\
+process.roles=broker,controller
+node.id={broker_id}
+broker.rack={rack}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://{ip}:{BROKER_PORT},CONTROLLER://{ip}:{CONTROLLER_PORT}
+advertised.listeners=PLAINTEXT://{ip}:{BROKER_PORT}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data_dir}
+num.partitions=3
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.segment.bytes=67108864
+"""
+
+
+def broker_dir(layout: Layout, broker_id: int) -> Path:
+    return layout.state_dir / f"kafka{broker_id}"
+
+
+def prepare_broker(layout: Layout, broker_id: int, cluster_id: str) -> Path:
+    """Write server.properties and format KRaft storage (once per data directory)."""
+    home = broker_dir(layout, broker_id)
+    data = home / "data"
+    config = home / "server.properties"
+    rack = RACKS[BROKER_IDS.index(broker_id)]
+    home.mkdir(parents=True, exist_ok=True)
+    config.write_text(broker_config(layout, broker_id, rack, data))
+    if not (data / "meta.properties").exists():
+        run(java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)))
+    return config
+
+
+def start_broker(layout: Layout, broker_id: int) -> Broker:
+    config = broker_dir(layout, broker_id) / "server.properties"
+    log = layout.log_dir / f"kafka{broker_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    netns = layout.broker_netns(broker_id)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, *java_cmd("kafka.Kafka", str(config), heap=JAVA_HEAP)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    return Broker(
+        id=broker_id, address=layout.broker_ip(broker_id), port=BROKER_PORT,
+        rack=RACKS[BROKER_IDS.index(broker_id)], netns=netns, pid=proc.pid,
+    )
+
+
+def stop_broker(broker: Broker) -> None:
+    if broker.pid:
+        stop_pid(broker.pid, timeout=45)
+        broker.pid = None
+
+
+def new_cluster_id() -> str:
+    # KRaft wants a base64url-encoded UUID, as `kafka-storage random-uuid` prints.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def wait_for_brokers(bootstrap: str, expected: int, timeout: float = 120.0) -> dict[int, str | None]:
+    """Block until Metadata lists every broker; return {broker id: rack}."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "log_level": 0})
+    seen: dict[int, str | None] = {}
+
+    def ready() -> bool:
+        try:
+            cluster = admin.describe_cluster(request_timeout=5).result(timeout=10)
+        except Exception:  # noqa: BLE001 - brokers still starting; anything but success means "not yet"
+            return False
+        seen.clear()
+        seen.update({node.id: node.rack for node in cluster.nodes})
+        return len(seen) == expected
+
+    wait_until(ready, timeout=timeout, interval=1.0, what=f"{expected} brokers in Metadata at {bootstrap}")
+    return dict(seen)

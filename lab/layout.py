@@ -1,0 +1,123 @@
+"""Names, addresses and paths of one lab instance, derived from its number alone.
+
+Instance ``n`` owns the bridge ``kgw{n}br``, the host network 198.18.{2n}.0/24 and the Kafka network
+198.18.{2n+1}.0/24 — all inside 198.18.0.0/15, the range set aside for this kind of lab.  Both networks share one
+bridge; what keeps the client namespace away from the brokers is routing: it has no route to the Kafka network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+DEBIAN_SUITE = "bookworm"
+RACKS = ("rack-a", "rack-b", "rack-c")
+BROKER_IDS = (1, 2, 3)
+BROKER_PORT = 9092
+CONTROLLER_PORT = 9093
+
+CACHE_DIR = Path("/var/cache/kgw-lab")
+STATE_ROOT = Path("/var/lib/kgw-lab")
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+# Packages every lab host gets: what Ansible needs to manage it, and what the roles install from "local" repos on
+# real bare metal (haproxy, prometheus/promtool) — the hosts have no internet, as in a locked-down data centre.
+ROOTFS_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-venv", "python3-apt",
+    "iproute2", "procps", "ca-certificates", "curl", "kcat", "haproxy", "prometheus", "sudo", "less",
+)
+# Units Debian enables on install that a fresh host must not run until a role asks for them.
+ROOTFS_DISABLED_UNITS = (
+    "haproxy.service", "prometheus.service", "apt-daily.timer", "apt-daily-upgrade.timer",
+    "e2scrub_all.timer", "fstrim.timer",
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    instance: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.instance < 200:
+            raise ValueError("lab instance must be 0..199 (two /24s each inside 198.18.0.0/15)")
+
+    # --- names -------------------------------------------------------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        return f"kgw{self.instance}"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br"
+
+    def broker_netns(self, broker_id: int) -> str:
+        return f"{self.prefix}-kafka{broker_id}"
+
+    @property
+    def client_netns(self) -> str:
+        return f"{self.prefix}-client"
+
+    def machine_name(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    # --- addresses ---------------------------------------------------------------------------------------------
+    @property
+    def host_net(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"198.18.{2 * self.instance}.0/24")
+
+    @property
+    def kafka_net(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"198.18.{2 * self.instance + 1}.0/24")
+
+    def host_ip(self, last_octet: int) -> str:
+        return str(self.host_net.network_address + last_octet)
+
+    @property
+    def controller_host_ip(self) -> str:
+        """The machine running the lab, on the host network (Ansible's controller)."""
+        return self.host_ip(1)
+
+    @property
+    def controller_kafka_ip(self) -> str:
+        return str(self.kafka_net.network_address + 1)
+
+    @property
+    def gateway_addresses(self) -> list[str]:
+        """Addresses on the controller for gateway processes that tests run without a host around them."""
+        return [self.host_ip(i) for i in range(2, 10)]
+
+    @property
+    def client_ip(self) -> str:
+        return self.host_ip(250)
+
+    def broker_ip(self, broker_id: int) -> str:
+        return str(self.kafka_net.network_address + 10 + broker_id)
+
+    def nspawn_host_ip(self, index: int) -> str:
+        """Address of the index-th lab host (0-based): .11 upwards."""
+        if not 0 <= index < 200:
+            raise ValueError("at most 200 lab hosts")
+        return self.host_ip(11 + index)
+
+    # --- paths -------------------------------------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return STATE_ROOT / str(self.instance)
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.state_dir / "ssh" / "id_ed25519"
+
+    @property
+    def cgroup_name(self) -> str:
+        return f"kgw-lab-{self.instance}"

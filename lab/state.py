@@ -1,0 +1,111 @@
+"""What a running lab is: written by ``lab up``, read by the tests, molecule and ``lab status``."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .layout import Layout
+
+
+@dataclass
+class Broker:
+    id: int
+    address: str
+    port: int
+    rack: str
+    netns: str
+    pid: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass
+class Host:
+    name: str
+    address: str
+    rack: str | None
+    groups: list[str]
+    machine: str
+    pid: int | None = None
+
+
+@dataclass
+class LabState:
+    instance: int
+    bridge: str
+    client_netns: str
+    client_address: str
+    controller_address: str
+    gateway_addresses: list[str]
+    ssh_key: str
+    kafka_home: str
+    cluster_id: str
+    brokers: list[Broker] = field(default_factory=list)
+    hosts: list[Host] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # --- persistence -------------------------------------------------------------------------------------------
+    @classmethod
+    def path(cls, instance: int = 0) -> Path:
+        return Layout(instance).state_file
+
+    @classmethod
+    def load(cls, instance: int | None = None) -> "LabState":
+        """The running lab's state; instance defaults to $KGW_LAB_INSTANCE or 0."""
+        if instance is None:
+            instance = int(os.environ.get("KGW_LAB_INSTANCE", "0"))
+        raw = json.loads(cls.path(instance).read_text())
+        raw["brokers"] = [Broker(**b) for b in raw.get("brokers", [])]
+        raw["hosts"] = [Host(**h) for h in raw.get("hosts", [])]
+        return cls(**raw)
+
+    @classmethod
+    def exists(cls, instance: int = 0) -> bool:
+        return cls.path(instance).exists()
+
+    def save(self) -> None:
+        path = self.path(self.instance)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(path)
+
+    # --- what tests ask for ------------------------------------------------------------------------------------
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.instance)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(b.endpoint for b in self.brokers)
+
+    def broker(self, broker_id: int) -> Broker:
+        return next(b for b in self.brokers if b.id == broker_id)
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def hosts_in(self, group: str) -> list[Host]:
+        return [h for h in self.hosts if group in h.groups]
+
+    def client_cmd(self, argv: list[str]) -> list[str]:
+        """argv run inside the client namespace, which cannot route to any broker."""
+        return ["ip", "netns", "exec", self.client_netns, *argv]
+
+    def ssh_cmd(self, host: str, command: str) -> list[str]:
+        return ["ssh", *self.ssh_options(), f"root@{self.host(host).address}", command]
+
+    def ssh_options(self) -> list[str]:
+        return [
+            "-i", self.ssh_key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+        ]
+
+    @property
+    def java_classpath(self) -> str:
+        return f"{self.kafka_home}/libs/*"

@@ -1,0 +1,32 @@
+"""Shared fixtures: one lab for the whole session.
+
+The ``lab`` fixture runs ``python -m lab up`` (idempotent: a lab that already runs is reused as it is, missing parts
+are started) and tears the lab down at the end only if this session brought it up. Set KGW_LAB_KEEP=1 to keep it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lab.state import LabState  # noqa: E402
+
+
+def run_lab(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "lab", *args], cwd=REPO, check=True)
+
+
+@pytest.fixture(scope="session")
+def lab() -> LabState:
+    was_up = LabState.exists(0)
+    run_lab("up")
+    yield LabState.load(0)
+    if not was_up and not os.environ.get("KGW_LAB_KEEP"):
+        run_lab("down")
