@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -33,7 +34,9 @@ def ensure_jars() -> Path:
     """Resolve the broker and tools jars with Maven once; later runs find them in the cache."""
     libs = KAFKA_HOME / "libs"
     marker = KAFKA_HOME / ".complete"
-    if marker.exists():
+    # The cache is valid for the pom that filled it: change the pom and the jars are resolved again.
+    pom_digest = hashlib.sha256(POM.read_bytes()).hexdigest()
+    if marker.exists() and marker.read_text() == pom_digest:
         return KAFKA_HOME
     say(f"resolving Apache Kafka {KAFKA_VERSION} from Maven Central into {libs}")
     if libs.exists():
@@ -43,7 +46,7 @@ def ensure_jars() -> Path:
         "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
     ])
     (KAFKA_HOME / "log4j2.properties").write_text(LOG4J2)
-    marker.touch()
+    marker.write_text(pom_digest)
     return KAFKA_HOME
 
 
