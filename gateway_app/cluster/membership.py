@@ -1,0 +1,238 @@
+"""Gateway cluster membership through the backing Kafka cluster alone (confluent-kafka).
+
+Design
+------
+Two facts make a node a member, and both live in Kafka:
+
+* **Who is alive** is decided by one consumer group, `_gateway_<cluster id>`, whose consumers use
+  the node id as `client.id` and subscribe to the members topic. The group coordinator removes a
+  consumer that stops heartbeating after `session.timeout.ms`, and at once when the consumer
+  closes (LeaveGroup). Every node asks the coordinator for the group's members
+  (`AdminClient.describe_consumer_groups`) every `refresh_interval_s`, so all nodes read the same
+  list from the same place. The classic group protocol is used on purpose: with KIP-848 the
+  session timeout is a broker setting with a 45 s floor, with the classic protocol it is the
+  client's `session.timeout.ms` (broker floor `group.min.session.timeout.ms`, 6 s by default).
+* **What a node is** (advertised host, rack, ports) is a record keyed by node id on the compacted
+  topic `_gateway_<cluster id>_members`, written when the node starts and deleted with a tombstone
+  when it stops cleanly. Every node reads the whole topic with a group-less reader (manual
+  assignment from the beginning), so it knows every node's record.
+
+The live view is the set of records whose node id is a live group consumer, sorted by node id:
+the same on every node that has read the same records and the same group. A node that dies drops
+out once the coordinator expires it plus at most one refresh. The coordinator counts the session from
+the last time it heard from the member, and a rebalance in progress (a node joining) can push that
+moment up to a couple of seconds past the death, so `session.timeout.ms` is the configured bound
+minus REBALANCE_MARGIN_S (never below the broker's 6 s floor): the default bound of 10 s gives a 7 s
+session (measured by tests/e2e/test_cluster_membership.py). A node that stops cleanly leaves the group and
+writes its tombstone, which the others see within one reader poll.
+
+Rejected alternative: encoding the whole record in `client.id` and skipping the topic. It works,
+but puts JSON into a field brokers log and quota by, and still needs the group; the compacted topic
+is what the spec asks for and is readable with any Kafka tool.
+
+The confluent-kafka clients run in one daemon thread (their calls block); view changes reach the
+asyncio loop through `loop.call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .member import Member
+
+log = logging.getLogger(__name__)
+
+BROKER_MIN_SESSION_TIMEOUT_S = 6.0  # Kafka's default group.min.session.timeout.ms
+REBALANCE_MARGIN_S = 3.0  # a rebalance + one refresh, between a death and the coordinator's verdict
+POLL_S = 0.1
+
+
+def group_name(cluster_id: str) -> str:
+    return f"_gateway_{cluster_id}"
+
+
+def topic_name(cluster_id: str) -> str:
+    """Topic names allow [a-zA-Z0-9._-]; any other character of the cluster id becomes '_'."""
+    return f"_gateway_{re.sub(r'[^a-zA-Z0-9._-]', '_', cluster_id)}_members"
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipStatus:
+    joined: bool
+    kafka_reachable: bool
+    detail: str
+
+
+View = tuple[Member, ...]
+
+
+class Membership:
+    """Join the gateway cluster and keep a live view of its members.
+
+    `on_change(view)` runs on the asyncio loop whenever the live view changes.
+    """
+
+    def __init__(
+        self,
+        me: Member,
+        cluster_id: str,
+        kafka_config: Mapping[str, str],
+        session_timeout_s: float,
+        on_change: Callable[[View], None],
+        loop: asyncio.AbstractEventLoop,
+        refresh_interval_s: float = 0.5,
+    ) -> None:
+        self.me = me
+        self.group = group_name(cluster_id)
+        self.topic = topic_name(cluster_id)
+        self.kafka_config = dict(kafka_config)
+        self.refresh_interval_s = refresh_interval_s
+        self.group_session_timeout_ms = int(1000 * max(BROKER_MIN_SESSION_TIMEOUT_S, session_timeout_s - REBALANCE_MARGIN_S))
+        self._on_change = on_change
+        self._loop = loop
+        self._records: dict[str, Member] = {}
+        self._live_ids: frozenset[str] = frozenset()
+        self._view: View = ()
+        self._last_refresh_ok = 0.0
+        self._last_error = "not started"
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gateway-membership", daemon=True)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Leave the group and delete our record; blocking (run it in an executor from asyncio)."""
+        self._stopping.set()
+        self._thread.join(timeout_s)
+
+    @property
+    def view(self) -> View:
+        return self._view
+
+    def status(self) -> MembershipStatus:
+        reachable = time.monotonic() - self._last_refresh_ok < max(3.0, 4 * self.refresh_interval_s)
+        joined = any(member.node_id == self.me.node_id for member in self._view)
+        detail = f"{len(self._view)} live members" if reachable else f"cannot reach the backing Kafka: {self._last_error}"
+        if reachable and not joined:
+            detail = f"not (yet) a member of group {self.group}"
+        return MembershipStatus(joined and reachable, reachable, detail)
+
+    # --- the control thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        admin = AdminClient(self.kafka_config)
+        try:
+            self._ensure_topic(admin)
+        except Exception as error:  # keep going: the topic may be created by another node
+            self._last_error = f"create topic {self.topic}: {error}"
+            log.error("%s", self._last_error)
+        producer = Producer({**self.kafka_config, "acks": "all", "linger.ms": 0})
+        reader = Consumer({
+            **self.kafka_config,
+            "group.id": f"{self.group}_reader",  # required by librdkafka; never joined: manual assignment
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+        })
+        reader.assign([TopicPartition(self.topic, 0, -2)])  # -2: from the beginning
+        self._publish_record(producer, self.me.encode())
+        group = Consumer({
+            **self.kafka_config,
+            "group.id": self.group,
+            "group.protocol": "classic",
+            "client.id": self.me.node_id,
+            "session.timeout.ms": self.group_session_timeout_ms,
+            "heartbeat.interval.ms": min(1000, self.group_session_timeout_ms // 3),
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",
+        })
+        group.subscribe([self.topic])
+        next_refresh = 0.0
+        try:
+            while not self._stopping.is_set():
+                message = group.poll(0)  # drives the group protocol; the records it may get are irrelevant
+                if message is not None and message.error():
+                    self._last_error = str(message.error())
+                    log.warning("gateway group %s: %s", self.group, message.error())
+                self._read_records(reader)
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + self.refresh_interval_s
+                    self._refresh_live(admin)
+        finally:
+            group.close()  # LeaveGroup: the coordinator drops us at once
+            self._publish_record(producer, None)
+            reader.close()
+            self._live_ids = self._live_ids - {self.me.node_id}
+            self._records.pop(self.me.node_id, None)
+            self._update_view()
+
+    def _ensure_topic(self, admin: AdminClient) -> None:
+        brokers = len(admin.describe_cluster(request_timeout=10).result().nodes)
+        topic = NewTopic(self.topic, num_partitions=1, replication_factor=min(3, brokers), config={"cleanup.policy": "compact"})
+        try:
+            admin.create_topics([topic], request_timeout=10)[self.topic].result()
+            log.info("created members topic %s", self.topic)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+    def _publish_record(self, producer: Producer, value: bytes | None) -> None:
+        producer.produce(self.topic, key=self.me.node_id.encode(), value=value)
+        if producer.flush(10) != 0:
+            log.error("could not write this node's record to %s", self.topic)
+
+    def _read_records(self, reader: Consumer) -> None:
+        changed = False
+        for message in reader.consume(num_messages=500, timeout=POLL_S):
+            if message.error():
+                if message.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("members topic: %s", message.error())
+                continue
+            node_id = message.key().decode()
+            if message.value() is None:
+                changed |= self._records.pop(node_id, None) is not None
+                continue
+            try:
+                member = Member.decode(message.value())
+            except (ValueError, KeyError, TypeError) as error:
+                log.warning("ignoring malformed member record for %r: %s", node_id, error)
+                continue
+            changed |= self._records.get(node_id) != member
+            self._records[node_id] = member
+        if changed:
+            self._update_view()
+
+    def _refresh_live(self, admin: AdminClient) -> None:
+        try:
+            description = admin.describe_consumer_groups([self.group], request_timeout=5)[self.group].result()
+        except Exception as error:
+            self._last_error = str(error)
+            log.debug("describe group %s failed: %s", self.group, error)
+            return
+        self._last_refresh_ok = time.monotonic()
+        live_ids = frozenset(member.client_id for member in description.members)
+        if live_ids != self._live_ids:
+            self._live_ids = live_ids
+            self._update_view()
+
+    def _update_view(self) -> None:
+        view = tuple(self._records[node_id] for node_id in sorted(self._live_ids) if node_id in self._records)
+        if view == self._view:
+            return
+        self._view = view
+        log.info("cluster members: %s", ", ".join(f"{m.node_id}@{m.advertised_host}({m.rack or '-'})" for m in view) or "none")
+        try:
+            self._loop.call_soon_threadsafe(self._on_change, view)
+        except RuntimeError:  # the loop is already closed at shutdown
+            pass
