@@ -1,0 +1,36 @@
+"""Prometheus metrics of the gateway cluster layer, registered in the node's own registry."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .member import Member
+
+
+class ClusterMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.members = Gauge("gateway_cluster_members", "Live gateway nodes in this node's cluster view", registry=registry)
+        self.members_per_rack = Gauge(
+            "gateway_cluster_members_per_rack", "Live gateway nodes by rack ('' = no rack)", ["rack"], registry=registry)
+        self.mapping_changes = Counter(
+            "gateway_cluster_mapping_changes", "Times the broker -> node mapping changed", registry=registry)
+        self.mapping_epoch = Gauge(
+            "gateway_cluster_mapping_epoch", "Version of the broker -> node mapping (local to this node)", registry=registry)
+        self.brokers_served_here = Gauge(
+            "gateway_cluster_brokers_mapped_to_this_node", "Brokers the mapping assigns to this node", registry=registry)
+        self._racks: set[str] = set()
+
+    def record_members(self, members: Iterable[Member]) -> None:
+        per_rack = Tally(member.rack or "" for member in members)
+        self.members.set(sum(per_rack.values()))
+        for rack in self._racks | set(per_rack):  # racks that emptied drop to 0 rather than vanish
+            self.members_per_rack.labels(rack).set(per_rack.get(rack, 0))
+        self._racks |= set(per_rack)
+
+    def record_mapping(self, epoch: int, brokers_here: int) -> None:
+        self.mapping_changes.inc()
+        self.mapping_epoch.set(epoch)
+        self.brokers_served_here.set(brokers_here)

@@ -1,0 +1,154 @@
+"""ClusterTopology: the Topology of a node that belongs to a gateway cluster.
+
+Internal load balancing on: each broker is advertised at the live node the mapping
+(cluster/mapping.py) gives it, on that broker's port. Off: every broker at this node's advertised
+host (the load balancer), exactly like StaticTopology. Membership runs in both modes, so readiness,
+metrics and the cluster view mean the same thing whichever mode is configured.
+
+Brokers and their racks come from the backing cluster (AdminClient.describe_cluster, refreshed
+periodically) and from the rack hints the rewriters pass with every broker they rewrite, so a new
+broker is mapped the first time a Metadata response names it. Everything here runs on the asyncio
+loop; membership hands its views over with call_soon_threadsafe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any, Mapping
+
+from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry
+
+from ..config import Settings
+from ..readiness import CheckResult
+from ..topology import BrokerInfo, StaticTopology, mapping_view
+from .mapping import BrokerRack, assign
+from .member import Member
+from .membership import Membership, View
+from .metrics import ClusterMetrics
+
+log = logging.getLogger(__name__)
+
+BROKER_REFRESH_S = 30.0
+BROKER_RETRY_S = 5.0
+
+
+class ClusterTopology:
+    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.plan = settings.port_plan
+        self.me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
+        self._static = StaticTopology(self.plan, settings.advertised_host)
+        self.metrics = ClusterMetrics(registry)
+        self._members: View = ()
+        self._brokers: dict[int, BrokerRack] = {}
+        self._mapping: dict[int, Member] = {}
+        self.epoch = 0
+        self._leaving = False
+        self._membership: Membership | None = None
+        self._broker_refresh: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._membership = Membership(
+            self.me, self.settings.cluster_id, self.settings.kafka_properties,
+            self.settings.cluster_session_timeout_s, self._on_members, loop,
+        )
+        self._membership.start()
+        self._broker_refresh = asyncio.create_task(self._refresh_brokers_forever(), name="cluster-broker-refresh")
+
+    async def leave(self) -> None:
+        """Leave the cluster (SIGTERM): others stop naming this node; this node stops naming itself."""
+        self._leaving = True
+        self._recompute()
+        if self._broker_refresh is not None:
+            self._broker_refresh.cancel()
+        if self._membership is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._membership.stop)
+
+    def readiness_check(self) -> CheckResult:
+        if self._membership is None:
+            return CheckResult(False, "cluster membership not started")
+        if self._leaving:
+            return CheckResult(False, "left the gateway cluster")
+        status = self._membership.status()
+        return CheckResult(status.joined, status.detail)
+
+    # --- the Topology protocol ---------------------------------------------------------------
+
+    def broker_endpoint(self, broker_id: int, broker_rack: str | None) -> tuple[str, int]:
+        if not self.settings.internal_load_balancing:
+            return self._static.broker_endpoint(broker_id, broker_rack)
+        port = self.plan.port_for_broker(broker_id)  # BrokerOutOfRange before anything else
+        self._learn_broker(broker_id, broker_rack)
+        member = self._mapping.get(broker_id, self.me)
+        return member.advertised_host, member.port_start + (port - self.plan.port_start)
+
+    def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
+        mapping = mapping_view(self, brokers)
+        for broker_id, entry in mapping.items():
+            member = self._mapping.get(int(broker_id))
+            if "error" not in entry and self.settings.internal_load_balancing:
+                entry["node_id"] = member.node_id if member else self.me.node_id
+        return {
+            "mode": "internal" if self.settings.internal_load_balancing else "external",
+            "cluster_id": self.settings.cluster_id,
+            "node_id": self.me.node_id,
+            "rack": self.me.rack,
+            "epoch": self.epoch,
+            "mapping_digest": self.mapping_digest(),
+            "members": [
+                {"node_id": m.node_id, "advertised_host": m.advertised_host, "rack": m.rack,
+                 "port_start": m.port_start, "port_count": m.port_count}
+                for m in self._members
+            ],
+            "mapping": mapping,
+        }
+
+    def mapping_digest(self) -> str:
+        """Short fingerprint of broker -> node: equal on every node that computes the same mapping."""
+        text = ";".join(f"{b}={m.node_id}" for b, m in sorted(self._mapping.items()))
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def _on_members(self, view: View) -> None:
+        self._members = view
+        self.metrics.record_members(view)
+        self._recompute()
+
+    def _learn_broker(self, broker_id: int, rack: str | None) -> None:
+        """A broker named by a response: map it now if new; a rack hint refines (never erases) a rack."""
+        known = self._brokers.get(broker_id)
+        if known is None or (rack is not None and rack != known.rack):
+            self._brokers[broker_id] = BrokerRack(broker_id, rack)
+            self._recompute()
+
+    async def _refresh_brokers_forever(self) -> None:
+        admin = AdminClient(self.settings.kafka_properties)
+        while True:
+            try:
+                cluster = await asyncio.wrap_future(admin.describe_cluster(request_timeout=10))
+            except Exception as error:
+                log.warning("cannot describe the backing cluster: %s", error)
+                await asyncio.sleep(BROKER_RETRY_S)
+                continue
+            brokers = {node.id: BrokerRack(node.id, node.rack) for node in cluster.nodes}
+            if brokers != self._brokers:
+                self._brokers = brokers
+                self._recompute()
+            await asyncio.sleep(BROKER_REFRESH_S)
+
+    def _recompute(self) -> None:
+        members = [m for m in self._members if not (self._leaving and m.node_id == self.me.node_id)] or [self.me]
+        mapping = assign(members, self._brokers.values())
+        if mapping == self._mapping:
+            return
+        self._mapping = mapping
+        self.epoch += 1
+        self.metrics.record_mapping(self.epoch, sum(1 for m in mapping.values() if m.node_id == self.me.node_id))
+        log.info("mapping epoch %d: %s", self.epoch, ", ".join(f"{b}->{m.node_id}" for b, m in sorted(mapping.items())))
