@@ -41,8 +41,9 @@ def ensure_jars() -> Path:
     say(f"resolving Apache Kafka {KAFKA_VERSION} from Maven Central into {libs}")
     if libs.exists():
         shutil.rmtree(libs)
+    maven_repo = [f"-Dmaven.repo.local={os.environ['KGW_LAB_MAVEN_REPO']}"] if "KGW_LAB_MAVEN_REPO" in os.environ else []
     run([
-        "mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={KAFKA_VERSION}",
+        "mvn", "-q", "-B", "-f", str(POM), *maven_repo, f"-Dkafka.version={KAFKA_VERSION}",
         "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
     ])
     (KAFKA_HOME / "log4j2.properties").write_text(LOG4J2)

@@ -8,6 +8,7 @@ bridge; what keeps the client namespace away from the brokers is routing: it has
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,8 @@ BROKER_IDS = (1, 2, 3)
 BROKER_PORT = 9092
 CONTROLLER_PORT = 9093
 
-CACHE_DIR = Path("/var/cache/kgw-lab")
+# Downloads (jars, root file system) outlive labs and clones; KGW_LAB_CACHE moves them, e.g. to time a cold start.
+CACHE_DIR = Path(os.environ.get("KGW_LAB_CACHE", "/var/cache/kgw-lab"))
 STATE_ROOT = Path("/var/lib/kgw-lab")
 REPO_DIR = Path(__file__).resolve().parent.parent
 

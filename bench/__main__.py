@@ -1,0 +1,195 @@
+"""``python -m bench``: the same workloads direct to the lab's brokers and through one gateway node, interleaved.
+
+Each workload runs as pairs A B A B … (A direct, B through the gateway) so that drift of this shared machine hits
+both sides alike; the report gives the median of each side and the ratio of medians. Figures:
+
+* produce MB/s, ProducerPerformance, 1 KiB records, acks=all, unlimited rate: default batching, and
+  batch.size=131072 linger.ms=1;
+* consume MB/s, ConsumerPerformance (fetch MB/s, the group join left out);
+* produce latency p50/p99 at a fixed rate of half the direct default-batching maximum, and what the gateway adds;
+* gateway CPU seconds per GB of record payload it relayed (user+sys of the gateway process from /proc);
+* Metadata requests per second the gateway answers on its one event-loop core, beside a broker's figure.
+
+Clients run in the controller's namespace (the only place that reaches both the brokers and the gateway), the
+gateway on a lab address of the controller. Results go to a JSON file; the README's table is copied from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from lab.state import LabState
+
+from . import perf_tools
+
+REPO = Path(__file__).resolve().parent.parent
+GATEWAY_ADDRESS_INDEX = -1  # the last spare controller address; tests use the first ones
+PORT_START = 6969
+HTTP_PORT = 8888
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def gateway_node(lab: LabState, extra_env: dict[str, str]):
+    address = lab.gateway_addresses[GATEWAY_ADDRESS_INDEX]
+    env = {
+        **os.environ,
+        "GATEWAY_BIND_HOST": address, "GATEWAY_ADVERTISED_HOST": address,
+        "GATEWAY_PORT_START": str(PORT_START), "GATEWAY_HTTP_PORT": str(HTTP_PORT),
+        "GATEWAY_CLUSTER_ID": f"bench-{uuid.uuid4().hex[:6]}", "GATEWAY_NODE_ID": "bench",
+        "GATEWAY_LOG_LEVEL": "warning", "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers, **extra_env,
+    }
+    log = open(lab.layout.log_dir / "bench-gateway.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway_app"], env=env, cwd=REPO, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(address):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway did not become ready; see {log.name}")
+            time.sleep(0.3)
+        yield proc.pid, f"{address}:{PORT_START}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+
+
+def _ready(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}:{HTTP_PORT}/health/ready", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def paired(pairs: int, direct, through_gateway) -> tuple[list, list]:
+    a, b = [], []
+    for _ in range(pairs):
+        a.append(direct())
+        b.append(through_gateway())
+    return a, b
+
+
+def summary(direct: list[float], gateway: list[float], higher_is_better: bool = True) -> dict:
+    d, g = statistics.median(direct), statistics.median(gateway)
+    return {"direct": direct, "gateway": gateway, "direct_median": round(d, 2), "gateway_median": round(g, 2),
+            "ratio": round(g / d, 3) if d else None, "higher_is_better": higher_is_better}
+
+
+def run(lab: LabState, args: argparse.Namespace) -> dict:
+    results: dict = {"pairs": args.pairs, "records": args.records, "record_size": 1024,
+                     "event_loop": args.event_loop, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    cpu = {"seconds": 0.0, "bytes": 0}
+    with gateway_node(lab, {"GATEWAY_EVENT_LOOP": args.event_loop}) as (pid, gateway):
+        direct = lab.bootstrap_servers
+
+        def produce_pair(name: str, props: dict[str, str]) -> None:
+            topic = f"bench-{name}"
+
+            def through_gateway():
+                before = cpu_seconds(pid)
+                result = perf_tools.produce(lab, gateway, topic, args.records, props=props)
+                cpu["seconds"] += cpu_seconds(pid) - before
+                cpu["bytes"] += result.records * 1024
+                return result
+
+            a, b = paired(args.pairs, lambda: perf_tools.produce(lab, direct, topic, args.records, props=props),
+                          through_gateway)
+            results[f"produce_{name}_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
+            results.setdefault("_direct_rps", statistics.median(r.records_per_s for r in a))
+
+        produce_pair("default", {})
+        produce_pair("batched", {"batch.size": "131072", "linger.ms": "1"})
+        results["gateway_cpu_s_per_gb_produce"] = round(cpu["seconds"] / (cpu["bytes"] / 1e9), 2)
+
+        # Consume what the default-batching produce runs wrote (2 x pairs x records are there).
+        cpu.update(seconds=0.0, bytes=0)
+
+        def consume_gateway():
+            before = cpu_seconds(pid)
+            result = perf_tools.consume(lab, gateway, "bench-default", args.records)
+            cpu["seconds"] += cpu_seconds(pid) - before
+            cpu["bytes"] += result.records * 1024
+            return result
+
+        a, b = paired(args.pairs, lambda: perf_tools.consume(lab, direct, "bench-default", args.records),
+                      consume_gateway)
+        results["consume_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
+        results["gateway_cpu_s_per_gb_consume"] = round(cpu["seconds"] / (cpu["bytes"] / 1e9), 2)
+
+        rate = int(results.pop("_direct_rps") / 2)
+        latency_records = rate * args.latency_seconds
+        a, b = paired(args.pairs,
+                      lambda: perf_tools.produce(lab, direct, "bench-latency", latency_records, throughput=rate),
+                      lambda: perf_tools.produce(lab, gateway, "bench-latency", latency_records, throughput=rate))
+        results["latency_rate_records_s"] = rate
+        for pct in ("p50_ms", "p99_ms"):
+            s = summary([getattr(r, pct) for r in a], [getattr(r, pct) for r in b], higher_is_better=False)
+            s["added_ms"] = round(s["gateway_median"] - s["direct_median"], 2)
+            results[f"latency_{pct}"] = s
+
+        def metadata_rate(endpoint: str) -> float:
+            out = subprocess.run([sys.executable, "-m", "bench.metadata_load", endpoint, str(args.metadata_seconds)],
+                                 cwd=REPO, capture_output=True, text=True, check=True)
+            return json.loads(out.stdout)["requests_per_s"]
+
+        a, b = paired(args.pairs, lambda: metadata_rate(lab.brokers[0].endpoint), lambda: metadata_rate(gateway))
+        results["metadata_requests_s"] = summary(a, b)
+    return results
+
+
+def print_table(results: dict) -> None:
+    rows = [
+        ("produce MB/s, default batching", "produce_default_mb_s"),
+        ("produce MB/s, batch.size=131072 linger.ms=1", "produce_batched_mb_s"),
+        ("consume MB/s (fetch)", "consume_mb_s"),
+        (f"produce p50 ms at {results['latency_rate_records_s']} rec/s", "latency_p50_ms"),
+        (f"produce p99 ms at {results['latency_rate_records_s']} rec/s", "latency_p99_ms"),
+        ("Metadata requests/s (one gateway core vs one broker)", "metadata_requests_s"),
+    ]
+    print("| workload | direct | gateway | gateway/direct |")
+    print("|---|---|---|---|")
+    for label, key in rows:
+        r = results[key]
+        extra = f" (+{r['added_ms']} ms)" if "added_ms" in r else ""
+        print(f"| {label} | {r['direct_median']} | {r['gateway_median']}{extra} | {r['ratio']} |")
+    print(f"| gateway CPU s per GB, produce (mixed batching) | | {results['gateway_cpu_s_per_gb_produce']} | |")
+    print(f"| gateway CPU s per GB, consume | | {results['gateway_cpu_s_per_gb_consume']} | |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=3, help="A/B pairs per workload (default %(default)s)")
+    parser.add_argument("--records", type=int, default=300_000, help="1 KiB records per throughput run")
+    parser.add_argument("--latency-seconds", type=int, default=8, help="length of each fixed-rate latency run")
+    parser.add_argument("--metadata-seconds", type=float, default=5.0)
+    parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
+    args = parser.parse_args()
+    if args.pairs < 3:
+        parser.error("--pairs must be at least 3")
+    results = run(LabState.load(), args)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"\nfull results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
