@@ -1,0 +1,58 @@
+"""`python -m gateway_app` / `kafka-gateway`: run one gateway node."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_settings, settings_help
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="kafka-gateway",
+        description="Kafka gateway node: a Kafka-protocol proxy that rewrites broker addresses to gateway ports.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="KEY=VALUE settings file (environment wins)")
+    parser.add_argument("--check-config", action="store_true", help="validate the settings and exit")
+    return parser.parse_args(argv)
+
+
+def _event_loop_factory(name: str):
+    if name == "uvloop":
+        try:
+            import uvloop
+            return uvloop.new_event_loop
+        except ImportError:
+            logging.getLogger(__name__).warning("uvloop not installed; using asyncio's loop")
+    return asyncio.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.config is not None and not args.config.is_file():
+            raise ConfigError("--config", f"file {args.config} does not exist")
+        settings = load_settings(os.environ, args.config)
+    except ConfigError as error:
+        print(f"kafka-gateway: configuration error: {error}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print("configuration OK")
+        return 0
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .app import Node  # after logging is configured
+
+    with asyncio.Runner(loop_factory=_event_loop_factory(settings.event_loop)) as runner:
+        return runner.run(Node(settings).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

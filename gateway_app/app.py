@@ -1,0 +1,114 @@
+"""Wiring of one gateway node and its lifecycle (start, ready, SIGTERM drain, exit)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any, Protocol, runtime_checkable
+
+from .config import Settings
+from .http import HttpServer
+from .metrics import Metrics
+from .proxy.directory import BrokerDirectory
+from .proxy.server import Gateway
+from .readiness import CheckResult, Flag, Readiness
+from .topology import StaticTopology, Topology
+
+log = logging.getLogger(__name__)
+
+DIRECTORY_REFRESH_S = 30.0
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """A topology that runs something (cluster membership): started before listening, stopped first on SIGTERM."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def build_topology(settings: Settings, node: "Node") -> Topology:
+    """The one place that decides how brokers map to gateway nodes (the cluster layer swaps in here)."""
+    return StaticTopology(settings.port_plan, settings.advertised_host)
+
+
+class Node:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.readiness = Readiness()
+        self.directory = BrokerDirectory(
+            {**settings.kafka_properties}, settings.bootstrap_servers, settings.upstream_connect_timeout_s,
+            on_change=lambda brokers: self.metrics.known_brokers.set(len(brokers)))
+        self.topology = build_topology(settings, self)
+        self.gateway = Gateway(settings, self.topology, self.directory, self.metrics)
+        self.http = HttpServer(self.readiness, self.metrics, self.cluster_view)
+        self.not_draining = Flag(True, "serving", "draining for shutdown")
+        self.readiness.add("listeners", lambda: CheckResult(self.gateway.listening, "Kafka ports bound"))
+        self.readiness.add("backing_kafka", self._backing_kafka)
+        self.readiness.add("broker_ids_in_range", self._broker_ids_in_range)
+        self.readiness.add("not_draining", self.not_draining)
+        self._stop = asyncio.Event()
+
+    def _backing_kafka(self) -> CheckResult:
+        if self.directory.last_refresh_error is None and self.directory.last_refresh_ok is not None:
+            age = time.monotonic() - self.directory.last_refresh_ok
+            return CheckResult(True, f"cluster {self.directory.cluster_id} described {age:.0f}s ago")
+        return CheckResult(False, self.directory.last_refresh_error or "not reached yet")
+
+    def _broker_ids_in_range(self) -> CheckResult:
+        outside = self.gateway.brokers_out_of_range()
+        plan = self.topology.plan
+        if outside:
+            return CheckResult(False, f"broker ids {outside} outside {plan.min_broker_id}..{plan.max_broker_id}")
+        return CheckResult(True, f"all known broker ids within {plan.min_broker_id}..{plan.max_broker_id}")
+
+    def cluster_view(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "node": {"node_id": s.node_id, "cluster_id": s.cluster_id, "advertised_host": s.advertised_host,
+                     "rack": s.rack_id, "ports": [s.port_start, s.port_start + s.port_count - 1],
+                     "internal_load_balancing": s.internal_load_balancing},
+            "backing_cluster": {"cluster_id": self.directory.cluster_id,
+                                "brokers": {str(b.broker_id): {"host": b.host, "port": b.port, "rack": b.rack}
+                                            for b in sorted(self.directory.brokers.values(), key=lambda b: b.broker_id)}},
+            "connections": len(self.gateway.pairs),
+            **self.topology.view(self.directory.brokers),
+        }
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.http.start(self.settings.bind_host, self.settings.http_port)
+        await self.directory.refresh()
+        if isinstance(self.topology, Lifecycle):
+            await self.topology.start()
+        await self.gateway.start()
+        refresher = asyncio.ensure_future(self._refresh_directory())
+        log.info("node %s up; ready=%s", self.settings.node_id, self.readiness.ready())
+        await self._stop.wait()
+        refresher.cancel()
+        await self.shutdown()
+        return 0
+
+    async def _refresh_directory(self) -> None:
+        while True:
+            await asyncio.sleep(DIRECTORY_REFRESH_S if self.directory.last_refresh_error is None else 2.0)
+            await self.directory.refresh()
+
+    async def shutdown(self) -> None:
+        log.info("shutting down: not ready, leaving, draining %d connections", len(self.gateway.pairs))
+        self.not_draining.ok = False
+        if isinstance(self.topology, Lifecycle):
+            await self.topology.stop()
+        await self.gateway.stop_accepting()
+        aborted = await self.gateway.drain(self.settings.drain_timeout_s)
+        log.info("drained; %d connections aborted at the timeout", aborted)
+        await self.http.stop()

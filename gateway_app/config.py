@@ -1,0 +1,259 @@
+"""Settings from the environment and an optional KEY=VALUE file, validated once at start.
+
+`GATEWAY_*` settings configure the node; every `KAFKA_X_Y` becomes the client property `x.y` for
+the gateway's own connections to the backing cluster (e.g. KAFKA_SASL_MECHANISM -> sasl.mechanism).
+The environment wins over the file, so a systemd EnvironmentFile and ad-hoc overrides compose.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .topology import PortPlan
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message starts with the setting's name."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.strip())
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if value <= 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE | _FALSE:
+        return lowered in _TRUE
+    raise ValueError("must be true or false")
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _existing_file(raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw.strip())
+    if not path.is_file():
+        raise ValueError(f"file {path} does not exist")
+    return path
+
+
+def _host_ports(raw: str) -> tuple[tuple[str, int], ...]:
+    servers = []
+    for item in raw.split(","):
+        item = item.strip()
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not host:port")
+        servers.append((host.strip("[]"), int(port)))
+    if not servers:
+        raise ValueError("needs at least one host:port")
+    return tuple(servers)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    default: str | None  # None = required
+    help: str
+
+
+_PORT = _int_in(1, 65535)
+
+SPECS: tuple[Spec, ...] = (
+    Spec("GATEWAY_BIND_HOST", "bind_host", _text, "0.0.0.0", "Address the Kafka listeners and the HTTP port bind to."),
+    Spec("GATEWAY_ADVERTISED_HOST", "advertised_host", _optional_text, "",
+         "Host name clients are told to connect to (this node, or the load balancer with external load balancing). "
+         "Default: this machine's host name."),
+    Spec("GATEWAY_PORT_START", "port_start", _PORT, "6969", "Bootstrap port; broker b listens on PORT_START + 1 + (b - MIN_BROKERID)."),
+    Spec("GATEWAY_MIN_BROKERID", "min_broker_id", _int_in(0, 2**31 - 1), "1", "Lowest broker id of the backing cluster."),
+    Spec("GATEWAY_PORT_COUNT", "port_count", _int_in(2, 10000), "10",
+         "Number of ports bound, bootstrap included: broker ids MIN_BROKERID..MIN_BROKERID+PORT_COUNT-2 are reachable."),
+    Spec("GATEWAY_HTTP_PORT", "http_port", _PORT, "8888", "Port of /health/live, /health/ready, /metrics and /cluster."),
+    Spec("GATEWAY_CLUSTER_ID", "cluster_id", _text, "gateway", "Gateway cluster name; nodes with the same id form one cluster."),
+    Spec("GATEWAY_NODE_ID", "node_id", _optional_text, "", "This node's id within the cluster. Default: this machine's host name."),
+    Spec("GATEWAY_RACK_ID", "rack_id", _optional_text, "", "Rack of this node; brokers are mapped to a node in their own rack when one is live."),
+    Spec("GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING", "internal_load_balancing", _bool, "true",
+         "true: spread brokers over live gateway nodes; false: advertise every broker at ADVERTISED_HOST (external load balancer)."),
+    Spec("GATEWAY_CLUSTER_SESSION_TIMEOUT_S", "cluster_session_timeout_s", _positive_float, "10",
+         "Seconds after which a silent node drops out of the cluster mapping."),
+    Spec("GATEWAY_MAX_FRAME_BYTES", "max_frame_bytes", _int_in(1024, 2**31 - 1), str(100 * 1024 * 1024),
+         "Largest Kafka frame accepted from a client or broker; a bigger one closes that connection."),
+    Spec("GATEWAY_DRAIN_TIMEOUT_S", "drain_timeout_s", _positive_float, "30", "On SIGTERM, how long open connections may finish before the node exits."),
+    Spec("GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S", "upstream_connect_timeout_s", _positive_float, "10", "Timeout for connecting to a broker."),
+    Spec("GATEWAY_SSL_CERT_FILE", "ssl_cert_file", _existing_file, "", "PEM certificate (chain) for TLS towards clients; enables TLS on every listener."),
+    Spec("GATEWAY_SSL_KEY_FILE", "ssl_key_file", _existing_file, "", "PEM private key for GATEWAY_SSL_CERT_FILE."),
+    Spec("GATEWAY_SSL_CA_FILE", "ssl_ca_file", _existing_file, "", "PEM CA bundle that client certificates are verified against."),
+    Spec("GATEWAY_SSL_CLIENT_AUTH", "ssl_client_auth", _choice("none", "requested", "required"), "none",
+         "Client certificate authentication: none, requested (verified if sent) or required."),
+    Spec("GATEWAY_PROXY_PROTOCOL", "proxy_protocol", _bool, "false",
+         "Expect a PROXY protocol v2 header on every listener connection (node behind HAProxy with send-proxy-v2)."),
+    Spec("GATEWAY_EVENT_LOOP", "event_loop", _choice("uvloop", "asyncio"), "uvloop", "Event loop implementation."),
+    Spec("GATEWAY_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
+    Spec("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _host_ports, None, "Brokers of the backing cluster, host:port,host:port."),
+    Spec("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", _choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"), "plaintext",
+         "Security protocol towards the brokers. Data-plane connections use TLS for ssl/sasl_ssl; client SASL is relayed untouched."),
+)
+
+KAFKA_PREFIX = "KAFKA_"
+OTHER_KAFKA_HELP = (
+    "KAFKA_*  Any other KAFKA_X_Y becomes client property x.y for the gateway's own connections "
+    "(e.g. KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CA_LOCATION, "
+    "KAFKA_SSL_CERTIFICATE_LOCATION, KAFKA_SSL_KEY_LOCATION, KAFKA_SSL_KEY_PASSWORD, "
+    "KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM). The ssl.* ones also apply to data-plane upstream TLS."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bind_host: str
+    advertised_host: str
+    port_start: int
+    min_broker_id: int
+    port_count: int
+    http_port: int
+    cluster_id: str
+    node_id: str
+    rack_id: str | None
+    internal_load_balancing: bool
+    cluster_session_timeout_s: float
+    max_frame_bytes: int
+    drain_timeout_s: float
+    upstream_connect_timeout_s: float
+    ssl_cert_file: Path | None
+    ssl_key_file: Path | None
+    ssl_ca_file: Path | None
+    ssl_client_auth: str
+    proxy_protocol: bool
+    event_loop: str
+    log_level: str
+    bootstrap_servers: tuple[tuple[str, int], ...]
+    kafka_security_protocol: str
+    kafka_properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def port_plan(self) -> PortPlan:
+        return PortPlan(self.port_start, self.min_broker_id, self.port_count)
+
+    @property
+    def client_tls(self) -> bool:
+        return self.ssl_cert_file is not None
+
+    @property
+    def upstream_tls(self) -> bool:
+        return self.kafka_security_protocol in ("ssl", "sasl_ssl")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a systemd-style env file: KEY=VALUE lines, # comments, optional surrounding quotes."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}:{number}", "expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip().removeprefix("export ").strip()] = value
+    return values
+
+
+def kafka_properties(raw: Mapping[str, str]) -> dict[str, str]:
+    """KAFKA_X_Y=v -> {"x.y": v} for every KAFKA_* key."""
+    return {
+        key[len(KAFKA_PREFIX):].lower().replace("_", "."): value
+        for key, value in raw.items()
+        if key.startswith(KAFKA_PREFIX)
+    }
+
+
+def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
+    raw: dict[str, str] = dict(read_env_file(config_file)) if config_file else {}
+    raw.update({k: v for k, v in environ.items() if k.startswith(("GATEWAY_", KAFKA_PREFIX))})
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        text = raw.get(spec.env, spec.default)
+        if text is None:
+            raise ConfigError(spec.env, "is required")
+        try:
+            values[spec.attr] = spec.parse(text)
+        except ValueError as error:
+            raise ConfigError(spec.env, f"{error} (got {text!r})") from None
+    hostname = socket.gethostname()
+    values["advertised_host"] = values["advertised_host"] or hostname
+    values["node_id"] = values["node_id"] or hostname
+    settings = Settings(**values, kafka_properties=kafka_properties(raw))
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(settings: Settings) -> None:
+    plan = settings.port_plan
+    if plan.port_start + plan.port_count - 1 > 65535:
+        raise ConfigError("GATEWAY_PORT_COUNT", f"ports {plan.port_start}..{plan.port_start + plan.port_count - 1} exceed 65535")
+    if settings.http_port in plan.ports():
+        raise ConfigError("GATEWAY_HTTP_PORT", f"{settings.http_port} collides with the Kafka port range")
+    if (settings.ssl_cert_file is None) != (settings.ssl_key_file is None):
+        raise ConfigError("GATEWAY_SSL_KEY_FILE", "GATEWAY_SSL_CERT_FILE and GATEWAY_SSL_KEY_FILE go together")
+    if settings.ssl_client_auth != "none" and settings.ssl_ca_file is None:
+        raise ConfigError("GATEWAY_SSL_CA_FILE", "required when GATEWAY_SSL_CLIENT_AUTH is not none")
+    if settings.ssl_client_auth != "none" and settings.ssl_cert_file is None:
+        raise ConfigError("GATEWAY_SSL_CLIENT_AUTH", "client authentication needs TLS (GATEWAY_SSL_CERT_FILE)")
+
+
+def settings_help() -> str:
+    lines = ["Settings (environment variables, or KEY=VALUE lines in --config FILE; the environment wins):", ""]
+    for spec in SPECS:
+        default = "required" if spec.default is None else f"default {spec.default!r}" if spec.default else "default unset"
+        lines.append(f"  {spec.env}  ({default})")
+        lines.append(f"      {spec.help}")
+    lines += ["", f"  {OTHER_KAFKA_HELP}"]
+    return "\n".join(lines)
+

@@ -1,0 +1,68 @@
+"""Rewriters for responses that list brokers by host/port: Metadata, FindCoordinator, DescribeCluster.
+
+These responses are small and rare, so they are fully decoded with kio, rewritten and re-encoded.
+A broker whose id has no gateway port is left out of broker lists (clients then see the partition
+leader as unavailable and retry) and a coordinator without a port becomes COORDINATOR_NOT_AVAILABLE:
+both are logged and counted by the context, never mis-routed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from ..topology import BrokerInfo
+from .codec import decode_response, encode
+from .context import RewriteContext
+
+METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER = 3, 10, 60
+BROKER_ENDPOINTS = 1  # DescribeCluster endpoint_type for brokers (2 = controllers)
+
+
+def _rewrite_brokers(brokers: tuple[Any, ...], id_field: str, ctx: RewriteContext, learn: bool) -> tuple[Any, ...]:
+    rewritten = []
+    for broker in brokers:
+        broker_id = int(getattr(broker, id_field))
+        rack = getattr(broker, "rack", None)
+        if learn:
+            ctx.learn(BrokerInfo(broker_id, broker.host, int(broker.port), rack))
+        endpoint = ctx.endpoint(broker_id, rack)
+        if endpoint is not None:
+            rewritten.append(replace(broker, host=endpoint[0], port=type(broker.port)(endpoint[1])))
+    return tuple(rewritten)
+
+
+def rewrite_metadata(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:
+    response = decode_response(METADATA, api_version, body)
+    return encode(replace(response, brokers=_rewrite_brokers(response.brokers, "node_id", ctx, learn=True)))
+
+
+def rewrite_describe_cluster(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:
+    response = decode_response(DESCRIBE_CLUSTER, api_version, body)
+    learn = getattr(response, "endpoint_type", BROKER_ENDPOINTS) == BROKER_ENDPOINTS
+    return encode(replace(response, brokers=_rewrite_brokers(response.brokers, "broker_id", ctx, learn)))
+
+
+def _rewrite_coordinator(coordinator: Any, ctx: RewriteContext) -> Any:
+    if coordinator.node_id < 0:  # "no coordinator" (an error): nothing to rewrite
+        return coordinator
+    endpoint = ctx.endpoint(int(coordinator.node_id), None)
+    if endpoint is None:
+        return replace(
+            coordinator,
+            error_code=ErrorCode.coordinator_not_available,
+            node_id=type(coordinator.node_id)(-1),
+            host="",
+            port=type(coordinator.port)(-1),
+        )
+    return replace(coordinator, host=endpoint[0], port=type(coordinator.port)(endpoint[1]))
+
+
+def rewrite_find_coordinator(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:
+    response = decode_response(FIND_COORDINATOR, api_version, body)
+    if api_version < 4:
+        return encode(_rewrite_coordinator(response, ctx))
+    coordinators = tuple(_rewrite_coordinator(c, ctx) for c in response.coordinators)
+    return encode(replace(response, coordinators=coordinators))

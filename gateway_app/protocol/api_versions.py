@@ -1,0 +1,32 @@
+"""ApiVersions capping: clients only learn versions the gateway has reviewed (see policy.py).
+
+If a client asks with a version the broker does not support, the broker answers with a v0 body
+and UNSUPPORTED_VERSION (so the client can retry lower); that body is decoded and capped as v0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kio.schema.errors import ErrorCode
+from kio.serial.readers import read_int16
+
+from .codec import decode_response, encode
+from .context import RewriteContext
+from .policy import cap
+
+API_VERSIONS = 18
+
+
+def rewrite_api_versions(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:
+    error, _ = read_int16(body, 0)
+    if error == ErrorCode.unsupported_version.value:
+        api_version = 0
+    response = decode_response(API_VERSIONS, api_version, body)
+    capped = []
+    for entry in response.api_keys:
+        window = cap(int(entry.api_key), int(entry.min_version), int(entry.max_version))
+        if window is not None:
+            capped.append(replace(entry, min_version=type(entry.min_version)(window[0]),
+                                  max_version=type(entry.max_version)(window[1])))
+    return encode(replace(response, api_keys=tuple(capped)))

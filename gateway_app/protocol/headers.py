@@ -1,0 +1,91 @@
+"""Kafka frame sizes and request/response headers.
+
+A frame is a 4-byte big-endian size followed by that many bytes. Requests start with api_key,
+api_version, correlation_id and a (always legacy-encoded) client_id, plus a tag section when the
+request version is flexible (header v2). Responses start with the correlation id, plus a tag
+section when flexible (header v1) — except ApiVersions, whose response header is always v0 so a
+client can read it before it knows what the broker supports.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import cache
+
+from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
+from kio.serial.readers import read_nullable_legacy_string
+
+from .schema_walk import skip_tagged_fields
+
+SIZE = struct.Struct(">i")
+REQUEST_FIXED = struct.Struct(">hhi")  # api_key, api_version, correlation_id
+CORRELATION = struct.Struct(">i")
+API_VERSIONS = 18
+
+
+class MalformedFrame(ValueError):
+    """Bytes from a peer that are not a valid Kafka frame; `reason` labels the metric."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def frame_size(prefix: bytes | memoryview, limit: int) -> int:
+    (size,) = SIZE.unpack_from(prefix)
+    if size < 0:
+        raise MalformedFrame("negative_size", f"frame size {size}")
+    if size > limit:
+        raise MalformedFrame("oversized", f"frame of {size} bytes exceeds the limit of {limit}")
+    return size
+
+
+@cache
+def request_is_flexible(api_key: int, api_version: int) -> bool | None:
+    """Whether this request version uses header v2; None if kio does not know the version."""
+    try:
+        return bool(load_request_schema(api_key, api_version).__flexible__)
+    except (UnknownAPIKey, UnknownEntity):
+        return None
+
+
+@cache
+def response_header_is_flexible(api_key: int, api_version: int) -> bool:
+    if api_key == API_VERSIONS:
+        return False
+    return bool(load_response_schema(api_key, api_version).__flexible__)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None = None
+    body_offset: int | None = None  # None when the version's header layout is unknown
+
+
+def parse_request_head(frame: memoryview) -> RequestHead:
+    """Parse the header of a request frame (size prefix excluded)."""
+    if len(frame) < REQUEST_FIXED.size + 2:
+        raise MalformedFrame("short_header", f"request of {len(frame)} bytes has no complete header")
+    api_key, api_version, correlation_id = REQUEST_FIXED.unpack_from(frame)
+    if api_key < 0 or api_version < 0:
+        raise MalformedFrame("bad_header", f"api key {api_key} version {api_version}")
+    flexible = request_is_flexible(api_key, api_version)
+    try:
+        client_id, size = read_nullable_legacy_string(frame, REQUEST_FIXED.size)
+        offset = REQUEST_FIXED.size + size
+        if flexible:
+            offset = skip_tagged_fields(frame, offset)
+    except Exception as error:  # kio's readers raise their own decode errors on garbage
+        raise MalformedFrame("bad_header", f"api key {api_key} v{api_version}: {error}") from None
+    return RequestHead(api_key, api_version, correlation_id, client_id, offset if flexible is not None else None)
+
+
+def response_body_offset(frame: memoryview, api_key: int, api_version: int) -> int:
+    """Offset of the response body within a response frame (size prefix excluded)."""
+    if response_header_is_flexible(api_key, api_version):
+        return skip_tagged_fields(frame, CORRELATION.size)
+    return CORRELATION.size

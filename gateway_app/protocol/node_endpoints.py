@@ -1,0 +1,95 @@
+"""KIP-951 NodeEndpoints in Produce (v10+), Fetch (v16+), ShareFetch and ShareAcknowledge responses.
+
+These responses can be large (Fetch carries record batches), so the body is never decoded as a
+whole: the schema walk finds where `node_endpoints` lives — the trailing tag section (tag 0) of
+Produce/Fetch, a plain last-but-tags field of the Share APIs — and only that field is decoded,
+rewritten and re-encoded. The result is a list of chunks that reuses the broker's bytes around
+it, so records are never copied. When there are no endpoints (the common case) nothing changes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import Field, fields, replace
+from functools import cache
+from typing import Sequence
+
+from kio.index import load_response_schema
+from kio.serial._introspect import get_field_tag
+from kio.serial._parse import get_field_reader
+from kio.serial._serialize import get_field_writer
+from kio.serial.readers import read_unsigned_varint
+from kio.serial.writers import write_unsigned_varint
+
+from ..topology import BrokerInfo
+from .context import RewriteContext
+from .schema_walk import top_level_offsets
+
+Chunks = Sequence[bytes | memoryview]
+FIELD = "node_endpoints"
+
+
+@cache
+def _endpoint_field(api_key: int, api_version: int) -> tuple[type, Field, int | None]:
+    schema = load_response_schema(api_key, api_version)
+    (field,) = [f for f in fields(schema) if f.name == FIELD]
+    return schema, field, get_field_tag(field)
+
+
+def _rewrite_endpoints(endpoints: tuple, ctx: RewriteContext) -> tuple:
+    rewritten = []
+    for endpoint in endpoints:
+        ctx.learn(BrokerInfo(int(endpoint.node_id), endpoint.host, int(endpoint.port), endpoint.rack))
+        target = ctx.endpoint(int(endpoint.node_id), endpoint.rack)
+        if target is not None:
+            rewritten.append(replace(endpoint, host=target[0], port=type(endpoint.port)(target[1])))
+    return tuple(rewritten)
+
+
+def _encode_field(field: Field, is_tag: bool, value: tuple) -> bytes:
+    buffer = io.BytesIO()
+    get_field_writer(field, flexible=True, is_request_header=False, is_tag=is_tag)(buffer, value)
+    return buffer.getvalue()
+
+
+def _read_tags(section: memoryview) -> list[tuple[int, memoryview]]:
+    count, offset = read_unsigned_varint(section, 0)
+    tags = []
+    for _ in range(count):
+        tag, size = read_unsigned_varint(section, offset)
+        offset += size
+        length, size = read_unsigned_varint(section, offset)
+        offset += size
+        tags.append((tag, section[offset:offset + length]))
+        offset += length
+    return tags
+
+
+def _write_tags(tags: list[tuple[int, bytes | memoryview]]) -> bytes:
+    buffer = io.BytesIO()
+    write_unsigned_varint(buffer, len(tags))
+    for tag, value in tags:
+        write_unsigned_varint(buffer, tag)
+        write_unsigned_varint(buffer, len(value))
+        buffer.write(value)
+    return buffer.getvalue()
+
+
+def rewrite_node_endpoints(api_key: int, body: memoryview, api_version: int, ctx: RewriteContext) -> Chunks | None:
+    """Chunks of the rewritten body, or None when the body has no endpoints to rewrite."""
+    schema, field, tag = _endpoint_field(api_key, api_version)
+    offsets = top_level_offsets(schema, body)
+    if tag is None:
+        start, end = offsets[FIELD]
+        endpoints, _ = get_field_reader(schema, field, False, False)(body, start)
+        if not endpoints:
+            return None
+        return body[:start], _encode_field(field, False, _rewrite_endpoints(endpoints, ctx)), body[end:]
+    start, end = offsets["<tags>"]
+    tags = _read_tags(body[start:end])
+    for index, (item_tag, value) in enumerate(tags):
+        if item_tag == tag:
+            endpoints, _ = get_field_reader(schema, field, False, True)(value, 0)
+            tags[index] = (tag, _encode_field(field, True, _rewrite_endpoints(endpoints, ctx)))
+            return body[:start], _write_tags(tags)
+    return None

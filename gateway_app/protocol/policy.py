@@ -1,0 +1,107 @@
+"""Which API keys and versions the gateway lets through, and why.
+
+Three kinds of handling:
+- REWRITE: the response can carry a broker address; the gateway decodes it (at versions kio knows)
+  and rewrites every address. Produce/Fetch only need it from the version that added KIP-951
+  NodeEndpoints (v10 / v16); older versions are relayed untouched.
+- RELAY: no broker address in the response; bytes pass untouched. Capped at the highest version
+  whose schema kio (and therefore this review) knows, so a future version that adds an address
+  cannot slip past unreviewed.
+- DROP: never advertised and refused if sent: KRaft quorum/controller APIs whose responses carry
+  controller endpoints, and Envelope (inter-broker principal forwarding).
+API keys kio does not know are dropped for the same reason as the RELAY cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from kio.schema.index import api_key_map, schema_name_map
+
+
+class Handling(Enum):
+    RELAY = "relay"
+    REWRITE = "rewrite"
+    DROP = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiPolicy:
+    api_key: int
+    name: str
+    handling: Handling
+    max_version: int  # highest version let through (broker's own max still applies)
+    rewrite_from: int = 0  # REWRITE: lowest version whose response needs rewriting
+    why: str = ""
+
+
+def _kio_max(api_key: int) -> int:
+    return max(schema_name_map[api_key_map[api_key]])
+
+
+_REWRITTEN: dict[int, tuple[int, str]] = {
+    0: (10, "KIP-951 NodeEndpoints tagged field from v10; record bytes never decoded"),
+    1: (16, "KIP-951 NodeEndpoints tagged field from v16; record bytes never decoded"),
+    3: (0, "broker list host/port (rack kept)"),
+    10: (0, "coordinator host/port, single (v0-3) and batched (v4+); nodeId -1 left alone"),
+    18: (0, "capped to what this table lets through"),
+    60: (0, "broker list host/port (rack kept)"),
+    78: (0, "NodeEndpoints of the new leaders"),
+    79: (0, "NodeEndpoints of the new leaders"),
+}
+
+_CAPPED: dict[int, tuple[int, str]] = {
+    55: (1, "DescribeQuorum v2+ lists controller listener endpoints; v0-1 carry ids only"),
+}
+
+_DROPPED: dict[int, str] = {
+    52: "KRaft Vote: controller-only, carries controller endpoints",
+    53: "KRaft BeginQuorumEpoch: controller-only, carries leader endpoints",
+    54: "KRaft EndQuorumEpoch: controller-only, carries leader endpoints",
+    58: "Envelope: inter-broker forwarding with an impersonated principal",
+    59: "KRaft FetchSnapshot: controller-only, carries leader endpoints",
+    82: "KRaft UpdateRaftVoter: controller-only, carries leader endpoints",
+}
+
+
+def _build() -> dict[int, ApiPolicy]:
+    table: dict[int, ApiPolicy] = {}
+    for api_key, name in api_key_map.items():
+        top = _kio_max(api_key)
+        if api_key in _DROPPED:
+            table[api_key] = ApiPolicy(api_key, name, Handling.DROP, -1, why=_DROPPED[api_key])
+        elif api_key in _REWRITTEN:
+            rewrite_from, why = _REWRITTEN[api_key]
+            table[api_key] = ApiPolicy(api_key, name, Handling.REWRITE, top, rewrite_from, why)
+        elif api_key in _CAPPED:
+            cap, why = _CAPPED[api_key]
+            table[api_key] = ApiPolicy(api_key, name, Handling.RELAY, min(cap, top), why=why)
+        else:
+            table[api_key] = ApiPolicy(api_key, name, Handling.RELAY, top, why="no broker address in the response")
+    return table
+
+
+POLICIES: dict[int, ApiPolicy] = _build()
+
+
+def allowed(api_key: int, api_version: int) -> bool:
+    """May a client send this request? ApiVersions is always allowed: its fallback needs any version."""
+    if api_key == 18:
+        return True
+    policy = POLICIES.get(api_key)
+    return policy is not None and policy.handling is not Handling.DROP and api_version <= policy.max_version
+
+
+def needs_rewrite(api_key: int, api_version: int) -> bool:
+    policy = POLICIES.get(api_key)
+    return policy is not None and policy.handling is Handling.REWRITE and api_version >= policy.rewrite_from
+
+
+def cap(api_key: int, broker_min: int, broker_max: int) -> tuple[int, int] | None:
+    """The version range to advertise for an API the broker supports, or None to hide it."""
+    policy = POLICIES.get(api_key)
+    if policy is None or policy.handling is Handling.DROP:
+        return None
+    top = min(broker_max, policy.max_version)
+    return (broker_min, top) if top >= broker_min else None

@@ -1,0 +1,281 @@
+"""One client connection and its broker connection.
+
+Requests flow client -> broker untouched; each one that expects a response leaves an in-flight
+entry (correlation id, API, version, whether the response needs rewriting). Kafka answers in
+order on a connection, so the response at the head of the queue is always the oldest entry's.
+Responses that need no rewrite stream through as they arrive; the others are assembled, rewritten
+and written in the same callback, which keeps pipelined responses in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kio.serial.readers import read_int16, read_nullable_legacy_string, read_compact_string_nullable
+
+from ..protocol.headers import CORRELATION, MalformedFrame, parse_request_head, response_body_offset
+from ..protocol.policy import allowed, needs_rewrite
+from ..protocol.rewriting import REWRITERS
+from ..metrics import ApiMetrics
+from .framing import Decision, FrameStream
+
+if TYPE_CHECKING:
+    from .server import Gateway
+
+log = logging.getLogger(__name__)
+
+PRODUCE = 0
+FIRST_FLEXIBLE_PRODUCE = 9
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class InFlight:
+    correlation_id: int
+    api_key: int
+    api_version: int
+    rewrite: bool
+    started: float
+    api: ApiMetrics
+
+
+class UpstreamError(Exception):
+    """The broker side failed or misbehaved; `reason` labels the metric."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def produce_expects_response(frame: memoryview, body_offset: int, api_version: int) -> bool:
+    """acks=0 produce requests get no response, so they must not wait in the queue."""
+    reader = read_compact_string_nullable if api_version >= FIRST_FLEXIBLE_PRODUCE else read_nullable_legacy_string
+    _, size = reader(frame, body_offset)  # transactional_id
+    acks, _ = read_int16(frame, body_offset + size)
+    return acks != 0
+
+
+class ConnectionPair:
+    def __init__(self, gateway: "Gateway", port: int, broker_id: int | None, peer: str) -> None:
+        self.gateway = gateway
+        self.port = port
+        self.broker_id = broker_id
+        self.peer = peer
+        self.client: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.upstream_label = "bootstrap"
+        self.in_flight: deque[InFlight] = deque()
+        self.closed = False
+        self._early: list[bytes] = []  # client bytes that raced the broker connection
+        limit = gateway.settings.max_frame_bytes
+        self.requests = FrameStream(limit, 8, self._decide_request, self._to_upstream, self._unexpected_collect)
+        self.responses = FrameStream(limit, 4, self._decide_response, self._to_client, self._rewrite_response)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def client_connected(self, transport: asyncio.Transport) -> None:
+        self.client = transport
+        transport.pause_reading()  # nothing to forward to until the broker connection is up
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.gateway.register(self)
+        asyncio.ensure_future(self._connect_upstream())
+
+    async def _connect_upstream(self) -> None:
+        try:
+            upstream, label = await self.gateway.open_upstream(self)
+        except UpstreamError as error:
+            self.gateway.upstream_failed(self, error)
+            self.close()
+            return
+        except Exception as error:  # never let a connect problem escape into the loop
+            self.gateway.upstream_failed(self, UpstreamError("connect_failed", repr(error)))
+            self.close()
+            return
+        if self.closed:  # the client left while we were connecting
+            upstream.close()
+            return
+        self.upstream, self.upstream_label = upstream, label
+        self.gateway.metrics.upstream_connections_active.labels(label).inc()
+        upstream.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        early, self._early = self._early, []
+        for data in early:
+            self.from_client(data)
+        if not self.closed:
+            self.client.resume_reading()
+
+    def idle(self) -> bool:
+        """No request waiting for its response and no frame half-received: safe to close."""
+        return not self.in_flight and self.requests.at_boundary() and self.responses.at_boundary()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for transport in (self.client, self.upstream):
+            if transport is not None:
+                transport.close()
+        self.gateway.unregister(self)
+
+    def abort(self) -> None:
+        self.closed = True
+        for transport in (self.client, self.upstream):
+            if transport is not None:
+                transport.abort()
+        self.gateway.unregister(self)
+
+    # --- client -> broker --------------------------------------------------------------------
+
+    def from_client(self, data: bytes) -> None:
+        if self.upstream is None:  # pause_reading() in connection_made does not stop a read already under way
+            self._early.append(data)
+            return
+        try:
+            self.requests.feed(data)
+        except MalformedFrame as error:
+            self.gateway.malformed(self, error)
+            self.abort()
+
+    def _decide_request(self, prefix: memoryview, size: int) -> Decision:
+        frame = prefix[4:]
+        incomplete = len(frame) < size
+        try:
+            head = parse_request_head(frame)
+        except MalformedFrame:
+            if incomplete:
+                return Decision.NEED_MORE
+            raise
+        if not allowed(head.api_key, head.api_version):
+            raise MalformedFrame("api_not_allowed", f"api key {head.api_key} v{head.api_version} is not relayed")
+        expects_response = True
+        if head.api_key == PRODUCE and head.body_offset is not None:
+            try:
+                expects_response = produce_expects_response(frame, head.body_offset, head.api_version)
+            except Exception as error:  # kio readers on a truncated produce header
+                if incomplete:
+                    return Decision.NEED_MORE
+                raise MalformedFrame("bad_header", f"produce header: {error!r}") from None
+        api = self.gateway.metrics.api(head.api_key)
+        api.requests.inc()
+        api.request_bytes.inc(4 + size)
+        if expects_response:
+            self.in_flight.append(InFlight(head.correlation_id, head.api_key, head.api_version,
+                                           needs_rewrite(head.api_key, head.api_version), time.monotonic(), api))
+        return Decision.PASS
+
+    def _to_upstream(self, chunk: bytes | bytearray | memoryview) -> None:
+        self.upstream.write(chunk)
+
+    def _unexpected_collect(self, frame: bytearray) -> None:
+        raise AssertionError("requests are never collected")
+
+    # --- broker -> client --------------------------------------------------------------------
+
+    def from_upstream(self, data: bytes) -> None:
+        try:
+            self.responses.feed(data)
+        except UpstreamError as error:
+            self.gateway.upstream_failed(self, error)
+            self.abort()
+        except MalformedFrame as error:
+            self.gateway.upstream_failed(self, UpstreamError(error.reason, str(error)))
+            self.abort()
+
+    def _decide_response(self, prefix: memoryview, size: int) -> Decision:
+        (correlation_id,) = CORRELATION.unpack_from(prefix, 4)
+        if not self.in_flight:
+            raise UpstreamError("unexpected_response", f"response {correlation_id} with nothing in flight")
+        entry = self.in_flight[0]
+        if entry.correlation_id != correlation_id:
+            raise UpstreamError("correlation_mismatch", f"expected {entry.correlation_id}, got {correlation_id}")
+        if entry.rewrite:
+            return Decision.COLLECT
+        self.in_flight.popleft()
+        self._account(entry, size)
+        return Decision.PASS
+
+    def _account(self, entry: InFlight, size: int) -> None:
+        entry.api.latency.observe(time.monotonic() - entry.started)
+        entry.api.response_bytes.inc(4 + size)
+
+    def _rewrite_response(self, frame: bytearray) -> None:
+        entry = self.in_flight.popleft()
+        self._account(entry, len(frame) - 4)
+        view = memoryview(frame).toreadonly()  # kio's native readers insist on read-only buffers
+        try:
+            body_start = 4 + response_body_offset(view[4:], entry.api_key, entry.api_version)
+            result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.gateway)
+        except Exception as error:
+            raise UpstreamError("undecodable_response",
+                                f"api key {entry.api_key} v{entry.api_version}: {error!r}") from None
+        if result is None:
+            self.client.write(frame)
+            return
+        chunks = [result] if isinstance(result, bytes) else list(result)
+        body_size = sum(len(chunk) for chunk in chunks)
+        self.client.writelines([(body_start - 4 + body_size).to_bytes(4, "big"), view[4:body_start], *chunks])
+        entry.api.rewritten.inc()
+
+    def _to_client(self, chunk: bytes | bytearray | memoryview) -> None:
+        self.client.write(chunk)
+
+    # --- flow control ------------------------------------------------------------------------
+
+    def pause_client(self) -> None:
+        if self.client is not None and not self.closed:
+            self.client.pause_reading()
+
+    def resume_client(self) -> None:
+        if self.client is not None and not self.closed:
+            self.client.resume_reading()
+
+    def pause_upstream(self) -> None:
+        if self.upstream is not None and not self.closed:
+            self.upstream.pause_reading()
+
+    def resume_upstream(self) -> None:
+        if self.upstream is not None and not self.closed:
+            self.upstream.resume_reading()
+
+
+class ClientProtocol(asyncio.Protocol):
+    def __init__(self, pair: ConnectionPair) -> None:
+        self.pair = pair
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.pair.client_connected(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.pair.from_client(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pair.close()
+
+    def pause_writing(self) -> None:  # the client reads slower than the broker answers
+        self.pair.pause_upstream()
+
+    def resume_writing(self) -> None:
+        self.pair.resume_upstream()
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    def __init__(self, pair: ConnectionPair) -> None:
+        self.pair = pair
+
+    def data_received(self, data: bytes) -> None:
+        self.pair.from_upstream(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.pair.closed:
+            self.pair.gateway.upstream_failed(self.pair, UpstreamError("broker_closed", repr(exc) if exc else "closed"))
+        self.pair.close()
+
+    def pause_writing(self) -> None:  # the broker reads slower than the client sends
+        self.pair.pause_client()
+
+    def resume_writing(self) -> None:
+        self.pair.resume_client()

@@ -1,0 +1,86 @@
+"""Where the real brokers are: broker id -> (host, port, rack) of the backing cluster.
+
+Learned from the gateway's own DescribeCluster at start and on demand (confluent-kafka, so the
+KAFKA_* TLS/SASL settings apply), and from every Metadata/DescribeCluster/NodeEndpoints response
+that passes through the data plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+from confluent_kafka.admin import AdminClient
+
+from ..topology import BrokerInfo
+
+log = logging.getLogger(__name__)
+
+REFRESH_DEBOUNCE_S = 2.0
+
+
+class BrokerDirectory:
+    def __init__(self, kafka_properties: dict[str, str], bootstrap: tuple[tuple[str, int], ...],
+                 timeout_s: float, on_change: Callable[[dict[int, BrokerInfo]], None] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.brokers: dict[int, BrokerInfo] = {}
+        self.cluster_id: str | None = None
+        self.last_refresh_ok: float | None = None
+        self.last_refresh_error: str | None = None
+        self._timeout_s = timeout_s
+        self._on_change = on_change
+        self._admin = AdminClient({**kafka_properties, "client.id": "kafka-gateway-directory"})
+        self._refreshing: asyncio.Future[None] | None = None
+        self._last_attempt = 0.0
+
+    def learn(self, broker: BrokerInfo) -> None:
+        if self.brokers.get(broker.broker_id) != broker:
+            self.brokers[broker.broker_id] = broker
+            log.info("broker %d is at %s:%d (rack %s)", broker.broker_id, broker.host, broker.port, broker.rack)
+            if self._on_change:
+                self._on_change(self.brokers)
+
+    def _describe(self) -> tuple[str | None, list[BrokerInfo]]:
+        result = self._admin.describe_cluster(request_timeout=self._timeout_s).result(timeout=self._timeout_s + 1)
+        return result.cluster_id, [BrokerInfo(n.id, n.host, n.port, n.rack) for n in result.nodes]
+
+    async def refresh(self) -> bool:
+        """Ask the backing cluster for its brokers; concurrent callers share one request."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._refresh_once())
+        refreshing = self._refreshing
+        try:
+            await asyncio.shield(refreshing)
+        finally:
+            if refreshing.done() and self._refreshing is refreshing:
+                self._refreshing = None
+        return self.last_refresh_error is None
+
+    async def _refresh_once(self) -> None:
+        self._last_attempt = time.monotonic()
+        try:
+            cluster_id, brokers = await asyncio.to_thread(self._describe)
+        except Exception as error:
+            self.last_refresh_error = f"{type(error).__name__}: {error}"
+            log.warning("cannot describe the backing cluster: %s", self.last_refresh_error)
+            return
+        self.cluster_id = cluster_id
+        self.last_refresh_error = None
+        self.last_refresh_ok = time.monotonic()
+        for broker in brokers:
+            self.learn(broker)
+
+    async def address(self, broker_id: int) -> tuple[str, int] | None:
+        """The broker's real address, refreshing once (debounced) if it is not known yet."""
+        broker = self.brokers.get(broker_id)
+        if broker is None and time.monotonic() - self._last_attempt > REFRESH_DEBOUNCE_S:
+            await self.refresh()
+            broker = self.brokers.get(broker_id)
+        return None if broker is None else (broker.host, broker.port)
+
+    def bootstrap_candidates(self) -> list[tuple[str, int]]:
+        """Known brokers first (fresh), then the configured bootstrap list."""
+        known = [(b.host, b.port) for _, b in sorted(self.brokers.items())]
+        return known + [server for server in self.bootstrap if server not in known]

@@ -1,0 +1,116 @@
+"""Cut-through frame splitting for one direction of a connection.
+
+Bytes arrive in arbitrary chunks. At each frame boundary the stream asks `decide` (with as few
+bytes of the frame as it needs) whether the frame passes through or must be collected whole.
+Passing frames are forwarded chunk by chunk as they arrive — a 50 MiB produce request is never
+buffered — and only frames whose response needs rewriting are assembled in memory.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Callable
+
+from ..protocol.headers import SIZE, MalformedFrame, frame_size
+
+HEAD_LIMIT = 70_000  # enough for any request header plus Produce's transactional id and acks
+
+
+class Decision(Enum):
+    PASS = "pass"
+    COLLECT = "collect"
+    NEED_MORE = "need_more"
+
+
+# decide(prefix incl. the 4-byte size, frame size) -> Decision; raises MalformedFrame.
+Decide = Callable[[memoryview, int], Decision]
+Sink = Callable[[bytes | bytearray | memoryview], None]
+
+
+class FrameStream:
+    def __init__(self, limit: int, min_head: int, decide: Decide, sink: Sink,
+                 on_frame: Callable[[bytearray], None]) -> None:
+        self._limit = limit
+        self._min_head = min_head  # bytes after the size field that decide() always gets (if the frame has them)
+        self._decide = decide
+        self._sink = sink
+        self._on_frame = on_frame
+        self._passthrough = 0  # bytes of the current frame still to forward untouched
+        self._frame: bytearray | None = None  # frame being collected
+        self._filled = 0
+        self._head = bytearray()  # start of a frame split across chunks
+
+    def at_boundary(self) -> bool:
+        return not self._passthrough and self._frame is None and not self._head
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        pos, end = 0, len(view)
+        while pos < end:
+            if self._passthrough:
+                take = min(self._passthrough, end - pos)
+                self._sink(view[pos:pos + take])
+                self._passthrough -= take
+                pos += take
+            elif self._frame is not None:
+                take = min(len(self._frame) - self._filled, end - pos)
+                self._frame[self._filled:self._filled + take] = view[pos:pos + take]
+                self._filled += take
+                pos += take
+                if self._filled == len(self._frame):
+                    frame, self._frame = self._frame, None
+                    self._on_frame(frame)
+            else:
+                pos = self._boundary(view, pos, end)
+
+    def _boundary(self, view: memoryview, pos: int, end: int) -> int:
+        """Decide the frame starting here; returns the new position in `view`."""
+        if self._head:
+            wanted = self._wanted(self._head)
+            take = min(wanted - len(self._head), end - pos)
+            self._head += view[pos:pos + take]
+            pos += take
+            prefix = memoryview(self._head).toreadonly()  # kio's native readers insist on read-only buffers
+        else:
+            take = min(self._wanted(view[pos:end]), end - pos)
+            prefix = view[pos:pos + take]
+            pos += take
+        if len(prefix) < 4:
+            self._stash(prefix)
+            return pos
+        size = frame_size(prefix, self._limit)
+        complete = len(prefix) == 4 + size
+        decision = Decision.NEED_MORE
+        if complete or len(prefix) >= 4 + min(self._min_head, size):
+            decision = self._decide(prefix, size)
+        if decision is Decision.NEED_MORE:
+            if complete or len(prefix) >= HEAD_LIMIT:
+                raise MalformedFrame("bad_header", "frame header cannot be parsed")
+            self._stash(prefix)
+            return pos
+        consumed = len(prefix)
+        if decision is Decision.PASS:
+            self._sink(bytes(prefix) if self._head else prefix)
+            self._passthrough = 4 + size - consumed
+        else:
+            self._frame = bytearray(4 + size)
+            self._frame[:consumed] = prefix
+            self._filled = consumed
+            if complete:
+                frame, self._frame = self._frame, None
+                self._head = bytearray()
+                self._on_frame(frame)
+                return pos
+        self._head = bytearray()
+        return pos
+
+    def _wanted(self, available: bytes | bytearray | memoryview) -> int:
+        """How many bytes of the frame to hold before deciding: the whole head, capped by the frame."""
+        if len(available) < 4:
+            return 4
+        size = SIZE.unpack_from(available)[0]
+        return 4 + max(0, min(size, HEAD_LIMIT))
+
+    def _stash(self, prefix: memoryview) -> None:
+        if prefix.obj is not self._head:
+            self._head = bytearray(prefix)

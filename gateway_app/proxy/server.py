@@ -1,0 +1,193 @@
+"""The node's Kafka listeners: one per port of the plan, the port deciding the upstream broker."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from typing import Callable
+
+from ..config import Settings
+from ..metrics import Metrics
+from ..protocol.headers import MalformedFrame
+from ..topology import BrokerInfo, BrokerOutOfRange, Topology
+from . import proxy_protocol
+from .connection import ClientProtocol, ConnectionPair, UpstreamError, UpstreamProtocol
+from .directory import BrokerDirectory
+from .tls import client_context, upstream_context
+
+log = logging.getLogger(__name__)
+
+PROXY_HEADER_TIMEOUT_S = 5.0
+
+
+class Gateway:
+    """Listeners, live connection pairs, and the RewriteContext the rewriters consult."""
+
+    def __init__(self, settings: Settings, topology: Topology, directory: BrokerDirectory, metrics: Metrics) -> None:
+        self.settings = settings
+        self.topology = topology
+        self.directory = directory
+        self.metrics = metrics
+        self.client_ssl = client_context(settings)
+        self.upstream_ssl = upstream_context(settings)
+        self.pairs: set[ConnectionPair] = set()
+        self.listening = False
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sockets: list[socket.socket] = []
+        self._accept_tasks: list[asyncio.Task[None]] = []
+        self._bootstrap_turn = itertools.count()
+        self._reported_out_of_range: set[int] = set()
+
+    # --- RewriteContext ----------------------------------------------------------------------
+
+    def learn(self, broker: BrokerInfo) -> None:
+        self.directory.learn(broker)
+
+    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
+        try:
+            return self.topology.broker_endpoint(broker_id, rack)
+        except BrokerOutOfRange as error:
+            self.metrics.broker_out_of_range.labels(str(broker_id)).inc()
+            if broker_id not in self._reported_out_of_range:
+                self._reported_out_of_range.add(broker_id)
+                log.error("%s; it is left out of responses", error)
+            return None
+
+    def brokers_out_of_range(self) -> list[int]:
+        plan = self.topology.plan
+        return sorted(b for b in self.directory.brokers if not plan.min_broker_id <= b <= plan.max_broker_id)
+
+    # --- listeners -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        host = self.settings.bind_host
+        for port in self.topology.plan.ports():
+            broker_id = self.topology.plan.broker_for_port(port)
+            factory = self._factory(port, broker_id)
+            if self.settings.proxy_protocol:
+                sock = socket.create_server((host, port), backlog=1024, reuse_port=False)
+                sock.setblocking(False)
+                self._sockets.append(sock)
+                self._accept_tasks.append(asyncio.ensure_future(self._accept_with_proxy_header(sock, factory)))
+            else:
+                self._servers.append(await loop.create_server(
+                    factory, host, port, ssl=self.client_ssl, reuse_address=True, backlog=1024))
+        self.listening = True
+        log.info("listening on %s ports %d..%d (bootstrap %d)%s", host, self.topology.plan.port_start,
+                 self.topology.plan.ports()[-1], self.topology.plan.bootstrap_port,
+                 " with TLS" if self.client_ssl else "")
+
+    def _factory(self, port: int, broker_id: int | None, peer: str | None = None) -> Callable[[], ClientProtocol]:
+        return lambda: ClientProtocol(ConnectionPair(self, port, broker_id, peer))
+
+    async def _accept_with_proxy_header(self, sock: socket.socket, factory: Callable[[], ClientProtocol]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, _ = await loop.sock_accept(sock)
+            except OSError as error:
+                log.warning("accept failed: %s", error)
+                await asyncio.sleep(0.1)
+                continue
+            asyncio.ensure_future(self._start_proxied(client, factory))
+
+    async def _start_proxied(self, client: socket.socket, factory: Callable[[], ClientProtocol]) -> None:
+        loop = asyncio.get_running_loop()
+        port = client.getsockname()[1]
+        try:
+            peer = await asyncio.wait_for(proxy_protocol.read_header(loop, client), PROXY_HEADER_TIMEOUT_S)
+        except (MalformedFrame, asyncio.TimeoutError, OSError) as error:
+            reason = getattr(error, "reason", "proxy_header")
+            self.metrics.malformed_frames.labels(reason).inc()
+            log.warning("closing connection on port %d: bad PROXY header (%s)", port, error or "timeout")
+            client.close()
+            return
+        broker_id = self.topology.plan.broker_for_port(port)
+        await loop.connect_accepted_socket(self._factory(port, broker_id, peer), client, ssl=self.client_ssl)
+
+    # --- connection pairs ----------------------------------------------------------------------
+
+    def register(self, pair: ConnectionPair) -> None:
+        if pair.peer is None:
+            peername = pair.client.get_extra_info("peername")
+            pair.peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        self.pairs.add(pair)
+        active, total = self.metrics.listener(pair.port, pair.broker_id)
+        active.inc()
+        total.inc()
+
+    def unregister(self, pair: ConnectionPair) -> None:
+        if pair in self.pairs:
+            self.pairs.discard(pair)
+            self.metrics.listener(pair.port, pair.broker_id)[0].dec()
+            if pair.upstream is not None:
+                self.metrics.upstream_connections_active.labels(pair.upstream_label).dec()
+
+    async def open_upstream(self, pair: ConnectionPair) -> tuple[asyncio.Transport, str]:
+        if pair.broker_id is None:
+            candidates = self.directory.bootstrap_candidates()
+            start = next(self._bootstrap_turn) % len(candidates)
+            targets = [(candidates[(start + i) % len(candidates)], "bootstrap") for i in range(len(candidates))]
+        else:
+            address = await self.directory.address(pair.broker_id)
+            if address is None:
+                raise UpstreamError("unknown_broker", f"no address known for broker {pair.broker_id}")
+            targets = [(address, str(pair.broker_id))]
+        last_error: Exception | None = None
+        for (host, port), label in targets:
+            try:
+                transport = await self._connect(pair, host, port)
+            except (OSError, asyncio.TimeoutError) as error:
+                last_error = error
+                self.metrics.upstream_errors.labels("connect_failed").inc()
+                log.warning("cannot connect to broker %s:%d for %s: %r", host, port, pair.peer, error)
+                continue
+            return transport, label
+        raise UpstreamError("no_broker_reachable", repr(last_error))
+
+    async def _connect(self, pair: ConnectionPair, host: str, port: int) -> asyncio.Transport:
+        loop = asyncio.get_running_loop()
+        transport, _ = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamProtocol(pair), host, port, ssl=self.upstream_ssl,
+                                   server_hostname=host if self.upstream_ssl else None),
+            self.settings.upstream_connect_timeout_s)
+        return transport
+
+    def malformed(self, pair: ConnectionPair, error: MalformedFrame) -> None:
+        self.metrics.malformed_frames.labels(error.reason).inc()
+        log.warning("closing client %s on port %d: %s", pair.peer, pair.port, error)
+
+    def upstream_failed(self, pair: ConnectionPair, error: UpstreamError) -> None:
+        self.metrics.upstream_errors.labels(error.reason).inc()
+        log.warning("closing client %s on port %d, broker side failed: %s", pair.peer, pair.port, error)
+
+    # --- shutdown --------------------------------------------------------------------------------
+
+    async def stop_accepting(self) -> None:
+        self.listening = False
+        for server in self._servers:
+            server.close()
+        for task in self._accept_tasks:
+            task.cancel()
+        for sock in self._sockets:
+            sock.close()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Close connections as they become idle, wait up to the timeout, abort the rest.
+
+        Returns how many had to be aborted. Clients see an ordinary disconnect between requests
+        and reconnect through their bootstrap list / metadata, like after a broker restart.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.pairs and loop.time() < deadline:
+            for pair in [p for p in self.pairs if p.idle()]:
+                pair.close()
+            await asyncio.sleep(0.05)
+        remaining = list(self.pairs)
+        for pair in remaining:
+            pair.abort()
+        return len(remaining)
