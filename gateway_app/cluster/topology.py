@@ -61,7 +61,7 @@ class ClusterTopology:
         self._membership.start()
         self._broker_refresh = asyncio.create_task(self._refresh_brokers_forever(), name="cluster-broker-refresh")
 
-    async def leave(self) -> None:
+    async def stop(self) -> None:
         """Leave the cluster (SIGTERM): others stop naming this node; this node stops naming itself."""
         self._leaving = True
         self._recompute()

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from gateway_app.cluster.member import Member  # noqa: E402
-from gateway_app.cluster.membership import Membership, group_name, topic_name  # noqa: E402
+from gateway_app.cluster.membership import Membership  # noqa: E402
+from tests.e2e.cluster_support import cluster_id, wait_until  # noqa: E402,F401  (cluster_id is a fixture)
 
 SESSION_TIMEOUT_S = 10.0  # the product default
 
@@ -76,29 +76,6 @@ class MemberProc:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-@pytest.fixture
-def cluster_id(lab):
-    """A fresh gateway cluster id per test; its topic and group are deleted afterwards."""
-    from confluent_kafka.admin import AdminClient
-
-    cid = f"t-{uuid.uuid4().hex[:8]}"
-    yield cid
-    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
-    for future in admin.delete_topics([topic_name(cid)], request_timeout=10).values():
-        future.exception()
-    for future in admin.delete_consumer_groups([group_name(cid)], request_timeout=10).values():
-        future.exception()
 
 
 @pytest.mark.lab

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
-from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway_app.cluster.membership import group_name, topic_name
 from gateway_app.cluster.topology import ClusterTopology
 from gateway_app.config import load_settings
+from tests.e2e.cluster_support import cluster_id  # noqa: F401  (fixture)
 
 RACKS = ["rack-a", "rack-b", "rack-c"]
 
@@ -45,17 +43,6 @@ def endpoints(node: ClusterTopology) -> dict[int, tuple[str, int]]:
     return {b: node.broker_endpoint(b, None) for b in (1, 2, 3)}
 
 
-@pytest.fixture
-def cluster_id(lab):
-    cid = f"t-{uuid.uuid4().hex[:8]}"
-    yield cid
-    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
-    for future in admin.delete_topics([topic_name(cid)], request_timeout=10).values():
-        future.exception()
-    for future in admin.delete_consumer_groups([group_name(cid)], request_timeout=10).values():
-        future.exception()
-
-
 @pytest.mark.lab
 @pytest.mark.timeout(120)
 def test_three_nodes_agree_rack_local_then_a_rack_empties_and_returns(lab, cluster_id):
@@ -76,7 +63,7 @@ def test_three_nodes_agree_rack_local_then_a_rack_empties_and_returns(lab, clust
             assert "gateway_cluster_members 3.0" in metrics
             assert 'gateway_cluster_members_per_rack{rack="rack-c"} 1.0' in metrics
 
-            await nodes["rack-c"].leave()
+            await nodes["rack-c"].stop()
             assert not nodes["rack-c"].readiness_check().ok
             others = [nodes["rack-a"], nodes["rack-b"]]
             took = await eventually(
@@ -96,7 +83,7 @@ def test_three_nodes_agree_rack_local_then_a_rack_empties_and_returns(lab, clust
             assert view["epoch"] >= 3
         finally:
             for node in nodes.values():
-                await node.leave()
+                await node.stop()
 
     asyncio.run(scenario())
 
@@ -112,6 +99,6 @@ def test_external_load_balancing_advertises_only_the_advertised_host(lab, cluste
             assert endpoints(node) == {1: ("gateway-lb.example", 6970), 2: ("gateway-lb.example", 6971), 3: ("gateway-lb.example", 6972)}
             assert node.view({})["mode"] == "external"
         finally:
-            await node.leave()
+            await node.stop()
 
     asyncio.run(scenario())

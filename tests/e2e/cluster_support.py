@@ -1,0 +1,132 @@
+"""Helpers of the gateway-cluster e2e tests: fresh cluster ids, gateway node processes, raw Metadata."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.metadata.v12.response import MetadataResponse
+from kio.schema.request_header.v2.header import RequestHeader
+from kio.serial import entity_reader, entity_writer
+
+from gateway_app.cluster.membership import group_name, topic_name
+
+REPO = Path(__file__).resolve().parents[2]
+PORT_START = 6969
+HTTP_PORT = 8888
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05) -> float:
+    """Seconds it took for predicate() to hold; AssertionError after timeout_s."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@pytest.fixture
+def cluster_id(lab):
+    """A fresh gateway cluster id per test; its members topic and group are deleted afterwards."""
+    cid = f"t-{uuid.uuid4().hex[:8]}"
+    yield cid
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+    for future in admin.delete_topics([topic_name(cid)], request_timeout=10).values():
+        future.exception()
+    for future in admin.delete_consumer_groups([group_name(cid)], request_timeout=10).values():
+        future.exception()
+
+
+def metadata_brokers(host: str, port: int = PORT_START, timeout_s: float = 3.0) -> dict[int, tuple[str, int, str | None]]:
+    """Ask one gateway node for Metadata v12 on a fresh connection: broker id -> (host, port, rack)."""
+    body = io.BytesIO()
+    entity_writer(RequestHeader)(body, RequestHeader(request_api_key=3, request_api_version=12, correlation_id=1, client_id="cluster-test"))
+    entity_writer(MetadataRequest)(body, MetadataRequest(topics=(), allow_auto_topic_creation=False, include_topic_authorized_operations=False))
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(struct.pack(">i", len(body.getvalue())) + body.getvalue())
+        size = struct.unpack(">i", _read_exactly(sock, 4))[0]
+        frame = memoryview(_read_exactly(sock, size))
+    response = _decode(frame)
+    return {int(b.node_id): (b.host, int(b.port), b.rack) for b in response.brokers}
+
+
+def _decode(frame: memoryview) -> MetadataResponse:
+    """Response header v1 (correlation id, empty tagged fields: one zero byte), then the body."""
+    correlation_id = struct.unpack(">i", frame[:4])[0]
+    assert correlation_id == 1
+    assert frame[4] == 0, "unexpected tagged fields in the response header"
+    return entity_reader(MetadataResponse)(frame[5:], 0)[0]
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = sock.recv(remaining)
+        if not chunk:
+            raise ConnectionError("connection closed mid-frame")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def http_get(host: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{HTTP_PORT}{path}", timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+class GatewayNode:
+    """One `python -m gateway_app` process bound to a lab gateway address on the controller."""
+
+    def __init__(self, lab, cluster_id: str, node_id: str, rack: str | None, address: str, log_dir: Path,
+                 internal_load_balancing: bool = True, advertised_host: str | None = None) -> None:
+        self.node_id = node_id
+        self.address = address
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers,
+            "GATEWAY_CLUSTER_ID": cluster_id,
+            "GATEWAY_NODE_ID": node_id,
+            "GATEWAY_RACK_ID": rack or "",
+            "GATEWAY_BIND_HOST": address,
+            "GATEWAY_ADVERTISED_HOST": advertised_host or address,
+            "GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING": str(internal_load_balancing).lower(),
+            "GATEWAY_DRAIN_TIMEOUT_S": "5",
+        }
+        self.log_path = log_dir / f"{node_id}.log"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway_app"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+    def ready(self) -> bool:
+        return http_get(self.address, "/health/ready")[0] == 200
+
+    def wait_ready(self, timeout_s: float = 40) -> None:
+        wait_until(lambda: self.ready() or self.proc.poll() is not None, timeout_s, f"{self.node_id} ready", 0.2)
+        assert self.proc.poll() is None, f"{self.node_id} exited:\n{self.log_path.read_text()[-3000:]}"
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
