@@ -14,7 +14,8 @@ from .metrics import Metrics
 from .proxy.directory import BrokerDirectory
 from .proxy.server import Gateway
 from .readiness import CheckResult, Flag, Readiness
-from .topology import StaticTopology, Topology
+from .cluster.topology import ClusterTopology
+from .topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ class Lifecycle(Protocol):
 
 def build_topology(settings: Settings, node: "Node") -> Topology:
     """The one place that decides how brokers map to gateway nodes (the cluster layer swaps in here)."""
-    return StaticTopology(settings.port_plan, settings.advertised_host)
+    topology = ClusterTopology(settings, node.metrics.registry)
+    node.readiness.add("cluster_membership", topology.readiness_check)
+    return topology
 
 
 class Node:
