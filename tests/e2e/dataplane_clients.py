@@ -1,0 +1,228 @@
+"""Client scenarios run inside the lab's client netns (no route to brokers), against a gateway.
+
+`python -m tests.e2e.dataplane_clients SCENARIO --bootstrap HOST:PORT ...` prints one JSON line
+with what was counted; the test process asserts on it. Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from typing import Any, Callable
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+TIMEOUT_S = 60.0
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 3)], request_timeout=30)[topic].result(40)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until every partition has a leader the client can see
+        topics = admin.list_topics(topic, timeout=10).topics
+        if topic in topics and len(topics[topic].partitions) == partitions and \
+                all(p.leader >= 0 for p in topics[topic].partitions.values()):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"topic {topic} has no leaders")
+
+
+def consume_values(bootstrap: str, topic: str, expected: int, group: str | None = None, commit: bool = False,
+                   isolation: str = "read_uncommitted", timeout_s: float = TIMEOUT_S) -> list[str]:
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": group or f"reader-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False, "isolation.level": isolation,
+    })
+    consumer.subscribe([topic])
+    values: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    idle_until = None
+    while time.monotonic() < deadline:
+        batch = consumer.consume(500, 0.5)
+        for message in batch:
+            if message.error() is None:
+                values.append(message.value().decode())
+        if batch and commit:
+            consumer.commit(asynchronous=False)
+        if len(values) >= expected:
+            idle_until = idle_until or time.monotonic() + 2  # linger briefly to catch duplicates
+            if time.monotonic() > idle_until:
+                break
+    consumer.close()
+    return values
+
+
+def produce(bootstrap: str, topic: str, count: int, **config: Any) -> list[str]:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **config})
+    acked: list[str] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is None:
+            acked.append(message.value().decode())
+
+    for i in range(count):
+        producer.produce(topic, f"m-{i}".encode(), on_delivery=delivered)
+        producer.poll(0)
+    producer.flush(TIMEOUT_S)
+    return acked
+
+
+def scenario_idempotent(args: argparse.Namespace) -> dict[str, Any]:
+    create_topic(args.bootstrap, args.topic)
+    acked = produce(args.bootstrap, args.topic, args.count, **{"enable.idempotence": True, "acks": "all"})
+    consumed = consume_values(args.bootstrap, args.topic, len(acked))
+    return {"acked": len(acked), "consumed": len(consumed), "distinct": len(set(consumed)),
+            "missing": len(set(acked) - set(consumed))}
+
+
+def scenario_transactional(args: argparse.Namespace) -> dict[str, Any]:
+    create_topic(args.bootstrap, args.topic)
+    producer = Producer({"bootstrap.servers": args.bootstrap, "transactional.id": f"tx-{args.topic}"})
+    producer.init_transactions(TIMEOUT_S)
+    producer.begin_transaction()
+    for i in range(args.count):
+        producer.produce(args.topic, f"committed-{i}".encode())
+    producer.commit_transaction(TIMEOUT_S)
+    producer.begin_transaction()
+    for i in range(args.count // 2):
+        producer.produce(args.topic, f"aborted-{i}".encode())
+    producer.flush(TIMEOUT_S)
+    producer.abort_transaction(TIMEOUT_S)
+    consumed = consume_values(args.bootstrap, args.topic, args.count, isolation="read_committed")
+    return {"committed": sum(v.startswith("committed-") for v in consumed),
+            "aborted_seen": sum(v.startswith("aborted-") for v in consumed), "distinct": len(set(consumed))}
+
+
+def scenario_group(args: argparse.Namespace) -> dict[str, Any]:
+    create_topic(args.bootstrap, args.topic)
+    acked = produce(args.bootstrap, args.topic, args.count, acks="all")
+    group = f"group-{args.topic}"
+    first = consume_values(args.bootstrap, args.topic, len(acked), group=group, commit=True)
+    again = consume_values(args.bootstrap, args.topic, 1, group=group, commit=True, timeout_s=6)
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": group})
+    committed = consumer.committed([TopicPartition(args.topic, p) for p in range(3)], timeout=20)
+    consumer.close()
+    return {"acked": len(acked), "first": len(set(first)), "after_commit": len(again),
+            "committed_total": sum(tp.offset for tp in committed if tp.offset >= 0)}
+
+
+def scenario_admin(args: argparse.Namespace) -> dict[str, Any]:
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    create_topic(args.bootstrap, args.topic, partitions=4)
+    described = admin.describe_topics(TopicCollection([args.topic]))[args.topic].result(30)
+    cluster = admin.describe_cluster(request_timeout=30).result(40)
+    metadata = admin.list_topics(timeout=20)
+    return {
+        "partitions": len(described.partitions),
+        "leaders": sorted({f"{p.leader.host}:{p.leader.port}" for p in described.partitions}),
+        "replica_hosts": sorted({f"{r.host}:{r.port}" for p in described.partitions for r in p.replicas}),
+        "cluster_nodes": sorted(f"{n.id}@{n.host}:{n.port}/{n.rack}" for n in cluster.nodes),
+        "controller": f"{cluster.controller.host}:{cluster.controller.port}" if cluster.controller else None,
+        "metadata_brokers": sorted(f"{b.id}@{b.host}:{b.port}" for b in metadata.brokers.values()),
+    }
+
+
+def scenario_kafka_python(args: argparse.Namespace) -> dict[str, Any]:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    create_topic(args.bootstrap, args.topic)
+    producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all")
+    futures = [producer.send(args.topic, f"kp-{i}".encode()) for i in range(args.count)]
+    producer.flush(TIMEOUT_S)
+    acked = sum(1 for f in futures if f.succeeded())
+    producer.close()
+    consumer = KafkaConsumer(args.topic, bootstrap_servers=args.bootstrap, group_id=f"kp-{args.topic}",
+                             auto_offset_reset="earliest", consumer_timeout_ms=8000)
+    values = [m.value.decode() for _, m in zip(range(args.count * 2), consumer)]
+    consumer.close()
+    return {"acked": acked, "consumed": len(values), "distinct": len(set(values))}
+
+
+def scenario_aiokafka(args: argparse.Namespace) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    create_topic(args.bootstrap, args.topic)
+
+    async def run() -> dict[str, Any]:
+        producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            results = await asyncio.gather(*[await producer.send(args.topic, f"aio-{i}".encode())
+                                             for i in range(args.count)])
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(args.topic, bootstrap_servers=args.bootstrap, group_id=f"aio-{args.topic}",
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        values: list[str] = []
+        try:
+            deadline = time.monotonic() + TIMEOUT_S
+            while len(values) < args.count and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=1000)
+                values += [m.value.decode() for batch in batches.values() for m in batch]
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+        return {"acked": len(results), "consumed": len(values), "distinct": len(set(values))}
+
+    return asyncio.run(run())
+
+
+def scenario_produce_for(args: argparse.Namespace) -> dict[str, Any]:
+    """Produce steadily for --seconds (idempotent, acks=all), then read everything back."""
+    producer = Producer({"bootstrap.servers": args.bootstrap, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 5, "delivery.timeout.ms": 120000, "topic.metadata.refresh.interval.ms": 5000})
+    acked: list[str] = []
+    errors: list[str] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is None:
+            acked.append(message.value().decode())
+        else:
+            errors.append(str(error))
+
+    deadline = time.monotonic() + args.seconds
+    sent = 0
+    while time.monotonic() < deadline and sent < args.count:
+        producer.produce(args.topic, f"p-{sent}".encode(), on_delivery=delivered)
+        sent += 1
+        producer.poll(0.002)
+    producer.flush(120)
+    consumed = consume_values(args.bootstrap, args.topic, len(acked), timeout_s=90)
+    return {"sent": sent, "acked": len(acked), "errors": errors[:5], "error_count": len(errors),
+            "consumed_distinct": len(set(consumed)), "missing": len(set(acked) - set(consumed))}
+
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "idempotent": scenario_idempotent,
+    "transactional": scenario_transactional,
+    "group": scenario_group,
+    "admin": scenario_admin,
+    "kafka-python": scenario_kafka_python,
+    "aiokafka": scenario_aiokafka,
+    "produce-for": scenario_produce_for,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    try:
+        result = SCENARIOS[args.scenario](args)
+    except KafkaException as error:
+        result = {"kafka_error": str(error)}
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Helpers of the data-plane e2e tests: a real gateway node process, and clients run in the client netns.
+
+Each test module runs its own node on one of the lab's gateway addresses with a port range of its
+own (so modules, and other helpers' tests on port 6969, never collide), started by PID and stopped
+with SIGTERM, which also proves the drain-and-exit-0 path every time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from gateway_app.cluster.membership import group_name, topic_name
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+class GatewayNode:
+    def __init__(self, lab: Any, address: str, port_start: int, http_port: int, log_dir: Path,
+                 **env: str) -> None:
+        self.lab = lab
+        self.address = address
+        self.port_start = port_start
+        self.http_port = http_port
+        self.log_path = log_dir / f"gateway-{address}-{port_start}.log"
+        self.env = {
+            "GATEWAY_BIND_HOST": address, "GATEWAY_ADVERTISED_HOST": address,
+            "GATEWAY_PORT_START": str(port_start), "GATEWAY_HTTP_PORT": str(http_port),
+            "GATEWAY_NODE_ID": f"dp-{port_start}", "GATEWAY_DRAIN_TIMEOUT_S": "5",
+            "GATEWAY_CLUSTER_ID": unique("dp"),  # a cluster of its own: no other test's node joins the mapping
+            "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers, **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.address}:{self.port_start}"
+
+    def start(self, timeout_s: float = 30.0) -> "GatewayNode":
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "KAFKA_"))}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([PYTHON, "-m", "gateway_app"], cwd=REPO, env={**clean, **self.env},
+                                            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"gateway exited with {self.process.returncode}: {self.log()[-2000:]}")
+            if self.http("/health/ready")[0] == 200:
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"gateway not ready within {timeout_s}s: {self.log()[-2000:]}")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code (killed -9 only if it hangs)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._forget_cluster()
+        return self.process.returncode
+
+    def _forget_cluster(self) -> None:
+        """Delete the node's membership topic and group from the backing cluster (best effort)."""
+        cluster_id = self.env["GATEWAY_CLUSTER_ID"]
+        admin = AdminClient({"bootstrap.servers": self.lab.bootstrap_servers})
+        for future in admin.delete_topics([topic_name(cluster_id)], request_timeout=10).values():
+            future.exception()
+        for future in admin.delete_consumer_groups([group_name(cluster_id)], request_timeout=10).values():
+            future.exception()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://{self.address}:{self.http_port}{path}", timeout=3) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples whose labels include `labels` (0 if absent)."""
+        _, text = self.http("/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
+            if not match or match.group(1) != name:
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+            if all(found.get(k) == v for k, v in labels.items()):
+                total += float(match.group(3))
+        return total
+
+
+def run_client(lab: Any, scenario: str, *args: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Run a scenario of tests/e2e/dataplane_clients.py inside the client netns; returns its JSON result."""
+    argv = lab.client_cmd([PYTHON, "-m", "tests.e2e.dataplane_clients", scenario, *args])
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise AssertionError(f"{scenario} failed ({done.returncode}): {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_in_client_netns(lab: Any, argv: list[str], timeout_s: float = 120.0,
+                        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(lab.client_cmd(argv), cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
+                          input=stdin)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def java_tool(lab: Any, main_class: str, *args: str) -> list[str]:
+    return ["java", "-Xmx256m", "-cp", lab.java_classpath, main_class, *args]
+
