@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 BROKER_MIN_SESSION_TIMEOUT_S = 6.0  # Kafka's default group.min.session.timeout.ms
 REBALANCE_MARGIN_S = 3.0  # a rebalance + one refresh, between a death and the coordinator's verdict
 POLL_S = 0.1
+REPUBLISH_AFTER_S = 5.0  # own record still unread this long after writing it: write it again
 
 
 def group_name(cluster_id: str) -> str:
@@ -104,8 +105,10 @@ class Membership:
         self._view: View = ()
         self._last_refresh_ok = 0.0
         self._last_error = "not started"
+        self._next_republish = 0.0
+        self._producer: Producer | None = None
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gateway-membership", daemon=True)
+        self._thread = threading.Thread(target=self._run_logged, name="gateway-membership", daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -131,22 +134,27 @@ class Membership:
 
     # --- the control thread -----------------------------------------------------------------
 
+    def _run_logged(self) -> None:
+        try:
+            self._run()
+        except Exception:  # readiness turns false once refreshes stop; the log says why
+            self._last_error = "membership thread crashed"
+            log.exception("gateway cluster membership stopped")
+
     def _run(self) -> None:
         admin = AdminClient(self.kafka_config)
-        try:
-            self._ensure_topic(admin)
-        except Exception as error:  # keep going: the topic may be created by another node
-            self._last_error = f"create topic {self.topic}: {error}"
-            log.error("%s", self._last_error)
-        producer = Producer({**self.kafka_config, "acks": "all", "linger.ms": 0})
+        if not self._wait_for_topic(admin):
+            return
+        self._producer = Producer({**self.kafka_config, "acks": "all", "linger.ms": 0})
         reader = Consumer({
             **self.kafka_config,
             "group.id": f"{self.group}_reader",  # required by librdkafka; never joined: manual assignment
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 100,
+            "auto.offset.reset": "earliest",
         })
         reader.assign([TopicPartition(self.topic, 0, -2)])  # -2: from the beginning
-        self._publish_record(producer, self.me.encode())
+        self._publish_record(self.me.encode())
         group = Consumer({
             **self.kafka_config,
             "group.id": self.group,
@@ -171,13 +179,29 @@ class Membership:
                     self._refresh_live(admin)
         finally:
             group.close()  # LeaveGroup: the coordinator drops us at once
-            self._publish_record(producer, None)
+            self._publish_record(None)
             reader.close()
             self._live_ids = self._live_ids - {self.me.node_id}
             self._records.pop(self.me.node_id, None)
             self._update_view()
 
+    def _wait_for_topic(self, admin: AdminClient) -> bool:
+        """Create the members topic (or find it) before anything uses it, retrying while Kafka is
+        unreachable or short of brokers; False if asked to stop first."""
+        backoff = 1.0
+        while not self._stopping.is_set():
+            try:
+                self._ensure_topic(admin)
+                return True
+            except Exception as error:
+                self._last_error = f"cannot create members topic {self.topic}: {error}"
+                log.error("%s; retrying in %.0fs", self._last_error, backoff)
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+        return False
+
     def _ensure_topic(self, admin: AdminClient) -> None:
+        """Compacted, one partition, replicated on up to 3 of the brokers that are up right now."""
         brokers = len(admin.describe_cluster(request_timeout=10).result().nodes)
         topic = NewTopic(self.topic, num_partitions=1, replication_factor=min(3, brokers), config={"cleanup.policy": "compact"})
         try:
@@ -187,9 +211,10 @@ class Membership:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
 
-    def _publish_record(self, producer: Producer, value: bytes | None) -> None:
-        producer.produce(self.topic, key=self.me.node_id.encode(), value=value)
-        if producer.flush(10) != 0:
+    def _publish_record(self, value: bytes | None) -> None:
+        self._next_republish = time.monotonic() + REPUBLISH_AFTER_S
+        self._producer.produce(self.topic, key=self.me.node_id.encode(), value=value)
+        if self._producer.flush(10) != 0:
             log.error("could not write this node's record to %s", self.topic)
 
     def _read_records(self, reader: Consumer) -> None:
@@ -199,7 +224,9 @@ class Membership:
                 if message.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("members topic: %s", message.error())
                 continue
-            node_id = message.key().decode()
+            if message.key() is None:
+                continue
+            node_id = message.key().decode(errors="replace")
             if message.value() is None:
                 changed |= self._records.pop(node_id, None) is not None
                 continue
@@ -222,6 +249,9 @@ class Membership:
             return
         self._last_refresh_ok = time.monotonic()
         live_ids = frozenset(member.client_id for member in description.members)
+        if self.me.node_id in live_ids and self.me.node_id not in self._records and time.monotonic() > self._next_republish:
+            log.warning("this node's record is missing from %s; writing it again", self.topic)
+            self._publish_record(self.me.encode())
         if live_ids != self._live_ids:
             self._live_ids = live_ids
             self._update_view()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -130,3 +132,54 @@ class GatewayNode:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+
+
+class PortForwarder:
+    """A plain TCP load balancer for the external-LB test: each connection to listen_host:port goes to
+    the next backend in turn on the same port (what the HAProxy role does, without health checks)."""
+
+    def __init__(self, listen_host: str, ports: range, backends: list[str]) -> None:
+        self.listen_host, self.ports, self.backends = listen_host, ports, backends
+        self._next = 0
+        self._loop = asyncio.new_event_loop()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> "PortForwarder":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        async def close() -> None:
+            for server in self._servers:
+                server.close()
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _listen(self) -> None:
+        for port in self.ports:
+            self._servers.append(await asyncio.start_server(
+                lambda r, w, port=port: self._forward(r, w, port), self.listen_host, port, reuse_address=True))
+
+    async def _forward(self, client_reader, client_writer, port: int) -> None:
+        backend = self.backends[self._next % len(self.backends)]
+        self._next += 1
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(backend, port)
+        except OSError:
+            client_writer.close()
+            return
+        await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()

@@ -1,0 +1,235 @@
+"""The gateway cluster end to end: gateway processes on the controller (one lab address and rack
+each), the lab's real brokers, and real clients (librdkafka, Kafka's Java console producer, a
+librdkafka consumer group) in the client namespace, which has no route to the brokers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from gateway_app.cluster.mapping import score
+from tests.e2e.cluster_clients import java_console_producer
+from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
+    PORT_START, GatewayNode, PortForwarder, cluster_id, http_get, metadata_brokers, wait_until,
+)
+
+RACKS = ["rack-a", "rack-b", "rack-c"]
+CLIENTS = Path(__file__).with_name("cluster_clients.py")
+MEMBERSHIP_BOUND_S = 10.0  # GATEWAY_CLUSTER_SESSION_TIMEOUT_S default
+
+
+@pytest.fixture
+def start_node(lab, cluster_id, tmp_path):
+    started: list[GatewayNode] = []
+
+    def start(node_id: str, rack: str | None, address: str, **options) -> GatewayNode:
+        node = GatewayNode(lab, cluster_id, node_id, rack, address, tmp_path, **options)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.kill()
+
+
+def three_racks(lab, start_node, **options) -> dict[str, GatewayNode]:
+    nodes = {rack: start_node(f"gw-{rack}", rack, address, **options) for rack, address in zip(RACKS, lab.gateway_addresses)}
+    for node in nodes.values():
+        node.wait_ready()
+    return nodes
+
+
+def rack_local(lab, nodes: dict[str, GatewayNode]) -> dict[int, tuple[str, int, str]]:
+    return {b.id: (nodes[b.rack].address, PORT_START + b.id, b.rack) for b in lab.brokers}
+
+
+def answers(nodes) -> list[dict]:
+    return [metadata_brokers(node.address) for node in nodes]
+
+
+def wait_for_mapping(nodes, expected, timeout_s: float, what: str) -> float:
+    return wait_until(lambda: all(a == expected for a in answers(nodes)), timeout_s, what, 0.1)
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_metadata_from_every_node_is_rack_local_and_a_rack_emptied_moves_and_returns(lab, start_node):
+    nodes = three_racks(lab, start_node)
+    expected = rack_local(lab, nodes)
+    wait_for_mapping(nodes.values(), expected, 15, "every node to answer the rack-local mapping")
+    views = [json.loads(http_get(n.address, "/cluster")[1]) for n in nodes.values()]
+    assert len({v["mapping_digest"] for v in views}) == 1
+    assert [m["rack"] for m in views[0]["members"]] == RACKS
+
+    left_at = time.monotonic()
+    assert nodes["rack-c"].terminate() == 0
+    survivors = [nodes["rack-a"], nodes["rack-b"]]
+    wait_until(lambda: all(a[3][0] != nodes["rack-c"].address for a in answers(survivors)), 5, "broker 3 to leave rack-c")
+    print(f"\nclean leave: out of every Metadata answer {time.monotonic() - left_at:.2f}s after SIGTERM (exit included)")
+    moved = answers(survivors)
+    assert moved[0] == moved[1]
+    assert moved[0][3][0] in (nodes["rack-a"].address, nodes["rack-b"].address) and moved[0][3][1:] == (PORT_START + 3, "rack-c")
+    assert {b: moved[0][b] for b in (1, 2)} == {b: expected[b] for b in (1, 2)}
+
+    nodes["rack-c"] = start_node("gw-rack-c", "rack-c", lab.gateway_addresses[2])
+    nodes["rack-c"].wait_ready()
+    wait_for_mapping(nodes.values(), expected, 10, "broker 3 back on the rack-c node")
+
+
+class ClientLoad:
+    """Two producers (librdkafka, Java) and a two-member librdkafka consumer group on a fresh topic."""
+
+    def __init__(self, lab, workdir: Path, bootstrap: str, count: int, rate: float) -> None:
+        self.lab, self.workdir, self.bootstrap, self.count, self.rate = lab, workdir, bootstrap, count, rate
+        self.topic = f"cluster-load-{uuid.uuid4().hex[:8]}"
+        self.group = f"{self.topic}-group"
+        self.procs: list[subprocess.Popen] = []
+        admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+        topic = NewTopic(self.topic, num_partitions=6, replication_factor=3, config={"min.insync.replicas": "2"})
+        admin.create_topics([topic], request_timeout=15)[self.topic].result()
+
+    def _client(self, *args: str, **popen) -> subprocess.Popen:
+        proc = subprocess.Popen(self.lab.client_cmd([sys.executable, str(CLIENTS), *map(str, args)]), **popen)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        for i in range(2):
+            self._client("consume", self.bootstrap, self.topic, self.group, self.workdir / f"consumed-{i}",
+                         self.workdir / f"ready-{i}", self.workdir / "stop", 150)
+        wait_until(lambda: all((self.workdir / f"ready-{i}").exists() for i in range(2)), 40, "the consumer group to get partitions", 0.2)
+        self.librdkafka = self._client("produce", self.bootstrap, self.topic, "lib", self.count, self.rate,
+                                       self.workdir / "acked-lib", stdout=subprocess.PIPE, text=True)
+        self.java_stderr = (self.workdir / "java.stderr").open("w")
+        self.java = subprocess.Popen(java_console_producer(self.lab, self.bootstrap, self.topic),
+                                     stdin=subprocess.PIPE, stderr=self.java_stderr, text=True)
+        self.procs.append(self.java)
+        self.feeder = threading.Thread(target=self._feed_java, daemon=True)
+        self.feeder.start()
+
+    def _feed_java(self) -> None:
+        start = time.monotonic()
+        for i in range(self.count):
+            time.sleep(max(0.0, start + i / self.rate - time.monotonic()))
+            self.java.stdin.write(f"java-{i}\n")
+            self.java.stdin.flush()
+        self.java.stdin.close()
+
+    def finish_and_verify(self) -> None:
+        summary = json.loads(self.librdkafka.communicate(timeout=120)[0])
+        self.feeder.join(60)
+        java_rc = self.java.wait(120)
+        (self.workdir / "stop").touch()
+        for proc in self.procs:
+            proc.wait(60)
+        java_errors = [line for line in (self.workdir / "java.stderr").read_text().splitlines() if "Error when sending" in line]
+        acked = set((self.workdir / "acked-lib").read_text().split())
+        assert summary["failed"] == 0 and summary["unflushed"] == 0, summary
+        assert java_rc == 0 and not java_errors, java_errors[:3]
+        acked |= {f"java-{i}" for i in range(self.count)}  # console producer: exit 0, no send error = all acked
+        consumed = Counter(v for i in range(2) for v in (self.workdir / f"consumed-{i}").read_text().split())
+        missing = acked - set(consumed)
+        duplicated = {v: n for v, n in consumed.items() if n > 1}
+        print(f"acked {len(acked)} (librdkafka {len(acked) - self.count}, java {self.count}); consumed {sum(consumed.values())} "
+              f"({len(consumed)} distinct); missing {len(missing)}; duplicated {len(duplicated)}")
+        assert len(acked) == 2 * self.count
+        assert not missing, sorted(missing)[:10]
+        assert not duplicated, list(duplicated.items())[:10]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+
+
+@pytest.fixture
+def client_load(lab, tmp_path):
+    loads: list[ClientLoad] = []
+
+    def make(bootstrap: str, count: int = 2500, rate: float = 100) -> ClientLoad:
+        load = ClientLoad(lab, tmp_path, bootstrap, count, rate)
+        loads.append(load)
+        return load
+
+    yield make
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+    for load in loads:
+        load.stop()
+        admin.delete_topics([load.topic], request_timeout=10)[load.topic].exception()
+        admin.delete_consumer_groups([load.group], request_timeout=10)[load.group].exception()
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(150)
+def test_kill_9_of_a_node_under_load_clients_carry_on_exactly_once(lab, start_node, client_load):
+    nodes = three_racks(lab, start_node)
+    load = client_load(",".join(f"{n.address}:{PORT_START}" for n in nodes.values()))
+    load.start()
+    time.sleep(8)
+
+    victim = nodes["rack-b"]
+    survivors = [nodes["rack-a"], nodes["rack-c"]]
+    killed_at = time.monotonic()
+    victim.kill()
+    took = wait_until(lambda: all(victim.address not in {e[0] for e in a.values()} for a in answers(survivors)),
+                      MEMBERSHIP_BOUND_S + 5, "the dead node to leave every Metadata answer", 0.1)
+    print(f"\nkill -9: out of every Metadata answer after {took:.2f}s (bound {MEMBERSHIP_BOUND_S}s)")
+    assert time.monotonic() - killed_at <= MEMBERSHIP_BOUND_S
+    load.finish_and_verify()
+
+
+def name_that_wins(broker_id: int, against: str) -> str:
+    """A node id whose rendezvous score for broker_id beats `against`, so joining moves exactly that broker."""
+    return next(f"gw-rack-a-{i}" for i in range(100) if score(f"gw-rack-a-{i}", broker_id) > score(against, broker_id))
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(150)
+def test_a_fourth_node_joins_takes_one_broker_then_leaves_cleanly_under_load(lab, start_node, client_load):
+    nodes = three_racks(lab, start_node)
+    before = rack_local(lab, nodes)
+    load = client_load(",".join(f"{n.address}:{PORT_START}" for n in nodes.values()))
+    load.start()
+    time.sleep(4)
+
+    fourth = start_node(name_that_wins(1, "gw-rack-a"), "rack-a", lab.gateway_addresses[3])
+    fourth.wait_ready()
+    expected = {**before, 1: (fourth.address, PORT_START + 1, "rack-a")}
+    wait_for_mapping([*nodes.values(), fourth], expected, 5, "broker 1 (and only it) to move to the fourth node")
+    wait_until(lambda: b'gateway_client_connections_total{port="6970",broker="1"}' in http_get(fourth.address, "/metrics")[1],
+               20, "clients to follow broker 1 to the fourth node", 0.5)
+    time.sleep(3)
+
+    assert fourth.terminate() == 0
+    wait_for_mapping(nodes.values(), before, 3, "broker 1 back on gw-rack-a after the clean leave")
+    load.finish_and_verify()
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_external_load_balancing_advertises_the_load_balancer_and_any_node_serves_any_port(lab, start_node, client_load):
+    lb_address = lab.gateway_addresses[4]
+    nodes = three_racks(lab, start_node, internal_load_balancing=False, advertised_host=lb_address)
+    for answer in answers(nodes.values()):
+        assert answer == {b.id: (lb_address, PORT_START + b.id, b.rack) for b in lab.brokers}
+    ports = range(PORT_START, PORT_START + 1 + len(lab.brokers))
+    with PortForwarder(lb_address, ports, [n.address for n in nodes.values()]):
+        load = client_load(f"{lb_address}:{PORT_START}", count=1000)
+        load.start()
+        load.finish_and_verify()
+    for node in nodes.values():
+        metrics = http_get(node.address, "/metrics")[1].decode()
+        served = [line for line in metrics.splitlines()
+                  if line.startswith("gateway_client_connections_total{") and 'broker="bootstrap"' not in line]
+        assert served, f"{node.node_id} served no broker port"
