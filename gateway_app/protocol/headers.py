@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from functools import cache
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
-from kio.serial.readers import read_nullable_legacy_string
 
 from .schema_walk import skip_tagged_fields
 
 SIZE = struct.Struct(">i")
 REQUEST_FIXED = struct.Struct(">hhi")  # api_key, api_version, correlation_id
 CORRELATION = struct.Struct(">i")
+CLIENT_ID_LENGTH = struct.Struct(">h")
 API_VERSIONS = 18
 
 
@@ -74,13 +74,17 @@ def parse_request_head(frame: memoryview) -> RequestHead:
     if api_key < 0 or api_version < 0:
         raise MalformedFrame("bad_header", f"api key {api_key} version {api_version}")
     flexible = request_is_flexible(api_key, api_version)
-    try:
-        client_id, size = read_nullable_legacy_string(frame, REQUEST_FIXED.size)
-        offset = REQUEST_FIXED.size + size
-        if flexible:
+    (length,) = CLIENT_ID_LENGTH.unpack_from(frame, REQUEST_FIXED.size)
+    offset = REQUEST_FIXED.size + 2 + max(length, 0)
+    if offset > len(frame):
+        raise MalformedFrame("bad_header", f"client id of {length} bytes runs past the frame")
+    # Kafka decodes client ids leniently; so do we (it is only used in logs).
+    client_id = None if length < 0 else bytes(frame[REQUEST_FIXED.size + 2:offset]).decode("utf-8", "replace")
+    if flexible:
+        try:
             offset = skip_tagged_fields(frame, offset)
-    except Exception as error:  # kio's readers raise their own decode errors on garbage
-        raise MalformedFrame("bad_header", f"api key {api_key} v{api_version}: {error}") from None
+        except Exception as error:  # kio's readers raise their own decode errors on garbage
+            raise MalformedFrame("bad_header", f"api key {api_key} v{api_version}: {error}") from None
     return RequestHead(api_key, api_version, correlation_id, client_id, offset if flexible is not None else None)
 
 

@@ -18,7 +18,9 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import pytest
 
 from confluent_kafka.admin import AdminClient
 
@@ -114,6 +116,19 @@ class GatewayNode:
         return total
 
 
+def node_fixture(port_start: int, http_port: int, **env: str) -> Callable[..., Any]:
+    """A module-scoped fixture: one gateway node on the last lab gateway address, stopped (exit 0) at the end."""
+
+    @pytest.fixture(scope="module")
+    def node(lab: Any, tmp_path_factory: Any) -> Any:
+        log_dir = tmp_path_factory.mktemp(f"gateway-{port_start}")
+        gateway = GatewayNode(lab, lab.gateway_addresses[-1], port_start, http_port, log_dir, **env).start()
+        yield gateway
+        assert gateway.stop() == 0, gateway.log()[-2000:]
+
+    return node
+
+
 def run_client(lab: Any, scenario: str, *args: str, timeout_s: float = 120.0) -> dict[str, Any]:
     """Run a scenario of tests/e2e/dataplane_clients.py inside the client netns; returns its JSON result."""
     argv = lab.client_cmd([PYTHON, "-m", "tests.e2e.dataplane_clients", scenario, *args])
@@ -121,6 +136,34 @@ def run_client(lab: Any, scenario: str, *args: str, timeout_s: float = 120.0) ->
     if done.returncode != 0:
         raise AssertionError(f"{scenario} failed ({done.returncode}): {done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class BackgroundProducer:
+    """The `produce-for` scenario running in the client netns while a test disturbs the system."""
+
+    def __init__(self, lab: Any, bootstrap: str, topic: str, seconds: float, count: int = 200_000) -> None:
+        self.seconds = seconds
+        self.process = subprocess.Popen(
+            lab.client_cmd([PYTHON, "-m", "tests.e2e.dataplane_clients", "produce-for", "--bootstrap", bootstrap,
+                            "--topic", topic, "--seconds", str(seconds), "--count", str(count)]),
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def result(self) -> dict[str, Any]:
+        try:
+            out, _ = self.process.communicate(timeout=self.seconds + 240)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        return json.loads(out.strip().splitlines()[-1])
+
+    def __enter__(self) -> "BackgroundProducer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def run_in_client_netns(lab: Any, argv: list[str], timeout_s: float = 120.0,

@@ -11,18 +11,14 @@ import re
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.e2e.dataplane_support import GatewayNode, run_client, run_in_client_netns, unique
+from tests.e2e.dataplane_support import node_fixture, run_client, run_in_client_netns, unique
 
 pytestmark = pytest.mark.lab
 
 PORT_START, HTTP_PORT = 17100, 17190
 
 
-@pytest.fixture(scope="module")
-def node(lab, tmp_path_factory):
-    gateway = GatewayNode(lab, lab.gateway_addresses[-1], PORT_START, HTTP_PORT, tmp_path_factory.mktemp("clients")).start()
-    yield gateway
-    assert gateway.stop() == 0, gateway.log()[-2000:]
+node = node_fixture(PORT_START, HTTP_PORT)
 
 
 def gateway_brokers(lab, node) -> set[str]:

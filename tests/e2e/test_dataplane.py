@@ -14,18 +14,14 @@ import time
 
 import pytest
 
-from tests.e2e.dataplane_support import PYTHON, REPO, GatewayNode, run_client, unique
+from tests.e2e.dataplane_support import node_fixture, PYTHON, REPO, GatewayNode, run_client, unique
 
 pytestmark = pytest.mark.lab
 
 PORT_START, HTTP_PORT = 17000, 17090
 
 
-@pytest.fixture(scope="module")
-def node(lab, tmp_path_factory):
-    gateway = GatewayNode(lab, lab.gateway_addresses[-1], PORT_START, HTTP_PORT, tmp_path_factory.mktemp("dp")).start()
-    yield gateway
-    assert gateway.stop() == 0, gateway.log()[-2000:]
+node = node_fixture(PORT_START, HTTP_PORT)
 
 
 def test_idempotent_produce_every_message_counted(lab, node):

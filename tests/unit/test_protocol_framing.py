@@ -1,0 +1,119 @@
+"""Frame splitting, request headers and size limits: pure logic, property-tested."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
+from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
+from kio.serial import entity_writer
+
+from gateway_app.protocol.headers import MalformedFrame, frame_size, parse_request_head
+from gateway_app.proxy.framing import Decision, FrameStream
+
+LIMIT = 4096
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:])]
+
+
+class Recorder:
+    """Drives a FrameStream: passes frames whose first payload byte is even, collects the others."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.collected: list[bytes] = []
+        self.decided = 0
+        self.stream = FrameStream(LIMIT, 1, self.decide, self.out.extend, self.on_frame)
+
+    def decide(self, prefix: memoryview, size: int) -> Decision:
+        self.decided += 1
+        if size == 0:
+            return Decision.PASS
+        return Decision.PASS if prefix[4] % 2 == 0 else Decision.COLLECT
+
+    def on_frame(self, whole: bytearray) -> None:
+        self.collected.append(bytes(whole))
+        self.out.extend(whole)
+
+
+payloads = st.lists(st.binary(min_size=0, max_size=600), min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads, st.lists(st.integers(0, 10_000), max_size=12))
+def test_frames_survive_any_chunking_byte_for_byte(items: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(frame(p) for p in items)
+    recorder = Recorder()
+    for chunk in chunked(data, cuts):
+        recorder.stream.feed(chunk)
+    assert bytes(recorder.out) == data
+    assert recorder.decided == len(items)
+    assert recorder.collected == [frame(p) for p in items if p and p[0] % 2]
+    assert recorder.stream.at_boundary()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=2000), st.lists(st.integers(0, 10_000), max_size=8))
+def test_garbage_only_ever_raises_malformed_frame(data: bytes, cuts: list[int]) -> None:
+    recorder = Recorder()
+    try:
+        for chunk in chunked(data, cuts):
+            recorder.stream.feed(chunk)
+    except MalformedFrame as error:
+        assert error.reason in {"negative_size", "oversized"}
+
+
+@pytest.mark.parametrize(("size", "reason"), [(-1, "negative_size"), (LIMIT + 1, "oversized")])
+def test_frame_size_limits(size: int, reason: str) -> None:
+    with pytest.raises(MalformedFrame) as raised:
+        frame_size(struct.pack(">i", size), LIMIT)
+    assert raised.value.reason == reason
+    assert frame_size(struct.pack(">i", LIMIT), LIMIT) == LIMIT
+
+
+def encoded_request(header: object, body: object) -> memoryview:
+    buffer = io.BytesIO()
+    entity_writer(type(header))(buffer, header)
+    entity_writer(type(body))(buffer, body)
+    return memoryview(buffer.getvalue())
+
+
+def test_flexible_request_header_with_tags_and_client_id() -> None:
+    header = RequestHeaderV2(request_api_key=3, request_api_version=12, correlation_id=77, client_id="rdkafka")
+    body = MetadataRequest(topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+    data = encoded_request(header, body)
+    head = parse_request_head(data)
+    assert (head.api_key, head.api_version, head.correlation_id, head.client_id) == (3, 12, 77, "rdkafka")
+    assert head.body_offset == len(data) - len(encoded_request(header, body)[head.body_offset:])
+    assert bytes(data[head.body_offset:]) == bytes(encoded_request(header, body)[head.body_offset:])
+
+
+def test_legacy_request_header_and_unknown_versions() -> None:
+    header = RequestHeaderV1(request_api_key=18, request_api_version=2, correlation_id=5, client_id=None)
+    head = parse_request_head(memoryview(encoded_request(header, header)[:10]))
+    assert (head.api_key, head.api_version, head.correlation_id, head.client_id, head.body_offset) == (18, 2, 5, None, 10)
+    unknown = parse_request_head(memoryview(struct.pack(">hhih", 3, 99, 1, -1)))
+    assert unknown.body_offset is None  # relayed by correlation id alone
+
+
+@pytest.mark.parametrize("data", [b"\x00\x03\x00", struct.pack(">hhih", 3, 1, 1, 50) + b"short", struct.pack(">hhih", -1, 0, 1, -1)])
+def test_bad_request_headers(data: bytes) -> None:
+    with pytest.raises(MalformedFrame):
+        parse_request_head(memoryview(data))
+
+
+def test_non_utf8_client_id_is_tolerated_like_kafka() -> None:
+    head = parse_request_head(memoryview(struct.pack(">hhih", 18, 0, 1, 2) + b"\xff\xfe"))
+    assert head.client_id == "\ufffd\ufffd"
