@@ -17,10 +17,15 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicCollection,
 from confluent_kafka.admin import AdminClient, NewTopic
 
 TIMEOUT_S = 60.0
+SECURITY: dict[str, str] = {}  # --config k=v: extra librdkafka properties (TLS) for every client
+
+
+def config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, **SECURITY, **extra}
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(config(bootstrap))
     admin.create_topics([NewTopic(topic, partitions, 3)], request_timeout=30)[topic].result(40)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until every partition has a leader the client can see
@@ -34,10 +39,9 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
 
 def consume_values(bootstrap: str, topic: str, expected: int, group: str | None = None, commit: bool = False,
                    isolation: str = "read_uncommitted", timeout_s: float = TIMEOUT_S) -> list[str]:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": group or f"reader-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False, "isolation.level": isolation,
-    })
+    consumer = Consumer(config(
+        bootstrap, **{"group.id": group or f"reader-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False, "isolation.level": isolation}))
     consumer.subscribe([topic])
     values: list[str] = []
     deadline = time.monotonic() + timeout_s
@@ -57,8 +61,8 @@ def consume_values(bootstrap: str, topic: str, expected: int, group: str | None 
     return values
 
 
-def produce(bootstrap: str, topic: str, count: int, **config: Any) -> list[str]:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **config})
+def produce(bootstrap: str, topic: str, count: int, **settings: Any) -> list[str]:
+    producer = Producer(config(bootstrap, **{"linger.ms": 5, **settings}))
     acked: list[str] = []
 
     def delivered(error: Any, message: Any) -> None:
@@ -82,7 +86,7 @@ def scenario_idempotent(args: argparse.Namespace) -> dict[str, Any]:
 
 def scenario_transactional(args: argparse.Namespace) -> dict[str, Any]:
     create_topic(args.bootstrap, args.topic)
-    producer = Producer({"bootstrap.servers": args.bootstrap, "transactional.id": f"tx-{args.topic}"})
+    producer = Producer(config(args.bootstrap, **{"transactional.id": f"tx-{args.topic}"}))
     producer.init_transactions(TIMEOUT_S)
     producer.begin_transaction()
     for i in range(args.count):
@@ -104,7 +108,7 @@ def scenario_group(args: argparse.Namespace) -> dict[str, Any]:
     group = f"group-{args.topic}"
     first = consume_values(args.bootstrap, args.topic, len(acked), group=group, commit=True)
     again = consume_values(args.bootstrap, args.topic, 1, group=group, commit=True, timeout_s=6)
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": group})
+    consumer = Consumer(config(args.bootstrap, **{"group.id": group}))
     committed = consumer.committed([TopicPartition(args.topic, p) for p in range(3)], timeout=20)
     consumer.close()
     return {"acked": len(acked), "first": len(set(first)), "after_commit": len(again),
@@ -112,7 +116,7 @@ def scenario_group(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scenario_admin(args: argparse.Namespace) -> dict[str, Any]:
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin = AdminClient(config(args.bootstrap))
     create_topic(args.bootstrap, args.topic, partitions=4)
     described = admin.describe_topics(TopicCollection([args.topic]))[args.topic].result(30)
     cluster = admin.describe_cluster(request_timeout=30).result(40)
@@ -175,8 +179,8 @@ def scenario_aiokafka(args: argparse.Namespace) -> dict[str, Any]:
 
 def scenario_produce_for(args: argparse.Namespace) -> dict[str, Any]:
     """Produce steadily for --seconds (idempotent, acks=all), then read everything back."""
-    producer = Producer({"bootstrap.servers": args.bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "delivery.timeout.ms": 120000, "topic.metadata.refresh.interval.ms": 5000})
+    producer = Producer(config(args.bootstrap, **{"enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                                          "delivery.timeout.ms": 120000, "topic.metadata.refresh.interval.ms": 5000}))
     acked: list[str] = []
     errors: list[str] = []
 
@@ -216,7 +220,9 @@ def main() -> None:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    SECURITY.update(item.split("=", 1) for item in args.config)
     try:
         result = SCENARIOS[args.scenario](args)
     except KafkaException as error:

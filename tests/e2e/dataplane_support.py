@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -116,15 +116,20 @@ class GatewayNode:
         return total
 
 
+def running_node(lab: Any, tmp_path_factory: Any, port_start: int, http_port: int, **env: str) -> Iterator[GatewayNode]:
+    """One gateway node on the last lab gateway address for a module; it must exit 0 on SIGTERM at the end."""
+    log_dir = tmp_path_factory.mktemp(f"gateway-{port_start}")
+    gateway = GatewayNode(lab, lab.gateway_addresses[-1], port_start, http_port, log_dir, **env).start()
+    yield gateway
+    assert gateway.stop() == 0, gateway.log()[-2000:]
+
+
 def node_fixture(port_start: int, http_port: int, **env: str) -> Callable[..., Any]:
-    """A module-scoped fixture: one gateway node on the last lab gateway address, stopped (exit 0) at the end."""
+    """A module-scoped `node` fixture around running_node."""
 
     @pytest.fixture(scope="module")
-    def node(lab: Any, tmp_path_factory: Any) -> Any:
-        log_dir = tmp_path_factory.mktemp(f"gateway-{port_start}")
-        gateway = GatewayNode(lab, lab.gateway_addresses[-1], port_start, http_port, log_dir, **env).start()
-        yield gateway
-        assert gateway.stop() == 0, gateway.log()[-2000:]
+    def node(lab: Any, tmp_path_factory: Any) -> Iterator[GatewayNode]:
+        yield from running_node(lab, tmp_path_factory, port_start, http_port, **env)
 
     return node
 

@@ -1,0 +1,84 @@
+"""TLS termination for clients: confluent-kafka with security.protocol=SSL and a client certificate.
+
+Certificates are made in the test with openssl: a CA, a server certificate for the gateway's
+address, and a client certificate; the node requires client certificates signed by that CA.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.dataplane_support import run_client, running_node, unique
+
+pytestmark = pytest.mark.lab
+
+PORT_START, HTTP_PORT = 17400, 17490
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_pki(directory: Path, server_ip: str) -> dict[str, str]:
+    paths = {name: str(directory / name) for name in
+             ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem", "client.key", "client.csr", "client.pem", "san.cnf")}
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kgw-test-ca",
+            "-keyout", paths["ca.key"], "-out", paths["ca.pem"])
+    Path(paths["san.cnf"]).write_text(f"subjectAltName=IP:{server_ip}\n")
+    for who, cn in (("server", server_ip), ("client", "kgw-test-client")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+                "-keyout", paths[f"{who}.key"], "-out", paths[f"{who}.csr"])
+        extra = ["-extfile", paths["san.cnf"]] if who == "server" else []
+        openssl("x509", "-req", "-days", "2", "-in", paths[f"{who}.csr"], "-CA", paths["ca.pem"],
+                "-CAkey", paths["ca.key"], "-CAcreateserial", "-out", paths[f"{who}.pem"], *extra)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def pki(lab, tmp_path_factory) -> dict[str, str]:
+    return make_pki(tmp_path_factory.mktemp("pki"), lab.gateway_addresses[-1])
+
+
+@pytest.fixture(scope="module")
+def node(lab, pki, tmp_path_factory):
+    yield from running_node(lab, tmp_path_factory, PORT_START, HTTP_PORT, GATEWAY_SSL_CERT_FILE=pki["server.pem"],
+                            GATEWAY_SSL_KEY_FILE=pki["server.key"], GATEWAY_SSL_CA_FILE=pki["ca.pem"],
+                            GATEWAY_SSL_CLIENT_AUTH="required")
+
+
+def test_confluent_kafka_over_tls_with_client_certificate(lab, node, pki):
+    tls = ["--config", "security.protocol=SSL", "--config", f"ssl.ca.location={pki['ca.pem']}",
+           "--config", f"ssl.certificate.location={pki['client.pem']}", "--config", f"ssl.key.location={pki['client.key']}"]
+    result = run_client(lab, "idempotent", "--bootstrap", node.bootstrap, "--topic", unique("tls"), "--count", "1000", *tls)
+    assert result == {"acked": 1000, "consumed": 1000, "distinct": 1000, "missing": 0}
+
+
+def api_versions_request() -> bytes:
+    payload = struct.pack(">hhih", 18, 0, 1, 4) + b"test"
+    return struct.pack(">i", len(payload)) + payload
+
+
+def test_client_without_certificate_is_refused(lab, node, pki):
+    context = ssl.create_default_context(cafile=pki["ca.pem"])
+    with socket.create_connection((node.address, PORT_START), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            with context.wrap_socket(raw, server_hostname=node.address) as tls:
+                tls.sendall(api_versions_request())
+                if not tls.recv(4):  # TLS 1.3 reports the missing certificate at the first read
+                    raise ConnectionError("closed")
+
+
+def test_client_with_certificate_gets_api_versions(lab, node, pki):
+    context = ssl.create_default_context(cafile=pki["ca.pem"])
+    context.load_cert_chain(pki["client.pem"], pki["client.key"])
+    with socket.create_connection((node.address, PORT_START), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=node.address) as tls:
+            tls.sendall(api_versions_request())
+            size = struct.unpack(">i", tls.recv(4))[0]
+            assert size > 10
