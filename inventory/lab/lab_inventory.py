@@ -2,6 +2,9 @@
 """Ansible inventory script for the running lab: `python -m lab inventory`, in the script-inventory format.
 
     ansible-playbook -i inventory/lab playbooks/deploy.yml
+
+KGW_LAB_HOSTS (lab host specs "NAME[:RACK][@GROUP[+GROUP]]", space separated) limits the inventory to those
+hosts: each molecule scenario works on hosts of its own beside the lab's default ones.
 """
 
 from __future__ import annotations
@@ -25,13 +28,18 @@ def lab_inventory() -> dict:
     return json.loads(out)
 
 
-def to_script_format(tree: dict) -> dict:
+def selected_names() -> set[str] | None:
+    specs = os.environ.get("KGW_LAB_HOSTS", "").split()
+    return {spec.split("@")[0].split(":")[0] for spec in specs} if specs else None
+
+
+def to_script_format(tree: dict, only: set[str] | None) -> dict:
     """{"all": {"vars", "children": {group: {"hosts": {name: vars}}}}} -> {group: {"hosts": [...]}, "_meta": ...}"""
     root = tree["all"]
     result: dict = {"all": {"vars": root.get("vars", {}), "children": sorted(root.get("children", {}))}}
     hostvars: dict = {}
     for group, body in root.get("children", {}).items():
-        hosts = body.get("hosts") or {}
+        hosts = {name: hv for name, hv in (body.get("hosts") or {}).items() if only is None or name in only}
         result[group] = {"hosts": sorted(hosts)}
         for name, host_vars in hosts.items():
             hostvars.setdefault(name, {}).update(host_vars or {})
@@ -43,7 +51,7 @@ def main() -> int:
     if "--host" in sys.argv:
         print("{}")  # everything is in _meta
         return 0
-    print(json.dumps(to_script_format(lab_inventory()), indent=2))
+    print(json.dumps(to_script_format(lab_inventory(), selected_names()), indent=2))
     return 0
 
 

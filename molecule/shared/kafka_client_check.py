@@ -1,0 +1,217 @@
+"""Client-side checks the molecule scenarios run from the lab's client namespace (no route to the brokers).
+
+    metadata   every broker is advertised where the scenario expects: a gateway in the broker's rack
+               (internal load balancing) or the load balancer (external), on that broker's gateway port
+    roundtrip  produce N messages with acks=all through the gateway and consume every one back
+    soak       a producer and a consumer group run until a stop file appears (bounded by --max-seconds);
+               every acknowledged message must be consumed and no delivery may fail
+
+Each check prints one JSON line with its findings and exits non-zero when a promise is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+TIMEOUT_S = 30
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+
+
+def describe_cluster(bootstrap: str) -> list[dict[str, Any]]:
+    client = admin(bootstrap)  # kept referenced: a collected client cancels its futures
+    nodes = client.describe_cluster(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S).nodes
+    return [{"id": n.id, "host": n.host, "port": n.port, "rack": n.rack} for n in nodes]
+
+
+def check_metadata(args: argparse.Namespace) -> list[str]:
+    """Problems with the advertised addresses; `--gateways` maps advertised host -> rack."""
+    gateways: dict[str, str] = json.loads(args.gateways)
+    problems = []
+    nodes = describe_cluster(args.bootstrap)
+    if len(nodes) != args.brokers:
+        problems.append(f"expected {args.brokers} brokers, Metadata lists {len(nodes)}")
+    for node in nodes:
+        expected_port = args.port_start + 1 + node["id"] - args.min_broker_id
+        if node["port"] != expected_port:
+            problems.append(f"broker {node['id']} advertised on port {node['port']}, expected {expected_port}")
+        if args.lb_host:
+            if node["host"] != args.lb_host:
+                problems.append(f"broker {node['id']} advertised at {node['host']}, expected the load balancer {args.lb_host}")
+        elif node["host"] not in gateways:
+            problems.append(f"broker {node['id']} advertised at {node['host']}, which is no gateway: {sorted(gateways)}")
+        elif gateways[node["host"]] != node["rack"]:
+            problems.append(
+                f"broker {node['id']} (rack {node['rack']}) mapped to gateway {node['host']} in rack {gateways[node['host']]}"
+            )
+    print(json.dumps({"check": "metadata", "nodes": nodes, "problems": problems}))
+    return problems
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    client = admin(bootstrap)
+    futures = client.create_topics([NewTopic(topic, partitions, 3)], request_timeout=TIMEOUT_S)
+    for future in futures.values():
+        try:
+            future.result(timeout=TIMEOUT_S)
+        except Exception as err:  # an existing topic is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(err):
+                raise
+
+
+def producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+
+
+def consumer(bootstrap: str, group: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+            "session.timeout.ms": 10000,
+        }
+    )
+
+
+def check_roundtrip(args: argparse.Namespace) -> list[str]:
+    topic = f"molecule-roundtrip-{uuid.uuid4().hex[:8]}"
+    ensure_topic(args.bootstrap, topic, 3)
+    sent = {f"m{i}" for i in range(args.count)}
+    failed: list[str] = []
+    prod = producer(args.bootstrap)
+    for value in sorted(sent):
+        prod.produce(topic, value.encode(), on_delivery=lambda err, msg: err and failed.append(str(err)))
+    remaining = prod.flush(TIMEOUT_S)
+    cons = consumer(args.bootstrap, f"{topic}-group")
+    cons.subscribe([topic])
+    received: set[str] = set()
+    deadline = time.monotonic() + TIMEOUT_S
+    while received != sent and time.monotonic() < deadline:
+        msg = cons.poll(1.0)
+        if msg is not None and not msg.error():
+            received.add(msg.value().decode())
+    cons.close()
+    problems = [f"delivery failed: {e}" for e in failed[:5]]
+    if remaining:
+        problems.append(f"{remaining} messages never acknowledged")
+    if received != sent:
+        problems.append(f"consumed {len(received)} of {len(sent)} messages")
+    print(json.dumps({"check": "roundtrip", "bootstrap": args.bootstrap, "sent": len(sent), "received": len(received),
+                      "problems": problems}))
+    return problems
+
+
+class Soak:
+    """Producer and consumer group running side by side; what was acknowledged and what was consumed."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: int) -> None:
+        self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
+        self.acked: set[str] = set()
+        self.failed: list[str] = []
+        self.consumed: set[str] = set()
+        self.consumer_errors: list[str] = []
+        self.producing = threading.Event()
+        self.consuming = threading.Event()
+
+    def produce(self, stop_file: Path, max_seconds: float) -> None:
+        prod = producer(self.bootstrap)
+
+        def delivered(err: KafkaError | None, msg: Any) -> None:
+            if err:
+                self.failed.append(str(err))
+            else:
+                self.acked.add(msg.value().decode())
+
+        deadline = time.monotonic() + max_seconds
+        seq = 0
+        while not stop_file.exists() and time.monotonic() < deadline:
+            prod.produce(self.topic, f"s{seq}".encode(), on_delivery=delivered)
+            seq += 1
+            prod.poll(1.0 / self.rate)
+        prod.flush(TIMEOUT_S)
+        self.producing.clear()
+
+    def consume(self) -> None:
+        cons = consumer(self.bootstrap, f"{self.topic}-group")
+        cons.subscribe([self.topic])
+        quiet_since = None
+        while True:
+            msg = cons.poll(0.5)
+            if msg is not None:
+                if msg.error():
+                    if msg.error().fatal():
+                        self.consumer_errors.append(str(msg.error()))
+                else:
+                    self.consumed.add(msg.value().decode())
+            done_producing = not self.producing.is_set()
+            if done_producing and self.acked <= self.consumed:
+                break
+            if done_producing:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > TIMEOUT_S:
+                    break
+        cons.close()
+
+
+def check_soak(args: argparse.Namespace) -> list[str]:
+    topic = f"molecule-soak-{uuid.uuid4().hex[:8]}"
+    ensure_topic(args.bootstrap, topic, 6)
+    soak = Soak(args.bootstrap, topic, args.rate)
+    soak.producing.set()
+    consumer_thread = threading.Thread(target=soak.consume, daemon=True)
+    consumer_thread.start()
+    Path(args.ready_file).touch()
+    soak.produce(Path(args.stop_file), args.max_seconds)
+    consumer_thread.join(TIMEOUT_S + 10)
+    lost = soak.acked - soak.consumed
+    problems = [f"delivery failed: {e}" for e in soak.failed[:5]]
+    problems += [f"fatal consumer error: {e}" for e in soak.consumer_errors[:5]]
+    if lost:
+        problems.append(f"{len(lost)} acknowledged messages never consumed, e.g. {sorted(lost)[:5]}")
+    if len(soak.acked) < args.rate:  # less than a second's worth: the soak did not really run
+        problems.append(f"only {len(soak.acked)} messages acknowledged")
+    print(json.dumps({"check": "soak", "acked": len(soak.acked), "consumed": len(soak.consumed),
+                      "delivery_failures": len(soak.failed), "problems": problems}))
+    return problems
+
+
+CHECKS = {"metadata": check_metadata, "roundtrip": check_roundtrip, "soak": check_soak}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("check", choices=sorted(CHECKS))
+    parser.add_argument("--bootstrap", required=True, help="gateway or load balancer host:port")
+    parser.add_argument("--gateways", default="{}", help='metadata: JSON {"advertised host": "rack"}')
+    parser.add_argument("--lb-host", default="", help="metadata: every broker must be advertised at this host")
+    parser.add_argument("--brokers", type=int, default=3)
+    parser.add_argument("--port-start", type=int, default=6969)
+    parser.add_argument("--min-broker-id", type=int, default=1)
+    parser.add_argument("--count", type=int, default=200, help="roundtrip: messages")
+    parser.add_argument("--rate", type=int, default=100, help="soak: messages per second")
+    parser.add_argument("--stop-file", default="/tmp/kgw-soak.stop")
+    parser.add_argument("--ready-file", default="/tmp/kgw-soak.ready")
+    parser.add_argument("--max-seconds", type=float, default=300)
+    args = parser.parse_args(argv)
+    problems = CHECKS[args.check](args)
+    for problem in problems:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
