@@ -89,11 +89,15 @@ class Node:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        await self.http.start(self.settings.bind_host, self.settings.http_port)
-        await self.directory.refresh()
-        if isinstance(self.topology, Lifecycle):
-            await self.topology.start()
-        await self.gateway.start()
+        try:
+            await self.http.start(self.settings.bind_host, self.settings.http_port)
+            await self.directory.refresh()
+            if isinstance(self.topology, Lifecycle):
+                await self.topology.start()
+            await self.gateway.start()
+        except OSError as error:  # a port in use or an address not on this host: say so, exit non-zero
+            log.error("cannot start: %s", error)
+            return 1
         refresher = asyncio.ensure_future(self._refresh_directory())
         log.info("node %s up; ready=%s", self.settings.node_id, self.readiness.ready())
         await self._stop.wait()

@@ -7,10 +7,13 @@ with SIGTERM, which also proves the drain-and-exit-0 path every time.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -23,6 +26,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from confluent_kafka.admin import AdminClient
+from kio.serial import entity_reader, entity_writer
 
 from gateway_app.cluster.membership import group_name, topic_name
 
@@ -51,7 +55,8 @@ class GatewayNode:
     def bootstrap(self) -> str:
         return f"{self.address}:{self.port_start}"
 
-    def start(self, timeout_s: float = 30.0) -> "GatewayNode":
+    def start(self, timeout_s: float = 30.0, ready: bool = True) -> "GatewayNode":
+        """Start and wait until /health/ready answers 200 (or, with ready=False, answers at all)."""
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "KAFKA_"))}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([PYTHON, "-m", "gateway_app"], cwd=REPO, env={**clean, **self.env},
@@ -60,9 +65,11 @@ class GatewayNode:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"gateway exited with {self.process.returncode}: {self.log()[-2000:]}")
-            if self.http("/health/ready")[0] == 200:
+            status = self.http("/health/ready")[0]
+            if status == 200 or (status and not ready):
                 return self
             time.sleep(0.2)
+        self.stop()
         raise AssertionError(f"gateway not ready within {timeout_s}s: {self.log()[-2000:]}")
 
     def stop(self, timeout_s: float = 30.0) -> int:
@@ -132,6 +139,30 @@ def node_fixture(port_start: int, http_port: int, **env: str) -> Callable[..., A
         yield from running_node(lab, tmp_path_factory, port_start, http_port, **env)
 
     return node
+
+
+def kafka_exchange(address: str, port: int, header: Any, body: Any, response_type: type,
+                   response_header_bytes: int = 4, timeout_s: float = 5.0) -> Any:
+    """One raw request/response with kio types over a fresh TCP connection (no client library in between)."""
+    buffer = io.BytesIO()
+    entity_writer(type(header))(buffer, header)
+    entity_writer(type(body))(buffer, body)
+    payload = buffer.getvalue()
+    with socket.create_connection((address, port), timeout=timeout_s) as sock:
+        sock.sendall(struct.pack(">i", len(payload)) + payload)
+        size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
+        frame = _recv_exactly(sock, size)
+    return entity_reader(response_type)(frame[response_header_bytes:], 0)[0]
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed mid-frame")
+        data += chunk
+    return bytes(data)
 
 
 def run_client(lab: Any, scenario: str, *args: str, timeout_s: float = 120.0) -> dict[str, Any]:

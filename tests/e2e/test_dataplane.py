@@ -7,14 +7,23 @@ would fail the client instead of quietly working.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
+import struct
 import subprocess
 import time
 
 import pytest
+from kio.schema.api_versions.v3.request import ApiVersionsRequest
+from kio.schema.api_versions.v3.response import ApiVersionsResponse
+from kio.schema.errors import ErrorCode
+from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 
-from tests.e2e.dataplane_support import node_fixture, PYTHON, REPO, GatewayNode, run_client, unique
+from gateway_app.protocol.policy import POLICIES, Handling, cap
+
+from tests.e2e.dataplane_support import (PYTHON, REPO, GatewayNode, kafka_exchange, node_fixture, run_client,
+                                         run_in_client_netns, unique)
 
 pytestmark = pytest.mark.lab
 
@@ -83,3 +92,64 @@ def test_bad_setting_is_named_at_start(lab):
     env = {"PATH": "/usr/bin:/bin", "GATEWAY_PORT_START": "70000", "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers}
     done = subprocess.run([PYTHON, "-m", "gateway_app"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "GATEWAY_PORT_START" in done.stderr
+
+
+def api_versions(address: str, port: int) -> dict[int, tuple[int, int]]:
+    header = RequestHeaderV2(request_api_key=18, request_api_version=3, correlation_id=9, client_id="dp-test")
+    request = ApiVersionsRequest(client_software_name="kgw-test", client_software_version="1.0")
+    response = kafka_exchange(address, port, header, request, ApiVersionsResponse)
+    assert response.error_code == ErrorCode.none
+    return {int(k.api_key): (int(k.min_version), int(k.max_version)) for k in response.api_keys}
+
+
+def test_api_versions_capped_to_the_policy(lab, node):
+    broker = lab.brokers[0]
+    direct = api_versions(broker.address, broker.port)
+    through = api_versions(node.address, PORT_START + broker.id)
+    expected = {key: window for key, (lo, hi) in direct.items() if (window := cap(key, lo, hi)) is not None}
+    assert through == expected
+    for key, (lo, hi) in through.items():
+        print(f"{key:3d} {POLICIES[key].name:32s} {lo}-{hi} {POLICIES[key].handling.value:8s} broker {direct[key]}")
+    hidden = sorted(set(direct) - set(through))
+    print("hidden:", [(k, POLICIES[k].name if k in POLICIES else "?") for k in hidden])
+    assert all(POLICIES[k].handling is not Handling.DROP for k in through)
+
+
+def test_dropped_api_closes_only_that_connection(lab, node):
+    before = node.metric("gateway_malformed_frames_total", reason="api_not_allowed")
+    with socket.create_connection((node.address, PORT_START), timeout=5) as sock:
+        payload = struct.pack(">hhih", 52, 0, 1, -1) + b"\x00" * 16  # KRaft Vote: never relayed
+        sock.sendall(struct.pack(">i", len(payload)) + payload)
+        sock.settimeout(5)
+        assert sock.recv(4) == b""
+    assert node.metric("gateway_malformed_frames_total", reason="api_not_allowed") == before + 1
+    assert api_versions(node.address, PORT_START)  # the node keeps serving
+
+
+def test_not_ready_while_a_broker_id_has_no_port(lab, tmp_path):
+    """MIN_BROKERID=2: broker 1 cannot be mapped; it is left out, counted, and readiness says why."""
+    gateway = GatewayNode(lab, lab.gateway_addresses[-2], PORT_START + 60, HTTP_PORT + 60, tmp_path,
+                          GATEWAY_MIN_BROKERID="2", GATEWAY_PORT_COUNT="3").start(ready=False)
+    try:
+        status, body = gateway.http("/health/ready")
+        checks = json.loads(body)["checks"]
+        assert status == 503 and not checks["broker_ids_in_range"]["ok"], body
+        assert "[1]" in checks["broker_ids_in_range"]["detail"]
+        done = run_in_client_netns(lab, ["kcat", "-L", "-b", gateway.bootstrap, "-m", "15"], timeout_s=60)
+        listed = set(re.findall(r"broker (\d+) at (\S+)", done.stdout))
+        assert listed == {("2", f"{gateway.address}:{PORT_START + 61}"), ("3", f"{gateway.address}:{PORT_START + 62}")}
+        assert gateway.metric("gateway_broker_id_out_of_range_total", broker="1") > 0
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_not_ready_while_kafka_is_unreachable(lab, tmp_path):
+    unreachable = f"{lab.brokers[0].address}:9"  # a broker host, a port nothing listens on
+    gateway = GatewayNode(lab, lab.gateway_addresses[-2], PORT_START + 70, HTTP_PORT + 70, tmp_path,
+                          KAFKA_BOOTSTRAP_SERVERS=unreachable, GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S="2").start(ready=False)
+    try:
+        status, body = gateway.http("/health/ready")
+        assert status == 503 and not json.loads(body)["checks"]["backing_kafka"]["ok"], body
+        assert gateway.http("/health/live")[0] == 200
+    finally:
+        assert gateway.stop() == 0
