@@ -143,7 +143,8 @@ class Membership:
 
     def _run(self) -> None:
         admin = AdminClient(self.kafka_config)
-        if not self._wait_for_topic(admin):
+        partitions = self._wait_for_topic(admin)
+        if not partitions:
             return
         self._producer = Producer({**self.kafka_config, "acks": "all", "linger.ms": 0})
         reader = Consumer({
@@ -153,7 +154,7 @@ class Membership:
             "fetch.wait.max.ms": 100,
             "auto.offset.reset": "earliest",
         })
-        reader.assign([TopicPartition(self.topic, 0, -2)])  # -2: from the beginning
+        reader.assign([TopicPartition(self.topic, p, -2) for p in partitions])  # -2: from the beginning
         self._publish_record(self.me.encode())
         group = Consumer({
             **self.kafka_config,
@@ -185,20 +186,25 @@ class Membership:
             self._records.pop(self.me.node_id, None)
             self._update_view()
 
-    def _wait_for_topic(self, admin: AdminClient) -> bool:
-        """Create the members topic (or find it) before anything uses it, retrying while Kafka is
-        unreachable or short of brokers; False if asked to stop first."""
-        backoff = 1.0
+    def _wait_for_topic(self, admin: AdminClient) -> list[int]:
+        """Create the members topic (or find it) and return its partitions once every broker we ask
+        knows them, retrying while Kafka is unreachable or short of brokers; [] if asked to stop."""
+        backoff = 0.2
         while not self._stopping.is_set():
             try:
                 self._ensure_topic(admin)
-                return True
+                partitions = sorted(admin.list_topics(self.topic, timeout=10).topics[self.topic].partitions)
+                if partitions:
+                    if len(partitions) != 1:  # made by hand or auto-created: read every partition
+                        log.warning("members topic %s has %d partitions; reading them all", self.topic, len(partitions))
+                    return partitions
+                self._last_error = f"members topic {self.topic} has no partitions yet"
             except Exception as error:
                 self._last_error = f"cannot create members topic {self.topic}: {error}"
-                log.error("%s; retrying in %.0fs", self._last_error, backoff)
+                log.error("%s; retrying in %.1fs", self._last_error, backoff)
             self._stopping.wait(backoff)
             backoff = min(backoff * 2, 10.0)
-        return False
+        return []
 
     def _ensure_topic(self, admin: AdminClient) -> None:
         """Compacted, one partition, replicated on up to 3 of the brokers that are up right now."""

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 IDLE_STOP_S = 5.0
 METADATA_REFRESH_MS = 5000  # default 5 min; short so a joining gateway node gets traffic within the test
@@ -62,7 +62,12 @@ def consume(bootstrap: str, topic: str, group: str, out_file: str, ready_file: s
         "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
     })
-    consumer.subscribe([topic], on_assign=lambda c, partitions: Path(ready_file).touch() if partitions else None)
+    def assigned(_, partitions) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {group}: assigned {[p.partition for p in partitions]}", file=sys.stderr, flush=True)
+        if partitions:
+            Path(ready_file).touch()
+
+    consumer.subscribe([topic], on_assign=assigned)
     deadline = time.monotonic() + float(max_s)
     last_message = time.monotonic()
     with open(out_file, "w") as out:
@@ -72,7 +77,10 @@ def consume(bootstrap: str, topic: str, group: str, out_file: str, ready_file: s
             if values:
                 out.write("".join(v + "\n" for v in values))
                 out.flush()
-                consumer.commit(asynchronous=False)
+                try:
+                    consumer.commit(asynchronous=False)
+                except KafkaException as error:  # what an application does: log, carry on (at-least-once)
+                    print(f"{time.strftime('%H:%M:%S')} {group}: commit failed: {error}", file=sys.stderr, flush=True)
                 last_message = time.monotonic()
             elif Path(stop_file).exists() and time.monotonic() - last_message > IDLE_STOP_S:
                 break

@@ -207,7 +207,7 @@ def test_a_fourth_node_joins_takes_one_broker_then_leaves_cleanly_under_load(lab
     fourth.wait_ready()
     expected = {**before, 1: (fourth.address, PORT_START + 1, "rack-a")}
     wait_for_mapping([*nodes.values(), fourth], expected, 5, "broker 1 (and only it) to move to the fourth node")
-    wait_until(lambda: b'gateway_client_connections_total{port="6970",broker="1"}' in http_get(fourth.address, "/metrics")[1],
+    wait_until(lambda: b'gateway_client_connections_total{broker="1",port="6970"}' in http_get(fourth.address, "/metrics")[1],
                20, "clients to follow broker 1 to the fourth node", 0.5)
     time.sleep(3)
 
