@@ -21,6 +21,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer
 
 IDLE_STOP_S = 5.0
+CONSUMER_IDLE_EXIT_MS = 15000
 METADATA_REFRESH_MS = 5000  # default 5 min; short so a joining gateway node gets traffic within the test
 
 
@@ -30,6 +31,15 @@ def java_console_producer(lab, bootstrap: str, topic: str) -> list[str]:
         "--bootstrap-server", bootstrap, "--topic", topic,
         "--producer-property", "acks=all", "--producer-property", "enable.idempotence=true",
         "--producer-property", "linger.ms=5", "--producer-property", f"metadata.max.age.ms={METADATA_REFRESH_MS}",
+    ])
+
+
+def java_console_consumer(lab, bootstrap: str, topic: str, group: str) -> list[str]:
+    """One group member printing each value; exits 0 once nothing arrived for CONSUMER_IDLE_EXIT_MS."""
+    return lab.client_cmd([
+        "java", "-Xmx256m", "-cp", lab.java_classpath, "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        "--bootstrap-server", bootstrap, "--topic", topic, "--group", group, "--from-beginning",
+        "--timeout-ms", str(CONSUMER_IDLE_EXIT_MS), "--consumer-property", f"metadata.max.age.ms={METADATA_REFRESH_MS}",
     ])
 
 
