@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import time
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +37,17 @@ def build_topology(settings: Settings, node: "Node") -> Topology:
     topology = ClusterTopology(settings, node.metrics.registry)
     node.readiness.add("cluster_membership", topology.readiness_check)
     return topology
+
+
+def _one_line_loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Failed TLS handshakes and dropped sockets are a client's problem: one line each, no traceback.
+    Anything else is a bug of ours and keeps its traceback."""
+    error = context.get("exception")
+    message = context.get("message", "event loop error")
+    if isinstance(error, (ssl.SSLError, OSError)):
+        log.warning("%s: %r", message, error)
+    else:
+        log.error("%s", message, exc_info=error)
 
 
 class Node:
@@ -87,6 +99,7 @@ class Node:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_one_line_loop_errors)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         try:

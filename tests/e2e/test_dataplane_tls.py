@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.dataplane_support import run_client, running_node, unique
+from tests.e2e.dataplane_support import GatewayNode, run_client, running_node, unique
 
 pytestmark = pytest.mark.lab
 
@@ -82,3 +82,20 @@ def test_client_with_certificate_gets_api_versions(lab, node, pki):
             tls.sendall(api_versions_request())
             size = struct.unpack(">i", tls.recv(4))[0]
             assert size > 10
+
+
+def test_upstream_tls_from_kafka_settings(lab, node, pki, tmp_path):
+    """A second node whose 'brokers' are the TLS node: its upstream side (data plane, and its own
+    control-plane clients) must speak TLS with a client certificate, configured only through KAFKA_*.
+    Clients talk plain Kafka to the second node; the first relays to the real brokers."""
+    chained = GatewayNode(lab, lab.gateway_addresses[-2], PORT_START + 50, HTTP_PORT + 50, tmp_path,
+                          KAFKA_BOOTSTRAP_SERVERS=node.bootstrap, KAFKA_SECURITY_PROTOCOL="SSL",
+                          KAFKA_SSL_CA_LOCATION=pki["ca.pem"], KAFKA_SSL_CERTIFICATE_LOCATION=pki["client.pem"],
+                          KAFKA_SSL_KEY_LOCATION=pki["client.key"]).start()
+    try:
+        result = run_client(lab, "idempotent", "--bootstrap", chained.bootstrap, "--topic", unique("tls-up"),
+                            "--count", "500")
+        assert result == {"acked": 500, "consumed": 500, "distinct": 500, "missing": 0}
+        assert chained.metric("gateway_upstream_errors_total") == 0
+    finally:
+        assert chained.stop() == 0
