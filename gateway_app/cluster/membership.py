@@ -98,6 +98,9 @@ class Membership:
         self.kafka_config = dict(kafka_config)
         self.refresh_interval_s = refresh_interval_s
         self.group_session_timeout_ms = int(1000 * max(BROKER_MIN_SESSION_TIMEOUT_S, session_timeout_s - REBALANCE_MARGIN_S))
+        if session_timeout_s - REBALANCE_MARGIN_S < BROKER_MIN_SESSION_TIMEOUT_S:
+            log.warning("a cluster session timeout of %.1fs is below what the brokers allow by default; a dead node "
+                        "drops out after about %.0fs", session_timeout_s, BROKER_MIN_SESSION_TIMEOUT_S + REBALANCE_MARGIN_S)
         self._on_change = on_change
         self._loop = loop
         self._records: dict[str, Member] = {}

@@ -101,6 +101,7 @@ class ClusterTopology:
             "rack": self.me.rack,
             "epoch": self.epoch,
             "mapping_digest": self.mapping_digest(),
+            "membership": self._membership_view(),
             "members": [
                 {"node_id": m.node_id, "advertised_host": m.advertised_host, "rack": m.rack,
                  "port_start": m.port_start, "port_count": m.port_count}
@@ -108,6 +109,13 @@ class ClusterTopology:
             ],
             "mapping": mapping,
         }
+
+    def _membership_view(self) -> dict[str, Any]:
+        if self._membership is None:
+            return {"joined": False, "kafka_reachable": False, "detail": "not started"}
+        status = self._membership.status()
+        return {"joined": status.joined, "kafka_reachable": status.kafka_reachable, "detail": status.detail,
+                "group": self._membership.group, "topic": self._membership.topic}
 
     def mapping_digest(self) -> str:
         """Short fingerprint of broker -> node: equal on every node that computes the same mapping."""

@@ -73,6 +73,7 @@ def test_metadata_from_every_node_is_rack_local_and_a_rack_emptied_moves_and_ret
     views = [json.loads(http_get(n.address, "/cluster")[1]) for n in nodes.values()]
     assert len({v["mapping_digest"] for v in views}) == 1
     assert [m["rack"] for m in views[0]["members"]] == RACKS
+    assert all(v["membership"]["joined"] and v["membership"]["kafka_reachable"] for v in views)
 
     left_at = time.monotonic()
     assert nodes["rack-c"].terminate() == 0
