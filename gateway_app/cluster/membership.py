@@ -15,7 +15,10 @@ Two facts make a node a member, and both live in Kafka:
 * **What a node is** (advertised host, rack, ports) is a record keyed by node id on the compacted
   topic `_gateway_<cluster id>_members`, written when the node starts and deleted with a tombstone
   when it stops cleanly. Every node reads the whole topic with a group-less reader (manual
-  assignment from the beginning), so it knows every node's record.
+  assignment from the beginning, every partition in case the topic was made by hand), so it knows
+  every node's record. A node waits until the topic exists (creating it, with retries) before it
+  writes or joins, and writes its record again if it goes missing. Records of nodes that died stay
+  in the topic; they are harmless, because only live group members count.
 
 The live view is the set of records whose node id is a live group consumer, sorted by node id:
 the same on every node that has read the same records and the same group. A node that dies drops

@@ -9,6 +9,11 @@ Brokers and their racks come from the backing cluster (AdminClient.describe_clus
 periodically) and from the rack hints the rewriters pass with every broker they rewrite, so a new
 broker is mapped the first time a Metadata response names it. Everything here runs on the asyncio
 loop; membership hands its views over with call_soon_threadsafe.
+
+A broker that moves to another node keeps its id and changes its advertised address. Kafka's Java
+clients follow that on their next metadata refresh; librdkafka does too for produce/fetch, but its
+consumer-group coordinator connection stays on the first address it was given for that broker id
+(tests/e2e/test_cluster_gateway.py, the strict xfail, shows it).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class ClientLoad:
         topic = NewTopic(self.topic, num_partitions=6, replication_factor=3, config={"min.insync.replicas": "2"})
         self.admin.create_topics([topic], request_timeout=15)[self.topic].result()
 
-    def _spawn(self, argv: list[str], **popen) -> subprocess.Popen:
+    def spawn(self, argv: list[str], **popen) -> subprocess.Popen:
         proc = subprocess.Popen(argv, **popen)
         self.procs.append(proc)
         return proc
@@ -115,16 +115,16 @@ class ClientLoad:
 
     def start(self) -> None:
         self.consumers = [
-            self._spawn(java_console_consumer(self.lab, self.bootstrap, self.topic, self.group),
+            self.spawn(java_console_consumer(self.lab, self.bootstrap, self.topic, self.group),
                         stdout=(self.workdir / f"consumed-{i}").open("w"), stderr=(self.workdir / f"consumer-{i}.stderr").open("w"))
             for i in range(2)
         ]
         wait_until(self._group_stable, 60, "the consumer group to settle with two members", 0.5)
-        self.librdkafka = self._spawn(
+        self.librdkafka = self.spawn(
             self.lab.client_cmd([sys.executable, str(CLIENTS), "produce", self.bootstrap, self.topic, "lib",
                                  str(self.count), str(self.rate), str(self.workdir / "acked-lib")]),
             stdout=subprocess.PIPE, text=True)
-        self.java = self._spawn(java_console_producer(self.lab, self.bootstrap, self.topic), stdin=subprocess.PIPE,
+        self.java = self.spawn(java_console_producer(self.lab, self.bootstrap, self.topic), stdin=subprocess.PIPE,
                                 stderr=(self.workdir / "producer.stderr").open("w"), text=True)
         self.feeder = threading.Thread(target=self._feed_java, daemon=True)
         self.feeder.start()
@@ -219,11 +219,11 @@ def test_librdkafka_consumer_group_survives_the_death_of_its_coordinators_node(l
     nodes = three_racks(lab, start_node)
     bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in nodes.values())
     load = client_load(bootstrap)
-    consumer = load._spawn(lab.client_cmd([
+    consumer = load.spawn(lab.client_cmd([
         sys.executable, str(CLIENTS), "consume", bootstrap, load.topic, load.group, str(tmp_path / "consumed"),
         str(tmp_path / "ready"), str(tmp_path / "stop"), "60"]))
     wait_until(lambda: (tmp_path / "ready").exists(), 30, "the librdkafka consumer to get partitions", 0.2)
-    producer = load._spawn(lab.client_cmd([sys.executable, str(CLIENTS), "produce", bootstrap, load.topic, "lib", "1500", "100",
+    producer = load.spawn(lab.client_cmd([sys.executable, str(CLIENTS), "produce", bootstrap, load.topic, "lib", "1500", "100",
                                            str(tmp_path / "acked")]), stdout=subprocess.DEVNULL)
     time.sleep(4)
     nodes[lab.broker(coordinator_of(lab, load.group)).rack].kill()
