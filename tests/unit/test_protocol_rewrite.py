@@ -254,3 +254,18 @@ def test_every_rewrite_api_decodable_up_to_its_cap() -> None:
     for policy in POLICIES.values():
         if policy.handling is Handling.REWRITE:
             assert load_response_schema(policy.api_key, policy.max_version) is not None
+
+
+def all_response_schemas() -> list[tuple[int, int]]:
+    from kio.schema.index import api_key_map, schema_name_map
+    return [(key, version) for key, name in api_key_map.items() for version in sorted(schema_name_map[name])]
+
+
+@pytest.mark.parametrize(("api_key", "version"), all_response_schemas())
+def test_schema_walk_spans_every_response_schema_exactly(api_key: int, version: int) -> None:
+    """The generated skip functions agree with kio's encoder on every response kio knows."""
+    from gateway_app.protocol.schema_walk import top_level_offsets
+    cls = load_response_schema(api_key, version)
+    body = memoryview(encode(sample(cls)))
+    offsets = top_level_offsets(cls, body)
+    assert max(end for _, end in offsets.values()) == len(body)
