@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -202,6 +203,27 @@ def scenario_produce_for(args: argparse.Namespace) -> dict[str, Any]:
             "consumed_distinct": len(set(consumed)), "missing": len(set(acked) - set(consumed))}
 
 
+def scenario_large(args: argparse.Namespace) -> dict[str, Any]:
+    """Records near the broker's 1 MiB limit: frames that span many TCP reads both ways."""
+    create_topic(args.bootstrap, args.topic, partitions=1)
+    payloads = [hashlib.sha256(str(i).encode()).digest() * (900_000 // 32) for i in range(args.count)]
+    producer = Producer(config(args.bootstrap, **{"acks": "all", "message.max.bytes": 1_000_000}))
+    for payload in payloads:
+        producer.produce(args.topic, payload)
+    left = producer.flush(TIMEOUT_S)
+    consumer = Consumer(config(args.bootstrap, **{"group.id": f"large-{args.topic}", "auto.offset.reset": "earliest",
+                                                  "fetch.max.bytes": 4_000_000}))
+    consumer.subscribe([args.topic])
+    received: list[bytes] = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(received) < len(payloads) and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            received.append(message.value())
+    consumer.close()
+    return {"unflushed": left, "received": len(received), "identical": received == payloads}
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "idempotent": scenario_idempotent,
     "transactional": scenario_transactional,
@@ -210,6 +232,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "kafka-python": scenario_kafka_python,
     "aiokafka": scenario_aiokafka,
     "produce-for": scenario_produce_for,
+    "large": scenario_large,
 }
 
 

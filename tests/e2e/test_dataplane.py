@@ -153,3 +153,26 @@ def test_not_ready_while_kafka_is_unreachable(lab, tmp_path):
         assert gateway.http("/health/live")[0] == 200
     finally:
         assert gateway.stop() == 0
+
+
+def test_large_records_relay_intact(lab, node):
+    result = run_client(lab, "large", "--bootstrap", node.bootstrap, "--topic", unique("large"), "--count", "12")
+    assert result == {"unflushed": 0, "received": 12, "identical": True}
+
+
+def test_pipelined_requests_answered_in_order(lab, node):
+    """Rewritten (Metadata, ApiVersions) and relayed (ListGroups) requests interleaved on one connection."""
+    frames, expected = [], []
+    for correlation_id in range(1, 61):
+        api_key, version, body = [(18, 0, b""), (3, 1, struct.pack(">i", 0)), (16, 0, b"")][correlation_id % 3]
+        payload = struct.pack(">hhih", api_key, version, correlation_id, 2) + b"pl" + body
+        frames.append(struct.pack(">i", len(payload)) + payload)
+        expected.append(correlation_id)
+    with socket.create_connection((node.address, PORT_START + 1), timeout=10) as sock:
+        sock.sendall(b"".join(frames))
+        seen = []
+        stream = sock.makefile("rb")
+        for _ in expected:
+            size = struct.unpack(">i", stream.read(4))[0]
+            seen.append(struct.unpack(">i", stream.read(size)[:4])[0])
+    assert seen == expected
