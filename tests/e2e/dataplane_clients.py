@@ -203,6 +203,16 @@ def scenario_produce_for(args: argparse.Namespace) -> dict[str, Any]:
             "consumed_distinct": len(set(consumed)), "missing": len(set(acked) - set(consumed))}
 
 
+def scenario_acks0(args: argparse.Namespace) -> dict[str, Any]:
+    """acks=0 produce requests get no response: the gateway must not wait for one (the next
+    response on the connection would not match). Metadata refreshes keep flowing on the same
+    connections meanwhile; then the topic is read back."""
+    create_topic(args.bootstrap, args.topic, partitions=1)
+    acked = produce(args.bootstrap, args.topic, args.count, **{"acks": 0, "topic.metadata.refresh.interval.ms": 200})
+    consumed = consume_values(args.bootstrap, args.topic, args.count)
+    return {"acked": len(acked), "consumed": len(set(consumed))}
+
+
 def scenario_large(args: argparse.Namespace) -> dict[str, Any]:
     """Records near the broker's 1 MiB limit: frames that span many TCP reads both ways."""
     create_topic(args.bootstrap, args.topic, partitions=1)
@@ -233,6 +243,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "aiokafka": scenario_aiokafka,
     "produce-for": scenario_produce_for,
     "large": scenario_large,
+    "acks0": scenario_acks0,
 }
 
 

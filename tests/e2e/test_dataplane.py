@@ -176,3 +176,10 @@ def test_pipelined_requests_answered_in_order(lab, node):
             size = struct.unpack(">i", stream.read(4))[0]
             seen.append(struct.unpack(">i", stream.read(size)[:4])[0])
     assert seen == expected
+
+
+def test_acks_zero_produce_keeps_the_connection_in_step(lab, node):
+    before = node.metric("gateway_upstream_errors_total", reason="correlation_mismatch")
+    result = run_client(lab, "acks0", "--bootstrap", node.bootstrap, "--topic", unique("acks0"), "--count", "2000")
+    assert result == {"acked": 2000, "consumed": 2000}
+    assert node.metric("gateway_upstream_errors_total", reason="correlation_mismatch") == before
