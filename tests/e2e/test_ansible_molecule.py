@@ -1,0 +1,35 @@
+"""The molecule scenarios, run by pytest so the README's single test command covers the Ansible side.
+
+Each scenario boots its own lab hosts (create), deploys with the project's site playbook (converge), and removes
+them again (destroy); see molecule/<scenario>/ for what each one proves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab.state import LabState
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv/bin"
+SCENARIO_TIMEOUT_S = 1200
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", ["default", "external_lb", "rolling_restart"])
+def test_molecule_scenario(lab: LabState, scenario: str, tmp_path: Path) -> None:
+    log = tmp_path / f"molecule-{scenario}.log"
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1"}
+    with log.open("w") as out:
+        proc = subprocess.run(
+            [str(VENV_BIN / "molecule"), "test", "-s", scenario],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=SCENARIO_TIMEOUT_S,
+        )
+    text = log.read_text()
+    assert proc.returncode == 0, f"molecule test -s {scenario} failed; last lines:\n" + "\n".join(text.splitlines()[-80:])
+    for action in ("converge", "verify", "destroy"):
+        assert f"{action}: Executed: Successful" in text
