@@ -71,6 +71,13 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
                 raise
 
 
+def delete_topic(bootstrap: str, topic: str) -> None:
+    """Leave the shared lab cluster as it was found."""
+    client = admin(bootstrap)
+    for future in client.delete_topics([topic], request_timeout=TIMEOUT_S).values():
+        future.result(timeout=TIMEOUT_S)
+
+
 def producer(bootstrap: str) -> Producer:
     return Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
 
@@ -88,7 +95,7 @@ def consumer(bootstrap: str, group: str) -> Consumer:
 
 
 def check_roundtrip(args: argparse.Namespace) -> list[str]:
-    topic = f"molecule-roundtrip-{uuid.uuid4().hex[:8]}"
+    topic = args.topic
     ensure_topic(args.bootstrap, topic, 3)
     sent = {f"m{i}" for i in range(args.count)}
     failed: list[str] = []
@@ -168,7 +175,7 @@ class Soak:
 
 
 def check_soak(args: argparse.Namespace) -> list[str]:
-    topic = f"molecule-soak-{uuid.uuid4().hex[:8]}"
+    topic = args.topic
     ensure_topic(args.bootstrap, topic, 6)
     soak = Soak(args.bootstrap, topic, args.rate)
     soak.producing.set()
@@ -189,7 +196,20 @@ def check_soak(args: argparse.Namespace) -> list[str]:
     return problems
 
 
-CHECKS = {"metadata": check_metadata, "roundtrip": check_roundtrip, "soak": check_soak}
+def with_topic_cleanup(check):
+    """Run a check that creates a topic named in its JSON line's `topic`, then delete that topic."""
+
+    def run(args: argparse.Namespace) -> list[str]:
+        args.topic = f"molecule-{args.check}-{uuid.uuid4().hex[:8]}"
+        try:
+            return check(args)
+        finally:
+            delete_topic(args.bootstrap, args.topic)
+
+    return run
+
+
+CHECKS = {"metadata": check_metadata, "roundtrip": with_topic_cleanup(check_roundtrip), "soak": with_topic_cleanup(check_soak)}
 
 
 def main(argv: list[str] | None = None) -> int:
