@@ -21,7 +21,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer
 
 IDLE_STOP_S = 5.0
-CONSUMER_IDLE_EXIT_MS = 15000
+CONSUMER_IDLE_EXIT_MS = 30000  # counts from start too: must outlast JVM start and the group settling
 METADATA_REFRESH_MS = 5000  # default 5 min; short so a joining gateway node gets traffic within the test
 
 

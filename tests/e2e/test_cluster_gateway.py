@@ -120,7 +120,7 @@ class ClientLoad:
                         stdout=(self.workdir / f"consumed-{i}").open("w"), stderr=(self.workdir / f"consumer-{i}.stderr").open("w"))
             for i in range(2)
         ]
-        wait_until(self._group_stable, 60, "the consumer group to settle with two members", 0.5)
+        wait_until(self._group_stable, 25, "the consumer group to settle with two members", 0.5)
         self.librdkafka = self.spawn(
             self.lab.client_cmd([sys.executable, str(CLIENTS), "produce", self.bootstrap, self.topic, "lib",
                                  str(self.count), str(self.rate), str(self.workdir / "acked-lib")]),
