@@ -98,7 +98,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
-    return demo(LabState.load(args.instance))
+    return demo(LabState.load(args.instance), args.bootstrap)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_broker)
 
     sub.add_parser("inventory", help="print an Ansible inventory (JSON) of the lab hosts").set_defaults(func=cmd_inventory)
-    sub.add_parser("demo", help="produce and consume a message from a lab host").set_defaults(func=cmd_demo)
+    p = sub.add_parser("demo", help="produce and consume a message from a lab host, or through a gateway")
+    p.add_argument("--bootstrap", metavar="HOST:PORT",
+                   help="go through this gateway from the client namespace (which cannot reach the brokers)")
+    p.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     return args.func(args)
