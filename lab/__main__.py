@@ -49,6 +49,7 @@ def _print_status(state: LabState) -> None:
 
     print(f"lab instance {state.instance}: bridge {state.bridge}, controller {state.controller_address}")
     print(f"  kafka cluster {state.cluster_id}, bootstrap {state.bootstrap_servers}")
+    print(f"  SASL_PLAINTEXT (PLAIN) listener {state.sasl_bootstrap_servers}")
     for b in state.brokers:
         print(f"  broker {b.id}  {b.endpoint:<20} rack {b.rack:<7} netns {b.netns:<14} pid {b.pid} {alive(b.pid)}")
     for h in state.hosts:

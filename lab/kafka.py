@@ -9,7 +9,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from .layout import BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, KAFKA_VERSION, RACKS, REPO_DIR, Layout
+from .layout import (BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, KAFKA_VERSION, RACKS, REPO_DIR, SASL_PORT,
+                     SASL_USERS, Layout)
 from .shell import run, say, stop_pid, wait_until
 from .state import Broker
 
@@ -62,16 +63,19 @@ def java_cmd(main_class: str, *args: str, heap: list[str] | None = None) -> list
 def broker_config(layout: Layout, broker_id: int, rack: str, data_dir: Path) -> str:
     voters = ",".join(f"{b}@{layout.broker_ip(b)}:{CONTROLLER_PORT}" for b in BROKER_IDS)
     ip = layout.broker_ip(broker_id)
+    users = " ".join(f'user_{name}="{password}"' for name, password in SASL_USERS.items())
     return f"""\
 process.roles=broker,controller
 node.id={broker_id}
 broker.rack={rack}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://{ip}:{BROKER_PORT},CONTROLLER://{ip}:{CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://{ip}:{BROKER_PORT}
+listeners=PLAINTEXT://{ip}:{BROKER_PORT},SASL_PLAINTEXT://{ip}:{SASL_PORT},CONTROLLER://{ip}:{CONTROLLER_PORT}
+advertised.listeners=PLAINTEXT://{ip}:{BROKER_PORT},SASL_PLAINTEXT://{ip}:{SASL_PORT}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required {users};
 log.dirs={data_dir}
 num.partitions=3
 default.replication.factor=3

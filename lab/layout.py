@@ -18,6 +18,10 @@ RACKS = ("rack-a", "rack-b", "rack-c")
 BROKER_IDS = (1, 2, 3)
 BROKER_PORT = 9092
 CONTROLLER_PORT = 9093
+# A second client listener with SASL/PLAIN, for proving SASL end to end: the gateway's own connections
+# authenticate as "gateway", clients' SASL handshakes are relayed untouched. Lab-only secrets.
+SASL_PORT = 9094
+SASL_USERS = {"gateway": "gateway-lab-secret", "alice": "alice-lab-secret"}
 
 # Downloads (jars, root file system) outlive labs and clones; KGW_LAB_CACHE moves them, e.g. to time a cold start.
 CACHE_DIR = Path(os.environ.get("KGW_LAB_CACHE", "/var/cache/kgw-lab"))

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .layout import Layout
+from .layout import SASL_PORT, Layout
 
 
 @dataclass
@@ -83,6 +83,11 @@ class LabState:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(b.endpoint for b in self.brokers)
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The brokers' SASL_PLAINTEXT (PLAIN) listener; users and passwords in lab.layout.SASL_USERS."""
+        return ",".join(f"{b.address}:{SASL_PORT}" for b in self.brokers)
 
     def broker(self, broker_id: int) -> Broker:
         return next(b for b in self.brokers if b.id == broker_id)

@@ -19,14 +19,17 @@ sys.path.insert(0, str(REPO))
 from lab.state import LabState  # noqa: E402
 
 
+INSTANCE = int(os.environ.get("KGW_LAB_INSTANCE", "0"))  # another instance runs a second lab beside the first
+
+
 def run_lab(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "lab", *args], cwd=REPO, check=True)
+    subprocess.run([sys.executable, "-m", "lab", "--instance", str(INSTANCE), *args], cwd=REPO, check=True)
 
 
 @pytest.fixture(scope="session")
 def lab() -> LabState:
-    was_up = LabState.exists(0)
+    was_up = LabState.exists(INSTANCE)
     run_lab("up")
-    yield LabState.load(0)
+    yield LabState.load(INSTANCE)
     if not was_up and not os.environ.get("KGW_LAB_KEEP"):
         run_lab("down")

@@ -234,6 +234,20 @@ def scenario_large(args: argparse.Namespace) -> dict[str, Any]:
     return {"unflushed": left, "received": len(received), "identical": received == payloads}
 
 
+def scenario_client_errors(args: argparse.Namespace) -> dict[str, Any]:
+    """The client-level errors (error_cb) a client reports while it tries to fetch metadata for --seconds."""
+    errors: list[str] = []
+    client = AdminClient(config(args.bootstrap, error_cb=lambda error: errors.append(error.name())))
+    deadline = time.monotonic() + args.seconds
+    while not errors and time.monotonic() < deadline:
+        try:
+            client.list_topics(timeout=1)
+        except KafkaException:
+            pass
+        client.poll(0.5)  # serves error_cb
+    return {"errors": sorted(set(errors))}
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "idempotent": scenario_idempotent,
     "transactional": scenario_transactional,
@@ -244,6 +258,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "produce-for": scenario_produce_for,
     "large": scenario_large,
     "acks0": scenario_acks0,
+    "client-errors": scenario_client_errors,
 }
 
 

@@ -12,6 +12,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from lab.layout import SASL_PORT
 from lab.state import LabState
 
 from ..conftest import REPO
@@ -59,14 +60,15 @@ print(json.dumps(results))
 
 
 def test_client_namespace_cannot_reach_any_broker(lab: LabState) -> None:
-    targets = [(b.address, b.port) for b in lab.brokers] + [(lab.hosts[0].address, 22)]
+    broker_targets = [(b.address, port) for b in lab.brokers for port in (b.port, SASL_PORT)]
+    targets = broker_targets + [(lab.hosts[0].address, 22)]
     probe = subprocess.run(
         lab.client_cmd([sys.executable, "-c", CONNECT_PROBE, json.dumps(targets)]),
         capture_output=True, text=True, check=True, timeout=30,
     )
     results = json.loads(probe.stdout)
-    for broker in lab.brokers:
-        assert results[broker.endpoint] == errno.ENETUNREACH, f"client reached broker {broker.endpoint}"
+    for endpoint in (f"{host}:{port}" for host, port in broker_targets):
+        assert results[endpoint] == errno.ENETUNREACH, f"client reached broker {endpoint}"
     # The same probe does reach the gateway side of the lab, so the failures above are the routing, not the probe.
     assert results[f"{lab.hosts[0].address}:22"] == 0
 
