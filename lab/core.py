@@ -91,13 +91,19 @@ def up(layout: Layout, host_specs: Iterable[HostSpec]) -> LabState:
 def start_brokers(layout: Layout, state: LabState, only: Iterable[int] = BROKER_IDS) -> None:
     running = {b.id: b for b in state.brokers if b.pid and pid_alive(b.pid)}
     for broker_id in only:
-        if broker_id in running:
-            continue
+        changed = broker_id in running
+        if changed:
+            if kafka.config_is_current(layout, broker_id):
+                continue
+            say(f"broker {broker_id}: configuration changed, restarting it")
+            stop_broker(state, broker_id)
         kafka.prepare_broker(layout, broker_id, state.cluster_id)
         broker = kafka.start_broker(layout, broker_id)
         say(f"broker {broker_id} ({broker.rack}) starting at {broker.endpoint} in netns {broker.netns}, pid {broker.pid}")
         state.brokers = sorted([b for b in state.brokers if b.id != broker_id] + [broker], key=lambda b: b.id)
         state.save()
+        if changed:  # one at a time, so the quorum and every partition's ISR survive
+            kafka.wait_for_brokers(state.bootstrap_servers, expected=len(BROKER_IDS))
     racks = kafka.wait_for_brokers(state.bootstrap_servers, expected=len(BROKER_IDS))
     say("brokers ready: " + ", ".join(f"{i}@{racks[i]}" for i in sorted(racks)))
 

@@ -95,14 +95,23 @@ def broker_dir(layout: Layout, broker_id: int) -> Path:
     return layout.state_dir / f"kafka{broker_id}"
 
 
+def wanted_config(layout: Layout, broker_id: int) -> str:
+    return broker_config(layout, broker_id, RACKS[BROKER_IDS.index(broker_id)], broker_dir(layout, broker_id) / "data")
+
+
+def config_is_current(layout: Layout, broker_id: int) -> bool:
+    """Was the broker started with the configuration this checkout would give it?"""
+    config = broker_dir(layout, broker_id) / "server.properties"
+    return config.exists() and config.read_text() == wanted_config(layout, broker_id)
+
+
 def prepare_broker(layout: Layout, broker_id: int, cluster_id: str) -> Path:
     """Write server.properties and format KRaft storage (once per data directory)."""
     home = broker_dir(layout, broker_id)
     data = home / "data"
     config = home / "server.properties"
-    rack = RACKS[BROKER_IDS.index(broker_id)]
     home.mkdir(parents=True, exist_ok=True)
-    config.write_text(broker_config(layout, broker_id, rack, data))
+    config.write_text(wanted_config(layout, broker_id))
     if not (data / "meta.properties").exists():
         run(java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)))
     return config
