@@ -68,6 +68,17 @@ class RequestHead:
 
 def parse_request_head(frame: memoryview) -> RequestHead:
     """Parse the header of a request frame (size prefix excluded)."""
+    api_key, api_version, correlation_id, body_offset = request_route(frame)
+    (length,) = CLIENT_ID_LENGTH.unpack_from(frame, REQUEST_FIXED.size)
+    # Kafka decodes client ids leniently; so do we (it is only used in logs).
+    start = REQUEST_FIXED.size + 2
+    client_id = None if length < 0 else bytes(frame[start:start + length]).decode("utf-8", "replace")
+    return RequestHead(api_key, api_version, correlation_id, client_id, body_offset)
+
+
+def request_route(frame: memoryview) -> tuple[int, int, int, int | None]:
+    """api_key, api_version, correlation_id and body offset (None if the header layout is unknown) of a
+    request frame (size prefix excluded): what relaying needs, without decoding the client id."""
     if len(frame) < REQUEST_FIXED.size + 2:
         raise MalformedFrame("short_header", f"request of {len(frame)} bytes has no complete header")
     api_key, api_version, correlation_id = REQUEST_FIXED.unpack_from(frame)
@@ -75,17 +86,15 @@ def parse_request_head(frame: memoryview) -> RequestHead:
         raise MalformedFrame("bad_header", f"api key {api_key} version {api_version}")
     flexible = request_is_flexible(api_key, api_version)
     (length,) = CLIENT_ID_LENGTH.unpack_from(frame, REQUEST_FIXED.size)
-    offset = REQUEST_FIXED.size + 2 + max(length, 0)
+    offset = REQUEST_FIXED.size + 2 + (length if length > 0 else 0)
     if offset > len(frame):
         raise MalformedFrame("bad_header", f"client id of {length} bytes runs past the frame")
-    # Kafka decodes client ids leniently; so do we (it is only used in logs).
-    client_id = None if length < 0 else bytes(frame[REQUEST_FIXED.size + 2:offset]).decode("utf-8", "replace")
     if flexible:
         try:
             offset = skip_tagged_fields(frame, offset)
         except Exception as error:  # kio's readers raise their own decode errors on garbage
             raise MalformedFrame("bad_header", f"api key {api_key} v{api_version}: {error}") from None
-    return RequestHead(api_key, api_version, correlation_id, client_id, offset if flexible is not None else None)
+    return api_key, api_version, correlation_id, offset if flexible is not None else None
 
 
 def response_body_offset(frame: memoryview, api_key: int, api_version: int) -> int:

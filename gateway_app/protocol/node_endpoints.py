@@ -23,7 +23,7 @@ from kio.serial.writers import write_unsigned_varint
 
 from ..topology import BrokerInfo
 from .context import RewriteContext
-from .schema_walk import top_level_offsets
+from .schema_walk import tag_section_offsets, top_level_offsets
 
 Chunks = Sequence[bytes | memoryview]
 FIELD = "node_endpoints"
@@ -78,14 +78,15 @@ def _write_tags(tags: list[tuple[int, bytes | memoryview]]) -> bytes:
 def rewrite_node_endpoints(api_key: int, body: memoryview, api_version: int, ctx: RewriteContext) -> Chunks | None:
     """Chunks of the rewritten body, or None when the body has no endpoints to rewrite."""
     schema, field, tag = _endpoint_field(api_key, api_version)
-    offsets = top_level_offsets(schema, body)
     if tag is None:
-        start, end = offsets[FIELD]
+        start, end = top_level_offsets(schema, body)[FIELD]
         endpoints, _ = get_field_reader(schema, field, False, False)(body, start)
         if not endpoints:
             return None
         return body[:start], _encode_field(field, False, _rewrite_endpoints(endpoints, ctx)), body[end:]
-    start, end = offsets["<tags>"]
+    start, end = tag_section_offsets(schema, body)
+    if end - start == 1:  # a tag section with no tags (the byte is the count, 0): nothing to rewrite
+        return None
     tags = _read_tags(body[start:end])
     for index, (item_tag, value) in enumerate(tags):
         if item_tag == tag:

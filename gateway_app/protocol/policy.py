@@ -15,6 +15,7 @@ API keys kio does not know are dropped for the same reason as the RELAY cap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from enum import Enum
 
 from kio.schema.index import api_key_map, schema_name_map
@@ -96,6 +97,12 @@ def allowed(api_key: int, api_version: int) -> bool:
 def needs_rewrite(api_key: int, api_version: int) -> bool:
     policy = POLICIES.get(api_key)
     return policy is not None and policy.handling is Handling.REWRITE and api_version >= policy.rewrite_from
+
+
+@cache
+def relay_handling(api_key: int, api_version: int) -> tuple[bool, bool]:
+    """(allowed, needs_rewrite) of a request version, memoised for the per-request path."""
+    return allowed(api_key, api_version), needs_rewrite(api_key, api_version)
 
 
 def cap(api_key: int, broker_min: int, broker_max: int) -> tuple[int, int] | None:

@@ -134,15 +134,43 @@ def field_skip(field: Field, flexible: bool) -> Skip:
     return _compile(f"skip_field_{field.name}", _field_lines(field, flexible))
 
 
-@cache
-def entity_skip(entity: type[Entity]) -> Skip:
+def _untagged_lines(entity: type[Entity]) -> list[str]:
     lines: list[str] = []
     for field in fields(entity):
         if get_field_tag(field) is None:  # tagged fields live in the trailing tag section
             lines += _field_lines(field, entity.__flexible__)
-    if entity.__flexible__:
-        lines += _TAG_LINES
-    return _compile("skip_entity", lines)
+    return lines
+
+
+@cache
+def entity_skip(entity: type[Entity]) -> Skip:
+    return _compile("skip_entity", _untagged_lines(entity) + (_TAG_LINES if entity.__flexible__ else []))
+
+
+@cache
+def _to_tags_skip(entity: type[Entity]) -> Skip:
+    return _compile("skip_to_tags", _untagged_lines(entity))
+
+
+def tag_section_offsets(entity: type[Entity], buffer: memoryview) -> tuple[int, int]:
+    """(start, end) of a flexible message's top-level tag section in one compiled pass (no per-field offsets).
+
+    Raises WalkError when the bytes do not match the schema.
+    """
+    try:
+        start = _to_tags_skip(entity)(buffer, 0)
+        end = skip_tagged_fields(buffer, start)
+    except WalkError:
+        raise
+    except Exception as error:  # kio readers raise their own errors on truncation
+        raise WalkError(f"{entity.__name__}: {error}") from error
+    _check_consumed(entity, buffer, end)
+    return start, end
+
+
+def _check_consumed(entity: type[Entity], buffer: memoryview, end: int) -> None:
+    if end != len(buffer):
+        raise WalkError(f"{entity.__name__}: {len(buffer) - end} trailing bytes")
 
 
 @cache
@@ -175,6 +203,5 @@ def top_level_offsets(entity: type[Entity], buffer: memoryview) -> dict[str, tup
         raise
     except Exception as error:  # kio readers raise their own errors on truncation
         raise WalkError(f"{entity.__name__}: {error}") from error
-    if offset != len(buffer):
-        raise WalkError(f"{entity.__name__}: {len(buffer) - offset} trailing bytes")
+    _check_consumed(entity, buffer, offset)
     return offsets

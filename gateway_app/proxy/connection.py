@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from kio.serial.readers import read_int16, read_nullable_legacy_string, read_compact_string_nullable
 
-from ..protocol.headers import CORRELATION, MalformedFrame, parse_request_head, response_body_offset
-from ..protocol.policy import allowed, needs_rewrite
+from ..protocol.headers import CORRELATION, MalformedFrame, request_route, response_body_offset
+from ..protocol.policy import relay_handling
 from ..protocol.rewriting import REWRITERS
 from ..metrics import ApiMetrics
 from .framing import Decision, FrameStream
@@ -144,27 +144,27 @@ class ConnectionPair:
         frame = prefix[4:]
         incomplete = len(frame) < size
         try:
-            head = parse_request_head(frame)
+            api_key, api_version, correlation_id, body_offset = request_route(frame)
         except MalformedFrame:
             if incomplete:
                 return Decision.NEED_MORE
             raise
-        if not allowed(head.api_key, head.api_version):
-            raise MalformedFrame("api_not_allowed", f"api key {head.api_key} v{head.api_version} is not relayed")
+        is_allowed, rewrite = relay_handling(api_key, api_version)
+        if not is_allowed:
+            raise MalformedFrame("api_not_allowed", f"api key {api_key} v{api_version} is not relayed")
         expects_response = True
-        if head.api_key == PRODUCE and head.body_offset is not None:
+        if api_key == PRODUCE and body_offset is not None:
             try:
-                expects_response = produce_expects_response(frame, head.body_offset, head.api_version)
+                expects_response = produce_expects_response(frame, body_offset, api_version)
             except Exception as error:  # kio readers on a truncated produce header
                 if incomplete:
                     return Decision.NEED_MORE
                 raise MalformedFrame("bad_header", f"produce header: {error!r}") from None
-        api = self.gateway.metrics.api(head.api_key)
-        api.requests.inc()
-        api.request_bytes.inc(4 + size)
+        api = self.gateway.metrics.api(api_key)
+        api.requests += 1
+        api.request_bytes += 4 + size
         if expects_response:
-            self.in_flight.append(InFlight(head.correlation_id, head.api_key, head.api_version,
-                                           needs_rewrite(head.api_key, head.api_version), time.monotonic(), api))
+            self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, time.monotonic(), api))
         return Decision.PASS
 
     def _to_upstream(self, chunk: bytes | bytearray | memoryview) -> None:
@@ -199,8 +199,9 @@ class ConnectionPair:
         return Decision.PASS
 
     def _account(self, entry: InFlight, size: int) -> None:
-        entry.api.latency.observe(time.monotonic() - entry.started)
-        entry.api.response_bytes.inc(4 + size)
+        api = entry.api
+        api.observe_latency(time.monotonic() - entry.started)
+        api.response_bytes += 4 + size
 
     def _rewrite_response(self, frame: bytearray) -> None:
         entry = self.in_flight.popleft()
@@ -218,7 +219,7 @@ class ConnectionPair:
         chunks = [result] if isinstance(result, bytes) else list(result)
         body_size = sum(len(chunk) for chunk in chunks)
         self.client.writelines([(body_start - 4 + body_size).to_bytes(4, "big"), view[4:body_start], *chunks])
-        entry.api.rewritten.inc()
+        entry.api.rewritten += 1
 
     def _to_client(self, chunk: bytes | bytearray | memoryview) -> None:
         self.client.write(chunk)

@@ -65,6 +65,26 @@ class FrameStream:
 
     def _boundary(self, view: memoryview, pos: int, end: int) -> int:
         """Decide the frame starting here; returns the new position in `view`."""
+        if not self._head and end - pos >= 4:
+            # Fast path, the usual case: the chunk holds the frame's whole head (or the whole frame).
+            size = frame_size(view[pos:pos + 4], self._limit)
+            take = 4 + (size if size < HEAD_LIMIT else HEAD_LIMIT)
+            if end - pos >= take:
+                prefix = view[pos:pos + take]
+                decision = self._decide(prefix, size)
+                if decision is Decision.PASS:
+                    self._sink(prefix)
+                    self._passthrough = 4 + size - take
+                elif decision is Decision.COLLECT:
+                    if take == 4 + size:
+                        self._on_frame(bytearray(prefix))
+                    else:
+                        self._frame = bytearray(4 + size)
+                        self._frame[:take] = prefix
+                        self._filled = take
+                else:  # the whole head is here and still cannot be parsed
+                    raise MalformedFrame("bad_header", "frame header cannot be parsed")
+                return pos + take
         if self._head:
             wanted = self._wanted(self._head)
             take = min(wanted - len(self._head), end - pos)
