@@ -21,6 +21,9 @@ class ClusterMetrics:
             "gateway_cluster_mapping_epoch", "Version of the broker -> node mapping (local to this node)", registry=registry)
         self.brokers_served_here = Gauge(
             "gateway_cluster_brokers_mapped_to_this_node", "Brokers the mapping assigns to this node", registry=registry)
+        self.coordinator_lookups_refused = Counter(
+            "gateway_cluster_coordinator_lookups_refused",
+            "FindCoordinator (v0-3) answers turned into COORDINATOR_NOT_AVAILABLE after a member left", registry=registry)
         self._racks: set[str] = set()
 
     def record_members(self, members: Iterable[Member]) -> None:

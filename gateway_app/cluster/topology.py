@@ -11,9 +11,20 @@ broker is mapped the first time a Metadata response names it. Everything here ru
 loop; membership hands its views over with call_soon_threadsafe.
 
 A broker that moves to another node keeps its id and changes its advertised address. Kafka's Java
-clients follow that on their next metadata refresh; librdkafka does too for produce/fetch, but its
-consumer-group coordinator connection stays on the first address it was given for that broker id
-(tests/e2e/test_cluster_gateway.py, the strict xfail, shows it).
+clients, kafka-python and aiokafka follow that on their next metadata refresh (aiokafka even looks
+the coordinator id up in Metadata, so the id must stay a real broker id). librdkafka does too for
+produce/fetch, but its consumer-group coordinator connection copies the broker's address when the
+coordinator id is set and keeps it for as long as FindCoordinator names the same id: after the node
+serving that broker dies it reconnects to the dead address forever. The one thing that makes it
+forget is a FindCoordinator answer of COORDINATOR_NOT_AVAILABLE (it then sets the coordinator
+afresh, with the broker's current address, on the next answer). So when a member leaves, every
+broker it ever served (as far as this node saw) is *unsettled* for COORDINATOR_RESET_WINDOW_S:
+single-key lookups (FindCoordinator v0-3, what librdkafka sends) of its coordinator are answered
+COORDINATOR_NOT_AVAILABLE at random COORDINATOR_RESET_SHARE of the time. A stuck librdkafka
+consumer asks every second, so it forgets the dead address within a few seconds; everyone else just
+retries a lookup now and then, as they do while a broker loads a coordinator. Batched lookups (v4+,
+Java and kafka-python against Kafka 3.0+) are never refused. With internal load balancing off the
+addresses never move, so nothing is ever unsettled.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
+import time
 from typing import Any, Mapping
 
 from confluent_kafka.admin import AdminClient
@@ -38,10 +51,17 @@ log = logging.getLogger(__name__)
 
 BROKER_REFRESH_S = 30.0
 BROKER_RETRY_S = 5.0
+# After a member leaves, how long lookups of the coordinators it served may be refused, and how
+# often. The window outlasts librdkafka noticing a silently dead host (its heartbeat times out after
+# socket.timeout.ms, 60 s by default); a stuck client asks about once a second, so at 1/2 it is freed
+# within a few seconds of asking, and P(never refused in n asks) = 2**-n.
+COORDINATOR_RESET_WINDOW_S = 90.0
+COORDINATOR_RESET_SHARE = 0.5
 
 
 class ClusterTopology:
-    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry, rng: random.Random | None = None,
+                 clock=time.monotonic) -> None:
         self.settings = settings
         self.plan = settings.port_plan
         self.me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
@@ -54,6 +74,10 @@ class ClusterTopology:
         self._leaving = False
         self._membership: Membership | None = None
         self._broker_refresh: asyncio.Task[None] | None = None
+        self._served_by: dict[int, set[str]] = {}  # broker id -> node ids the mapping ever gave it to
+        self._unsettled_until: dict[int, float] = {}  # broker id -> end of its coordinator reset window
+        self._rng = rng or random.Random()
+        self._clock = clock
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -93,6 +117,21 @@ class ClusterTopology:
         member = self._mapping.get(broker_id, self.me)
         return member.advertised_host, member.port_start + (port - self.plan.port_start)
 
+    def coordinator_available(self, broker_id: int) -> bool:
+        """False if a single-key FindCoordinator naming this broker should be answered
+        COORDINATOR_NOT_AVAILABLE (see the module docstring: it frees librdkafka consumers whose
+        coordinator address is a node that left)."""
+        until = self._unsettled_until.get(broker_id)
+        if until is None:
+            return True
+        if self._clock() >= until:
+            del self._unsettled_until[broker_id]
+            return True
+        if self._rng.random() >= COORDINATOR_RESET_SHARE:
+            return True
+        self.metrics.coordinator_lookups_refused.inc()
+        return False
+
     def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
         mapping = mapping_view(self, brokers)
         for broker_id, entry in mapping.items():
@@ -130,9 +169,24 @@ class ClusterTopology:
     # --- inputs ------------------------------------------------------------------------------
 
     def _on_members(self, view: View) -> None:
+        left = {m.node_id for m in self._members} - {m.node_id for m in view} - {self.me.node_id}
         self._members = view
+        if left and self.settings.internal_load_balancing:
+            self._unsettle_brokers_served_by(left)
         self.metrics.record_members(view)
         self._recompute()
+
+    def _unsettle_brokers_served_by(self, left: set[str]) -> None:
+        until = self._clock() + COORDINATOR_RESET_WINDOW_S
+        unsettled = []
+        for broker_id, nodes in self._served_by.items():
+            if nodes & left:
+                nodes -= left
+                self._unsettled_until[broker_id] = until
+                unsettled.append(broker_id)
+        if unsettled:
+            log.info("%s left: coordinator lookups (v0-3) for brokers %s are refused at random for %.0fs so that "
+                     "librdkafka clients drop its address", ", ".join(sorted(left)), unsettled, COORDINATOR_RESET_WINDOW_S)
 
     def _learn_broker(self, broker_id: int, rack: str | None) -> None:
         """A broker named by a response: map it now if new; a rack hint refines (never erases) a rack."""
@@ -162,6 +216,8 @@ class ClusterTopology:
         if mapping == self._mapping:
             return
         self._mapping = mapping
+        for broker_id, member in mapping.items():
+            self._served_by.setdefault(broker_id, set()).add(member.node_id)
         self.epoch += 1
         self.metrics.record_mapping(self.epoch, sum(1 for m in mapping.values() if m.node_id == self.me.node_id))
         log.info("mapping epoch %d: %s", self.epoch, ", ".join(f"{b}->{m.node_id}" for b, m in sorted(mapping.items())))

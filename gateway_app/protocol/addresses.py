@@ -4,6 +4,13 @@ These responses are small and rare, so they are fully decoded with kio, rewritte
 A broker whose id has no gateway port is left out of broker lists (clients then see the partition
 leader as unavailable and retry) and a coordinator without a port becomes COORDINATOR_NOT_AVAILABLE:
 both are logged and counted by the context, never mis-routed.
+
+FindCoordinator keeps the broker's own id: aiokafka looks the coordinator id up in Metadata and
+Kafka's Java AdminClient sends group requests to the Metadata node with that id, so a synthetic id
+(one per gateway host, to make librdkafka reconnect when the coordinator's node changes) would break
+both. librdkafka is freed instead by the topology refusing single-key lookups (v0-3) for a while
+after the node serving that coordinator left (cluster/topology.py); batched lookups (v4+) are never
+refused.
 """
 
 from __future__ import annotations
@@ -45,24 +52,40 @@ def rewrite_describe_cluster(body: memoryview, api_version: int, ctx: RewriteCon
     return encode(replace(response, brokers=_rewrite_brokers(response.brokers, "broker_id", ctx, learn)))
 
 
-def _rewrite_coordinator(coordinator: Any, ctx: RewriteContext) -> Any:
+def _coordinator_available(ctx: RewriteContext, broker_id: int) -> bool:
+    """Ask the topology whether a single-key lookup of this coordinator may be answered now.
+    The Gateway (ctx) does not expose it itself yet, so look on its topology; a context with
+    neither (a single node, the unit tests) always answers."""
+    check = getattr(ctx, "coordinator_available", None) or getattr(getattr(ctx, "topology", None), "coordinator_available", None)
+    return check is None or bool(check(broker_id))
+
+
+def _not_available(coordinator: Any, message: str) -> Any:
+    extra = {"error_message": message} if hasattr(coordinator, "error_message") else {}
+    return replace(
+        coordinator,
+        error_code=ErrorCode.coordinator_not_available,
+        node_id=type(coordinator.node_id)(-1),
+        host="",
+        port=type(coordinator.port)(-1),
+        **extra,
+    )
+
+
+def _rewrite_coordinator(coordinator: Any, ctx: RewriteContext, single: bool) -> Any:
     if coordinator.node_id < 0:  # "no coordinator" (an error): nothing to rewrite
         return coordinator
     endpoint = ctx.endpoint(int(coordinator.node_id), None)
     if endpoint is None:
-        return replace(
-            coordinator,
-            error_code=ErrorCode.coordinator_not_available,
-            node_id=type(coordinator.node_id)(-1),
-            host="",
-            port=type(coordinator.port)(-1),
-        )
+        return _not_available(coordinator, "coordinator broker outside the gateway's port range")
+    if single and not _coordinator_available(ctx, int(coordinator.node_id)):
+        return _not_available(coordinator, "the gateway node serving this coordinator changed; look it up again")
     return replace(coordinator, host=endpoint[0], port=type(coordinator.port)(endpoint[1]))
 
 
 def rewrite_find_coordinator(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:
     response = decode_response(FIND_COORDINATOR, api_version, body)
     if api_version < 4:
-        return encode(_rewrite_coordinator(response, ctx))
-    coordinators = tuple(_rewrite_coordinator(c, ctx) for c in response.coordinators)
+        return encode(_rewrite_coordinator(response, ctx, single=True))
+    coordinators = tuple(_rewrite_coordinator(c, ctx, single=False) for c in response.coordinators)
     return encode(replace(response, coordinators=coordinators))

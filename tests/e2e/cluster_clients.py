@@ -8,7 +8,9 @@ produce: COUNT unique values PREFIX-i at RATE/s, idempotent, acks=all; every ack
 written to ACKED_FILE; a JSON summary goes to stdout. Bounded by the count plus a 90 s flush.
 consume: one member of GROUP; writes each value to OUT_FILE, commits synchronously after each batch,
 touches READY_FILE once it has partitions, and stops when STOP_FILE exists and nothing arrived for
-5 s, or after MAX_S seconds.
+5 s, or after MAX_S seconds. On stderr: assignments, failed commits, "commit ok again at T"
+(T = time.time()) on the first good commit after failed ones, and "commit took S s, done at T" for
+a commit that blocked over a second (librdkafka holds a synchronous commit while it has no coordinator).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def consume(bootstrap: str, topic: str, group: str, out_file: str, ready_file: s
     consumer.subscribe([topic], on_assign=assigned)
     deadline = time.monotonic() + float(max_s)
     last_message = time.monotonic()
+    failing = False
     with open(out_file, "w") as out:
         while time.monotonic() < deadline:
             messages = consumer.consume(500, 0.5)
@@ -88,9 +91,17 @@ def consume(bootstrap: str, topic: str, group: str, out_file: str, ready_file: s
                 out.write("".join(v + "\n" for v in values))
                 out.flush()
                 try:
+                    began = time.monotonic()
                     consumer.commit(asynchronous=False)
+                    if time.monotonic() - began > 1.0:
+                        print(f"{time.strftime('%H:%M:%S')} {group}: commit took {time.monotonic() - began:.1f} s, "
+                              f"done at {time.time():.3f}", file=sys.stderr, flush=True)
+                    if failing:
+                        print(f"{time.strftime('%H:%M:%S')} {group}: commit ok again at {time.time():.3f}", file=sys.stderr, flush=True)
+                        failing = False
                 except KafkaException as error:  # what an application does: log, carry on (at-least-once)
                     print(f"{time.strftime('%H:%M:%S')} {group}: commit failed: {error}", file=sys.stderr, flush=True)
+                    failing = True
                 last_message = time.monotonic()
             elif Path(stop_file).exists() and time.monotonic() - last_message > IDLE_STOP_S:
                 break

@@ -16,14 +16,14 @@ A = Member("gw-a", "10.0.0.1", "rack-a", 6969, 10)
 B = Member("gw-b", "10.0.0.2", "rack-b", 6969, 10)
 
 
-def topology(internal: bool = True) -> tuple[ClusterTopology, CollectorRegistry]:
+def topology(internal: bool = True, **options) -> tuple[ClusterTopology, CollectorRegistry]:
     registry = CollectorRegistry()
     settings = load_settings({
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
         "GATEWAY_NODE_ID": "gw-a", "GATEWAY_RACK_ID": "rack-a", "GATEWAY_ADVERTISED_HOST": "10.0.0.1",
         "GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING": str(internal).lower(),
     })
-    return ClusterTopology(settings, registry), registry
+    return ClusterTopology(settings, registry, **options), registry
 
 
 def test_member_record_round_trip():
@@ -78,3 +78,69 @@ def test_alone_or_leaving_the_node_maps_to_itself_or_the_others():
     asyncio.run(node.stop())  # never started: only the mapping side of leaving
     assert node.broker_endpoint(1, "rack-a") == ("10.0.0.2", 6970)
     assert not node.readiness_check().ok
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Coin:
+    """random.Random stand-in: yields the given values in turn."""
+
+    def __init__(self, *values: float) -> None:
+        self.values = list(values)
+
+    def random(self) -> float:
+        return self.values.pop(0)
+
+
+C = Member("gw-c", "10.0.0.3", "rack-c", 6969, 10)
+
+
+def unsettled_topology(internal: bool = True, *coin: float) -> tuple[ClusterTopology, Clock, CollectorRegistry]:
+    clock = Clock()
+    node, registry = topology(internal, rng=Coin(*coin), clock=clock)
+    return node, clock, registry
+
+
+def test_coordinators_a_departed_node_ever_served_are_refused_at_random_for_a_while():
+    from gateway_app.cluster.topology import COORDINATOR_RESET_SHARE, COORDINATOR_RESET_WINDOW_S
+    node, clock, registry = unsettled_topology(True, 0.0, 0.99, COORDINATOR_RESET_SHARE - 0.01, 0.0)
+    node._on_members((A, B, C))
+    for broker_id, rack in ((1, "rack-a"), (2, "rack-b"), (3, "rack-c")):
+        node.broker_endpoint(broker_id, rack)
+    assert all(node.coordinator_available(b) for b in (1, 2, 3))  # nobody left: no coin is tossed
+
+    node._on_members((A, B))  # gw-c (broker 3) leaves: 3 moves, 1 and 2 stay
+    assert node.coordinator_available(1) and node.coordinator_available(2)
+    assert [node.coordinator_available(3) for _ in range(3)] == [False, True, False]
+    clock.now += COORDINATOR_RESET_WINDOW_S
+    assert node.coordinator_available(3)  # window over: the last coin is never tossed
+    assert "gateway_cluster_coordinator_lookups_refused_total 2.0" in generate_latest(registry).decode()
+
+
+def test_a_broker_that_moved_on_a_join_is_unsettled_when_its_earlier_node_leaves():
+    """A librdkafka client can still hold broker 2's coordinator at the address of the node that
+    served it before a join moved it away; when that node leaves later, broker 2 is unsettled too,
+    though its own node did not change."""
+    node, _, _ = unsettled_topology(True, 0.0)
+    node._on_members((A, C))  # no rack-b node yet
+    node.broker_endpoint(2, "rack-b")
+    assert node._mapping[2].node_id == "gw-c"  # the rendezvous choice between gw-a and gw-c
+    node._on_members((A, B, C))  # gw-b joins and takes broker 2
+    assert node._mapping[2].node_id == "gw-b"
+    assert node.coordinator_available(2)  # a join unsettles nothing
+    node._on_members((A, B))  # gw-c, which served broker 2 before, leaves
+    assert node._mapping[2].node_id == "gw-b" and not node.coordinator_available(2)
+
+
+def test_nothing_is_unsettled_with_internal_load_balancing_off():
+    node, _, _ = unsettled_topology(False, 0.0)
+    node._on_members((A, B, C))
+    node.broker_endpoint(3, "rack-c")
+    node._on_members((A, B))
+    assert node.coordinator_available(3)

@@ -168,6 +168,48 @@ def test_find_coordinator_batched_leaves_minus_one_alone(version: int) -> None:
         ("group-a", 1, GATEWAY, 6970), ("group-b", -1, "", -1), ("txn-c", 3, GATEWAY, 6972)]
 
 
+class UnsettledTopology(StaticTopology):
+    """A topology that refuses lookups of some coordinators, as ClusterTopology does after a member left."""
+
+    def __init__(self, refused: set[int]) -> None:
+        super().__init__(PLAN, GATEWAY)
+        self.refused, self.asked = refused, []
+
+    def coordinator_available(self, broker_id: int) -> bool:
+        self.asked.append(broker_id)
+        return broker_id not in self.refused
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_find_coordinator_single_keeps_the_broker_id_or_is_refused_while_its_node_changed(version: int) -> None:
+    """The coordinator id stays the real broker id (aiokafka and Java's AdminClient look it up in
+    Metadata); a lookup the topology refuses becomes COORDINATOR_NOT_AVAILABLE, which is what makes
+    librdkafka forget a coordinator address at a node that left."""
+    cls = load_response_schema(10, version)
+    ctx = Context()
+    ctx.topology = UnsettledTopology({3})
+    kept = rewrite(10, version, sample(cls, node_id=2, host="10.0.0.2", port=9092), ctx)
+    assert (kept.node_id, kept.host, kept.port, kept.error_code) == (2, GATEWAY, 6971, ErrorCode.none)
+    refused = rewrite(10, version, sample(cls, node_id=3, host="10.0.0.3", port=9092), ctx)
+    assert (refused.node_id, refused.host, refused.port, refused.error_code) == (-1, "", -1, ErrorCode.coordinator_not_available)
+    if version >= 1:
+        assert "look it up again" in refused.error_message
+    assert ctx.topology.asked == [2, 3]
+
+
+@pytest.mark.parametrize("version", [4, POLICIES[10].max_version])
+def test_find_coordinator_batched_is_never_refused(version: int) -> None:
+    cls = load_response_schema(10, version)
+    coordinator = nested(cls, "coordinators")
+    entries = (sample(coordinator, key="group-a", node_id=3, host="10.0.0.3", port=9092),)
+    ctx = Context()
+    ctx.topology = UnsettledTopology({3})
+    result = rewrite(10, version, sample(cls, coordinators=entries), ctx)
+    assert [(c.key, c.node_id, c.host, c.port, c.error_code) for c in result.coordinators] == [
+        ("group-a", 3, GATEWAY, 6972, ErrorCode.none)]
+    assert ctx.topology.asked == []
+
+
 def endpoints_of(cls: type) -> tuple[Any, ...]:
     endpoint = nested(cls, "node_endpoints")
     return tuple(sample(endpoint, node_id=i, host=f"10.0.0.{i}", port=9092, rack="rack-c") for i in (2, OUT_OF_RANGE))
