@@ -60,6 +60,9 @@ REBALANCE_MARGIN_S = 4.0  # a rebalance + one refresh, between a death and the c
 MAX_POLL_INTERVAL_MS = 30000  # also the classic rebalance timeout: bounds a rebalance waiting on a dead joiner
 POLL_S = 0.1
 REPUBLISH_AFTER_S = 5.0  # own record still unread this long after writing it: write it again
+TOPIC_RETRY_MAX_S = 10.0  # backoff cap while Kafka cannot be reached or the topic cannot be made
+PROPAGATION_POLL_S = 0.25  # the topic exists but the broker asked does not list it yet: ask again soon
+PROPAGATION_WARN_S = 5.0  # metadata normally catches up in well under a second; say so if it does not
 
 
 def group_name(cluster_id: str) -> str:
@@ -135,7 +138,12 @@ class Membership:
     def status(self) -> MembershipStatus:
         reachable = time.monotonic() - self._last_refresh_ok < max(3.0, 4 * self.refresh_interval_s)
         joined = any(member.node_id == self.me.node_id for member in self._view)
-        detail = f"{len(self._view)} live members" if reachable else f"cannot reach the backing Kafka: {self._last_error}"
+        if reachable:
+            detail = f"{len(self._view)} live members"
+        elif not self._last_refresh_ok:  # never asked the group yet: say which step it is on
+            detail = f"starting: {self._last_error}"
+        else:
+            detail = f"cannot reach the backing Kafka: {self._last_error}"
         if reachable and not joined:
             detail = f"not (yet) a member of group {self.group}"
         return MembershipStatus(joined and reachable, reachable, detail)
@@ -196,23 +204,43 @@ class Membership:
             self._update_view()
 
     def _wait_for_topic(self, admin: AdminClient) -> list[int]:
-        """Create the members topic (or find it) and return its partitions once every broker we ask
-        knows them, retrying while Kafka is unreachable or short of brokers; [] if asked to stop."""
+        """Create the members topic (or find it) and return its partitions once the broker we ask
+        lists them; [] if asked to stop first.
+
+        Two different waits: while Kafka cannot be reached or the topic cannot be made, retry with a
+        backoff growing to TOPIC_RETRY_MAX_S; once the topic exists (made here or by another node),
+        only its metadata is missing — a just-created topic reaches the brokers' metadata within
+        milliseconds to a second — so ask again every PROPAGATION_POLL_S without creating it again.
+        (One backoff for both turned a second of metadata lag into 10-20 s of waiting, enough for
+        a node to miss a 30 s readiness wait.)"""
         backoff = 0.2
+        exists_since: float | None = None
+        warned = False
         while not self._stopping.is_set():
             try:
-                self._ensure_topic(admin)
-                partitions = sorted(admin.list_topics(self.topic, timeout=10).topics[self.topic].partitions)
+                if exists_since is None:
+                    self._ensure_topic(admin)
+                    exists_since = time.monotonic()
+                metadata = admin.list_topics(self.topic, timeout=10).topics.get(self.topic)
+                partitions = sorted(metadata.partitions) if metadata is not None else []
                 if partitions:
                     if len(partitions) != 1:  # made by hand or auto-created: read every partition
                         log.warning("members topic %s has %d partitions; reading them all", self.topic, len(partitions))
+                    self._last_error = "members topic found; joining the group"
                     return partitions
-                self._last_error = f"members topic {self.topic} has no partitions yet"
+                waited = time.monotonic() - exists_since
+                self._last_error = (f"members topic {self.topic} exists but is not in the metadata yet "
+                                    f"({waited:.1f}s: {metadata.error if metadata is not None else 'not listed'})")
+                if waited >= PROPAGATION_WARN_S and not warned:
+                    log.warning("%s", self._last_error)
+                    warned = True
+                self._stopping.wait(PROPAGATION_POLL_S)
+                continue
             except Exception as error:
-                self._last_error = f"cannot create members topic {self.topic}: {error}"
+                self._last_error = f"cannot create or find members topic {self.topic}: {error}"
                 log.error("%s; retrying in %.1fs", self._last_error, backoff)
             self._stopping.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
+            backoff = min(backoff * 2, TOPIC_RETRY_MAX_S)
         return []
 
     def _ensure_topic(self, admin: AdminClient) -> None:
