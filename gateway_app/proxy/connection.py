@@ -10,7 +10,9 @@ and written in the same callback, which keeps pipelined responses in order.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 PRODUCE = 0
 FIRST_FLEXIBLE_PRODUCE = 9
 WRITE_HIGH_WATER = 4 * 1024 * 1024
+LOW_WATER_MIN = 32 * 1024  # a frame's rest below this is not worth a setsockopt
+LOW_WATER_MAX = 256 * 1024  # what the event loop reads at once
+
+_setsockopt = ctypes.CDLL(None, use_errno=True).setsockopt
 
 
 @dataclass(slots=True)
@@ -42,6 +48,36 @@ class InFlight:
     rewrite: bool
     started: float
     api: ApiMetrics
+
+
+class ReadLowWater:
+    """SO_RCVLOWAT of one plain-TCP socket, following the frame being relayed.
+
+    While the rest of a large frame is on its way, the kernel is told to wake us only once that much
+    (at most LOW_WATER_MAX) has arrived: a 128 KiB produce request is then one read and one write
+    instead of one per few arriving segments. At a frame boundary it is back to 1 byte, so nothing
+    ever waits for bytes that are not coming. Not used under TLS, where socket bytes are not frame bytes.
+    Linux's SO_RCVLOWAT for TCP also wakes at EOF/errors and grows the receive buffer to fit the mark.
+    """
+
+    __slots__ = ("fd", "mark", "_value")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.mark = 1
+        self._value = ctypes.c_int(1)
+
+    @classmethod
+    def of(cls, transport: asyncio.Transport, tls: bool) -> "ReadLowWater | None":
+        sock = None if tls else transport.get_extra_info("socket")
+        return cls(sock.fileno()) if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6) else None
+
+    def follow(self, pending: int) -> None:
+        mark = 1 if pending < LOW_WATER_MIN else min(pending, LOW_WATER_MAX)
+        if mark != self.mark:
+            self.mark = mark
+            self._value.value = mark
+            _setsockopt(self.fd, socket.SOL_SOCKET, socket.SO_RCVLOWAT, ctypes.byref(self._value), 4)
 
 
 class UpstreamError(Exception):
@@ -72,6 +108,8 @@ class ConnectionPair:
         self.in_flight: deque[InFlight] = deque()
         self.closed = False
         self._early: list[bytes] = []  # client bytes that raced the broker connection
+        self._client_low_water: ReadLowWater | None = None
+        self._upstream_low_water: ReadLowWater | None = None
         limit = gateway.settings.max_frame_bytes
         self.requests = FrameStream(limit, 8, self._decide_request, self._to_upstream, self._unexpected_collect)
         self.responses = FrameStream(limit, 4, self._decide_response, self._to_client, self._rewrite_response)
@@ -80,6 +118,7 @@ class ConnectionPair:
 
     def client_connected(self, transport: asyncio.Transport) -> None:
         self.client = transport
+        self._client_low_water = ReadLowWater.of(transport, self.gateway.client_ssl is not None)
         transport.pause_reading()  # nothing to forward to until the broker connection is up
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.gateway.register(self)
@@ -100,6 +139,7 @@ class ConnectionPair:
             upstream.close()
             return
         self.upstream, self.upstream_label = upstream, label
+        self._upstream_low_water = ReadLowWater.of(upstream, self.gateway.upstream_ssl is not None)
         self.gateway.metrics.upstream_connections_active.labels(label).inc()
         upstream.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         early, self._early = self._early, []
@@ -139,6 +179,9 @@ class ConnectionPair:
         except MalformedFrame as error:
             self.gateway.malformed(self, error)
             self.abort()
+            return
+        if self._client_low_water is not None and not self.closed:
+            self._client_low_water.follow(self.requests.pending())
 
     def _decide_request(self, prefix: memoryview, size: int) -> Decision:
         frame = prefix[4:]
@@ -181,9 +224,13 @@ class ConnectionPair:
         except UpstreamError as error:
             self.gateway.upstream_failed(self, error)
             self.abort()
+            return
         except MalformedFrame as error:
             self.gateway.upstream_failed(self, UpstreamError(error.reason, str(error)))
             self.abort()
+            return
+        if self._upstream_low_water is not None and not self.closed:
+            self._upstream_low_water.follow(self.responses.pending())
 
     def _decide_response(self, prefix: memoryview, size: int) -> Decision:
         (correlation_id,) = CORRELATION.unpack_from(prefix, 4)

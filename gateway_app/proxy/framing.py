@@ -43,6 +43,16 @@ class FrameStream:
     def at_boundary(self) -> bool:
         return not self._passthrough and self._frame is None and not self._head
 
+    def pending(self) -> int:
+        """Bytes still to come before the current frame is complete; 0 at a boundary or before its size is known."""
+        if self._passthrough:
+            return self._passthrough
+        if self._frame is not None:
+            return len(self._frame) - self._filled
+        if len(self._head) >= 4:
+            return max(0, 4 + SIZE.unpack_from(self._head)[0] - len(self._head))
+        return 0
+
     def feed(self, data: bytes) -> None:
         view = memoryview(data)
         pos, end = 0, len(view)

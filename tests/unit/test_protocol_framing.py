@@ -65,6 +65,22 @@ def test_frames_survive_any_chunking_byte_for_byte(items: list[bytes], cuts: lis
 
 
 @settings(max_examples=300, deadline=None)
+@given(payloads, st.lists(st.integers(0, 10_000), max_size=12))
+def test_pending_is_the_rest_of_the_current_frame(items: list[bytes], cuts: list[int]) -> None:
+    """pending() drives the socket's read low-water mark: it must never exceed what the frame still owes."""
+    data = b"".join(frame(p) for p in items)
+    ends = [sum(4 + len(p) for p in items[:i + 1]) for i in range(len(items))]
+    recorder, fed = Recorder(), 0
+    for chunk in chunked(data, cuts):
+        recorder.stream.feed(chunk)
+        fed += len(chunk)
+        owed = next((end - fed for end in ends if end > fed), 0)
+        frame_start = max([0] + [end for end in ends if end <= fed])
+        size_known = fed - frame_start >= 4
+        assert recorder.stream.pending() == (owed if size_known else 0)
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.binary(min_size=1, max_size=2000), st.lists(st.integers(0, 10_000), max_size=8))
 def test_garbage_only_ever_raises_malformed_frame(data: bytes, cuts: list[int]) -> None:
     recorder = Recorder()
