@@ -3,12 +3,15 @@
 Each workload runs as pairs A B A B … (A direct, B through the gateway) so that drift of this shared machine hits
 both sides alike; the report gives the median of each side and the ratio of medians. Figures:
 
-* produce MB/s, ProducerPerformance, 1 KiB records, acks=all, unlimited rate: default batching, and
-  batch.size=131072 linger.ms=1;
+* produce MB/s, ProducerPerformance, 1 KiB records, acks=all, unlimited rate: default batching,
+  batch.size=131072 linger.ms=1, and 1 KiB requests (batch.size=1024 linger.ms=0: one record a request,
+  a twentieth of the records);
 * consume MB/s, ConsumerPerformance (fetch MB/s, the group join left out);
 * produce latency p50/p99 at a fixed rate of half the direct default-batching maximum, and what the gateway adds;
-* gateway CPU seconds per GB of record payload it relayed (user+sys of the gateway process from /proc);
-* Metadata requests per second the gateway answers on its one event-loop core, beside a broker's figure.
+* gateway CPU seconds per GB relayed, per workload: user+sys of the gateway process from /proc over the bytes
+  its own counters (gateway_bytes_total, both directions) say it relayed, with the mean Produce request size;
+* Metadata requests per second the gateway answers, and per CPU-second of its one event-loop core, beside a
+  broker's figure.
 
 Clients run in the controller's namespace (the only place that reaches both the brokers and the gateway), the
 gateway on a lab address of the controller. Results go to a JSON file; the README's table is copied from it.
@@ -72,6 +75,45 @@ def _ready(address: str) -> bool:
         return False
 
 
+def relayed(address: str) -> dict[str, float]:
+    """The gateway's byte and request counters: total bytes both directions, Produce requests and bytes."""
+    with urllib.request.urlopen(f"http://{address}:{HTTP_PORT}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {"bytes": 0.0, "produce_requests": 0.0, "produce_request_bytes": 0.0}
+    for line in text.splitlines():
+        if line.startswith("gateway_bytes_total{"):
+            out["bytes"] += float(line.rsplit(" ", 1)[1])
+            if 'api="produce",direction="request"' in line:
+                out["produce_request_bytes"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith('gateway_requests_total{api="produce"}'):
+            out["produce_requests"] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+class CpuMeter:
+    """Gateway CPU seconds and relayed bytes over the gateway runs of one workload."""
+
+    def __init__(self, pid: int, address: str) -> None:
+        self.pid, self.address = pid, address
+        self.seconds = 0.0
+        self.counts = {"bytes": 0.0, "produce_requests": 0.0, "produce_request_bytes": 0.0}
+
+    def measure(self, run):
+        before, counts = cpu_seconds(self.pid), relayed(self.address)
+        result = run()
+        self.seconds += cpu_seconds(self.pid) - before
+        for key, value in relayed(self.address).items():
+            self.counts[key] += value - counts[key]
+        return result
+
+    def report(self) -> dict:
+        gb = self.counts["bytes"] / 1e9
+        requests = self.counts["produce_requests"]
+        return {"cpu_s_per_gb": round(self.seconds / gb, 2) if gb else None, "cpu_s": round(self.seconds, 2),
+                "relayed_gb": round(gb, 3),
+                "mean_produce_request_bytes": round(self.counts["produce_request_bytes"] / requests) if requests else None}
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
@@ -93,51 +135,43 @@ def summary(direct: list[float], gateway: list[float], higher_is_better: bool = 
 
 def run(lab: LabState, args: argparse.Namespace) -> dict:
     results: dict = {"pairs": args.pairs, "records": args.records, "record_size": 1024,
-                     "event_loop": args.event_loop, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    cpu = {"seconds": 0.0, "bytes": 0}
+                     "event_loop": args.event_loop, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                                 "loadavg_start": os.getloadavg()},
+                     "commit": _commit(), "gateway_cpu": {}}
     with gateway_node(lab, {"GATEWAY_EVENT_LOOP": args.event_loop}) as (pid, gateway):
         direct = lab.bootstrap_servers
+        address = gateway.rsplit(":", 1)[0]
 
-        def produce_pair(name: str, props: dict[str, str]) -> None:
+        def produce_pair(name: str, props: dict[str, str], records: int) -> list:
             topic = f"bench-{name}"
-
-            def through_gateway():
-                before = cpu_seconds(pid)
-                result = perf_tools.produce(lab, gateway, topic, args.records, props=props)
-                cpu["seconds"] += cpu_seconds(pid) - before
-                cpu["bytes"] += result.records * 1024
-                return result
-
-            a, b = paired(args.pairs, lambda: perf_tools.produce(lab, direct, topic, args.records, props=props),
-                          through_gateway)
+            meter = CpuMeter(pid, address)
+            a, b = paired(args.pairs, lambda: perf_tools.produce(lab, direct, topic, records, props=props),
+                          lambda: meter.measure(lambda: perf_tools.produce(lab, gateway, topic, records, props=props)))
             results[f"produce_{name}_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
-            results.setdefault("_direct_rps", statistics.median(r.records_per_s for r in a))
+            results["gateway_cpu"][f"produce_{name}"] = meter.report()
+            return a
 
-        produce_pair("default", {})
-        produce_pair("batched", {"batch.size": "131072", "linger.ms": "1"})
-        results["gateway_cpu_s_per_gb_produce"] = round(cpu["seconds"] / (cpu["bytes"] / 1e9), 2)
+        direct_default = produce_pair("default", {}, args.records)
+        produce_pair("batched", {"batch.size": "131072", "linger.ms": "1"}, args.records)
+        produce_pair("1k_requests", {"batch.size": "1024", "linger.ms": "0"}, max(1, args.records // 20))
 
         # Consume what the default-batching produce runs wrote (2 x pairs x records are there).
-        cpu.update(seconds=0.0, bytes=0)
-
-        def consume_gateway():
-            before = cpu_seconds(pid)
-            result = perf_tools.consume(lab, gateway, "bench-default", args.records)
-            cpu["seconds"] += cpu_seconds(pid) - before
-            cpu["bytes"] += result.records * 1024
-            return result
-
+        meter = CpuMeter(pid, address)
         a, b = paired(args.pairs, lambda: perf_tools.consume(lab, direct, "bench-default", args.records),
-                      consume_gateway)
+                      lambda: meter.measure(lambda: perf_tools.consume(lab, gateway, "bench-default", args.records)))
         results["consume_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
-        results["gateway_cpu_s_per_gb_consume"] = round(cpu["seconds"] / (cpu["bytes"] / 1e9), 2)
+        results["gateway_cpu"]["consume"] = meter.report()
 
-        rate = int(results.pop("_direct_rps") / 2)
+        rate = int(statistics.median(r.records_per_s for r in direct_default) / 2)
         latency_records = rate * args.latency_seconds
+        meter = CpuMeter(pid, address)
         a, b = paired(args.pairs,
                       lambda: perf_tools.produce(lab, direct, "bench-latency", latency_records, throughput=rate),
-                      lambda: perf_tools.produce(lab, gateway, "bench-latency", latency_records, throughput=rate))
+                      lambda: meter.measure(lambda: perf_tools.produce(lab, gateway, "bench-latency", latency_records,
+                                                                       throughput=rate)))
         results["latency_rate_records_s"] = rate
+        results["gateway_cpu"]["produce_fixed_rate"] = meter.report()
         for pct in ("p50_ms", "p99_ms"):
             s = summary([getattr(r, pct) for r in a], [getattr(r, pct) for r in b], higher_is_better=False)
             s["added_ms"] = round(s["gateway_median"] - s["direct_median"], 2)
@@ -148,28 +182,51 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
                                  cwd=REPO, capture_output=True, text=True, check=True)
             return json.loads(out.stdout)["requests_per_s"]
 
-        a, b = paired(args.pairs, lambda: metadata_rate(lab.brokers[0].endpoint), lambda: metadata_rate(gateway))
+        per_core: list[float] = []
+
+        def gateway_metadata() -> float:
+            before, start = cpu_seconds(pid), time.monotonic()
+            rate = metadata_rate(gateway)
+            busy = (cpu_seconds(pid) - before) / (time.monotonic() - start)  # cores the gateway used
+            per_core.append(round(rate / busy, 1) if busy else 0.0)
+            return rate
+
+        a, b = paired(args.pairs, lambda: metadata_rate(lab.brokers[0].endpoint), gateway_metadata)
         results["metadata_requests_s"] = summary(a, b)
+        results["metadata_requests_per_gateway_cpu_s"] = {"runs": per_core, "median": statistics.median(per_core)}
+    results["machine"]["loadavg_end"] = os.getloadavg()
     return results
 
 
+def _commit() -> str:
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def print_table(results: dict) -> None:
+    rate = results["latency_rate_records_s"]
     rows = [
         ("produce MB/s, default batching", "produce_default_mb_s"),
         ("produce MB/s, batch.size=131072 linger.ms=1", "produce_batched_mb_s"),
+        ("produce MB/s, 1 KiB requests (batch.size=1024 linger.ms=0)", "produce_1k_requests_mb_s"),
         ("consume MB/s (fetch)", "consume_mb_s"),
-        (f"produce p50 ms at {results['latency_rate_records_s']} rec/s", "latency_p50_ms"),
-        (f"produce p99 ms at {results['latency_rate_records_s']} rec/s", "latency_p99_ms"),
-        ("Metadata requests/s (one gateway core vs one broker)", "metadata_requests_s"),
+        (f"produce p50 ms at {rate} rec/s", "latency_p50_ms"),
+        (f"produce p99 ms at {rate} rec/s", "latency_p99_ms"),
+        ("Metadata requests/s (gateway vs one broker)", "metadata_requests_s"),
     ]
-    print("| workload | direct | gateway | gateway/direct |")
+    print("| workload | direct (median) | gateway (median) | gateway/direct |")
     print("|---|---|---|---|")
     for label, key in rows:
         r = results[key]
         extra = f" (+{r['added_ms']} ms)" if "added_ms" in r else ""
         print(f"| {label} | {r['direct_median']} | {r['gateway_median']}{extra} | {r['ratio']} |")
-    print(f"| gateway CPU s per GB, produce (mixed batching) | | {results['gateway_cpu_s_per_gb_produce']} | |")
-    print(f"| gateway CPU s per GB, consume | | {results['gateway_cpu_s_per_gb_consume']} | |")
+    print(f"| Metadata requests per gateway CPU-second | | {results['metadata_requests_per_gateway_cpu_s']['median']} | |")
+    print()
+    print("| gateway CPU | CPU-s per GB relayed | mean Produce request |")
+    print("|---|---|---|")
+    for name, r in results["gateway_cpu"].items():
+        size = f"{r['mean_produce_request_bytes']} B" if r["mean_produce_request_bytes"] else ""
+        print(f"| {name} | {r['cpu_s_per_gb']} | {size} |")
 
 
 def main() -> int:
