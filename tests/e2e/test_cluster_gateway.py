@@ -25,6 +25,7 @@ from tests.e2e.cluster_clients import java_console_consumer, java_console_produc
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
     PORT_START, GatewayNode, PortForwarder, cluster_id, http_get, metadata_brokers, wait_until,
 )
+from tests.e2e.dataplane_support import run_client, unique
 
 RACKS = ["rack-a", "rack-b", "rack-c"]
 CLIENTS = Path(__file__).with_name("cluster_clients.py")
@@ -223,6 +224,13 @@ def test_kill_9_of_a_node_under_load_clients_carry_on_exactly_once(lab, start_no
     load.finish_and_verify()
 
 
+def refused_lookups(nodes) -> int:
+    """FindCoordinator answers these nodes turned into COORDINATOR_NOT_AVAILABLE (cluster/topology.py)."""
+    return sum(int(float(line.split()[-1])) for node in nodes
+               for line in http_get(node.address, "/metrics")[1].decode().splitlines()
+               if line.startswith("gateway_cluster_coordinator_lookups_refused_total"))
+
+
 def coordinator_of(lab, group: str) -> int:
     admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
     return admin.describe_consumer_groups([group], request_timeout=10)[group].result().coordinator.id
@@ -259,9 +267,7 @@ def test_librdkafka_consumer_group_survives_the_death_of_its_coordinators_node(l
     duplicated = {v: n for v, n in consumed.items() if n > 1}
     log = consumer_log.read_text()
     recovered = [float(t) for t in re.findall(r"commit ok again at ([\d.]+)", log)]
-    refused = sum(int(float(line.split()[-1])) for node in survivors
-                  for line in http_get(node.address, "/metrics")[1].decode().splitlines()
-                  if line.startswith("gateway_cluster_coordinator_lookups_refused_total"))
+    refused = refused_lookups(survivors)
     stalls = [(float(took), float(done)) for took, done in re.findall(r"commit took ([\d.]+) s, done at ([\d.]+)", log)]
     back = f"ok again {recovered[0] - killed_at:.1f}s after the kill" if recovered else "never failed"
     if stalls:
@@ -274,6 +280,39 @@ def test_librdkafka_consumer_group_survives_the_death_of_its_coordinators_node(l
     assert not missing, sorted(missing)[:10]
     assert not duplicated, list(duplicated.items())[:10]
     assert "SESSTMOUT" not in log and "session timed out" not in log, "the consumer lost its group session"
+
+
+GROUP_OF = {"aiokafka": "aio-{}", "kafka-python": "kp-{}", "group": "group-{}"}  # tests/e2e/dataplane_clients.py
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(240)
+def test_every_client_family_joins_a_group_while_its_coordinator_lookups_are_refused(lab, start_node):
+    """After a node leaves, single-key FindCoordinator answers for the brokers it served are
+    COORDINATOR_NOT_AVAILABLE half the time (for librdkafka's sake); aiokafka, kafka-python and
+    librdkafka just look again. Each group here is coordinated by the dead node's broker."""
+    nodes = three_racks(lab, start_node)
+    victim, survivors = nodes["rack-c"], [nodes["rack-a"], nodes["rack-b"]]
+    victim.kill()
+    wait_until(lambda: all(victim.address not in {e[0] for e in a.values()} for a in answers(survivors)),
+               MEMBERSHIP_BOUND_S + 5, "the dead node to leave every Metadata answer", 0.1)
+    bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in survivors)
+    broker = next(b.id for b in lab.brokers if b.rack == "rack-c")
+    topics = []
+    for scenario, group in GROUP_OF.items():
+        topic = next(t for t in (unique(scenario) for _ in range(60))
+                     if coordinator_of(lab, group.format(t)) == broker)
+        topics.append(topic)
+        result = run_client(lab, scenario, "--bootstrap", bootstrap, "--topic", topic, "--count", "200")
+        consumed = result.get("consumed", result.get("first"))
+        print(f"\n{scenario} (group coordinated by broker {broker}): {result}")
+        assert consumed == 200 and result.get("distinct", consumed) == 200, result
+    refused = refused_lookups(survivors)
+    print(f"coordinator lookups refused by the survivors: {refused}")
+    assert refused > 0
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+    for future in admin.delete_topics(topics, request_timeout=10).values():
+        future.exception()
 
 
 def name_that_wins(broker_id: int, against: str) -> str:
