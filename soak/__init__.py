@@ -1,0 +1,1 @@
+"""Chaos under load: see __main__.py."""

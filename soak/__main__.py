@@ -1,0 +1,153 @@
+"""``python -m soak``: a gateway cluster under continuous client load while nodes die and brokers restart, counted.
+
+Three gateway nodes (one per rack) run on spare controller addresses of the lab. The cluster e2e tests' client
+load runs through them from the client namespace — a librdkafka producer and Kafka's Java console producer
+(idempotent, acks=all) and a two-member Java consumer group — while a seeded chaos loop, every --interval
+seconds, takes one node down (alternately kill -9 and SIGTERM), brings it back after --down seconds, and every
+--broker-every rounds restarts one broker as well. At the end every acknowledged message must have been consumed
+exactly once by the group; the counts and the chaos events go to a JSON file.
+
+Everything is bounded: the load is --rate messages/s per producer for --minutes, the chaos loop stops when the
+load has been sent, and every wait has a timeout. Do not run it beside the test suite or the benchmark: it uses
+the lab's spare controller addresses 198.18.0.6-8 (instance 0) and port 6969.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from gateway_app.cluster.membership import group_name, topic_name
+from lab.state import LabState
+from tests.e2e.cluster_load import ClientLoad
+from tests.e2e.cluster_support import PORT_START, GatewayNode
+
+REPO = Path(__file__).resolve().parent.parent
+RACKS = ("rack-a", "rack-b", "rack-c")
+FIRST_ADDRESS_INDEX = 4  # gateway_addresses[4:7]: clear of the cluster tests' [0:4] and the benchmark's [-1]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long the producers send (default 10)")
+    parser.add_argument("--rate", type=float, default=100.0, help="messages per second per producer (default 100)")
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds between chaos rounds (default 30)")
+    parser.add_argument("--down", type=float, default=5.0, help="seconds a node stays down (default 5)")
+    parser.add_argument("--broker-every", type=int, default=3,
+                        help="also restart one broker every N rounds, 0 for never (default 3)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the chaos choices (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("soak-results.json"))
+    return parser.parse_args(argv)
+
+
+class Cluster:
+    def __init__(self, lab: LabState, workdir: Path) -> None:
+        self.lab, self.workdir = lab, workdir
+        self.cluster_id = f"soak-{uuid.uuid4().hex[:6]}"
+        self.addresses = dict(zip(RACKS, lab.gateway_addresses[FIRST_ADDRESS_INDEX:FIRST_ADDRESS_INDEX + 3]))
+        self.nodes = {rack: self._start(rack) for rack in RACKS}
+        for node in self.nodes.values():
+            node.wait_ready()
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{address}:{PORT_START}" for address in self.addresses.values())
+
+    def _start(self, rack: str) -> GatewayNode:
+        return GatewayNode(self.lab, self.cluster_id, f"soak-{rack}", rack, self.addresses[rack], self.workdir)
+
+    def take_down(self, rack: str, hard: bool) -> None:
+        node = self.nodes[rack]
+        if hard:
+            node.kill()
+        else:
+            node.terminate()
+
+    def bring_back(self, rack: str) -> float:
+        started = time.monotonic()
+        self.nodes[rack] = self._start(rack)
+        self.nodes[rack].wait_ready()
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            if node.proc.poll() is None:
+                node.terminate()
+        admin = AdminClient({"bootstrap.servers": self.lab.bootstrap_servers})
+        admin.delete_topics([topic_name(self.cluster_id)], request_timeout=10)[topic_name(self.cluster_id)].exception()
+        admin.delete_consumer_groups([group_name(self.cluster_id)], request_timeout=10)[group_name(self.cluster_id)].exception()
+
+
+def restart_broker(lab: LabState, broker_id: int) -> None:
+    subprocess.run([sys.executable, "-m", "lab", "--instance", str(lab.instance), "broker", "restart", str(broker_id)],
+                   cwd=REPO, check=True, capture_output=True, timeout=180)
+
+
+def chaos(args: argparse.Namespace, lab: LabState, cluster: Cluster, load: ClientLoad) -> list[dict]:
+    """Rounds until the producers are done (or their time is up); returns what was done when."""
+    rng = random.Random(args.seed)
+    events: list[dict] = []
+    began = time.monotonic()
+    deadline = began + args.minutes * 60
+    round_no = 0
+    while time.monotonic() < deadline and not load.producers_done():
+        time.sleep(min(args.interval, max(0.0, deadline - time.monotonic())))
+        if time.monotonic() >= deadline or load.producers_done():
+            break
+        round_no += 1
+        rack, hard = rng.choice(RACKS), round_no % 2 == 1
+        event = {"t": round(time.monotonic() - began, 1), "node": f"soak-{rack}", "signal": "KILL" if hard else "TERM"}
+        cluster.take_down(rack, hard)
+        time.sleep(args.down)
+        event["back_after_s"] = round(args.down + cluster.bring_back(rack), 1)
+        if args.broker_every and round_no % args.broker_every == 0:
+            broker_id = rng.choice([b.id for b in lab.brokers])
+            started = time.monotonic()
+            restart_broker(lab, broker_id)
+            event["broker_restarted"] = broker_id
+            event["broker_back_after_s"] = round(time.monotonic() - started, 1)
+        print(f"soak: {json.dumps(event)}", flush=True)
+        events.append(event)
+    return events
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    lab = LabState.load()
+    count = int(args.rate * args.minutes * 60)
+    with tempfile.TemporaryDirectory(prefix="kgw-soak-") as tmp:
+        workdir = Path(tmp)
+        cluster = Cluster(lab, workdir)
+        load = ClientLoad(lab, workdir, cluster.bootstrap, count, args.rate)
+        print(f"soak: cluster {cluster.cluster_id} at {cluster.bootstrap}; {count} messages per producer at "
+              f"{args.rate}/s, topic {load.topic}", flush=True)
+        result: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "cluster": cluster.cluster_id}
+        try:
+            load.start()
+            result["events"] = chaos(args, lab, cluster, load)
+            result["counts"] = load.finish_and_verify()
+            result["ok"] = True
+        except AssertionError as error:
+            result["ok"], result["failure"] = False, str(error)
+        finally:
+            load.stop()
+            cluster.stop()
+            load.delete()
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"soak: {'OK' if result['ok'] else 'FAILED'}: {json.dumps(result.get('counts') or result.get('failure'))}")
+    print(f"soak: results in {args.out}")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
