@@ -76,6 +76,11 @@ class Topology(Protocol):
         """(host, port) a client must use for this broker. Raises BrokerOutOfRange."""
         ...
 
+    def coordinator_available(self, broker_id: int) -> bool:
+        """False if a single-key FindCoordinator naming this broker is to be answered
+        COORDINATOR_NOT_AVAILABLE (the node that served it left; see gateway_app/cluster/topology.py)."""
+        ...
+
     def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
         """JSON-ready description of the mapping (and members, for a clustered topology)."""
         ...
@@ -94,6 +99,9 @@ class StaticTopology:
 
     def broker_endpoint(self, broker_id: int, broker_rack: str | None) -> tuple[str, int]:
         return self.advertised_host, self.plan.port_for_broker(broker_id)
+
+    def coordinator_available(self, broker_id: int) -> bool:
+        return True  # the advertised host never changes
 
     def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
         return {"mode": "static", "mapping": mapping_view(self, brokers)}

@@ -52,14 +52,6 @@ def rewrite_describe_cluster(body: memoryview, api_version: int, ctx: RewriteCon
     return encode(replace(response, brokers=_rewrite_brokers(response.brokers, "broker_id", ctx, learn)))
 
 
-def _coordinator_available(ctx: RewriteContext, broker_id: int) -> bool:
-    """Ask the topology whether a single-key lookup of this coordinator may be answered now.
-    The Gateway (ctx) does not expose it itself yet, so look on its topology; a context with
-    neither (a single node, the unit tests) always answers."""
-    check = getattr(ctx, "coordinator_available", None) or getattr(getattr(ctx, "topology", None), "coordinator_available", None)
-    return check is None or bool(check(broker_id))
-
-
 def _not_available(coordinator: Any, message: str) -> Any:
     extra = {"error_message": message} if hasattr(coordinator, "error_message") else {}
     return replace(
@@ -78,7 +70,7 @@ def _rewrite_coordinator(coordinator: Any, ctx: RewriteContext, single: bool) ->
     endpoint = ctx.endpoint(int(coordinator.node_id), None)
     if endpoint is None:
         return _not_available(coordinator, "coordinator broker outside the gateway's port range")
-    if single and not _coordinator_available(ctx, int(coordinator.node_id)):
+    if single and not ctx.coordinator_available(int(coordinator.node_id)):
         return _not_available(coordinator, "the gateway node serving this coordinator changed; look it up again")
     return replace(coordinator, host=endpoint[0], port=type(coordinator.port)(endpoint[1]))
 

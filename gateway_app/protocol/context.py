@@ -15,3 +15,7 @@ class RewriteContext(Protocol):
     def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
         """Gateway (host, port) for this broker; None (already logged and counted) if out of range."""
         ...
+
+    def coordinator_available(self, broker_id: int) -> bool:
+        """May a single-key FindCoordinator naming this broker be answered now (Topology.coordinator_available)?"""
+        ...

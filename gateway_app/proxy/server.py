@@ -55,6 +55,9 @@ class Gateway:
                 log.error("%s; it is left out of responses", error)
             return None
 
+    def coordinator_available(self, broker_id: int) -> bool:
+        return self.topology.coordinator_available(broker_id)
+
     def brokers_out_of_range(self) -> list[int]:
         plan = self.topology.plan
         return sorted(b for b in self.directory.brokers if not plan.min_broker_id <= b <= plan.max_broker_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import io
 import uuid
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, fields
 from typing import Any
 
 import pytest
@@ -89,6 +89,9 @@ class Context:
         except ValueError:
             self.out_of_range.append(broker_id)
             return None
+
+    def coordinator_available(self, broker_id: int) -> bool:
+        return self.topology.coordinator_available(broker_id)
 
 
 def rewrite(api_key: int, version: int, message: Any, ctx: Context) -> Any:
