@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import Node  # after logging is configured
+    from .proxy.allocator import keep_heap_warm
+
+    keep_heap_warm()
 
     with asyncio.Runner(loop_factory=_event_loop_factory(settings.event_loop)) as runner:
         return runner.run(Node(settings).run())
