@@ -213,7 +213,7 @@ class ConnectionPair:
     def _to_upstream(self, chunk: bytes | bytearray | memoryview) -> None:
         self.upstream.write(chunk)
 
-    def _unexpected_collect(self, frame: bytearray) -> None:
+    def _unexpected_collect(self, frame: bytes) -> None:
         raise AssertionError("requests are never collected")
 
     # --- broker -> client --------------------------------------------------------------------
@@ -250,10 +250,10 @@ class ConnectionPair:
         api.observe_latency(time.monotonic() - entry.started)
         api.response_bytes += 4 + size
 
-    def _rewrite_response(self, frame: bytearray) -> None:
+    def _rewrite_response(self, frame: bytes) -> None:
         entry = self.in_flight.popleft()
         self._account(entry, len(frame) - 4)
-        view = memoryview(frame).toreadonly()  # kio's native readers insist on read-only buffers
+        view = memoryview(frame)
         try:
             body_start = 4 + response_body_offset(view[4:], entry.api_key, entry.api_version)
             result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.gateway)

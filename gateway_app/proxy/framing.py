@@ -3,7 +3,8 @@
 Bytes arrive in arbitrary chunks. At each frame boundary the stream asks `decide` (with as few
 bytes of the frame as it needs) whether the frame passes through or must be collected whole.
 Passing frames are forwarded chunk by chunk as they arrive — a 50 MiB produce request is never
-buffered — and only frames whose response needs rewriting are assembled in memory.
+buffered — and only frames whose response needs rewriting are assembled in memory: their chunks are
+kept as they came and joined once, so a multi-MiB Fetch response is copied once and never zero-filled.
 """
 
 from __future__ import annotations
@@ -29,26 +30,26 @@ Sink = Callable[[bytes | bytearray | memoryview], None]
 
 class FrameStream:
     def __init__(self, limit: int, min_head: int, decide: Decide, sink: Sink,
-                 on_frame: Callable[[bytearray], None]) -> None:
+                 on_frame: Callable[[bytes], None]) -> None:
         self._limit = limit
         self._min_head = min_head  # bytes after the size field that decide() always gets (if the frame has them)
         self._decide = decide
         self._sink = sink
         self._on_frame = on_frame
         self._passthrough = 0  # bytes of the current frame still to forward untouched
-        self._frame: bytearray | None = None  # frame being collected
-        self._filled = 0
+        self._parts: list[bytes | memoryview] | None = None  # chunks of the frame being collected
+        self._collect_left = 0  # bytes of that frame still to come
         self._head = bytearray()  # start of a frame split across chunks
 
     def at_boundary(self) -> bool:
-        return not self._passthrough and self._frame is None and not self._head
+        return not self._passthrough and self._parts is None and not self._head
 
     def pending(self) -> int:
         """Bytes still to come before the current frame is complete; 0 at a boundary or before its size is known."""
         if self._passthrough:
             return self._passthrough
-        if self._frame is not None:
-            return len(self._frame) - self._filled
+        if self._parts is not None:
+            return self._collect_left
         if len(self._head) >= 4:
             return max(0, 4 + SIZE.unpack_from(self._head)[0] - len(self._head))
         return 0
@@ -62,14 +63,14 @@ class FrameStream:
                 self._sink(view[pos:pos + take])
                 self._passthrough -= take
                 pos += take
-            elif self._frame is not None:
-                take = min(len(self._frame) - self._filled, end - pos)
-                self._frame[self._filled:self._filled + take] = view[pos:pos + take]
-                self._filled += take
+            elif self._parts is not None:
+                take = min(self._collect_left, end - pos)
+                self._parts.append(view[pos:pos + take])  # keeps `data` alive; copied once, at the join
+                self._collect_left -= take
                 pos += take
-                if self._filled == len(self._frame):
-                    frame, self._frame = self._frame, None
-                    self._on_frame(frame)
+                if not self._collect_left:
+                    parts, self._parts = self._parts, None
+                    self._on_frame(b"".join(parts))
             else:
                 pos = self._boundary(view, pos, end)
 
@@ -87,11 +88,10 @@ class FrameStream:
                     self._passthrough = 4 + size - take
                 elif decision is Decision.COLLECT:
                     if take == 4 + size:
-                        self._on_frame(bytearray(prefix))
+                        self._on_frame(bytes(prefix))
                     else:
-                        self._frame = bytearray(4 + size)
-                        self._frame[:take] = prefix
-                        self._filled = take
+                        self._parts = [prefix]
+                        self._collect_left = 4 + size - take
                 else:  # the whole head is here and still cannot be parsed
                     raise MalformedFrame("bad_header", "frame header cannot be parsed")
                 return pos + take
@@ -123,14 +123,12 @@ class FrameStream:
             self._sink(bytes(prefix) if self._head else prefix)
             self._passthrough = 4 + size - consumed
         else:
-            self._frame = bytearray(4 + size)
-            self._frame[:consumed] = prefix
-            self._filled = consumed
             if complete:
-                frame, self._frame = self._frame, None
                 self._head = bytearray()
-                self._on_frame(frame)
+                self._on_frame(bytes(prefix))
                 return pos
+            self._parts = [bytes(prefix)]  # the head buffer is reused; the frame's start must not be
+            self._collect_left = 4 + size - consumed
         self._head = bytearray()
         return pos
 
