@@ -107,7 +107,7 @@ class ConnectionPair:
         self.upstream_label = "bootstrap"
         self.in_flight: deque[InFlight] = deque()
         self.closed = False
-        self._early: list[bytes] = []  # client bytes that raced the broker connection
+        self._early: list[bytes] = []  # checked client frames that arrived before the broker connection
         self._client_low_water: ReadLowWater | None = None
         self._upstream_low_water: ReadLowWater | None = None
         limit = gateway.settings.max_frame_bytes
@@ -143,8 +143,8 @@ class ConnectionPair:
         self.gateway.metrics.upstream_connections_active.labels(label).inc()
         upstream.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         early, self._early = self._early, []
-        for data in early:
-            self.from_client(data)
+        if early:
+            upstream.writelines(early)
         if not self.closed:
             self.client.resume_reading()
 
@@ -171,9 +171,9 @@ class ConnectionPair:
     # --- client -> broker --------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
-        if self.upstream is None:  # pause_reading() in connection_made does not stop a read already under way
-            self._early.append(data)
-            return
+        # Frames are checked as they arrive, even before the broker connection is up (pause_reading() in
+        # connection_made does not stop a read already under way): a bad frame is refused and counted
+        # whether or not its sender hangs up before the broker answers our connect.
         try:
             self.requests.feed(data)
         except MalformedFrame as error:
@@ -211,6 +211,9 @@ class ConnectionPair:
         return Decision.PASS
 
     def _to_upstream(self, chunk: bytes | bytearray | memoryview) -> None:
+        if self.upstream is None:
+            self._early.append(bytes(chunk))
+            return
         self.upstream.write(chunk)
 
     def _unexpected_collect(self, frame: bytes) -> None:

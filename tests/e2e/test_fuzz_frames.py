@@ -75,7 +75,9 @@ def test_node_survives_malformed_frames_while_client_works(lab, node):
         attack()
         result = producer.result()
     assert result["acked"] > 500 and result["missing"] == 0 and result["error_count"] == 0, result
-    assert node.alive() and node.http("/health/ready")[0] == 200
+    assert node.alive()
+    status, body = node.http("/health/ready")
+    assert status == 200, body
     malformed = node.metric("gateway_malformed_frames_total")
     assert malformed > 50, node.http("/metrics")[1]
     for reason in ("oversized", "negative_size", "short_header"):
