@@ -2,7 +2,8 @@
 
 Feeds ProducerPerformance-shaped traffic through a ConnectionPair whose transports only count bytes:
 Produce v12 requests of 16 KB (one per ``data_received``, as the lab shows for default batching) and
-their one-partition v12 responses (collected and walked for KIP-951 NodeEndpoints). It isolates the
+their one-partition v12 responses (collected and walked for KIP-951 NodeEndpoints), and Metadata v12
+requests with their responses (three racked brokers, rewritten; ``--metadata-topics`` topics). It isolates the
 per-frame Python cost from the kernel's share and from the noise of a shared machine; each figure is
 the best of several passes. The lab benchmark (``python -m bench``) is what counts for CPU per GB.
 """
@@ -10,17 +11,21 @@ the best of several passes. The lab benchmark (``python -m bench``) is what coun
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import json
 import struct
 import time
+import uuid
 
 from kio.schema.errors import ErrorCode
+from kio.schema.metadata.v12 import response as metadata_response
 from kio.schema.produce.v12 import response as produce_response
 from kio.schema.request_header.v2.header import RequestHeader
 from kio.serial import entity_writer
-from kio.static.primitive import i16, i32, i64
+from kio.static.primitive import i16, i32, i32Timedelta, i64
 
+from bench.metadata_load import metadata_request
 from gateway_app.metrics import Metrics
 from gateway_app.proxy.connection import ConnectionPair
 
@@ -79,24 +84,61 @@ def produce_response_frame(correlation_id: int) -> bytes:
     return _framed(struct.pack(">i", correlation_id) + b"\x00" + _encode(produce_response.ProduceResponse, body))
 
 
-def measure(frames: int, passes: int, request_size: int) -> dict[str, float]:
-    pair = ConnectionPair(_Gateway(), 6969, None, "bench")  # type: ignore[arg-type]
-    pair.client, pair.upstream = _CountingTransport(), _CountingTransport()  # type: ignore[assignment]
-    requests = [produce_request(i, request_size) for i in range(frames)]
-    responses = [produce_response_frame(i) for i in range(frames)]
+def metadata_response_frame(correlation_id: int, topics: int) -> bytes:
+    brokers = tuple(metadata_response.MetadataResponseBroker(
+        node_id=i32(n), host=f"198.18.1.{10 + n}", port=i32(9092), rack=f"rack-{'abc'[n - 1]}") for n in (1, 2, 3))
+    partition = metadata_response.MetadataResponsePartition(
+        error_code=ErrorCode.none, partition_index=i32(0), leader_id=i32(1), leader_epoch=i32(0),
+        replica_nodes=(i32(1), i32(2), i32(3)), isr_nodes=(i32(1), i32(2), i32(3)), offline_replicas=())
+    body = metadata_response.MetadataResponse(
+        throttle_time=i32Timedelta.parse(datetime.timedelta(0)),
+        brokers=brokers, cluster_id="lab", controller_id=i32(1),
+        topics=tuple(metadata_response.MetadataResponseTopic(
+            error_code=ErrorCode.none, name=f"topic-{n}", topic_id=uuid.UUID(int=n + 1), is_internal=False,
+            partitions=(partition,) * 3, topic_authorized_operations=i32(-2147483648)) for n in range(topics)))
+    return _framed(struct.pack(">i", correlation_id) + b"\x00" + _encode(metadata_response.MetadataResponse, body))
+
+
+def _best_us(frames: int, passes: int, feed_requests, feed_responses) -> tuple[float, float]:
     best_request = best_response = float("inf")
     for _ in range(passes):
         start = time.perf_counter()
-        for data in requests:
-            pair.from_client(data)
+        feed_requests()
         middle = time.perf_counter()
-        for data in responses:
-            pair.from_upstream(data)
+        feed_responses()
         end = time.perf_counter()
         best_request = min(best_request, (middle - start) / frames * 1e6)
         best_response = min(best_response, (end - middle) / frames * 1e6)
-    return {"produce_request_us": round(best_request, 2), "produce_response_us": round(best_response, 2),
-            "per_pair_us": round(best_request + best_response, 2)}
+    return round(best_request, 2), round(best_response, 2)
+
+
+def _pair() -> ConnectionPair:
+    pair = ConnectionPair(_Gateway(), 6969, None, "bench")  # type: ignore[arg-type]
+    pair.client, pair.upstream = _CountingTransport(), _CountingTransport()  # type: ignore[assignment]
+    return pair
+
+
+def _feeder(feed, frames: list[bytes]):
+    def run() -> None:
+        for data in frames:
+            feed(data)
+    return run
+
+
+def measure(frames: int, passes: int, request_size: int, metadata_topics: int) -> dict[str, float]:
+    pair = _pair()
+    produce = _best_us(frames, passes,
+                       _feeder(pair.from_client, [produce_request(i, request_size) for i in range(frames)]),
+                       _feeder(pair.from_upstream, [produce_response_frame(i) for i in range(frames)]))
+    pair = _pair()
+    metadata_frames = frames // 4
+    metadata = _best_us(metadata_frames, passes,
+                        _feeder(pair.from_client, [metadata_request(i) for i in range(metadata_frames)]),
+                        _feeder(pair.from_upstream,
+                                [metadata_response_frame(i, metadata_topics) for i in range(metadata_frames)]))
+    return {"produce_request_us": produce[0], "produce_response_us": produce[1],
+            "per_pair_us": round(produce[0] + produce[1], 2),
+            "metadata_topics": metadata_topics, "metadata_response_us": metadata[1]}
 
 
 def main() -> None:
@@ -105,8 +147,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--passes", type=int, default=7)
     parser.add_argument("--request-size", type=int, default=16_000)
+    parser.add_argument("--metadata-topics", type=int, default=0,
+                        help="topics in each Metadata response (0: what the lab benchmark's load asks for)")
     args = parser.parse_args()
-    print(json.dumps(measure(args.frames, args.passes, args.request_size)))
+    print(json.dumps(measure(args.frames, args.passes, args.request_size, args.metadata_topics)))
 
 
 if __name__ == "__main__":
