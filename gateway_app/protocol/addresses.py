@@ -1,7 +1,8 @@
 """Rewriters for responses that list brokers by host/port: Metadata, FindCoordinator, DescribeCluster.
 
-These responses are small and rare, so they are fully decoded with kio, rewritten and re-encoded.
-A broker whose id has no gateway port is left out of broker lists (clients then see the partition
+Metadata and DescribeCluster have only their broker list rebuilt (broker_lists.py: Metadata is what
+clients ask most, and a cluster's topics can make it large); FindCoordinator answers are small and
+are decoded with kio, rewritten and re-encoded. A broker whose id has no gateway port is left out of broker lists (clients then see the partition
 leader as unavailable and retry) and a coordinator without a port becomes COORDINATOR_NOT_AVAILABLE:
 both are logged and counted by the context, never mis-routed.
 
@@ -15,41 +16,34 @@ refused.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
+from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
+from kio.serial.readers import read_int8
 
-from ..topology import BrokerInfo
+from .broker_lists import broker_list_layout, rewrite_broker_list
 from .codec import decode_response, encode
 from .context import RewriteContext
+from .schema_walk import skip_to_field
 
 METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER = 3, 10, 60
 BROKER_ENDPOINTS = 1  # DescribeCluster endpoint_type for brokers (2 = controllers)
 
 
-def _rewrite_brokers(brokers: tuple[Any, ...], id_field: str, ctx: RewriteContext, learn: bool) -> tuple[Any, ...]:
-    rewritten = []
-    for broker in brokers:
-        broker_id = int(getattr(broker, id_field))
-        rack = getattr(broker, "rack", None)
-        if learn:
-            ctx.learn(BrokerInfo(broker_id, broker.host, int(broker.port), rack))
-        endpoint = ctx.endpoint(broker_id, rack)
-        if endpoint is not None:
-            rewritten.append(replace(broker, host=endpoint[0], port=type(broker.port)(endpoint[1])))
-    return tuple(rewritten)
+def rewrite_metadata(body: memoryview, api_version: int, ctx: RewriteContext) -> tuple[memoryview, bytes, memoryview]:
+    return rewrite_broker_list(broker_list_layout(METADATA, api_version, "node_id"), body, ctx, learn=True)
 
 
-def rewrite_metadata(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:
-    response = decode_response(METADATA, api_version, body)
-    return encode(replace(response, brokers=_rewrite_brokers(response.brokers, "node_id", ctx, learn=True)))
-
-
-def rewrite_describe_cluster(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:
-    response = decode_response(DESCRIBE_CLUSTER, api_version, body)
-    learn = getattr(response, "endpoint_type", BROKER_ENDPOINTS) == BROKER_ENDPOINTS
-    return encode(replace(response, brokers=_rewrite_brokers(response.brokers, "broker_id", ctx, learn)))
+def rewrite_describe_cluster(body: memoryview, api_version: int,
+                             ctx: RewriteContext) -> tuple[memoryview, bytes, memoryview]:
+    # v1+ can list controllers instead (endpoint_type 2): rewritten alike, but not learnt as brokers.
+    schema = load_response_schema(DESCRIBE_CLUSTER, api_version)
+    learn = True
+    if any(f.name == "endpoint_type" for f in fields(schema)):
+        learn = read_int8(body, skip_to_field(schema, "endpoint_type")(body, 0))[0] == BROKER_ENDPOINTS
+    return rewrite_broker_list(broker_list_layout(DESCRIBE_CLUSTER, api_version, "broker_id"), body, ctx, learn)
 
 
 def _not_available(coordinator: Any, message: str) -> Any:

@@ -148,6 +148,18 @@ def entity_skip(entity: type[Entity]) -> Skip:
 
 
 @cache
+def skip_to_field(entity: type[Entity], name: str) -> Skip:
+    """(buffer, offset of the message) -> offset where the untagged top-level field `name` starts."""
+    lines: list[str] = []
+    for field in fields(entity):
+        if field.name == name:
+            return _compile(f"skip_to_{name}", lines)
+        if get_field_tag(field) is None:
+            lines += _field_lines(field, entity.__flexible__)
+    raise WalkError(f"{entity.__name__} has no untagged field {name!r}")
+
+
+@cache
 def _to_tags_skip(entity: type[Entity]) -> Skip:
     return _compile("skip_to_tags", _untagged_lines(entity))
 

@@ -110,6 +110,11 @@ def versions(api_key: int) -> list[int]:
     return sorted({max(policy.rewrite_from, known[0]), policy.max_version})
 
 
+def all_versions(api_key: int) -> list[int]:
+    low, high = versions(api_key)[0], versions(api_key)[-1]
+    return list(range(low, high + 1))
+
+
 def broker_list(cls: type, id_field: str) -> tuple[Any, ...]:
     broker = nested(cls, "brokers")
     rack = {"rack": "rack-b"} if "rack" in {f.name for f in fields(broker)} else {}
@@ -119,7 +124,7 @@ def broker_list(cls: type, id_field: str) -> tuple[Any, ...]:
     )
 
 
-@pytest.mark.parametrize("version", versions(3))
+@pytest.mark.parametrize("version", all_versions(3))
 def test_metadata_brokers_point_at_gateway_and_keep_rack(version: int) -> None:
     cls = load_response_schema(3, version)
     topic = sample(nested(cls, "topics"), name="orders")
@@ -134,7 +139,7 @@ def test_metadata_brokers_point_at_gateway_and_keep_rack(version: int) -> None:
     assert ctx.out_of_range == [OUT_OF_RANGE]
 
 
-@pytest.mark.parametrize("version", versions(60))
+@pytest.mark.parametrize("version", all_versions(60))
 def test_describe_cluster_brokers_point_at_gateway(version: int) -> None:
     cls = load_response_schema(60, version)
     message = sample(cls, brokers=broker_list(cls, "broker_id"), cluster_id="c1")
@@ -143,6 +148,40 @@ def test_describe_cluster_brokers_point_at_gateway(version: int) -> None:
     assert [(b.broker_id, b.host, b.port, b.rack) for b in result.brokers] == [
         (1, GATEWAY, 6970, "rack-b"), (3, GATEWAY, 6972, "rack-b")]
     assert result.cluster_id == "c1" and set(ctx.learned) == {1, 3, OUT_OF_RANGE}
+
+
+@pytest.mark.parametrize("version", [v for v in all_versions(60) if v >= 1])
+def test_describe_cluster_controller_endpoints_are_rewritten_but_not_learnt(version: int) -> None:
+    cls = load_response_schema(60, version)
+    message = sample(cls, brokers=broker_list(cls, "broker_id"), cluster_id="c1", endpoint_type=2)
+    ctx = Context()
+    result = rewrite(60, version, message, ctx)
+    assert [(b.broker_id, b.host) for b in result.brokers] == [(1, GATEWAY), (3, GATEWAY)]
+    assert result.endpoint_type == 2 and ctx.learned == {}
+
+
+def metadata_with_topics(version: int, topics: int) -> Any:
+    cls = load_response_schema(3, version)
+    topic_cls = nested(cls, "topics")
+    return sample(cls, brokers=broker_list(cls, "node_id"),
+                  topics=tuple(sample(topic_cls, name=f"topic-{n}") for n in range(topics)))
+
+
+def test_metadata_topics_are_not_copied() -> None:
+    body = memoryview(encode(metadata_with_topics(12, 50)))
+    before, brokers, after = REWRITERS[3](body, 12, Context())
+    assert before.obj is body.obj and after.obj is body.obj and len(after) > 50 * len("topic-00")
+
+
+@pytest.mark.parametrize("version", [0, 12])
+def test_metadata_truncated_inside_the_broker_list_is_a_walk_error(version: int) -> None:
+    body = memoryview(encode(metadata_with_topics(version, 0)))
+    for cut in range(len(body) - 9, 0, -1):  # every cut that ends inside the list (the tail is <= 8 bytes)
+        try:
+            REWRITERS[3](body[:cut], version, Context())
+        except WalkError:
+            continue
+        pytest.fail(f"cut at {cut} of {len(body)} was not noticed")
 
 
 @pytest.mark.parametrize("version", [0, 3])
