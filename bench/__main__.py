@@ -7,7 +7,9 @@ both sides alike; the report gives the median of each side and the ratio of medi
   batch.size=131072 linger.ms=1, and 1 KiB requests (batch.size=1024 linger.ms=0: one record a request,
   a twentieth of the records);
 * consume MB/s, ConsumerPerformance (fetch MB/s, the group join left out);
-* produce latency p50/p99 at a fixed rate of half the direct default-batching maximum, and what the gateway adds;
+* produce latency p50/p99 at a fixed rate of half the direct default-batching maximum, and what the gateway adds:
+  from ProducerPerformance (whose percentiles include its own start-up) and in steady state from
+  ``bench.latency`` (librdkafka, a warm-up left out, p50/p99/p99.9);
 * gateway CPU seconds per GB relayed, per workload: user+sys of the gateway process from /proc over the bytes
   its own counters (gateway_bytes_total, both directions) say it relayed, with the mean Produce request size;
 * Metadata requests per second the gateway answers, and per CPU-second of its one event-loop core, beside a
@@ -138,6 +140,14 @@ def summary(direct: list[float], gateway: list[float], higher_is_better: bool = 
             "higher_is_better": higher_is_better}
 
 
+def added(direct: list[float], gateway: list[float]) -> dict:
+    """Latency summary plus what the gateway adds: the difference of medians and the median of pair differences."""
+    s = summary(direct, gateway, higher_is_better=False)
+    s["added_ms"] = round(s["gateway_median"] - s["direct_median"], 2)
+    s["pair_added_ms_median"] = round(statistics.median(g - d for d, g in zip(direct, gateway)), 2)
+    return s
+
+
 def run(lab: LabState, args: argparse.Namespace) -> dict:
     results: dict = {"pairs": args.pairs, "records": args.records, "record_size": 1024,
                      "event_loop": args.event_loop, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -178,9 +188,18 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
         results["latency_rate_records_s"] = rate
         results["gateway_cpu"]["produce_fixed_rate"] = meter.report()
         for pct in ("p50_ms", "p99_ms"):
-            s = summary([getattr(r, pct) for r in a], [getattr(r, pct) for r in b], higher_is_better=False)
-            s["added_ms"] = round(s["gateway_median"] - s["direct_median"], 2)
-            results[f"latency_{pct}"] = s
+            results[f"latency_{pct}"] = added([getattr(r, pct) for r in a], [getattr(r, pct) for r in b])
+
+        # The same rate without ProducerPerformance's start-up in the percentiles (see bench/latency.py).
+        def steady(endpoint: str) -> dict:
+            out = subprocess.run([sys.executable, "-m", "bench.latency", endpoint, "bench-latency", str(rate),
+                                  str(args.latency_seconds)], cwd=REPO, capture_output=True, text=True, check=True)
+            return json.loads(out.stdout)
+
+        a, b = paired(args.pairs, lambda: steady(direct), lambda: steady(gateway))
+        results["steady_latency_runs"] = {"direct": a, "gateway": b}
+        for pct in ("p50_ms", "p99_ms", "p999_ms"):
+            results[f"steady_latency_{pct}"] = added([r[pct] for r in a], [r[pct] for r in b])
 
         def metadata_rate(endpoint: str) -> float:
             out = subprocess.run([sys.executable, "-m", "bench.metadata_load", endpoint, str(args.metadata_seconds)],
@@ -217,6 +236,9 @@ def print_table(results: dict) -> None:
         ("consume MB/s (fetch)", "consume_mb_s"),
         (f"produce p50 ms at {rate} rec/s", "latency_p50_ms"),
         (f"produce p99 ms at {rate} rec/s", "latency_p99_ms"),
+        (f"steady-state p50 ms at {rate} rec/s (librdkafka, warm-up left out)", "steady_latency_p50_ms"),
+        (f"steady-state p99 ms at {rate} rec/s", "steady_latency_p99_ms"),
+        (f"steady-state p99.9 ms at {rate} rec/s", "steady_latency_p999_ms"),
         ("Metadata requests/s (gateway vs one broker)", "metadata_requests_s"),
     ]
     print("| workload | direct (median) | gateway (median) | gateway/direct | median of pair ratios |")
@@ -224,8 +246,10 @@ def print_table(results: dict) -> None:
     for label, key in rows:
         r = results[key]
         extra = f" (+{r['added_ms']} ms)" if "added_ms" in r else ""
-        print(f"| {label} | {r['direct_median']} | {r['gateway_median']}{extra} | {r['ratio']} "
-              f"| {r['pair_ratio_median']} |")
+        pairs = f"{r['pair_ratio_median']}"
+        if "pair_added_ms_median" in r:
+            pairs += f"; pair differences +{r['pair_added_ms_median']} ms"
+        print(f"| {label} | {r['direct_median']} | {r['gateway_median']}{extra} | {r['ratio']} | {pairs} |")
     per_core = results["metadata_requests_per_gateway_cpu_s"]["median"]
     print(f"| Metadata requests per gateway CPU-second | | {per_core} | | |")
     print()
