@@ -1,7 +1,9 @@
 """``python -m bench``: the same workloads direct to the lab's brokers and through one gateway node, interleaved.
 
 Each workload runs as pairs A B A B … (A direct, B through the gateway) so that drift of this shared machine hits
-both sides alike; the report gives the median of each side and the ratio of medians. Figures:
+both sides alike; the report gives the median of each side and the ratio of medians. With ``--aa-control`` every
+throughput workload is also paired direct against direct, which shows the spread of ratios when nothing differs.
+Figures:
 
 * produce MB/s, ProducerPerformance, 1 KiB records, acks=all, unlimited rate: default batching,
   batch.size=131072 linger.ms=1, and 1 KiB requests (batch.size=1024 linger.ms=0: one record a request,
@@ -140,6 +142,13 @@ def summary(direct: list[float], gateway: list[float], higher_is_better: bool = 
             "higher_is_better": higher_is_better}
 
 
+def aa_control(pairs: int, direct) -> dict:
+    """Direct against direct, paired like the real runs: the ratios this machine shows when nothing differs."""
+    a, b = paired(pairs, direct, direct)
+    ratios = sorted(round(y / x, 3) for x, y in zip(a, b) if x)
+    return {"pair_ratios": ratios, "median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]}
+
+
 def added(direct: list[float], gateway: list[float]) -> dict:
     """Latency summary plus what the gateway adds: the difference of medians and the median of pair differences."""
     s = summary(direct, gateway, higher_is_better=False)
@@ -165,6 +174,9 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
                           lambda: meter.measure(lambda: perf_tools.produce(lab, gateway, topic, records, props=props)))
             results[f"produce_{name}_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
             results["gateway_cpu"][f"produce_{name}"] = meter.report()
+            if args.aa_control:
+                results[f"produce_{name}_mb_s"]["aa_control"] = aa_control(
+                    args.pairs, lambda: perf_tools.produce(lab, direct, topic, records, props=props).mb_per_s)
             return a
 
         direct_default = produce_pair("default", {}, args.records)
@@ -176,6 +188,9 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
         a, b = paired(args.pairs, lambda: perf_tools.consume(lab, direct, "bench-default", args.records),
                       lambda: meter.measure(lambda: perf_tools.consume(lab, gateway, "bench-default", args.records)))
         results["consume_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
+        if args.aa_control:
+            results["consume_mb_s"]["aa_control"] = aa_control(
+                args.pairs, lambda: perf_tools.consume(lab, direct, "bench-default", args.records).mb_per_s)
         results["gateway_cpu"]["consume"] = meter.report()
 
         rate = int(statistics.median(r.records_per_s for r in direct_default) / 2)
@@ -249,6 +264,8 @@ def print_table(results: dict) -> None:
         pairs = f"{r['pair_ratio_median']}"
         if "pair_added_ms_median" in r:
             pairs += f"; pair differences +{r['pair_added_ms_median']} ms"
+        if "aa_control" in r:
+            pairs += f"; direct vs direct {r['aa_control']['min']}-{r['aa_control']['max']}"
         print(f"| {label} | {r['direct_median']} | {r['gateway_median']}{extra} | {r['ratio']} | {pairs} |")
     per_core = results["metadata_requests_per_gateway_cpu_s"]["median"]
     print(f"| Metadata requests per gateway CPU-second | | {per_core} | | |")
@@ -268,6 +285,8 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=int, default=8, help="length of each fixed-rate latency run")
     parser.add_argument("--metadata-seconds", type=float, default=5.0)
     parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--aa-control", action="store_true",
+                        help="also pair direct against direct for every throughput workload: the noise floor")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     args = parser.parse_args()
     if args.pairs < 3:
