@@ -38,6 +38,7 @@ from pathlib import Path
 from lab.state import LabState
 
 from . import perf_tools
+from .topics import BenchTopics
 
 REPO = Path(__file__).resolve().parent.parent
 GATEWAY_ADDRESS_INDEX = -1  # the last spare controller address; tests use the first ones
@@ -163,78 +164,118 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
                      "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                                  "loadavg_start": os.getloadavg()},
                      "commit": _commit(), "gateway_cpu": {}}
-    with gateway_node(lab, {"GATEWAY_EVENT_LOOP": args.event_loop}) as (pid, gateway):
-        direct = lab.bootstrap_servers
-        address = gateway.rsplit(":", 1)[0]
+    topics = BenchTopics(lab.bootstrap_servers)
+    try:
+        with gateway_node(lab, {"GATEWAY_EVENT_LOOP": args.event_loop}) as (pid, gateway):
+            Workloads(lab, args, results, topics, pid, gateway).run_all()
+    finally:
+        topics.delete_all()
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    return results
 
-        def produce_pair(name: str, props: dict[str, str], records: int) -> list:
-            topic = f"bench-{name}"
-            meter = CpuMeter(pid, address)
-            a, b = paired(args.pairs, lambda: perf_tools.produce(lab, direct, topic, records, props=props),
-                          lambda: meter.measure(lambda: perf_tools.produce(lab, gateway, topic, records, props=props)))
-            results[f"produce_{name}_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
-            results["gateway_cpu"][f"produce_{name}"] = meter.report()
-            if args.aa_control:
-                results[f"produce_{name}_mb_s"]["aa_control"] = aa_control(
-                    args.pairs, lambda: perf_tools.produce(lab, direct, topic, records, props=props).mb_per_s)
-            return a
 
-        direct_default = produce_pair("default", {}, args.records)
-        produce_pair("batched", {"batch.size": "131072", "linger.ms": "1"}, args.records)
-        produce_pair("1k_requests", {"batch.size": "1024", "linger.ms": "0"}, max(1, args.records // 20))
+class Workloads:
+    """Every workload, direct and through the gateway in pairs; each run starts on an empty topic."""
 
-        # Consume what the default-batching produce runs wrote (2 x pairs x records are there).
-        meter = CpuMeter(pid, address)
-        a, b = paired(args.pairs, lambda: perf_tools.consume(lab, direct, "bench-default", args.records),
-                      lambda: meter.measure(lambda: perf_tools.consume(lab, gateway, "bench-default", args.records)))
-        results["consume_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
-        if args.aa_control:
-            results["consume_mb_s"]["aa_control"] = aa_control(
-                args.pairs, lambda: perf_tools.consume(lab, direct, "bench-default", args.records).mb_per_s)
-        results["gateway_cpu"]["consume"] = meter.report()
+    def __init__(self, lab: LabState, args: argparse.Namespace, results: dict, topics: BenchTopics, pid: int,
+                 gateway: str) -> None:
+        self.lab, self.args, self.results, self.topics = lab, args, results, topics
+        self.pid, self.gateway, self.direct = pid, gateway, lab.bootstrap_servers
+        self.meter = CpuMeter(pid, gateway.rsplit(":", 1)[0])
 
+    def run_all(self) -> None:
+        records = self.args.records
+        direct_default = self.produce_pair("default", {}, records)
+        self.produce_pair("batched", {"batch.size": "131072", "linger.ms": "1"}, records)
+        self.produce_pair("1k_requests", {"batch.size": "1024", "linger.ms": "0"}, max(1, records // 20))
+        self.consume_pairs()
         rate = int(statistics.median(r.records_per_s for r in direct_default) / 2)
-        latency_records = rate * args.latency_seconds
-        meter = CpuMeter(pid, address)
-        a, b = paired(args.pairs,
-                      lambda: perf_tools.produce(lab, direct, "bench-latency", latency_records, throughput=rate),
-                      lambda: meter.measure(lambda: perf_tools.produce(lab, gateway, "bench-latency", latency_records,
-                                                                       throughput=rate)))
-        results["latency_rate_records_s"] = rate
-        results["gateway_cpu"]["produce_fixed_rate"] = meter.report()
+        self.latency_pairs(rate)
+        self.metadata_pairs()
+
+    def _meter(self) -> CpuMeter:
+        self.meter = CpuMeter(self.pid, self.gateway.rsplit(":", 1)[0])
+        return self.meter
+
+    def produce(self, endpoint: str, topic: str, records: int, **options) -> perf_tools.ProduceResult:
+        self.topics.fresh(topic)  # outside the measured window and the gateway's CPU count
+
+        def run() -> perf_tools.ProduceResult:
+            return perf_tools.produce(self.lab, endpoint, topic, records, **options)
+
+        return run() if endpoint == self.direct else self.meter.measure(run)
+
+    def produce_pair(self, name: str, props: dict[str, str], records: int) -> list:
+        topic, meter = f"bench-{name}", self._meter()
+        a, b = paired(self.args.pairs, lambda: self.produce(self.direct, topic, records, props=props),
+                      lambda: self.produce(self.gateway, topic, records, props=props))
+        key = f"produce_{name}_mb_s"
+        self.results[key] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
+        self.results["gateway_cpu"][f"produce_{name}"] = meter.report()
+        if self.args.aa_control:
+            self.results[key]["aa_control"] = aa_control(
+                self.args.pairs, lambda: self.produce(self.direct, topic, records, props=props).mb_per_s)
+        self.topics.delete(topic)
+        return a
+
+    def consume_pairs(self) -> None:
+        # One topic filled once (direct, untimed) and read whole by every run with a group of its own.
+        topic, records, meter = self.topics.fresh("bench-consume"), self.args.records, self._meter()
+        perf_tools.produce(self.lab, self.direct, topic, records)
+
+        def consume(endpoint: str) -> perf_tools.ConsumeResult:
+            return perf_tools.consume(self.lab, endpoint, topic, records)
+
+        a, b = paired(self.args.pairs, lambda: consume(self.direct),
+                      lambda: meter.measure(lambda: consume(self.gateway)))
+        self.results["consume_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
+        self.results["gateway_cpu"]["consume"] = meter.report()
+        if self.args.aa_control:
+            self.results["consume_mb_s"]["aa_control"] = aa_control(
+                self.args.pairs, lambda: consume(self.direct).mb_per_s)
+        self.topics.delete(topic)
+
+    def latency_pairs(self, rate: int) -> None:
+        topic, records, meter = "bench-latency", rate * self.args.latency_seconds, self._meter()
+        a, b = paired(self.args.pairs, lambda: self.produce(self.direct, topic, records, throughput=rate),
+                      lambda: self.produce(self.gateway, topic, records, throughput=rate))
+        self.results["latency_rate_records_s"] = rate
+        self.results["gateway_cpu"]["produce_fixed_rate"] = meter.report()
         for pct in ("p50_ms", "p99_ms"):
-            results[f"latency_{pct}"] = added([getattr(r, pct) for r in a], [getattr(r, pct) for r in b])
+            self.results[f"latency_{pct}"] = added([getattr(r, pct) for r in a], [getattr(r, pct) for r in b])
 
         # The same rate without ProducerPerformance's start-up in the percentiles (see bench/latency.py).
         def steady(endpoint: str) -> dict:
-            out = subprocess.run([sys.executable, "-m", "bench.latency", endpoint, "bench-latency", str(rate),
-                                  str(args.latency_seconds)], cwd=REPO, capture_output=True, text=True, check=True)
+            self.topics.fresh(topic)
+            out = subprocess.run([sys.executable, "-m", "bench.latency", endpoint, topic, str(rate),
+                                  str(self.args.latency_seconds)], cwd=REPO, capture_output=True, text=True, check=True)
             return json.loads(out.stdout)
 
-        a, b = paired(args.pairs, lambda: steady(direct), lambda: steady(gateway))
-        results["steady_latency_runs"] = {"direct": a, "gateway": b}
+        a, b = paired(self.args.pairs, lambda: steady(self.direct), lambda: steady(self.gateway))
+        self.results["steady_latency_runs"] = {"direct": a, "gateway": b}
         for pct in ("p50_ms", "p99_ms", "p999_ms"):
-            results[f"steady_latency_{pct}"] = added([r[pct] for r in a], [r[pct] for r in b])
+            self.results[f"steady_latency_{pct}"] = added([r[pct] for r in a], [r[pct] for r in b])
+        self.topics.delete(topic)
 
+    def metadata_pairs(self) -> None:
         def metadata_rate(endpoint: str) -> float:
-            out = subprocess.run([sys.executable, "-m", "bench.metadata_load", endpoint, str(args.metadata_seconds)],
-                                 cwd=REPO, capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-m", "bench.metadata_load", endpoint,
+                                  str(self.args.metadata_seconds)], cwd=REPO, capture_output=True, text=True,
+                                 check=True)
             return json.loads(out.stdout)["requests_per_s"]
 
         per_core: list[float] = []
 
         def gateway_metadata() -> float:
-            before, start = cpu_seconds(pid), time.monotonic()
-            rate = metadata_rate(gateway)
-            busy = (cpu_seconds(pid) - before) / (time.monotonic() - start)  # cores the gateway used
+            before, start = cpu_seconds(self.pid), time.monotonic()
+            rate = metadata_rate(self.gateway)
+            busy = (cpu_seconds(self.pid) - before) / (time.monotonic() - start)  # cores the gateway used
             per_core.append(round(rate / busy, 1) if busy else 0.0)
             return rate
 
-        a, b = paired(args.pairs, lambda: metadata_rate(lab.brokers[0].endpoint), gateway_metadata)
-        results["metadata_requests_s"] = summary(a, b)
-        results["metadata_requests_per_gateway_cpu_s"] = {"runs": per_core, "median": statistics.median(per_core)}
-    results["machine"]["loadavg_end"] = os.getloadavg()
-    return results
+        a, b = paired(self.args.pairs, lambda: metadata_rate(self.lab.brokers[0].endpoint), gateway_metadata)
+        self.results["metadata_requests_s"] = summary(a, b)
+        self.results["metadata_requests_per_gateway_cpu_s"] = {"runs": per_core, "median": statistics.median(per_core)}
 
 
 def _commit() -> str:
@@ -260,10 +301,10 @@ def print_table(results: dict) -> None:
     print("|---|---|---|---|---|")
     for label, key in rows:
         r = results[key]
-        extra = f" (+{r['added_ms']} ms)" if "added_ms" in r else ""
+        extra = f" ({r['added_ms']:+} ms)" if "added_ms" in r else ""
         pairs = f"{r['pair_ratio_median']}"
         if "pair_added_ms_median" in r:
-            pairs += f"; pair differences +{r['pair_added_ms_median']} ms"
+            pairs += f"; pair differences {r['pair_added_ms_median']:+} ms"
         if "aa_control" in r:
             pairs += f"; direct vs direct {r['aa_control']['min']}-{r['aa_control']['max']}"
         print(f"| {label} | {r['direct_median']} | {r['gateway_median']}{extra} | {r['ratio']} | {pairs} |")
