@@ -2,9 +2,10 @@
 
 Metadata and DescribeCluster have only their broker list rebuilt (broker_lists.py: Metadata is what
 clients ask most, and a cluster's topics can make it large); FindCoordinator answers are small and
-are decoded with kio, rewritten and re-encoded. A broker whose id has no gateway port is left out of broker lists (clients then see the partition
-leader as unavailable and retry) and a coordinator without a port becomes COORDINATOR_NOT_AVAILABLE:
-both are logged and counted by the context, never mis-routed.
+are decoded with kio, rewritten and re-encoded. A broker whose id has no gateway port is left out of
+broker lists (clients then see the partition leader as unavailable and retry) and a coordinator
+without a port becomes COORDINATOR_NOT_AVAILABLE: both are logged and counted by the context, never
+mis-routed.
 
 FindCoordinator keeps the broker's own id: aiokafka looks the coordinator id up in Metadata and
 Kafka's Java AdminClient sends group requests to the Metadata node with that id, so a synthetic id
@@ -17,6 +18,7 @@ refused.
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from functools import cache
 from typing import Any
 
 from kio.index import load_response_schema
@@ -26,7 +28,7 @@ from kio.serial.readers import read_int8
 from .broker_lists import broker_list_layout, rewrite_broker_list
 from .codec import decode_response, encode
 from .context import RewriteContext
-from .schema_walk import skip_to_field
+from .schema_walk import Skip, skip_to_field
 
 METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER = 3, 10, 60
 BROKER_ENDPOINTS = 1  # DescribeCluster endpoint_type for brokers (2 = controllers)
@@ -36,13 +38,20 @@ def rewrite_metadata(body: memoryview, api_version: int, ctx: RewriteContext) ->
     return rewrite_broker_list(broker_list_layout(METADATA, api_version, "node_id"), body, ctx, learn=True)
 
 
+@cache
+def _to_endpoint_type(api_version: int) -> Skip | None:
+    """Skip to DescribeCluster's endpoint_type (v1+), None before it existed."""
+    schema = load_response_schema(DESCRIBE_CLUSTER, api_version)
+    if any(f.name == "endpoint_type" for f in fields(schema)):
+        return skip_to_field(schema, "endpoint_type")
+    return None
+
+
 def rewrite_describe_cluster(body: memoryview, api_version: int,
                              ctx: RewriteContext) -> tuple[memoryview, bytes, memoryview]:
     # v1+ can list controllers instead (endpoint_type 2): rewritten alike, but not learnt as brokers.
-    schema = load_response_schema(DESCRIBE_CLUSTER, api_version)
-    learn = True
-    if any(f.name == "endpoint_type" for f in fields(schema)):
-        learn = read_int8(body, skip_to_field(schema, "endpoint_type")(body, 0))[0] == BROKER_ENDPOINTS
+    to_endpoint_type = _to_endpoint_type(api_version)
+    learn = to_endpoint_type is None or read_int8(body, to_endpoint_type(body, 0))[0] == BROKER_ENDPOINTS
     return rewrite_broker_list(broker_list_layout(DESCRIBE_CLUSTER, api_version, "broker_id"), body, ctx, learn)
 
 

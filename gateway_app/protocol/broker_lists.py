@@ -13,6 +13,7 @@ the kio-based rewriters do.
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
@@ -27,6 +28,7 @@ from kio.serial.readers import (
     read_nullable_legacy_string,
     read_unsigned_varint,
 )
+from kio.serial.writers import write_compact_string, write_legacy_string, write_unsigned_varint
 
 from ..topology import BrokerInfo
 from .context import RewriteContext
@@ -58,21 +60,15 @@ def broker_list_layout(api_key: int, api_version: int, id_field: str) -> BrokerL
                             len(names) > 3 and names[3] == "rack")
 
 
+def _encoded(write, value) -> bytes:
+    buffer = io.BytesIO()
+    write(buffer, value)
+    return buffer.getvalue()
+
+
 @lru_cache(maxsize=256)  # gateway hosts: a handful
 def _encoded_host(host: str, flexible: bool) -> bytes:
-    raw = host.encode()
-    if flexible:
-        return _uvarint(len(raw) + 1) + raw
-    return struct.pack(">h", len(raw)) + raw
-
-
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return _encoded(write_compact_string if flexible else write_legacy_string, host)
 
 
 def rewrite_broker_list(layout: BrokerListLayout, body: memoryview, ctx: RewriteContext,
@@ -120,5 +116,5 @@ def _rewrite(layout: BrokerListLayout, body: memoryview, ctx: RewriteContext,
                         INT32.pack(endpoint[1]), body[offset:entry_end])
             kept += 1
         offset = entry_end
-    header = _uvarint(kept + 1) if flexible else INT32.pack(kept)
+    header = _encoded(write_unsigned_varint, kept + 1) if flexible else INT32.pack(kept)
     return body[:start], b"".join([header, *entries]), body[offset:]

@@ -5,7 +5,7 @@ a few MiB. glibc serves every allocation above its mmap threshold (128 KiB until
 with a fresh mmap: each one page-faults and is zeroed by the kernel on first touch, then unmapped on
 free. On the bench's consume workload that was about a third of the gateway's CPU. Raising the mmap
 threshold to glibc's maximum and keeping a modest free reserve at the top of the heap lets those
-buffers reuse pages that are already mapped: consume went from 0.67-0.75 to 0.47-0.50 CPU-s per GB.
+buffers reuse pages that are already mapped: consume went from 0.67-0.75 to 0.51-0.52 CPU-s per GB.
 """
 
 from __future__ import annotations
