@@ -181,7 +181,6 @@ class Workloads:
                  gateway: str) -> None:
         self.lab, self.args, self.results, self.topics = lab, args, results, topics
         self.pid, self.gateway, self.direct = pid, gateway, lab.bootstrap_servers
-        self.meter = CpuMeter(pid, gateway.rsplit(":", 1)[0])
 
     def run_all(self) -> None:
         records = self.args.records
@@ -194,21 +193,23 @@ class Workloads:
         self.metadata_pairs()
 
     def _meter(self) -> CpuMeter:
-        self.meter = CpuMeter(self.pid, self.gateway.rsplit(":", 1)[0])
-        return self.meter
+        """A fresh count of the gateway's CPU and relayed bytes, one per workload."""
+        return CpuMeter(self.pid, self.gateway.rsplit(":", 1)[0])
 
-    def produce(self, endpoint: str, topic: str, records: int, **options) -> perf_tools.ProduceResult:
+    def produce(self, endpoint: str, topic: str, records: int, meter: CpuMeter | None = None,
+                **options) -> perf_tools.ProduceResult:
+        """One ProducerPerformance run on a fresh topic; through the gateway it is counted by `meter`."""
         self.topics.fresh(topic)  # outside the measured window and the gateway's CPU count
 
         def run() -> perf_tools.ProduceResult:
             return perf_tools.produce(self.lab, endpoint, topic, records, **options)
 
-        return run() if endpoint == self.direct else self.meter.measure(run)
+        return run() if meter is None else meter.measure(run)
 
     def produce_pair(self, name: str, props: dict[str, str], records: int) -> list:
         topic, meter = f"bench-{name}", self._meter()
         a, b = paired(self.args.pairs, lambda: self.produce(self.direct, topic, records, props=props),
-                      lambda: self.produce(self.gateway, topic, records, props=props))
+                      lambda: self.produce(self.gateway, topic, records, meter, props=props))
         key = f"produce_{name}_mb_s"
         self.results[key] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
         self.results["gateway_cpu"][f"produce_{name}"] = meter.report()
@@ -238,7 +239,7 @@ class Workloads:
     def latency_pairs(self, rate: int) -> None:
         topic, records, meter = "bench-latency", rate * self.args.latency_seconds, self._meter()
         a, b = paired(self.args.pairs, lambda: self.produce(self.direct, topic, records, throughput=rate),
-                      lambda: self.produce(self.gateway, topic, records, throughput=rate))
+                      lambda: self.produce(self.gateway, topic, records, meter, throughput=rate))
         self.results["latency_rate_records_s"] = rate
         self.results["gateway_cpu"]["produce_fixed_rate"] = meter.report()
         for pct in ("p50_ms", "p99_ms"):
