@@ -15,7 +15,10 @@ Figures:
 * gateway CPU seconds per GB relayed, per workload: user+sys of the gateway process from /proc over the bytes
   its own counters (gateway_bytes_total, both directions) say it relayed, with the mean Produce request size;
 * Metadata requests per second the gateway answers, and per CPU-second of its one event-loop core, beside a
-  broker's figure.
+  broker's figure;
+* with ``--reference-relay``, a third leg in every throughput pair: HAProxy (TCP mode, C, no Kafka parsing) in
+  front of a second gateway node, with HAProxy's CPU per GB and the chain's throughput against the gateway alone —
+  what one hop costs on this machine when it is not Python (see bench/reference_relay.py).
 
 Clients run in the controller's namespace (the only place that reaches both the brokers and the gateway), the
 gateway on a lab address of the controller. Results go to a JSON file; the README's table is copied from it.
@@ -32,32 +35,39 @@ import sys
 import time
 import urllib.request
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.state import LabState
 
 from . import perf_tools
+from .reference_relay import haproxy_relay
 from .topics import BenchTopics
 
 REPO = Path(__file__).resolve().parent.parent
 GATEWAY_ADDRESS_INDEX = -1  # the last spare controller address; tests use the first ones
+RELAYED_GATEWAY_ADDRESS_INDEX = -2  # the gateway behind the reference relay
+RELAY_ADDRESS_INDEX = -3  # HAProxy, and the address that gateway advertises
+GATEWAY_PORT_COUNT = 10  # the gateway's default: bootstrap plus broker ids 1..9
 PORT_START = 6969
 HTTP_PORT = 8888
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def gateway_node(lab: LabState, extra_env: dict[str, str]):
-    address = lab.gateway_addresses[GATEWAY_ADDRESS_INDEX]
+def gateway_node(lab: LabState, extra_env: dict[str, str], address: str | None = None, advertised: str | None = None):
+    """One gateway node, a cluster of its own, on `address` (default: the benchmark's); yields (PID, bootstrap)."""
+    address = address or lab.gateway_addresses[GATEWAY_ADDRESS_INDEX]
     env = {
         **os.environ,
-        "GATEWAY_BIND_HOST": address, "GATEWAY_ADVERTISED_HOST": address,
-        "GATEWAY_PORT_START": str(PORT_START), "GATEWAY_HTTP_PORT": str(HTTP_PORT),
-        "GATEWAY_CLUSTER_ID": f"bench-{uuid.uuid4().hex[:6]}", "GATEWAY_NODE_ID": "bench",
+        "GATEWAY_BIND_HOST": address, "GATEWAY_ADVERTISED_HOST": advertised or address,
+        "GATEWAY_PORT_START": str(PORT_START), "GATEWAY_PORT_COUNT": str(GATEWAY_PORT_COUNT),
+        "GATEWAY_HTTP_PORT": str(HTTP_PORT),
+        "GATEWAY_CLUSTER_ID": f"bench-{uuid.uuid4().hex[:6]}", "GATEWAY_NODE_ID": f"bench-{address}",
         "GATEWAY_LOG_LEVEL": "warning", "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers, **extra_env,
     }
-    log = open(lab.layout.log_dir / "bench-gateway.log", "ab")
+    log = open(lab.layout.log_dir / f"bench-gateway-{address}.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "gateway_app"], env=env, cwd=REPO, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60
@@ -96,7 +106,7 @@ def relayed(address: str) -> dict[str, float]:
 
 
 class CpuMeter:
-    """Gateway CPU seconds and relayed bytes over the gateway runs of one workload."""
+    """CPU seconds of one process (a gateway, or the reference relay) and the bytes a gateway relayed meanwhile."""
 
     def __init__(self, pid: int, address: str) -> None:
         self.pid, self.address = pid, address
@@ -125,12 +135,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-def paired(pairs: int, direct, through_gateway) -> tuple[list, list]:
-    a, b = [], []
+def paired(pairs: int, *legs) -> tuple[list, ...]:
+    """Runs the legs in turn (A B A B …, or A B C A B C …); one list of results per leg."""
+    results: tuple[list, ...] = tuple([] for _ in legs)
     for _ in range(pairs):
-        a.append(direct())
-        b.append(through_gateway())
-    return a, b
+        for leg, out in zip(legs, results):
+            out.append(leg())
+    return results
 
 
 def summary(direct: list[float], gateway: list[float], higher_is_better: bool = True) -> dict:
@@ -150,6 +161,13 @@ def aa_control(pairs: int, direct) -> dict:
     return {"pair_ratios": ratios, "median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]}
 
 
+def relay_summary(gateway: list[float], chain: list[float]) -> dict:
+    """The chain (reference relay + gateway) against the gateway alone, run in the same rounds."""
+    g, c = statistics.median(gateway), statistics.median(chain)
+    return {"runs": chain, "median": round(c, 2), "over_gateway": round(c / g, 3) if g else None,
+            "pair_ratio_median": round(statistics.median(y / x for x, y in zip(gateway, chain) if x), 3)}
+
+
 def added(direct: list[float], gateway: list[float]) -> dict:
     """Latency summary plus what the gateway adds: the difference of medians and the median of pair differences."""
     s = summary(direct, gateway, higher_is_better=False)
@@ -165,22 +183,43 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
                                  "loadavg_start": os.getloadavg()},
                      "commit": _commit(), "gateway_cpu": {}}
     topics = BenchTopics(lab.bootstrap_servers)
+    env = {"GATEWAY_EVENT_LOOP": args.event_loop}
     try:
-        with gateway_node(lab, {"GATEWAY_EVENT_LOOP": args.event_loop}) as (pid, gateway):
-            Workloads(lab, args, results, topics, pid, gateway).run_all()
+        with gateway_node(lab, env) as (pid, gateway), ExitStack() as stack:
+            relay = stack.enter_context(reference_relay(lab, env)) if args.reference_relay else None
+            if relay is not None:
+                results["relay_cpu"] = {}
+            Workloads(lab, args, results, topics, pid, gateway, relay).run_all()
     finally:
         topics.delete_all()
     results["machine"]["loadavg_end"] = os.getloadavg()
     return results
 
 
+@dataclass(frozen=True)
+class Relay:
+    endpoint: str  # where clients bootstrap: HAProxy
+    haproxy_pid: int
+    gateway_address: str  # the gateway behind it, whose counters give the bytes relayed
+
+
+@contextmanager
+def reference_relay(lab: LabState, env: dict[str, str]):
+    relay_address = lab.gateway_addresses[RELAY_ADDRESS_INDEX]
+    gateway_address = lab.gateway_addresses[RELAYED_GATEWAY_ADDRESS_INDEX]
+    with gateway_node(lab, env, gateway_address, advertised=relay_address), \
+            haproxy_relay(relay_address, gateway_address, PORT_START, GATEWAY_PORT_COUNT, lab.layout.log_dir) as pid:
+        yield Relay(f"{relay_address}:{PORT_START}", pid, gateway_address)
+
+
 class Workloads:
     """Every workload, direct and through the gateway in pairs; each run starts on an empty topic."""
 
     def __init__(self, lab: LabState, args: argparse.Namespace, results: dict, topics: BenchTopics, pid: int,
-                 gateway: str) -> None:
+                 gateway: str, relay: Relay | None = None) -> None:
         self.lab, self.args, self.results, self.topics = lab, args, results, topics
         self.pid, self.gateway, self.direct = pid, gateway, lab.bootstrap_servers
+        self.relay = relay
 
     def run_all(self) -> None:
         records = self.args.records
@@ -206,13 +245,27 @@ class Workloads:
 
         return run() if meter is None else meter.measure(run)
 
+    def _relay_legs(self, run) -> tuple[list, CpuMeter | None]:
+        """With --reference-relay, the third leg of each pair: `run(endpoint, meter)` through HAProxy."""
+        if self.relay is None:
+            return [], None
+        relay, meter = self.relay, CpuMeter(self.relay.haproxy_pid, self.relay.gateway_address)
+        return [lambda: run(relay.endpoint, meter)], meter
+
+    def _report_relay(self, key: str, cpu_key: str, gateway_mb_s: list[float], chain: list, meter: CpuMeter) -> None:
+        self.results[key]["reference_relay"] = relay_summary(gateway_mb_s, [r.mb_per_s for r in chain])
+        self.results["relay_cpu"][cpu_key] = meter.report()
+
     def produce_pair(self, name: str, props: dict[str, str], records: int) -> list:
-        topic, meter = f"bench-{name}", self._meter()
-        a, b = paired(self.args.pairs, lambda: self.produce(self.direct, topic, records, props=props),
-                      lambda: self.produce(self.gateway, topic, records, meter, props=props))
-        key = f"produce_{name}_mb_s"
+        topic, meter, key = f"bench-{name}", self._meter(), f"produce_{name}_mb_s"
+        relay_legs, relay_meter = self._relay_legs(
+            lambda endpoint, relay_meter: self.produce(endpoint, topic, records, relay_meter, props=props))
+        a, b, *chain = paired(self.args.pairs, lambda: self.produce(self.direct, topic, records, props=props),
+                              lambda: self.produce(self.gateway, topic, records, meter, props=props), *relay_legs)
         self.results[key] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
         self.results["gateway_cpu"][f"produce_{name}"] = meter.report()
+        if chain:
+            self._report_relay(key, f"produce_{name}", [r.mb_per_s for r in b], chain[0], relay_meter)
         if self.args.aa_control:
             self.results[key]["aa_control"] = aa_control(
                 self.args.pairs, lambda: self.produce(self.direct, topic, records, props=props).mb_per_s)
@@ -227,10 +280,14 @@ class Workloads:
         def consume(endpoint: str) -> perf_tools.ConsumeResult:
             return perf_tools.consume(self.lab, endpoint, topic, records)
 
-        a, b = paired(self.args.pairs, lambda: consume(self.direct),
-                      lambda: meter.measure(lambda: consume(self.gateway)))
+        relay_legs, relay_meter = self._relay_legs(
+            lambda endpoint, relay_meter: relay_meter.measure(lambda: consume(endpoint)))
+        a, b, *chain = paired(self.args.pairs, lambda: consume(self.direct),
+                              lambda: meter.measure(lambda: consume(self.gateway)), *relay_legs)
         self.results["consume_mb_s"] = summary([r.mb_per_s for r in a], [r.mb_per_s for r in b])
         self.results["gateway_cpu"]["consume"] = meter.report()
+        if chain:
+            self._report_relay("consume_mb_s", "consume", [r.mb_per_s for r in b], chain[0], relay_meter)
         if self.args.aa_control:
             self.results["consume_mb_s"]["aa_control"] = aa_control(
                 self.args.pairs, lambda: consume(self.direct).mb_per_s)
@@ -317,6 +374,17 @@ def print_table(results: dict) -> None:
     for name, r in results["gateway_cpu"].items():
         size = f"{r['mean_produce_request_bytes']} B" if r["mean_produce_request_bytes"] else ""
         print(f"| {name} | {r['cpu_s_per_gb']} | {size} |")
+    if "relay_cpu" in results:
+        print()
+        print("| reference relay (HAProxy in front of a gateway) | gateway MB/s | HAProxy + gateway MB/s "
+              "| chain/gateway | median of pair ratios | HAProxy CPU-s/GB | gateway CPU-s/GB |")
+        print("|---|---|---|---|---|---|---|")
+        for name, cpu in results["relay_cpu"].items():
+            key = "consume_mb_s" if name == "consume" else f"{name}_mb_s"
+            r = results[key]
+            chain = r["reference_relay"]
+            print(f"| {name} | {r['gateway_median']} | {chain['median']} | {chain['over_gateway']} "
+                  f"| {chain['pair_ratio_median']} | {cpu['cpu_s_per_gb']} | {results['gateway_cpu'][name]['cpu_s_per_gb']} |")
 
 
 def main() -> int:
@@ -329,6 +397,9 @@ def main() -> int:
     parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--aa-control", action="store_true",
                         help="also pair direct against direct for every throughput workload: the noise floor")
+    parser.add_argument("--reference-relay", action="store_true",
+                        help="also run every throughput workload through HAProxy in front of a second gateway: "
+                             "what a C relay hop costs here")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     args = parser.parse_args()
     if args.pairs < 3:
