@@ -163,9 +163,9 @@ def aa_control(pairs: int, direct) -> dict:
 
 def relay_summary(gateway: list[float], chain: list[float]) -> dict:
     """The chain (reference relay + gateway) against the gateway alone, run in the same rounds."""
-    g, c = statistics.median(gateway), statistics.median(chain)
-    return {"runs": chain, "median": round(c, 2), "over_gateway": round(c / g, 3) if g else None,
-            "pair_ratio_median": round(statistics.median(y / x for x, y in zip(gateway, chain) if x), 3)}
+    s = summary(gateway, chain)
+    return {"runs": chain, "median": s["gateway_median"], "over_gateway": s["ratio"],
+            "pair_ratio_median": s["pair_ratio_median"]}
 
 
 def added(direct: list[float], gateway: list[float]) -> dict:
@@ -187,8 +187,6 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
     try:
         with gateway_node(lab, env) as (pid, gateway), ExitStack() as stack:
             relay = stack.enter_context(reference_relay(lab, env)) if args.reference_relay else None
-            if relay is not None:
-                results["relay_cpu"] = {}
             Workloads(lab, args, results, topics, pid, gateway, relay).run_all()
     finally:
         topics.delete_all()
@@ -254,7 +252,7 @@ class Workloads:
 
     def _report_relay(self, key: str, cpu_key: str, gateway_mb_s: list[float], chain: list, meter: CpuMeter) -> None:
         self.results[key]["reference_relay"] = relay_summary(gateway_mb_s, [r.mb_per_s for r in chain])
-        self.results["relay_cpu"][cpu_key] = meter.report()
+        self.results.setdefault("relay_cpu", {})[cpu_key] = meter.report()
 
     def produce_pair(self, name: str, props: dict[str, str], records: int) -> list:
         topic, meter, key = f"bench-{name}", self._meter(), f"produce_{name}_mb_s"
