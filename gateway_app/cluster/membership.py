@@ -8,8 +8,9 @@ Two facts make a node a member, and both live in Kafka:
   the node id as `client.id` and subscribe to the members topic. The group coordinator removes a
   consumer that stops heartbeating after `session.timeout.ms`, and at once when the consumer
   closes (LeaveGroup). Every node asks the coordinator for the group's members
-  (`AdminClient.describe_consumer_groups`) every `refresh_interval_s`, so all nodes read the same
-  list from the same place. The classic group protocol is used on purpose: with KIP-848 the
+  (`AdminClient.describe_consumer_groups`, through `group_members.GroupMembers`, which follows the
+  coordinator when it moves) every `refresh_interval_s`, so all nodes read the same list from the
+  same place. The classic group protocol is used on purpose: with KIP-848 the
   session timeout is a broker setting with a 45 s floor, with the classic protocol it is the
   client's `session.timeout.ms` (broker floor `group.min.session.timeout.ms`, 6 s by default).
 * **What a node is** (advertised host, rack, ports) is a record keyed by node id on the compacted
@@ -51,6 +52,7 @@ from typing import Callable, Mapping
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from .group_members import GroupMembers
 from .member import Member
 
 log = logging.getLogger(__name__)
@@ -158,8 +160,7 @@ class Membership:
             log.exception("gateway cluster membership stopped")
 
     def _run(self) -> None:
-        admin = AdminClient(self.kafka_config)
-        partitions = self._wait_for_topic(admin)
+        partitions = self._wait_for_topic(AdminClient(self.kafka_config))
         if not partitions:
             return
         self._producer = Producer({**self.kafka_config, "acks": "all", "linger.ms": 0})
@@ -184,6 +185,7 @@ class Membership:
             "auto.offset.reset": "latest",
         })
         group.subscribe([self.topic])
+        group_members = GroupMembers(self.kafka_config, self.group)
         next_refresh = 0.0
         try:
             while not self._stopping.is_set():
@@ -194,7 +196,7 @@ class Membership:
                 self._read_records(reader)
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.refresh_interval_s
-                    self._refresh_live(admin)
+                    self._refresh_live(group_members)
         finally:
             self._publish_record(None)  # the tombstone first: the others drop us on reading it
             group.close()  # LeaveGroup: the coordinator drops us at once
@@ -283,15 +285,14 @@ class Membership:
         if changed:
             self._update_view()
 
-    def _refresh_live(self, admin: AdminClient) -> None:
+    def _refresh_live(self, group_members: GroupMembers) -> None:
         try:
-            description = admin.describe_consumer_groups([self.group], request_timeout=5)[self.group].result()
+            live_ids = group_members.client_ids()
         except Exception as error:
             self._last_error = str(error)
             log.debug("describe group %s failed: %s", self.group, error)
             return
         self._last_refresh_ok = time.monotonic()
-        live_ids = frozenset(member.client_id for member in description.members)
         if self.me.node_id in live_ids and self.me.node_id not in self._records and time.monotonic() > self._next_republish:
             log.warning("this node's record is missing from %s; writing it again", self.topic)
             self._publish_record(self.me.encode())

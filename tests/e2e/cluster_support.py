@@ -46,11 +46,26 @@ def cluster_id(lab):
     """A fresh gateway cluster id per test; its members topic and group are deleted afterwards."""
     cid = f"t-{uuid.uuid4().hex[:8]}"
     yield cid
+    forget_cluster(lab, cid)
+
+
+def forget_cluster(lab, cid: str) -> None:
+    """Delete a test cluster's members topic and group."""
     admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
     for future in admin.delete_topics([topic_name(cid)], request_timeout=10).values():
         future.exception()
     for future in admin.delete_consumer_groups([group_name(cid)], request_timeout=10).values():
         future.exception()
+
+
+def offsets_partition(group: str, partitions: int) -> int:
+    """The __consumer_offsets partition whose leader coordinates `group`: Kafka's
+    Utils.abs(group.hashCode()) % partitions, with Java's String.hashCode over UTF-16 code units."""
+    code = 0
+    for unit in struct.unpack(f">{len(group.encode('utf-16-be')) // 2}H", group.encode("utf-16-be")):
+        code = (31 * code + unit) & 0xFFFFFFFF
+    signed = code - (1 << 32) if code >= 1 << 31 else code
+    return (0 if signed == -(1 << 31) else abs(signed)) % partitions
 
 
 def metadata_brokers(host: str, port: int = PORT_START, timeout_s: float = 3.0) -> dict[int, tuple[str, int, str | None]]:
