@@ -108,7 +108,8 @@ def test_nodes_stay_ready_while_the_group_coordinator_moves(lab, led_by_preferre
         described = {}
 
         def settled() -> bool:
-            described["now"] = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+            fresh = AdminClient({"bootstrap.servers": lab.bootstrap_servers})  # this test's own client must not go stale
+            described["now"] = fresh.describe_consumer_groups([group], request_timeout=10)[group].result()
             return (described["now"].state == ConsumerGroupState.STABLE
                     and {m.client_id for m in described["now"].members} == {n.node_id for n in nodes})
         wait_until(settled, 30, "both nodes in a stable group", 0.5)
