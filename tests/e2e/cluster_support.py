@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from confluent_kafka import ElectionType
 from confluent_kafka.admin import AdminClient
 from kio.schema.metadata.v12.request import MetadataRequest
 from kio.schema.metadata.v12.response import MetadataResponse
@@ -28,6 +29,7 @@ from gateway_app.cluster.membership import group_name, topic_name
 
 REPO = Path(__file__).resolve().parents[2]
 PORT_START = 6969
+OFFSETS_TOPIC = "__consumer_offsets"
 HTTP_PORT = 8888
 
 
@@ -56,6 +58,19 @@ def forget_cluster(lab, cid: str) -> None:
         future.exception()
     for future in admin.delete_consumer_groups([group_name(cid)], request_timeout=10).values():
         future.exception()
+
+
+def offsets_leaders(lab) -> dict[int, int]:
+    """Leader broker of each __consumer_offsets partition: the coordinator of the groups mapped to it."""
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+    return {p: m.leader for p, m in admin.list_topics(OFFSETS_TOPIC, timeout=10).topics[OFFSETS_TOPIC].partitions.items()}
+
+
+def elect_preferred_leaders(lab) -> None:
+    """Every partition back to its preferred replica, as Kafka's auto leader rebalance does every 5 minutes:
+    until then a broker that has restarted leads nothing, and coordinates no group."""
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})  # a new client: none of its requests timed out
+    admin.elect_leaders(ElectionType.PREFERRED, None).result()  # partitions that cannot move yet are reported, not raised
 
 
 def offsets_partition(group: str, partitions: int) -> int:

@@ -3,8 +3,8 @@
 Each node learns who is alive by asking the coordinator of its group (a broker: the leader of one
 __consumer_offsets partition). That leader moves in two everyday ways, done here one after the other
 to two gateway nodes: the coordinator's broker restarts (rolling broker upgrade: leadership moves to
-another replica), then a preferred-leader election gives it back while the interim leader stays up
-(what Kafka's auto leader rebalance does within five minutes of the broker's return). A node that kept
+another replica), then a preferred-leader election of every partition gives it back while the interim
+leader stays up (what Kafka's auto leader rebalance does within five minutes of the broker's return). A node that kept
 asking the old coordinator reported "cannot reach the backing Kafka" and went unready until its client's
 cached coordinator expired, minutes later; every node at once, so a load balancer would drop them all.
 """
@@ -20,14 +20,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupState, ElectionType, TopicPartition
+from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from gateway_app.cluster.membership import group_name
-from tests.e2e.cluster_support import GatewayNode, forget_cluster, http_get, offsets_partition, wait_until
+from tests.e2e.cluster_support import (OFFSETS_TOPIC, GatewayNode, elect_preferred_leaders, forget_cluster,
+                                      http_get, offsets_partition, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
-OFFSETS = "__consumer_offsets"
 SAMPLE_EVERY_S = 0.2
 LONGEST_UNREADY_S = 3.0  # readiness tolerates 3 s without an answer from the coordinator; a move costs one refresh
 
@@ -70,7 +70,7 @@ class ReadinessSampler:
 
 
 def partition_state(admin: AdminClient, partition: int) -> tuple[int, list[int]]:
-    metadata = admin.list_topics(OFFSETS, timeout=10).topics[OFFSETS].partitions[partition]
+    metadata = admin.list_topics(OFFSETS_TOPIC, timeout=10).topics[OFFSETS_TOPIC].partitions[partition]
     return metadata.leader, list(metadata.replicas)
 
 
@@ -79,7 +79,7 @@ def led_by_preferred(lab):
     """A fresh cluster id whose group's __consumer_offsets partition is led by its preferred replica
     (so that once that broker has restarted, a preferred election moves the coordinator back to it)."""
     admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
-    partitions = len(admin.list_topics(OFFSETS, timeout=10).topics[OFFSETS].partitions)
+    partitions = len(admin.list_topics(OFFSETS_TOPIC, timeout=10).topics[OFFSETS_TOPIC].partitions)
     for _ in range(200):
         cid = f"t-{uuid.uuid4().hex[:8]}"
         partition = offsets_partition(group_name(cid), partitions)
@@ -124,15 +124,15 @@ def test_nodes_stay_ready_while_the_group_coordinator_moves(lab, led_by_preferre
                                      capture_output=True, text=True, timeout=180)
             assert restart.returncode == 0, restart.stderr[-2000:]
             interim, _ = partition_state(admin, partition)
-            assert interim != coordinator, f"leadership of {OFFSETS}-{partition} did not move off broker {coordinator}"
+            assert interim != coordinator, f"leadership of {OFFSETS_TOPIC}-{partition} did not move off broker {coordinator}"
             time.sleep(3)
 
-            election = AdminClient({"bootstrap.servers": lab.bootstrap_servers})  # a client with no requests that timed out
-            election.elect_leaders(ElectionType.PREFERRED, [TopicPartition(OFFSETS, partition)]).result()
-            wait_until(lambda: partition_state(admin, partition)[0] == coordinator, 20, "the preferred leader to return")
+            # Every partition, as the auto leader rebalance does: the lab is left balanced for the tests after this.
+            wait_until(lambda: elect_preferred_leaders(lab) or partition_state(admin, partition)[0] == coordinator, 20,
+                       "the preferred leader to return", 1.0)
             time.sleep(8)  # several refreshes against the coordinator that just moved back
 
-        print(f"\ncoordinator {OFFSETS}-{partition}: broker {coordinator} -> {interim} (restart) -> {coordinator} (election)")
+        print(f"\ncoordinator {OFFSETS_TOPIC}-{partition}: broker {coordinator} -> {interim} (restart) -> {coordinator} (election)")
         for node, sampler in zip(nodes, samplers):
             longest, answer = sampler.longest_unready()
             answer = " ".join(answer.decode(errors="replace").split())  # the readiness JSON on one line

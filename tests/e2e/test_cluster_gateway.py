@@ -14,12 +14,14 @@ import time
 from collections import Counter
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from gateway_app.cluster.mapping import score
 from tests.e2e.cluster_load import CLIENTS, ClientLoad
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
-    PORT_START, GatewayNode, PortForwarder, cluster_id, http_get, metadata_brokers, wait_until,
+    PORT_START, GatewayNode, PortForwarder, cluster_id, elect_preferred_leaders, http_get, metadata_brokers, offsets_leaders,
+    offsets_partition, wait_until,
 )
 from tests.e2e.dataplane_support import run_client, unique
 
@@ -130,9 +132,18 @@ def refused_lookups(nodes) -> int:
                if line.startswith("gateway_cluster_coordinator_lookups_refused_total"))
 
 
-def coordinator_of(lab, group: str) -> int:
-    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
-    return admin.describe_consumer_groups([group], request_timeout=10)[group].result().coordinator.id
+def coordinator_of(lab, group: str, patience_s: float = 10.0) -> int:
+    """The broker coordinating `group`. Asked again for up to patience_s while the answer is an error: right after
+    a leader election the brokers take a moment to agree who coordinates (NOT_COORDINATOR meanwhile)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})  # new each time: no stale cached coordinator
+        try:
+            return admin.describe_consumer_groups([group], request_timeout=10)[group].result().coordinator.id
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.mark.lab
@@ -197,10 +208,15 @@ def test_every_client_family_joins_a_group_while_its_coordinator_lookups_are_ref
                MEMBERSHIP_BOUND_S + 5, "the dead node to leave every Metadata answer", 0.1)
     bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in survivors)
     broker = next(b.id for b in lab.brokers if b.rack == "rack-c")
+    leaders = offsets_leaders(lab)
+    if broker not in leaders.values():  # restarted by an earlier test, before Kafka's 5-minute leader rebalance
+        elect_preferred_leaders(lab)
+        leaders = offsets_leaders(lab)
     topics = []
     for scenario, group in GROUP_OF.items():
-        topic = next(t for t in (unique(scenario) for _ in range(60))
-                     if coordinator_of(lab, group.format(t)) == broker)
+        topic = next((t for t in (unique(scenario) for _ in range(5000))
+                      if leaders[offsets_partition(group.format(t), len(leaders))] == broker), None)
+        assert topic is not None and coordinator_of(lab, group.format(topic)) == broker, (broker, leaders)
         topics.append(topic)
         result = run_client(lab, scenario, "--bootstrap", bootstrap, "--topic", topic, "--count", "200")
         consumed = result.get("consumed", result.get("first"))
