@@ -76,9 +76,10 @@ class Topology(Protocol):
         """(host, port) a client must use for this broker. Raises BrokerOutOfRange."""
         ...
 
-    def coordinator_available(self, broker_id: int) -> bool:
+    def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:
         """False if a single-key FindCoordinator naming this broker is to be answered
-        COORDINATOR_NOT_AVAILABLE (the node that served it left; see gateway_app/cluster/topology.py)."""
+        COORDINATOR_NOT_AVAILABLE on the client connection whose earlier refusals are `refused`
+        (the node that served it left; see gateway_app/cluster/topology.py)."""
         ...
 
     def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
@@ -100,7 +101,7 @@ class StaticTopology:
     def broker_endpoint(self, broker_id: int, broker_rack: str | None) -> tuple[str, int]:
         return self.advertised_host, self.plan.port_for_broker(broker_id)
 
-    def coordinator_available(self, broker_id: int) -> bool:
+    def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:
         return True  # the advertised host never changes
 
     def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:

@@ -19,10 +19,14 @@ serving that broker dies it reconnects to the dead address forever. The one thin
 forget is a FindCoordinator answer of COORDINATOR_NOT_AVAILABLE (it then sets the coordinator
 afresh, with the broker's current address, on the next answer). So when a member leaves, every
 broker it ever served (as far as this node saw) is *unsettled* for COORDINATOR_RESET_WINDOW_S:
-single-key lookups (FindCoordinator v0-3, what librdkafka sends) of its coordinator are answered
-COORDINATOR_NOT_AVAILABLE at random COORDINATOR_RESET_SHARE of the time. A stuck librdkafka
-consumer asks every second, so it forgets the dead address within a few seconds; everyone else just
-retries a lookup now and then, as they do while a broker loads a coordinator. Batched lookups (v4+,
+the first single-key lookup (FindCoordinator v0-3, what librdkafka sends) of its coordinator on
+each client connection is answered COORDINATOR_NOT_AVAILABLE, later ones on that connection are
+answered. A stuck librdkafka consumer forgets the dead address on its next ask; anyone else loses
+about a second per connection it asks through, as while a broker loads a coordinator. Once per
+connection, not at random: librdkafka asks again right after an answer, while it connects to the
+coordinator, and a refusal of that second ask drops the coordinator it just got, so at a random
+share of 1/2 it needed two answered asks in a row, a second apart — 0-10 s per call for 90 s after a
+node died (measured), enough to time out a committed() call now and then. Batched lookups (v4+,
 Java and kafka-python against Kafka 3.0+) are never refused. With internal load balancing off the
 addresses never move, so nothing is ever unsettled.
 """
@@ -32,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import time
 from typing import Any, Mapping
 
@@ -51,17 +54,14 @@ log = logging.getLogger(__name__)
 
 BROKER_REFRESH_S = 30.0
 BROKER_RETRY_S = 5.0
-# After a member leaves, how long lookups of the coordinators it served may be refused, and how
-# often. The window outlasts librdkafka noticing a silently dead host (its heartbeat times out after
-# socket.timeout.ms, 60 s by default); a stuck client asks about once a second, so at 1/2 it is freed
-# within a few seconds of asking, and P(never refused in n asks) = 2**-n.
+# After a member leaves, how long lookups of the coordinators it served are refused (once per client
+# connection). The window outlasts librdkafka noticing a silently dead host (its heartbeat times out
+# after socket.timeout.ms, 60 s by default).
 COORDINATOR_RESET_WINDOW_S = 90.0
-COORDINATOR_RESET_SHARE = 0.5
 
 
 class ClusterTopology:
-    def __init__(self, settings: Settings, registry: CollectorRegistry, rng: random.Random | None = None,
-                 clock=time.monotonic) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry, clock=time.monotonic) -> None:
         self.settings = settings
         self.plan = settings.port_plan
         self.me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
@@ -76,7 +76,6 @@ class ClusterTopology:
         self._broker_refresh: asyncio.Task[None] | None = None
         self._served_by: dict[int, set[str]] = {}  # broker id -> node ids the mapping ever gave it to
         self._unsettled_until: dict[int, float] = {}  # broker id -> end of its coordinator reset window
-        self._rng = rng or random.Random()
         self._clock = clock
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -117,18 +116,20 @@ class ClusterTopology:
         member = self._mapping.get(broker_id, self.me)
         return member.advertised_host, member.port_start + (port - self.plan.port_start)
 
-    def coordinator_available(self, broker_id: int) -> bool:
-        """False if a single-key FindCoordinator naming this broker should be answered
-        COORDINATOR_NOT_AVAILABLE (see the module docstring: it frees librdkafka consumers whose
-        coordinator address is a node that left)."""
+    def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:
+        """False if a single-key FindCoordinator naming this broker, on the client connection whose
+        earlier refusals are `refused` (broker id -> window; updated here), should be answered
+        COORDINATOR_NOT_AVAILABLE: once per connection and window after the node serving it left
+        (see the module docstring: it frees librdkafka consumers whose coordinator address is a node that left)."""
         until = self._unsettled_until.get(broker_id)
         if until is None:
             return True
         if self._clock() >= until:
             del self._unsettled_until[broker_id]
             return True
-        if self._rng.random() >= COORDINATOR_RESET_SHARE:
+        if refused.get(broker_id) == until:
             return True
+        refused[broker_id] = until
         self.metrics.coordinator_lookups_refused.inc()
         return False
 
@@ -185,8 +186,8 @@ class ClusterTopology:
                 self._unsettled_until[broker_id] = until
                 unsettled.append(broker_id)
         if unsettled:
-            log.info("%s left: coordinator lookups (v0-3) for brokers %s are refused at random for %.0fs so that "
-                     "librdkafka clients drop its address", ", ".join(sorted(left)), unsettled, COORDINATOR_RESET_WINDOW_S)
+            log.info("%s left: coordinator lookups (v0-3) for brokers %s are refused once per client connection for %.0fs "
+                     "so that librdkafka clients drop its address", ", ".join(sorted(left)), unsettled, COORDINATOR_RESET_WINDOW_S)
 
     def _learn_broker(self, broker_id: int, rack: str | None) -> None:
         """A broker named by a response: map it now if new; a rack hint refines (never erases) a rack."""

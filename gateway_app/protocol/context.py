@@ -17,5 +17,6 @@ class RewriteContext(Protocol):
         ...
 
     def coordinator_available(self, broker_id: int) -> bool:
-        """May a single-key FindCoordinator naming this broker be answered now (Topology.coordinator_available)?"""
+        """May a single-key FindCoordinator naming this broker be answered now, on this client connection
+        (Topology.coordinator_available)?"""
         ...

@@ -27,6 +27,7 @@ from ..metrics import ApiMetrics
 from .framing import Decision, FrameStream
 
 if TYPE_CHECKING:
+    from ..topology import BrokerInfo
     from .server import Gateway
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,31 @@ def produce_expects_response(frame: memoryview, body_offset: int, api_version: i
     return acks != 0
 
 
+class ClientRewriteContext:
+    """The gateway's RewriteContext as one client connection sees it: the same addresses, plus this
+    connection's own record of the coordinator lookups it was refused (once per connection and
+    reset window, see gateway_app/cluster/topology.py)."""
+
+    __slots__ = ("_gateway", "_refused")
+
+    def __init__(self, gateway: "Gateway") -> None:
+        self._gateway = gateway
+        self._refused: dict[int, float] = {}  # broker id -> the reset window it was refused in
+
+    def learn(self, broker: BrokerInfo) -> None:
+        self._gateway.learn(broker)
+
+    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
+        return self._gateway.endpoint(broker_id, rack)
+
+    def coordinator_available(self, broker_id: int) -> bool:
+        return self._gateway.topology.coordinator_available(broker_id, self._refused)
+
+
 class ConnectionPair:
     def __init__(self, gateway: "Gateway", port: int, broker_id: int | None, peer: str) -> None:
         self.gateway = gateway
+        self.rewrite_context = ClientRewriteContext(gateway)
         self.port = port
         self.broker_id = broker_id
         self.peer = peer
@@ -259,7 +282,7 @@ class ConnectionPair:
         view = memoryview(frame)
         try:
             body_start = 4 + response_body_offset(view[4:], entry.api_key, entry.api_version)
-            result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.gateway)
+            result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.rewrite_context)
         except Exception as error:
             raise UpstreamError("undecodable_response",
                                 f"api key {entry.api_key} v{entry.api_version}: {error!r}") from None

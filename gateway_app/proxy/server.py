@@ -23,7 +23,8 @@ PROXY_HEADER_TIMEOUT_S = 5.0
 
 
 class Gateway:
-    """Listeners, live connection pairs, and the RewriteContext the rewriters consult."""
+    """Listeners, live connection pairs, and the addresses the rewriters consult (through each
+    connection's ClientRewriteContext)."""
 
     def __init__(self, settings: Settings, topology: Topology, directory: BrokerDirectory, metrics: Metrics) -> None:
         self.settings = settings
@@ -40,7 +41,7 @@ class Gateway:
         self._bootstrap_turn = itertools.count()
         self._reported_out_of_range: set[int] = set()
 
-    # --- RewriteContext ----------------------------------------------------------------------
+    # --- what each connection's ClientRewriteContext asks -------------------------------------
 
     def learn(self, broker: BrokerInfo) -> None:
         self.directory.learn(broker)
@@ -54,9 +55,6 @@ class Gateway:
                 self._reported_out_of_range.add(broker_id)
                 log.error("%s; it is left out of responses", error)
             return None
-
-    def coordinator_available(self, broker_id: int) -> bool:
-        return self.topology.coordinator_available(broker_id)
 
     def brokers_out_of_range(self) -> list[int]:
         plan = self.topology.plan

@@ -88,59 +88,65 @@ class Clock:
         return self.now
 
 
-class Coin:
-    """random.Random stand-in: yields the given values in turn."""
-
-    def __init__(self, *values: float) -> None:
-        self.values = list(values)
-
-    def random(self) -> float:
-        return self.values.pop(0)
-
-
 C = Member("gw-c", "10.0.0.3", "rack-c", 6969, 10)
 
 
-def unsettled_topology(internal: bool = True, *coin: float) -> tuple[ClusterTopology, Clock, CollectorRegistry]:
+def unsettled_topology(internal: bool = True) -> tuple[ClusterTopology, Clock, CollectorRegistry]:
     clock = Clock()
-    node, registry = topology(internal, rng=Coin(*coin), clock=clock)
+    node, registry = topology(internal, clock=clock)
     return node, clock, registry
 
 
-def test_coordinators_a_departed_node_ever_served_are_refused_at_random_for_a_while():
-    from gateway_app.cluster.topology import COORDINATOR_RESET_SHARE, COORDINATOR_RESET_WINDOW_S
-    node, clock, registry = unsettled_topology(True, 0.0, 0.99, COORDINATOR_RESET_SHARE - 0.01, 0.0)
+def test_coordinators_a_departed_node_served_are_refused_once_per_connection_for_a_while():
+    from gateway_app.cluster.topology import COORDINATOR_RESET_WINDOW_S
+    node, clock, registry = unsettled_topology(True)
+    first, second = {}, {}  # two client connections' records of their refusals
     node._on_members((A, B, C))
     for broker_id, rack in ((1, "rack-a"), (2, "rack-b"), (3, "rack-c")):
         node.broker_endpoint(broker_id, rack)
-    assert all(node.coordinator_available(b) for b in (1, 2, 3))  # nobody left: no coin is tossed
+    assert all(node.coordinator_available(b, first) for b in (1, 2, 3))  # nobody left
 
     node._on_members((A, B))  # gw-c (broker 3) leaves: 3 moves, 1 and 2 stay
-    assert node.coordinator_available(1) and node.coordinator_available(2)
-    assert [node.coordinator_available(3) for _ in range(3)] == [False, True, False]
+    assert node.coordinator_available(1, first) and node.coordinator_available(2, first)
+    assert [node.coordinator_available(3, first) for _ in range(3)] == [False, True, True]
+    assert [node.coordinator_available(3, second) for _ in range(2)] == [False, True]
     clock.now += COORDINATOR_RESET_WINDOW_S
-    assert node.coordinator_available(3)  # window over: the last coin is never tossed
+    assert node.coordinator_available(3, {})  # window over: a new connection is not refused either
     assert "gateway_cluster_coordinator_lookups_refused_total 2.0" in generate_latest(registry).decode()
+
+
+def test_a_connection_refused_in_one_window_is_refused_again_in_the_next():
+    node, clock, _ = unsettled_topology(True)
+    connection = {}
+    node._on_members((A, B, C))
+    node.broker_endpoint(3, "rack-c")
+    node._on_members((A, B))  # gw-c leaves: broker 3 moves to a rack-a/b node
+    assert not node.coordinator_available(3, connection) and node.coordinator_available(3, connection)
+    clock.now += 5
+    serving = node._mapping[3]
+    node._on_members((C, *(m for m in (A, B) if m != serving)))  # ... and the node that took broker 3 leaves too
+    assert not node.coordinator_available(3, connection)  # a new window: this connection is refused once more
+    assert node.coordinator_available(3, connection)
 
 
 def test_a_broker_that_moved_on_a_join_is_unsettled_when_its_earlier_node_leaves():
     """A librdkafka client can still hold broker 2's coordinator at the address of the node that
     served it before a join moved it away; when that node leaves later, broker 2 is unsettled too,
     though its own node did not change."""
-    node, _, _ = unsettled_topology(True, 0.0)
+    node, _, _ = unsettled_topology(True)
     node._on_members((A, C))  # no rack-b node yet
     node.broker_endpoint(2, "rack-b")
     assert node._mapping[2].node_id == "gw-c"  # the rendezvous choice between gw-a and gw-c
     node._on_members((A, B, C))  # gw-b joins and takes broker 2
     assert node._mapping[2].node_id == "gw-b"
-    assert node.coordinator_available(2)  # a join unsettles nothing
+    assert node.coordinator_available(2, {})  # a join unsettles nothing
     node._on_members((A, B))  # gw-c, which served broker 2 before, leaves
-    assert node._mapping[2].node_id == "gw-b" and not node.coordinator_available(2)
+    assert node._mapping[2].node_id == "gw-b" and not node.coordinator_available(2, {})
 
 
 def test_nothing_is_unsettled_with_internal_load_balancing_off():
-    node, _, _ = unsettled_topology(False, 0.0)
+    node, _, _ = unsettled_topology(False)
     node._on_members((A, B, C))
     node.broker_endpoint(3, "rack-c")
     node._on_members((A, B))
-    assert node.coordinator_available(3)
+    assert node.coordinator_available(3, {})

@@ -79,6 +79,7 @@ class Context:
         self.topology = StaticTopology(PLAN, GATEWAY)
         self.learned: dict[int, BrokerInfo] = {}
         self.out_of_range: list[int] = []
+        self.refused: dict[int, float] = {}  # this connection's coordinator refusals
 
     def learn(self, broker: BrokerInfo) -> None:
         self.learned[broker.broker_id] = broker
@@ -91,7 +92,7 @@ class Context:
             return None
 
     def coordinator_available(self, broker_id: int) -> bool:
-        return self.topology.coordinator_available(broker_id)
+        return self.topology.coordinator_available(broker_id, self.refused)
 
 
 def rewrite(api_key: int, version: int, message: Any, ctx: Context) -> Any:
@@ -217,7 +218,7 @@ class UnsettledTopology(StaticTopology):
         super().__init__(PLAN, GATEWAY)
         self.refused, self.asked = refused, []
 
-    def coordinator_available(self, broker_id: int) -> bool:
+    def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:
         self.asked.append(broker_id)
         return broker_id not in self.refused
 
