@@ -60,10 +60,24 @@ def forget_cluster(lab, cid: str) -> None:
         future.exception()
 
 
+def offsets_partitions(lab) -> dict:
+    """__consumer_offsets's partition metadata by partition. Kafka creates the topic on the first group
+    lookup, so on a lab where no group was looked up yet this looks one up and waits for the topic."""
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+
+    def partitions() -> dict | None:
+        topic = admin.list_topics(OFFSETS_TOPIC, timeout=10).topics.get(OFFSETS_TOPIC)
+        return topic.partitions if topic is not None and topic.error is None and topic.partitions else None
+
+    if partitions() is None:
+        admin.describe_consumer_groups(["kgw-test-offsets-topic"], request_timeout=10)["kgw-test-offsets-topic"].exception()
+        wait_until(lambda: partitions() is not None, 30, f"{OFFSETS_TOPIC} to exist", 0.5)
+    return partitions()
+
+
 def offsets_leaders(lab) -> dict[int, int]:
     """Leader broker of each __consumer_offsets partition: the coordinator of the groups mapped to it."""
-    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
-    return {p: m.leader for p, m in admin.list_topics(OFFSETS_TOPIC, timeout=10).topics[OFFSETS_TOPIC].partitions.items()}
+    return {p: m.leader for p, m in offsets_partitions(lab).items()}
 
 
 def elect_preferred_leaders(lab) -> None:

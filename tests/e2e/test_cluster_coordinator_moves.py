@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from gateway_app.cluster.membership import group_name
 from tests.e2e.cluster_support import (OFFSETS_TOPIC, GatewayNode, elect_preferred_leaders, forget_cluster,
-                                      http_get, offsets_partition, wait_until)
+                                      http_get, offsets_partition, offsets_partitions, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_EVERY_S = 0.2
@@ -78,13 +78,11 @@ def partition_state(admin: AdminClient, partition: int) -> tuple[int, list[int]]
 def led_by_preferred(lab):
     """A fresh cluster id whose group's __consumer_offsets partition is led by its preferred replica
     (so that once that broker has restarted, a preferred election moves the coordinator back to it)."""
-    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
-    partitions = len(admin.list_topics(OFFSETS_TOPIC, timeout=10).topics[OFFSETS_TOPIC].partitions)
+    partitions = offsets_partitions(lab)
     for _ in range(200):
         cid = f"t-{uuid.uuid4().hex[:8]}"
-        partition = offsets_partition(group_name(cid), partitions)
-        leader, replicas = partition_state(admin, partition)
-        if leader == replicas[0]:
+        partition = offsets_partition(group_name(cid), len(partitions))
+        if partitions[partition].leader == partitions[partition].replicas[0]:
             break
     else:
         pytest.fail("no __consumer_offsets partition is led by its preferred replica")

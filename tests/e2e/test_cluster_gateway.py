@@ -213,9 +213,7 @@ def test_every_client_family_joins_a_group_while_its_coordinator_lookups_are_ref
         elect_preferred_leaders(lab)
         leaders = offsets_leaders(lab)
     topics = []
-
-    def run_family(scenario: str) -> None:
-        group = GROUP_OF[scenario]
+    for scenario, group in GROUP_OF.items():
         topic = next((t for t in (unique(scenario) for _ in range(5000))
                       if leaders[offsets_partition(group.format(t), len(leaders))] == broker), None)
         assert topic is not None and coordinator_of(lab, group.format(topic)) == broker, (broker, leaders)
@@ -224,9 +222,6 @@ def test_every_client_family_joins_a_group_while_its_coordinator_lookups_are_ref
         consumed = result.get("consumed", result.get("first"))
         print(f"\n{scenario} (group coordinated by broker {broker}): {result}")
         assert consumed == 200 and result.get("distinct", consumed) == 200, result
-
-    for scenario in GROUP_OF:
-        run_family(scenario)
     refused = refused_lookups(survivors)
     print(f"coordinator lookups refused by the survivors: {refused}")
     assert refused > 0
