@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import core
@@ -104,7 +105,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
-    parser.add_argument("--instance", type=int, default=0, help="lab instance number (own bridge and subnets)")
+    parser.add_argument("--instance", type=int, default=int(os.environ.get("KGW_LAB_INSTANCE", "0")),
+                        help="lab instance number, own bridge and subnets (default: $KGW_LAB_INSTANCE or 0)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("up", help="start brokers, hosts and the client namespace (idempotent)")
