@@ -125,6 +125,28 @@ SPECS: tuple[Spec, ...] = (
          "Largest Kafka frame accepted from a client or broker; a bigger one closes that connection."),
     Spec("GATEWAY_DRAIN_TIMEOUT_S", "drain_timeout_s", _positive_float, "30", "On SIGTERM, how long open connections may finish before the node exits."),
     Spec("GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S", "upstream_connect_timeout_s", _positive_float, "10", "Timeout for connecting to a broker."),
+    Spec("GATEWAY_MAX_CONNECTIONS", "max_connections", _int_in(1, 1_000_000), "20000",
+         "Client connections a node holds at most; one more is closed at accept (counted, reason node_limit). "
+         "Needs LimitNOFILE above twice this (each connection also holds a broker connection)."),
+    Spec("GATEWAY_MAX_CONNECTIONS_PER_SOURCE", "max_connections_per_source", _int_in(1, 1_000_000), "1000",
+         "Client connections one source address holds at most (the real client under PROXY protocol); one more is "
+         "closed at accept (reason source_limit)."),
+    Spec("GATEWAY_FIRST_REQUEST_TIMEOUT_S", "first_request_timeout_s", _positive_float, "10",
+         "A client connection that sends no complete request this long after accept is closed (reason "
+         "first_request_timeout). The broker connection is opened only when the first request arrives."),
+    Spec("GATEWAY_IDLE_TIMEOUT_S", "idle_timeout_s", _positive_float, "600",
+         "A client connection with nothing in flight and no request for this long is closed (reason idle_timeout); "
+         "the default matches Kafka's connections.max.idle.ms, clients close idle connections sooner themselves."),
+    Spec("GATEWAY_CLIENT_WRITE_TIMEOUT_S", "client_write_timeout_s", _positive_float, "60",
+         "A client that reads nothing of what the node writes to it for this long is aborted (reason "
+         "client_not_reading), also while its connection is closing."),
+    Spec("GATEWAY_MAX_IN_FLIGHT", "max_in_flight", _int_in(1, 100_000), "500",
+         "Requests awaiting their response on one connection; at the cap the node stops reading that client until "
+         "half have been answered (counted, reason in_flight_cap)."),
+    Spec("GATEWAY_MAX_ASSEMBLED_BYTES", "max_assembled_bytes", _int_in(1024, 2**31 - 1), str(16 * 1024 * 1024),
+         "Largest frame the node holds whole: a request whose topic/group names must all be checked before it is "
+         "relayed, or a response decoded for a rewrite (not Produce/Fetch, whose tagged fields are read in place). "
+         "A bigger one closes that connection."),
     Spec("GATEWAY_SSL_CERT_FILE", "ssl_cert_file", _existing_file, "", "PEM certificate (chain) for TLS towards clients; enables TLS on every listener."),
     Spec("GATEWAY_SSL_KEY_FILE", "ssl_key_file", _existing_file, "", "PEM private key for GATEWAY_SSL_CERT_FILE."),
     Spec("GATEWAY_SSL_CA_FILE", "ssl_ca_file", _existing_file, "", "PEM CA bundle that client certificates are verified against."),
@@ -164,6 +186,13 @@ class Settings:
     max_frame_bytes: int
     drain_timeout_s: float
     upstream_connect_timeout_s: float
+    max_connections: int
+    max_connections_per_source: int
+    first_request_timeout_s: float
+    idle_timeout_s: float
+    client_write_timeout_s: float
+    max_in_flight: int
+    max_assembled_bytes: int
     ssl_cert_file: Path | None
     ssl_key_file: Path | None
     ssl_ca_file: Path | None
@@ -246,6 +275,10 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("GATEWAY_SSL_CA_FILE", "required when GATEWAY_SSL_CLIENT_AUTH is not none")
     if settings.ssl_client_auth != "none" and settings.ssl_cert_file is None:
         raise ConfigError("GATEWAY_SSL_CLIENT_AUTH", "client authentication needs TLS (GATEWAY_SSL_CERT_FILE)")
+    if settings.max_connections_per_source > settings.max_connections:
+        raise ConfigError("GATEWAY_MAX_CONNECTIONS_PER_SOURCE", "cannot exceed GATEWAY_MAX_CONNECTIONS")
+    if settings.max_assembled_bytes > settings.max_frame_bytes:
+        raise ConfigError("GATEWAY_MAX_ASSEMBLED_BYTES", "cannot exceed GATEWAY_MAX_FRAME_BYTES")
 
 
 def settings_help() -> str:

@@ -44,6 +44,20 @@ class Metrics:
         self.broker_out_of_range = Counter(
             "gateway_broker_id_out_of_range", "Broker ids seen outside the gateway port range", ["broker"], registry=r)
         self.known_brokers = Gauge("gateway_known_brokers", "Brokers the node knows an address for", registry=r)
+        self.connections_refused = Counter(
+            "gateway_connections_refused", "Client connections closed by a limit (node_limit, source_limit, "
+            "first_request_timeout, idle_timeout, client_not_reading)", ["reason"], registry=r)
+        self.in_flight_paused = Counter(
+            "gateway_in_flight_paused", "Times a client's reading was paused at GATEWAY_MAX_IN_FLIGHT", registry=r)
+        self.reserved_refused = Counter(
+            "gateway_reserved_requests_refused", "Requests naming a reserved (_gateway_*) topic or group, refused "
+            "with an authorization error", ["api", "kind"], registry=r)
+        self.reserved_hidden = Counter(
+            "gateway_reserved_entries_hidden", "Reserved topics and groups left out of Metadata, "
+            "DescribeTopicPartitions and ListGroups responses", registry=r)
+        self.configs_redacted = Counter(
+            "gateway_config_values_redacted", "Broker endpoint config values removed from DescribeConfigs responses",
+            registry=r)
 
     def api(self, api_key: int) -> "ApiMetrics":
         api = self.apis.get(api_key)

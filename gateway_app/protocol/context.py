@@ -20,3 +20,15 @@ class RewriteContext(Protocol):
         """May a single-key FindCoordinator naming this broker be answered now, on this client connection
         (Topology.coordinator_available)?"""
         ...
+
+    def reserved_topic(self, topic_id: bytes) -> None:
+        """A reserved topic's id (16 bytes) seen in a response: requests naming it by id are refused."""
+        ...
+
+    def hidden(self, count: int) -> None:
+        """`count` reserved topics or groups were left out of a response (counted)."""
+        ...
+
+    def redacted(self, count: int) -> None:
+        """`count` config values were removed from a DescribeConfigs response (counted)."""
+        ...

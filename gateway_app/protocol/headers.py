@@ -41,13 +41,23 @@ def frame_size(prefix: bytes | memoryview, limit: int) -> int:
     return size
 
 
-@cache
 def request_is_flexible(api_key: int, api_version: int) -> bool | None:
-    """Whether this request version uses header v2; None if kio does not know the version."""
+    """Whether this request version uses header v2; None if kio does not know the version.
+
+    Called with whatever a client sends, before any policy check: only versions kio knows are
+    remembered, so hostile keys and versions grow nothing."""
+    known = _FLEXIBLE_REQUESTS.get((api_key, api_version))
+    if known is not None:
+        return known
     try:
-        return bool(load_request_schema(api_key, api_version).__flexible__)
+        flexible = bool(load_request_schema(api_key, api_version).__flexible__)
     except (UnknownAPIKey, UnknownEntity):
         return None
+    _FLEXIBLE_REQUESTS[(api_key, api_version)] = flexible
+    return flexible
+
+
+_FLEXIBLE_REQUESTS: dict[tuple[int, int], bool] = {}
 
 
 @cache

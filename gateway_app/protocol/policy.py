@@ -10,15 +10,22 @@ Three kinds of handling:
 - DROP: never advertised and refused if sent: KRaft quorum/controller APIs whose responses carry
   controller endpoints, and Envelope (inter-broker principal forwarding).
 API keys kio does not know are dropped for the same reason as the RELAY cap.
+
+Independently of this table, a request of any API that names a reserved topic or group
+(`_gateway_*`, the gateway cluster's own state) is refused with the API's authorization error and
+never relayed (reserved.py); REWRITE also covers the responses that could list such names or a
+broker's endpoints in its configuration (hiding.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from enum import Enum
 
 from kio.schema.index import api_key_map, schema_name_map
+
+
+API_VERSIONS = 18
 
 
 class Handling(Enum):
@@ -44,10 +51,13 @@ def _kio_max(api_key: int) -> int:
 _REWRITTEN: dict[int, tuple[int, str]] = {
     0: (10, "KIP-951 NodeEndpoints tagged field from v10; record bytes never decoded"),
     1: (16, "KIP-951 NodeEndpoints tagged field from v16; record bytes never decoded"),
-    3: (0, "broker list host/port (rack kept)"),
+    3: (0, "broker list host/port (rack kept); reserved (_gateway_*) topics left out"),
     10: (0, "coordinator host/port, single (v0-3) and batched (v4+); nodeId -1 left alone"),
+    16: (0, "reserved (_gateway_*) groups left out"),
     18: (0, "capped to what this table lets through"),
+    32: (0, "values of broker configs that are endpoints (protocol/hiding.py REDACTED_CONFIGS) removed"),
     60: (0, "broker list host/port (rack kept)"),
+    75: (0, "reserved (_gateway_*) topics left out"),
     78: (0, "NodeEndpoints of the new leaders"),
     79: (0, "NodeEndpoints of the new leaders"),
 }
@@ -88,7 +98,7 @@ POLICIES: dict[int, ApiPolicy] = _build()
 
 def allowed(api_key: int, api_version: int) -> bool:
     """May a client send this request? ApiVersions is always allowed: its fallback needs any version."""
-    if api_key == 18:
+    if api_key == API_VERSIONS:
         return True
     policy = POLICIES.get(api_key)
     return policy is not None and policy.handling is not Handling.DROP and api_version <= policy.max_version
@@ -99,10 +109,24 @@ def needs_rewrite(api_key: int, api_version: int) -> bool:
     return policy is not None and policy.handling is Handling.REWRITE and api_version >= policy.rewrite_from
 
 
-@cache
+def _handling_table() -> dict[tuple[int, int], tuple[bool, bool]]:
+    """Versions kio has no schema for (e.g. Produce v0-2, removed from Kafka) are not in it: refused."""
+    return {(api_key, version): (allowed(api_key, version), needs_rewrite(api_key, version))
+            for api_key, policy in POLICIES.items() for version in schema_name_map[policy.name]
+            if version <= policy.max_version}
+
+
+_HANDLING = _handling_table()
+_REFUSED = (False, False)
+
+
 def relay_handling(api_key: int, api_version: int) -> tuple[bool, bool]:
-    """(allowed, needs_rewrite) of a request version, memoised for the per-request path."""
-    return allowed(api_key, api_version), needs_rewrite(api_key, api_version)
+    """(allowed, needs_rewrite) of a request version, from a table built once: the per-request path
+    looks it up, and a client sending unknown keys or versions grows nothing."""
+    handling = _HANDLING.get((api_key, api_version))
+    if handling is not None:
+        return handling
+    return (True, True) if api_key == API_VERSIONS else _REFUSED  # ApiVersions: any version, see allowed()
 
 
 def cap(api_key: int, broker_min: int, broker_max: int) -> tuple[int, int] | None:

@@ -70,7 +70,7 @@ _TAG_LINES = [
 ]
 
 
-def _value_lines(kafka_type: str, flexible: bool) -> list[str]:
+def value_lines(kafka_type: str, flexible: bool) -> list[str]:
     if kafka_type in _FIXED_WIDTH:
         return [f"o += {_FIXED_WIDTH[kafka_type]}"]
     if kafka_type not in _LENGTH_PREFIXED:
@@ -86,23 +86,27 @@ def _entity_name(entity: type[Entity]) -> str:
     return name
 
 
-def _array_lines(item: list[str], flexible: bool) -> list[str]:
+def array_lines(item: list[str], flexible: bool) -> list[str]:
     count = ["n, s = uvarint(b, o)", "o += s", "n -= 1"] if flexible else ["n, _ = i32(b, o)", "o += 4"]
     guard = ["if n > len(b) - o:", "    raise WalkError(f'array of {n} items cannot fit')"]
     return count + guard + ["for _ in range(n):"] + [f"    {line}" for line in item]
 
 
+def entity_call_lines(call: str, optional: bool) -> list[str]:
+    """Lines that run `call` on a nested entity; a nullable one is preceded by its int8 presence marker."""
+    return ["m, _ = i8(b, o)", "o += 1", "if m >= 0:", f"    {call}"] if optional else [call]
+
+
 def _field_lines(field: Field, flexible: bool) -> list[str]:
     match classify_field(field):
         case PrimitiveField():
-            return _value_lines(get_schema_field_type(field), flexible)
+            return value_lines(get_schema_field_type(field), flexible)
         case PrimitiveTupleField():
-            return _array_lines(_value_lines(get_schema_field_type(field), flexible), flexible)
+            return array_lines(value_lines(get_schema_field_type(field), flexible), flexible)
         case EntityField(entity):
-            call = f"o = {_entity_name(entity)}(b, o)"
-            return ["m, _ = i8(b, o)", "o += 1", "if m >= 0:", f"    {call}"] if is_optional(field) else [call]
+            return entity_call_lines(f"o = {_entity_name(entity)}(b, o)", is_optional(field))
         case EntityTupleField(entity):
-            return _array_lines([f"o = {_entity_name(entity)}(b, o)"], flexible)
+            return array_lines([f"o = {_entity_name(entity)}(b, o)"], flexible)
     raise WalkError(f"unsupported field {field.name}")
 
 
@@ -123,11 +127,17 @@ def _merge_constants(lines: list[str]) -> list[str]:
     return merged
 
 
-def _compile(name: str, lines: list[str]) -> Skip:
-    source = "\n".join([f"def {name}(b, o):", *(f"    {line}" for line in _merge_constants(lines)), "    return o"])
-    namespace = dict(_NAMESPACE)
-    exec(compile(source, f"<schema_walk {name}>", "exec"), namespace)  # source built only from kio schemas
+def compile_walk(name: str, lines: list[str], extra: dict[str, object], args: str = "b, o") -> Callable:
+    """Compile a walk function `name(args)` from generated lines (built only from kio schemas) that ends
+    `return o`; `extra` adds names (other walk functions, constants) to what the lines may use."""
+    source = "\n".join([f"def {name}({args}):", *(f"    {line}" for line in _merge_constants(lines)), "    return o"])
+    namespace = {**_NAMESPACE, **extra}
+    exec(compile(source, f"<schema_walk {name}>", "exec"), namespace)
     return namespace[name]  # type: ignore[return-value]
+
+
+def _compile(name: str, lines: list[str]) -> Skip:
+    return compile_walk(name, lines, {})
 
 
 def field_skip(field: Field, flexible: bool) -> Skip:

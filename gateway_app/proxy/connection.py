@@ -13,15 +13,20 @@ import asyncio
 import ctypes
 import logging
 import socket
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kio.serial.errors import SerialError
 from kio.serial.readers import read_int16, read_nullable_legacy_string, read_compact_string_nullable
 
-from ..protocol.headers import CORRELATION, MalformedFrame, request_route, response_body_offset
+from ..protocol.headers import (
+    CORRELATION, SIZE, MalformedFrame, request_route, response_body_offset, response_header_is_flexible,
+)
 from ..protocol.policy import relay_handling
+from ..protocol.reserved import Reserved, refusal_body, request_checker
 from ..protocol.rewriting import REWRITERS
 from ..metrics import ApiMetrics
 from .framing import Decision, FrameStream
@@ -32,8 +37,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRODUCE = 0
+PRODUCE, FETCH = 0, 1
 FIRST_FLEXIBLE_PRODUCE = 9
+# Why a client's reading is paused (several can hold at once; reading resumes when none does).
+PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT = 1, 2, 4
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER_MIN = 32 * 1024  # a frame's rest below this is not worth a setsockopt
 LOW_WATER_MAX = 256 * 1024  # what the event loop reads at once
@@ -49,6 +56,7 @@ class InFlight:
     rewrite: bool
     started: float
     api: ApiMetrics
+    refusal: bytes | None = None  # the gateway's own answer (a refused request), written in turn
 
 
 class ReadLowWater:
@@ -79,6 +87,10 @@ class ReadLowWater:
             self.mark = mark
             self._value.value = mark
             _setsockopt(self.fd, socket.SOL_SOCKET, socket.SO_RCVLOWAT, ctypes.byref(self._value), 4)
+
+
+class _Truncated(Exception):
+    """The bytes at hand end before a request's last topic or group name (or do not match its schema)."""
 
 
 class UpstreamError(Exception):
@@ -117,6 +129,15 @@ class ClientRewriteContext:
     def coordinator_available(self, broker_id: int) -> bool:
         return self._gateway.topology.coordinator_available(broker_id, self._refused)
 
+    def reserved_topic(self, topic_id: bytes) -> None:
+        self._gateway.reserved_topic(topic_id)
+
+    def hidden(self, count: int) -> None:
+        self._gateway.metrics.reserved_hidden.inc(count)
+
+    def redacted(self, count: int) -> None:
+        self._gateway.metrics.configs_redacted.inc(count)
+
 
 class ConnectionPair:
     def __init__(self, gateway: "Gateway", port: int, broker_id: int | None, peer: str) -> None:
@@ -125,26 +146,43 @@ class ConnectionPair:
         self.port = port
         self.broker_id = broker_id
         self.peer = peer
+        self.source = ""  # the client's address, connection limits count by it (set by register)
         self.client: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
         self.upstream_label = "bootstrap"
         self.in_flight: deque[InFlight] = deque()
         self.closed = False
         self._early: list[bytes] = []  # checked client frames that arrived before the broker connection
+        self._refusals = 0  # refusals queued in in_flight behind responses still to come from the broker
+        self.accepted = time.monotonic()
+        self.last_request: float | None = None  # None until the first complete request
+        self.write_paused_since: float | None = None  # the client reads nothing of what we write
+        self._connecting = False
+        self._paused = 0  # why the client's reading is paused: bits of PAUSED_*
+        self._in_flight_cap = gateway.settings.max_in_flight
+        self._assembled_limit = gateway.settings.max_assembled_bytes
         self._client_low_water: ReadLowWater | None = None
         self._upstream_low_water: ReadLowWater | None = None
         limit = gateway.settings.max_frame_bytes
-        self.requests = FrameStream(limit, 8, self._decide_request, self._to_upstream, self._unexpected_collect)
+        self.requests = FrameStream(limit, 8, self._decide_request, self._to_upstream, self._collected_request)
         self.responses = FrameStream(limit, 4, self._decide_response, self._to_client, self._rewrite_response)
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def client_connected(self, transport: asyncio.Transport) -> None:
         self.client = transport
+        if not self.gateway.register(self):  # over a connection limit: counted and logged there
+            self.closed = True
+            transport.abort()
+            return
         self._client_low_water = ReadLowWater.of(transport, self.gateway.client_ssl is not None)
-        transport.pause_reading()  # nothing to forward to until the broker connection is up
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.gateway.register(self)
+
+    def _connect_on_first_request(self) -> None:
+        """The broker connection is opened by the first request, not at accept: a silent socket costs
+        the broker nothing. Reading pauses until it is up (what arrived so far waits in _early)."""
+        self._connecting = True
+        self._pause_client(PAUSED_CONNECTING)
         asyncio.ensure_future(self._connect_upstream())
 
     async def _connect_upstream(self) -> None:
@@ -168,8 +206,7 @@ class ConnectionPair:
         early, self._early = self._early, []
         if early:
             upstream.writelines(early)
-        if not self.closed:
-            self.client.resume_reading()
+        self._resume_client(PAUSED_CONNECTING)
 
     def idle(self) -> bool:
         """No request waiting for its response and no frame half-received: safe to close."""
@@ -194,9 +231,9 @@ class ConnectionPair:
     # --- client -> broker --------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
-        # Frames are checked as they arrive, even before the broker connection is up (pause_reading() in
-        # connection_made does not stop a read already under way): a bad frame is refused and counted
-        # whether or not its sender hangs up before the broker answers our connect.
+        # Frames are checked as they arrive, even before the broker connection is up (the first request
+        # opens it, and pausing does not stop the rest of a read already under way): a bad frame is
+        # refused and counted whether or not its sender hangs up before the broker answers our connect.
         try:
             self.requests.feed(data)
         except MalformedFrame as error:
@@ -218,20 +255,100 @@ class ConnectionPair:
         is_allowed, rewrite = relay_handling(api_key, api_version)
         if not is_allowed:
             raise MalformedFrame("api_not_allowed", f"api key {api_key} v{api_version} is not relayed")
-        expects_response = True
-        if api_key == PRODUCE and body_offset is not None:
-            try:
-                expects_response = produce_expects_response(frame, body_offset, api_version)
-            except Exception as error:  # kio readers on a truncated produce header
-                if incomplete:
-                    return Decision.NEED_MORE
-                raise MalformedFrame("bad_header", f"produce header: {error!r}") from None
+        try:
+            expects_response = self._expects_response(frame, api_key, api_version, body_offset)
+            self._check_names(frame, api_key, api_version, body_offset)
+        except (Reserved, _Truncated):
+            # Refused (the refusal echoes the request) or names still to come: decided on the whole frame.
+            return self._collect_request(size)
+        except MalformedFrame:
+            if incomplete:
+                return self._collect_request(size)
+            raise
+        self._admit(api_key, api_version, correlation_id, size, rewrite, expects_response)
+        return Decision.PASS
+
+    def _collect_request(self, size: int) -> Decision:
+        if size > self._assembled_limit:
+            raise MalformedFrame("oversized_assembly", f"request of {size} bytes must be checked whole; "
+                                 f"GATEWAY_MAX_ASSEMBLED_BYTES is {self._assembled_limit}")
+        return Decision.COLLECT
+
+    def _collected_request(self, frame: bytes) -> None:
+        """A request assembled whole (see _decide_request): relay it, or answer it with its refusal."""
+        view = memoryview(frame)[4:]
+        api_key, api_version, correlation_id, body_offset = request_route(view)
+        _, rewrite = relay_handling(api_key, api_version)
+        try:
+            expects_response = self._expects_response(view, api_key, api_version, body_offset)
+            self._check_names(view, api_key, api_version, body_offset)
+        except _Truncated as error:
+            raise MalformedFrame("bad_request", f"api key {api_key} v{api_version}: {error}") from None
+        except Reserved as hit:
+            self._refuse(view, api_key, api_version, correlation_id, body_offset, hit.kind)
+            return
+        self._admit(api_key, api_version, correlation_id, len(view), rewrite, expects_response)
+        self._to_upstream(frame)
+
+    @staticmethod
+    def _expects_response(frame: memoryview, api_key: int, api_version: int, body_offset: int | None) -> bool:
+        if api_key != PRODUCE or body_offset is None:
+            return True
+        try:
+            return produce_expects_response(frame, body_offset, api_version)
+        except Exception as error:  # kio readers on a truncated produce header
+            raise MalformedFrame("bad_header", f"produce header: {error!r}") from None
+
+    def _check_names(self, frame: memoryview, api_key: int, api_version: int, body_offset: int | None) -> None:
+        """Raises Reserved if the request names a reserved topic or group, _Truncated if the bytes at
+        hand end before its last name (or do not match its schema)."""
+        check = request_checker(api_key, api_version)
+        if check is None:
+            return
+        try:
+            check(frame, body_offset, self.gateway.reserved_topic_ids)
+        except (IndexError, ValueError, struct.error, SerialError) as error:  # ValueError: WalkError
+            raise _Truncated(repr(error)) from None
+
+    def _admit(self, api_key: int, api_version: int, correlation_id: int, size: int, rewrite: bool,
+               expects_response: bool) -> None:
         api = self.gateway.metrics.api(api_key)
         api.requests += 1
         api.request_bytes += 4 + size
+        self.last_request = now = time.monotonic()
+        if self.upstream is None and not self._connecting:
+            self._connect_on_first_request()
         if expects_response:
-            self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, time.monotonic(), api))
-        return Decision.PASS
+            self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, now, api))
+            if len(self.in_flight) >= self._in_flight_cap and not self._paused & PAUSED_IN_FLIGHT:
+                self.gateway.metrics.in_flight_paused.inc()
+                self._pause_client(PAUSED_IN_FLIGHT)
+
+    def _refuse(self, request: memoryview, api_key: int, api_version: int, correlation_id: int,
+                body_offset: int, kind: str) -> None:
+        """Answer a request naming a reserved topic/group with the API's authorization error, in turn."""
+        self.gateway.refused_reserved(self, api_key, kind)
+        self.last_request = time.monotonic()
+        if not self._expects_response(request, api_key, api_version, body_offset):
+            return  # acks=0: nothing to answer
+        try:
+            body = refusal_body(api_key, api_version, request[body_offset:], kind)
+        except Exception as error:
+            raise MalformedFrame("unanswerable", f"api key {api_key} v{api_version} refusal: {error!r}") from None
+        header = CORRELATION.pack(correlation_id) + (b"\0" if response_header_is_flexible(api_key, api_version) else b"")
+        response = SIZE.pack(len(header) + len(body)) + header + body
+        if not self.in_flight and self.responses.at_boundary():
+            self.client.write(response)
+            return
+        api = self.gateway.metrics.api(api_key)
+        self.in_flight.append(InFlight(correlation_id, api_key, api_version, False, time.monotonic(), api, response))
+        self._refusals += 1
+
+    def _write_refusals(self) -> None:
+        """Refusals at the head of the queue: every response before them has been written."""
+        while self.in_flight and self.in_flight[0].refusal is not None:
+            self.client.write(self.in_flight.popleft().refusal)
+            self._refusals -= 1
 
     def _to_upstream(self, chunk: bytes | bytearray | memoryview) -> None:
         if self.upstream is None:
@@ -239,14 +356,13 @@ class ConnectionPair:
             return
         self.upstream.write(chunk)
 
-    def _unexpected_collect(self, frame: bytes) -> None:
-        raise AssertionError("requests are never collected")
-
     # --- broker -> client --------------------------------------------------------------------
 
     def from_upstream(self, data: bytes) -> None:
         try:
             self.responses.feed(data)
+            if self._refusals and self.responses.at_boundary():
+                self._write_refusals()
         except UpstreamError as error:
             self.gateway.upstream_failed(self, error)
             self.abort()
@@ -260,18 +376,25 @@ class ConnectionPair:
 
     def _decide_response(self, prefix: memoryview, size: int) -> Decision:
         (correlation_id,) = CORRELATION.unpack_from(prefix, 4)
+        if self._refusals:
+            self._write_refusals()
         if not self.in_flight:
             raise UpstreamError("unexpected_response", f"response {correlation_id} with nothing in flight")
         entry = self.in_flight[0]
         if entry.correlation_id != correlation_id:
             raise UpstreamError("correlation_mismatch", f"expected {entry.correlation_id}, got {correlation_id}")
         if entry.rewrite:
+            if size > self._assembled_limit and entry.api_key not in (PRODUCE, FETCH):
+                raise UpstreamError("oversized_rewrite", f"response of {size} bytes to decode exceeds "
+                                    f"GATEWAY_MAX_ASSEMBLED_BYTES ({self._assembled_limit})")
             return Decision.COLLECT
         self.in_flight.popleft()
         self._account(entry, size)
         return Decision.PASS
 
     def _account(self, entry: InFlight, size: int) -> None:
+        if self._paused & PAUSED_IN_FLIGHT and len(self.in_flight) <= self._in_flight_cap // 2:
+            self._resume_client(PAUSED_IN_FLIGHT)
         api = entry.api
         api.observe_latency(time.monotonic() - entry.started)
         api.response_bytes += 4 + size
@@ -299,19 +422,31 @@ class ConnectionPair:
 
     # --- flow control ------------------------------------------------------------------------
 
-    def pause_client(self) -> None:
-        if self.client is not None and not self.closed:
+    def _pause_client(self, reason: int) -> None:
+        if not self._paused and self.client is not None and not self.closed:
             self.client.pause_reading()
+        self._paused |= reason
 
-    def resume_client(self) -> None:
-        if self.client is not None and not self.closed:
+    def _resume_client(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self.client is not None and not self.closed:
             self.client.resume_reading()
 
+    def pause_client(self) -> None:  # the broker reads slower than the client sends
+        self._pause_client(PAUSED_BROKER)
+
+    def resume_client(self) -> None:
+        self._resume_client(PAUSED_BROKER)
+
     def pause_upstream(self) -> None:
+        self.write_paused_since = time.monotonic()
         if self.upstream is not None and not self.closed:
             self.upstream.pause_reading()
 
     def resume_upstream(self) -> None:
+        self.write_paused_since = None
         if self.upstream is not None and not self.closed:
             self.upstream.resume_reading()
 

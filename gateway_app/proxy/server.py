@@ -6,10 +6,11 @@ import asyncio
 import itertools
 import logging
 import socket
+import time
 from typing import Callable
 
 from ..config import Settings
-from ..metrics import Metrics
+from ..metrics import Metrics, api_name
 from ..protocol.headers import MalformedFrame
 from ..topology import BrokerInfo, BrokerOutOfRange, Topology
 from . import proxy_protocol
@@ -20,6 +21,10 @@ from .tls import client_context, upstream_context
 log = logging.getLogger(__name__)
 
 PROXY_HEADER_TIMEOUT_S = 5.0
+SWEEP_INTERVAL_S = 1.0  # deadlines are checked this often: they fire up to a second late
+LIMIT_LOG_INTERVAL_S = 10.0
+MAX_LOG_KEYS = 10_000
+MAX_RESERVED_TOPIC_IDS = 1024
 
 
 class Gateway:
@@ -40,6 +45,11 @@ class Gateway:
         self._accept_tasks: list[asyncio.Task[None]] = []
         self._bootstrap_turn = itertools.count()
         self._reported_out_of_range: set[int] = set()
+        self._per_source: dict[str, int] = {}  # client address -> open connections (entries removed at 0)
+        self._closing: dict[ConnectionPair, float] = {}  # closed, unsent bytes still queued -> abort deadline
+        self._limit_logged: dict[str, float] = {}  # limit reason -> when it was last logged
+        self._sweeper: asyncio.Task[None] | None = None
+        self.reserved_topic_ids: set[bytes] = set()  # ids of reserved topics seen in responses (bounded)
 
     # --- what each connection's ClientRewriteContext asks -------------------------------------
 
@@ -55,6 +65,15 @@ class Gateway:
                 self._reported_out_of_range.add(broker_id)
                 log.error("%s; it is left out of responses", error)
             return None
+
+    def reserved_topic(self, topic_id: bytes) -> None:
+        if topic_id not in self.reserved_topic_ids and len(self.reserved_topic_ids) < MAX_RESERVED_TOPIC_IDS:
+            self.reserved_topic_ids.add(topic_id)
+
+    def refused_reserved(self, pair: ConnectionPair, api_key: int, kind: str) -> None:
+        self.metrics.reserved_refused.labels(api_name(api_key), kind).inc()
+        self._log_limited(f"reserved:{pair.peer}", "refused %s from %s: it names a reserved %s (_gateway_*)",
+                          api_name(api_key), pair.peer, kind)
 
     def brokers_out_of_range(self) -> list[int]:
         plan = self.topology.plan
@@ -77,6 +96,7 @@ class Gateway:
                 self._servers.append(await loop.create_server(
                     factory, host, port, ssl=self.client_ssl, reuse_address=True, backlog=1024))
         self.listening = True
+        self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.info("listening on %s ports %d..%d (bootstrap %d)%s", host, self.topology.plan.port_start,
                  self.topology.plan.ports()[-1], self.topology.plan.bootstrap_port,
                  " with TLS" if self.client_ssl else "")
@@ -111,21 +131,89 @@ class Gateway:
 
     # --- connection pairs ----------------------------------------------------------------------
 
-    def register(self, pair: ConnectionPair) -> None:
+    def register(self, pair: ConnectionPair) -> bool:
+        """Admit a new client connection, or refuse it (False) when a connection limit is reached."""
         if pair.peer is None:
             peername = pair.client.get_extra_info("peername")
             pair.peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        source = pair.peer.rpartition(":")[0] or pair.peer
+        if len(self.pairs) >= self.settings.max_connections:
+            self._refuse_connection(pair, "node_limit", f"{len(self.pairs)} open, GATEWAY_MAX_CONNECTIONS")
+            return False
+        if self._per_source.get(source, 0) >= self.settings.max_connections_per_source:
+            self._refuse_connection(pair, "source_limit", f"{self._per_source[source]} open from {source}, "
+                                                          "GATEWAY_MAX_CONNECTIONS_PER_SOURCE")
+            return False
+        self._per_source[source] = self._per_source.get(source, 0) + 1
+        pair.source = source
         self.pairs.add(pair)
         active, total = self.metrics.listener(pair.port, pair.broker_id)
         active.inc()
         total.inc()
+        return True
 
     def unregister(self, pair: ConnectionPair) -> None:
         if pair in self.pairs:
             self.pairs.discard(pair)
+            left = self._per_source.get(pair.source, 0) - 1
+            if left > 0:
+                self._per_source[pair.source] = left
+            else:
+                self._per_source.pop(pair.source, None)
             self.metrics.listener(pair.port, pair.broker_id)[0].dec()
             if pair.upstream is not None:
                 self.metrics.upstream_connections_active.labels(pair.upstream_label).dec()
+            client = pair.client
+            if client is not None and client.get_write_buffer_size():  # close() waits for them to be read
+                self._closing[pair] = time.monotonic() + self.settings.client_write_timeout_s
+
+    def _refuse_connection(self, pair: ConnectionPair, reason: str, detail: str) -> None:
+        self.metrics.connections_refused.labels(reason).inc()
+        self._log_limited(reason, "closing client %s on port %d: %s (%s)", pair.peer, pair.port, reason, detail)
+
+    def _log_limited(self, key: str, message: str, *args: object) -> None:
+        """One line per key and LIMIT_LOG_INTERVAL_S: a flood of refusals must not become a flood of logs."""
+        now = time.monotonic()
+        if now - self._limit_logged.get(key, -LIMIT_LOG_INTERVAL_S) >= LIMIT_LOG_INTERVAL_S:
+            if len(self._limit_logged) >= MAX_LOG_KEYS:
+                self._limit_logged.clear()
+            self._limit_logged[key] = now
+            log.warning(message, *args)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                self.sweep(time.monotonic())
+            except Exception:  # a bug here must not stop the deadlines for good
+                log.exception("connection sweep failed")
+
+    def sweep(self, now: float) -> None:
+        """Close connections past a deadline: no first request, idle, or a client that does not read."""
+        s = self.settings
+        for pair in list(self.pairs):
+            if pair.last_request is None:
+                if now - pair.accepted > s.first_request_timeout_s:
+                    self._expire(pair, "first_request_timeout", abort=True)
+            elif pair.write_paused_since is not None:
+                if now - pair.write_paused_since > s.client_write_timeout_s:
+                    self._expire(pair, "client_not_reading", abort=True)
+            elif now - pair.last_request > s.idle_timeout_s and pair.idle():
+                self._expire(pair, "idle_timeout", abort=False)
+        for pair, deadline in list(self._closing.items()):
+            if pair.client is None or not pair.client.get_write_buffer_size():
+                del self._closing[pair]
+            elif now > deadline:
+                del self._closing[pair]
+                self.metrics.connections_refused.labels("client_not_reading").inc()
+                pair.client.abort()
+
+    def _expire(self, pair: ConnectionPair, reason: str, abort: bool) -> None:
+        self._refuse_connection(pair, reason, "deadline passed")
+        if abort:
+            pair.abort()
+        else:
+            pair.close()
 
     async def open_upstream(self, pair: ConnectionPair) -> tuple[asyncio.Transport, str]:
         if pair.broker_id is None:
@@ -169,6 +257,8 @@ class Gateway:
 
     async def stop_accepting(self) -> None:
         self.listening = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for server in self._servers:
             server.close()
         for task in self._accept_tasks:

@@ -27,6 +27,8 @@ class _Transport:
 
 class _Settings:
     max_frame_bytes = 1024 * 1024
+    max_in_flight = 500
+    max_assembled_bytes = 1024 * 1024
 
 
 class _Gateway:
@@ -35,6 +37,7 @@ class _Gateway:
     def __init__(self) -> None:
         self.metrics = Metrics()
         self.refused: list[str] = []
+        self.reserved_topic_ids: set[bytes] = set()
 
     def malformed(self, pair: ConnectionPair, error: MalformedFrame) -> None:
         self.refused.append(error.reason)
@@ -47,7 +50,8 @@ def _pair_still_connecting() -> tuple[ConnectionPair, _Gateway]:
     gateway = _Gateway()
     pair = ConnectionPair(gateway, 6969, None, "test")  # type: ignore[arg-type]
     pair.client = _Transport()  # type: ignore[assignment]
-    return pair, gateway  # pair.upstream stays None: the broker connect has not finished
+    pair._connecting = True  # the first request opened the broker connection; the connect has not finished
+    return pair, gateway
 
 
 def test_a_bad_frame_is_refused_before_the_broker_connection_is_up() -> None:

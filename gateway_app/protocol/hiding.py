@@ -1,0 +1,108 @@
+"""Responses that could show a client what is not the client's: reserved topics and groups, and the
+brokers' own endpoints in their configuration.
+
+- Metadata, DescribeTopicPartitions and ListGroups drop every topic or group with a reserved name
+  (reserved.py), so listing topics or groups through the gateway never shows the gateway's own. The
+  topic ids of the reserved topics dropped are handed to the context, which is how the request
+  checker knows them (Fetch v13+ and Produce v13 name topics by id only).
+- DescribeConfigs never carries a broker or controller endpoint: the values (and synonyms) of the
+  configs in REDACTED_CONFIGS are removed and the entry marked sensitive, which is how a broker itself
+  answers for a password.
+
+Each rewriter first looks for the bytes it could act on (a reserved-name prefix, a redacted config
+name) with one C-level search of the response and returns None when there are none, so ordinary
+responses cost a `find` and are relayed as they came; only responses that need it are decoded with kio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+from .codec import decode_response, encode
+from .context import RewriteContext
+from .reserved import RESERVED_PREFIX, is_reserved
+
+METADATA, LIST_GROUPS, DESCRIBE_CONFIGS, DESCRIBE_TOPIC_PARTITIONS = 3, 16, 32, 75
+
+# Broker configs whose values are listener or controller endpoints (host:port lists).
+REDACTED_CONFIGS = frozenset({
+    "listeners",
+    "advertised.listeners",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+})
+_REDACTED_MARKERS = (b"listeners", b"controller.quorum.")
+
+
+def _mentions(body: bytes | bytearray | memoryview, *needles: bytes) -> bool:
+    data = body.obj if isinstance(body, memoryview) else body  # the whole frame: a superset is fine
+    return any(data.find(needle) >= 0 for needle in needles)  # type: ignore[union-attr]
+
+
+def hide_reserved_topics(body: bytes | memoryview, api_key: int, api_version: int, ctx: RewriteContext) -> bytes | None:
+    """Metadata / DescribeTopicPartitions body without reserved topics; None if it lists none."""
+    if not _mentions(body, RESERVED_PREFIX):
+        return None
+    response = decode_response(api_key, api_version, memoryview(body))
+    kept = []
+    for topic in response.topics:
+        if is_reserved(topic.name):
+            if getattr(topic, "topic_id", None) is not None:
+                ctx.reserved_topic(topic.topic_id.bytes)
+        else:
+            kept.append(topic)
+    if len(kept) == len(response.topics):
+        return None
+    ctx.hidden(len(response.topics) - len(kept))
+    return encode(replace(response, topics=tuple(kept)))
+
+
+def hide_metadata_topics(body: memoryview, chunks: Sequence[bytes | memoryview], api_version: int,
+                         ctx: RewriteContext) -> Sequence[bytes | memoryview]:
+    """Metadata after its broker list was rewritten (`chunks` of `body`): the same, without reserved topics."""
+    if not _mentions(body, RESERVED_PREFIX):
+        return chunks
+    hidden = hide_reserved_topics(b"".join(chunks), METADATA, api_version, ctx)
+    return chunks if hidden is None else (hidden,)
+
+
+def rewrite_describe_topic_partitions(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
+    return hide_reserved_topics(body, DESCRIBE_TOPIC_PARTITIONS, api_version, ctx)
+
+
+def rewrite_list_groups(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
+    if not _mentions(body, RESERVED_PREFIX):
+        return None
+    response = decode_response(LIST_GROUPS, api_version, body)
+    kept = tuple(group for group in response.groups if not is_reserved(group.group_id))
+    if len(kept) == len(response.groups):
+        return None
+    ctx.hidden(len(response.groups) - len(kept))
+    return encode(replace(response, groups=kept))
+
+
+def _redact(config):
+    synonyms = getattr(config, "synonyms", None)
+    if synonyms:
+        config = replace(config, synonyms=tuple(replace(s, value=None) for s in synonyms))
+    return replace(config, value=None, is_sensitive=True)
+
+
+def rewrite_describe_configs(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
+    if not _mentions(body, *_REDACTED_MARKERS):
+        return None
+    response = decode_response(DESCRIBE_CONFIGS, api_version, body)
+    results, redacted = [], 0
+    for result in response.results:
+        configs = []
+        for config in result.configs:
+            if config.name in REDACTED_CONFIGS and (config.value is not None or getattr(config, "synonyms", ())):
+                config = _redact(config)
+                redacted += 1
+            configs.append(config)
+        results.append(replace(result, configs=tuple(configs)))
+    if not redacted:
+        return None
+    ctx.redacted(redacted)
+    return encode(replace(response, results=tuple(results)))
