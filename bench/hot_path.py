@@ -44,6 +44,8 @@ class _CountingTransport:
 
 class _Settings:
     max_frame_bytes = 100 * 1024 * 1024
+    max_in_flight = 2**31  # every request is fed before any response
+    max_assembled_bytes = 16 * 1024 * 1024
 
 
 class _Gateway:
@@ -51,6 +53,7 @@ class _Gateway:
 
     def __init__(self) -> None:
         self.metrics = Metrics()
+        self.reserved_topic_ids: set[bytes] = set()
 
     def learn(self, broker) -> None:
         pass
