@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -34,6 +35,19 @@ def _event_loop_factory(name: str):
     return asyncio.new_event_loop
 
 
+def _open_files_for(connections: int) -> None:
+    """Raise the soft open-files limit towards the hard one: each client connection holds two sockets.
+    Warn if even the hard limit cannot hold GATEWAY_MAX_CONNECTIONS."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 256
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        logging.getLogger(__name__).warning(
+            "open files limited to %d: fewer than the %d that GATEWAY_MAX_CONNECTIONS=%d needs (raise LimitNOFILE)",
+            hard, wanted, connections)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -52,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from .proxy.allocator import keep_heap_warm
 
     keep_heap_warm()
+    _open_files_for(settings.max_connections)
 
     with asyncio.Runner(loop_factory=_event_loop_factory(settings.event_loop)) as runner:
         return runner.run(Node(settings).run())

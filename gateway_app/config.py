@@ -125,7 +125,7 @@ SPECS: tuple[Spec, ...] = (
          "Largest Kafka frame accepted from a client or broker; a bigger one closes that connection."),
     Spec("GATEWAY_DRAIN_TIMEOUT_S", "drain_timeout_s", _positive_float, "30", "On SIGTERM, how long open connections may finish before the node exits."),
     Spec("GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S", "upstream_connect_timeout_s", _positive_float, "10", "Timeout for connecting to a broker."),
-    Spec("GATEWAY_MAX_CONNECTIONS", "max_connections", _int_in(1, 1_000_000), "20000",
+    Spec("GATEWAY_MAX_CONNECTIONS", "max_connections", _int_in(1, 1_000_000), "10000",
          "Client connections a node holds at most; one more is closed at accept (counted, reason node_limit). "
          "Needs LimitNOFILE above twice this (each connection also holds a broker connection)."),
     Spec("GATEWAY_MAX_CONNECTIONS_PER_SOURCE", "max_connections_per_source", _int_in(1, 1_000_000), "1000",

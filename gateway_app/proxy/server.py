@@ -198,8 +198,9 @@ class Gateway:
             elif pair.write_paused_since is not None:
                 if now - pair.write_paused_since > s.client_write_timeout_s:
                     self._expire(pair, "client_not_reading", abort=True)
-            elif now - pair.last_request > s.idle_timeout_s and pair.idle():
-                self._expire(pair, "idle_timeout", abort=False)
+            elif now - pair.last_request > s.idle_timeout_s and not pair.in_flight:
+                # Also a client that started a request and stalled mid-frame: nothing waits on the broker.
+                self._expire(pair, "idle_timeout", abort=not pair.idle())
         for pair, deadline in list(self._closing.items()):
             if pair.client is None or not pair.client.get_write_buffer_size():
                 del self._closing[pair]
