@@ -146,7 +146,7 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def wait_for_brokers(bootstrap: str, expected: int, timeout: float = 120.0) -> dict[int, str | None]:
+def wait_for_brokers(bootstrap: str, expected: int, timeout: float = 300.0) -> dict[int, str | None]:
     """Block until Metadata lists every broker; return {broker id: rack}."""
     from confluent_kafka.admin import AdminClient
 
