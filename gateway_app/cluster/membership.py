@@ -33,7 +33,7 @@ writes its tombstone, which the others see within one reader poll.
 
 Rejected alternative: encoding the whole record in `client.id` and skipping the topic. It works,
 but puts JSON into a field brokers log and quota by, and still needs the group; the compacted topic
-is what the spec asks for and is readable with any Kafka tool.
+is readable with any Kafka tool.
 
 The confluent-kafka clients run in one daemon thread (their calls block); view changes reach the
 asyncio loop through `loop.call_soon_threadsafe`.
