@@ -9,21 +9,25 @@ no error and lose nothing.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.dataplane_support import BackgroundProducer, node_fixture, unique
+from tests.e2e.dataplane_support import REPO, BackgroundProducer, node_fixture, unique
 
 pytestmark = pytest.mark.lab
 
 PORT_START, HTTP_PORT = 17300, 17390
 MAX_FRAME = 1024 * 1024
 PRODUCE_SECONDS = 30
+FUZZ_RSS_BOUND_MIB = 300  # a node's peak resident memory through the fuzz command (see bench/fuzz.py)
 
 node = node_fixture(PORT_START, HTTP_PORT, GATEWAY_MAX_FRAME_BYTES=str(MAX_FRAME))
 
@@ -83,3 +87,15 @@ def test_node_survives_malformed_frames_while_client_works(lab, node):
     for reason in ("oversized", "negative_size", "short_header"):
         assert node.metric("gateway_malformed_frames_total", reason=reason) > 0, reason
     print(f"{malformed:.0f} malformed frames closed; producer {result}")
+
+
+def test_a_short_run_of_the_fuzz_command_leaves_the_node_ready_and_its_memory_bounded(lab, tmp_path):
+    """The short profile of `python -m bench.fuzz` (the README's million-frame run): a bystander connection is
+    answered throughout, the node ends ready, and its peak RSS stays within the stated bound."""
+    out = tmp_path / "fuzz.json"
+    done = subprocess.run([sys.executable, "-m", "bench.fuzz", "--frames", "3000", "--minutes", "4",
+                           "--max-rss-mib", str(FUZZ_RSS_BOUND_MIB), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    result = json.loads(out.read_text())
+    assert result["frames"] == 3000 and result["ready"] and result["bystander_answered"] > 0, result
