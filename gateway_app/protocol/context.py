@@ -8,6 +8,8 @@ from ..topology import BrokerInfo
 
 
 class RewriteContext(Protocol):
+    names_reserved: bool  # the request being answered named reserved topics (Metadata asks by name)
+
     def learn(self, broker: BrokerInfo) -> None:
         """Record a broker's real address (for routing broker ports upstream)."""
         ...

@@ -2,7 +2,9 @@
 brokers' own endpoints in their configuration.
 
 - Metadata, DescribeTopicPartitions and ListGroups drop every topic or group with a reserved name
-  (reserved.py), so listing topics or groups through the gateway never shows the gateway's own. The
+  (reserved.py), so listing topics or groups through the gateway never shows the gateway's own. A
+  Metadata request that asks for a reserved topic by name gets it back as TOPIC_AUTHORIZATION_FAILED
+  (with no partitions), the answer of a broker that denies it, so a producer fails at once. The
   topic ids of the reserved topics dropped are handed to the context, which is how the request
   checker knows them (Fetch v13+ and Produce v13 name topics by id only).
 - DescribeConfigs never carries a broker or controller endpoint: the values (and synonyms) of the
@@ -16,8 +18,11 @@ responses cost a `find` and are relayed as they came; only responses that need i
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from typing import Sequence
+
+from kio.schema.errors import ErrorCode
 
 from .codec import decode_response, encode
 from .context import RewriteContext
@@ -33,6 +38,7 @@ REDACTED_CONFIGS = frozenset({
     "controller.quorum.bootstrap.servers",
 })
 _REDACTED_MARKERS = (b"listeners", b"controller.quorum.")
+ZERO_UUID = uuid.UUID(int=0)
 
 
 def _mentions(body: bytes | bytearray | memoryview, *needles: bytes) -> bool:
@@ -47,15 +53,26 @@ def hide_reserved_topics(body: bytes | memoryview, api_key: int, api_version: in
     response = decode_response(api_key, api_version, memoryview(body))
     kept = []
     for topic in response.topics:
-        if is_reserved(topic.name):
-            if getattr(topic, "topic_id", None) is not None:
-                ctx.reserved_topic(topic.topic_id.bytes)
-        else:
+        if not is_reserved(topic.name):
             kept.append(topic)
-    if len(kept) == len(response.topics):
+            continue
+        if getattr(topic, "topic_id", None) is not None:
+            ctx.reserved_topic(topic.topic_id.bytes)
+        if getattr(ctx, "names_reserved", False):  # asked for by name: denied, as a broker's ACLs would
+            kept.append(_denied(topic))
+    hidden = sum(1 for topic in response.topics if is_reserved(topic.name))
+    if not hidden:
         return None
-    ctx.hidden(len(response.topics) - len(kept))
+    ctx.hidden(hidden)
     return encode(replace(response, topics=tuple(kept)))
+
+
+def _denied(topic):
+    """A topic entry as a broker answers for a topic the client may not describe."""
+    fields = {"error_code": ErrorCode.topic_authorization_failed, "partitions": ()}
+    if hasattr(topic, "topic_id"):
+        fields["topic_id"] = ZERO_UUID
+    return replace(topic, **fields)
 
 
 def hide_metadata_topics(body: memoryview, chunks: Sequence[bytes | memoryview], api_version: int,

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRODUCE, FETCH = 0, 1
+PRODUCE, FETCH, METADATA = 0, 1, 3
 FIRST_FLEXIBLE_PRODUCE = 9
 # Why a client's reading is paused (several can hold at once; reading resumes when none does).
 PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT = 1, 2, 4
@@ -57,6 +57,7 @@ class InFlight:
     started: float
     api: ApiMetrics
     refusal: bytes | None = None  # the gateway's own answer (a refused request), written in turn
+    names_reserved: bool = False  # a Metadata request that asked for reserved topics by name
 
 
 class ReadLowWater:
@@ -114,10 +115,11 @@ class ClientRewriteContext:
     connection's own record of the coordinator lookups it was refused (once per connection and
     reset window, see gateway_app/cluster/topology.py)."""
 
-    __slots__ = ("_gateway", "_refused")
+    __slots__ = ("_gateway", "_refused", "names_reserved")
 
     def __init__(self, gateway: "Gateway") -> None:
         self._gateway = gateway
+        self.names_reserved = False  # set per response: did its request name reserved topics?
         self._refused: dict[int, float] = {}  # broker id -> the reset window it was refused in
 
     def learn(self, broker: BrokerInfo) -> None:
@@ -285,7 +287,13 @@ class ConnectionPair:
         except _Truncated as error:
             raise MalformedFrame("bad_request", f"api key {api_key} v{api_version}: {error}") from None
         except Reserved as hit:
-            self._refuse(view, api_key, api_version, correlation_id, body_offset, hit.kind)
+            if api_key != METADATA:
+                self._refuse(view, api_key, api_version, correlation_id, body_offset, hit.kind)
+                return
+            # Metadata is answered by the broker (its broker list is needed); the reserved topics asked for
+            # come back as TOPIC_AUTHORIZATION_FAILED (protocol/hiding.py), as from a broker that denies them.
+            self._admit(api_key, api_version, correlation_id, len(view), rewrite, True, names_reserved=True)
+            self._to_upstream(frame)
             return
         self._admit(api_key, api_version, correlation_id, len(view), rewrite, expects_response)
         self._to_upstream(frame)
@@ -311,7 +319,7 @@ class ConnectionPair:
             raise _Truncated(repr(error)) from None
 
     def _admit(self, api_key: int, api_version: int, correlation_id: int, size: int, rewrite: bool,
-               expects_response: bool) -> None:
+               expects_response: bool, names_reserved: bool = False) -> None:
         api = self.gateway.metrics.api(api_key)
         api.requests += 1
         api.request_bytes += 4 + size
@@ -319,7 +327,8 @@ class ConnectionPair:
         if self.upstream is None and not self._connecting:
             self._connect_on_first_request()
         if expects_response:
-            self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, now, api))
+            self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, now, api,
+                                           names_reserved=names_reserved))
             if len(self.in_flight) >= self._in_flight_cap and not self._paused & PAUSED_IN_FLIGHT:
                 self.gateway.metrics.in_flight_paused.inc()
                 self._pause_client(PAUSED_IN_FLIGHT)
@@ -405,6 +414,7 @@ class ConnectionPair:
         view = memoryview(frame)
         try:
             body_start = 4 + response_body_offset(view[4:], entry.api_key, entry.api_version)
+            self.rewrite_context.names_reserved = entry.names_reserved
             result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.rewrite_context)
         except Exception as error:
             raise UpstreamError("undecodable_response",

@@ -55,7 +55,7 @@ class GatewayNode:
     def bootstrap(self) -> str:
         return f"{self.address}:{self.port_start}"
 
-    def start(self, timeout_s: float = 30.0, ready: bool = True) -> "GatewayNode":
+    def start(self, timeout_s: float = 90.0, ready: bool = True) -> "GatewayNode":
         """Start and wait until /health/ready answers 200 (or, with ready=False, answers at all)."""
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "KAFKA_"))}
         with open(self.log_path, "ab") as log:

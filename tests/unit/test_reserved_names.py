@@ -193,3 +193,16 @@ def test_describe_configs_never_shows_a_broker_endpoint(version):
             assert config.value is None and config.is_sensitive
             assert all(s.value is None for s in getattr(config, "synonyms", ()))
     assert ctx.redacted_count == len(REDACTED_CONFIGS)
+
+
+@pytest.mark.parametrize("version", [4, 9, 12])
+def test_metadata_asked_for_a_reserved_topic_by_name_answers_it_denied(version):
+    schema = load_response_schema(3, version)
+    topic_type = classify_field(next(f for f in fields(schema) if f.name == "topics")).type_
+    topic = replace(sample(topic_type, RESERVED, RESERVED_ID), error_code=ErrorCode.none)
+    ctx = _Context()
+    ctx.names_reserved = True
+    out = hide_reserved_topics(encode(replace(sample(schema, "x", uuid.uuid4()), topics=(topic,))), 3, version, ctx)
+    decoded, _ = entity_reader(schema)(memoryview(out), 0)
+    assert [(t.name, t.error_code, t.partitions) for t in decoded.topics] == \
+        [(RESERVED, ErrorCode.topic_authorization_failed, ())]
