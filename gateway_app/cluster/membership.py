@@ -28,8 +28,9 @@ the last time it heard from the member, and a rebalance in progress (a node join
 moment up to a couple of seconds past the death, so `session.timeout.ms` is the configured bound
 minus REBALANCE_MARGIN_S (never below the broker's 6 s floor): the default bound of 10 s gives a 6 s
 session; measured by tests/e2e/test_cluster_membership.py, a node killed right after joining is out
-of every view 6-8 s later. A node that stops cleanly leaves the group and
-writes its tombstone, which the others see within one reader poll.
+of every view 6-8 s later. A node that stops cleanly writes its tombstone and leaves the group; the
+others drop it at their next refresh of the group (tombstones are unauthenticated, so they count only
+for nodes that are not live, see below).
 
 Member records are authenticated
 --------------------------------
@@ -47,7 +48,9 @@ second node configured with the same id — writes its own again at once (at mos
 OWN_RECORD_REWRITE_MIN_S, so two nodes with one id cannot spin), counted in
 `gateway_cluster_own_record_rewrites`. The thread is supervised: if its loop raises or returns
 unasked, it is restarted with a backoff (RESTART_FIRST_S doubling to RESTART_MAX_S), counted in
-`gateway_cluster_membership_restarts`, and the readiness detail says how often and why.
+`gateway_cluster_membership_restarts`, and the readiness detail says how often and why. The secret,
+its rotation (GATEWAY_CLUSTER_SECRET_PREVIOUS) and what an attacker can still do:
+docs/cluster-membership.md.
 
 Rejected alternative: encoding the whole record in `client.id` and skipping the topic. It works,
 but puts JSON into a field brokers log and quota by, and still needs the group; the compacted topic
