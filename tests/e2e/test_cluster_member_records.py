@@ -59,14 +59,17 @@ def metric(node: GatewayNode, name: str, **labels: str) -> float:
     return total
 
 
-def sample_readiness(nodes: list[GatewayNode], seconds: float) -> list[str]:
-    """Every /health/ready answer that was not 200 during `seconds`, sampled every 0.2 s."""
+def sample_readiness(nodes: list[GatewayNode], seconds: float, unchanged: list[tuple] | None = None) -> list[str]:
+    """Every /health/ready answer that was not 200 during `seconds`, sampled every 0.2 s; with
+    `unchanged`, also every sample whose fingerprint differed from it (a change undone later counts too)."""
     failures, end = [], time.monotonic() + seconds
     while time.monotonic() < end:
         for node in nodes:
             status, body = http_get(node.address, "/health/ready")
             if status != 200:
                 failures.append(f"{node.node_id}: {status} {body[:300]!r}")
+        if unchanged is not None and (now := fingerprint(nodes)) != unchanged:
+            failures.append(f"views changed: {now}")
         time.sleep(0.2)
     return failures
 
@@ -133,7 +136,7 @@ def test_forged_and_malformed_records_change_nothing_and_every_node_stays_ready(
     for key, value, headers, _ in attacks:
         producer.produce(topic, key=key.encode(), value=value, headers=headers)
     assert producer.flush(10) == 0
-    failures = sample_readiness(nodes, SAMPLE_S)
+    failures = sample_readiness(nodes, SAMPLE_S, unchanged=before)
     assert failures == [], failures
     assert fingerprint(nodes) == before
     assert client_metadata(lab, nodes[0].address) == metadata_before
