@@ -39,6 +39,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.layout import CLUSTER_SECRET
 from lab.state import LabState
 
 from . import perf_tools
@@ -64,7 +65,8 @@ def gateway_node(lab: LabState, extra_env: dict[str, str], address: str | None =
         "GATEWAY_BIND_HOST": address, "GATEWAY_ADVERTISED_HOST": advertised or address,
         "GATEWAY_PORT_START": str(PORT_START), "GATEWAY_PORT_COUNT": str(GATEWAY_PORT_COUNT),
         "GATEWAY_HTTP_PORT": str(HTTP_PORT),
-        "GATEWAY_CLUSTER_ID": f"bench-{uuid.uuid4().hex[:6]}", "GATEWAY_NODE_ID": f"bench-{address}",
+        "GATEWAY_CLUSTER_ID": f"bench-{uuid.uuid4().hex[:6]}", "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
+        "GATEWAY_NODE_ID": f"bench-{address}",
         "GATEWAY_LOG_LEVEL": "warning", "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers, **extra_env,
     }
     log = open(lab.layout.log_dir / f"bench-gateway-{address}.log", "ab")

@@ -7,11 +7,13 @@ The environment wins over the file, so a systemd EnvironmentFile and ad-hoc over
 
 from __future__ import annotations
 
+import hmac
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .cluster.member import Member, RecordRejected, validate_member
 from .topology import PortPlan
 
 
@@ -61,6 +63,45 @@ def _optional_text(raw: str) -> str | None:
     return raw.strip() or None
 
 
+class Secret:
+    """A setting's value that must never be shown: repr, str and f-strings print only a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(Secret)
+
+
+MIN_SECRET_CHARS = 16
+
+
+def _secret(raw: str) -> Secret:
+    value = raw.strip()
+    if len(value) < MIN_SECRET_CHARS:
+        raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+    if not value.isprintable():
+        raise ValueError("must be printable characters (no control characters)")
+    return Secret(value)
+
+
+def _optional_secret(raw: str) -> Secret | None:
+    return _secret(raw) if raw.strip() else None
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -100,6 +141,7 @@ class Spec:
     parse: Callable[[str], Any]
     default: str | None  # None = required
     help: str
+    secret: bool = False  # never echoed, not even in an error message
 
 
 _PORT = _int_in(1, 65535)
@@ -159,6 +201,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _host_ports, None, "Brokers of the backing cluster, host:port,host:port."),
     Spec("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", _choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"), "plaintext",
          "Security protocol towards the brokers. Data-plane connections use TLS for ssl/sasl_ssl; client SASL is relayed untouched."),
+    Spec("GATEWAY_CLUSTER_SECRET", "cluster_secret", _secret, None,
+         "Shared secret of the gateway cluster, the same on every node, at least 16 characters: the key that signs "
+         "member records (HMAC-SHA256), so a record on the members topic written by anyone without it is ignored. "
+         "Generate one with `openssl rand -hex 32`. Never logged or shown.", secret=True),
+    Spec("GATEWAY_CLUSTER_SECRET_PREVIOUS", "cluster_secret_previous", _optional_secret, "",
+         "During a secret rotation only: the old GATEWAY_CLUSTER_SECRET, still accepted when verifying member records "
+         "(never used to sign). Unset it once every node runs with the new secret.", secret=True),
 )
 
 KAFKA_PREFIX = "KAFKA_"
@@ -202,6 +251,8 @@ class Settings:
     log_level: str
     bootstrap_servers: tuple[tuple[str, int], ...]
     kafka_security_protocol: str
+    cluster_secret: Secret
+    cluster_secret_previous: Secret | None
     kafka_properties: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -254,7 +305,7 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         try:
             values[spec.attr] = spec.parse(text)
         except ValueError as error:
-            raise ConfigError(spec.env, f"{error} (got {text!r})") from None
+            raise ConfigError(spec.env, str(error) if spec.secret else f"{error} (got {text!r})") from None
     hostname = socket.gethostname()
     values["advertised_host"] = values["advertised_host"] or hostname
     values["node_id"] = values["node_id"] or hostname
@@ -264,6 +315,7 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
 
 
 def _check_consistency(settings: Settings) -> None:
+    _check_member_record(settings)
     plan = settings.port_plan
     if plan.port_start + plan.port_count - 1 > 65535:
         raise ConfigError("GATEWAY_PORT_COUNT", f"ports {plan.port_start}..{plan.port_start + plan.port_count - 1} exceed 65535")
@@ -279,6 +331,19 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("GATEWAY_MAX_CONNECTIONS_PER_SOURCE", "cannot exceed GATEWAY_MAX_CONNECTIONS")
     if settings.max_assembled_bytes > settings.max_frame_bytes:
         raise ConfigError("GATEWAY_MAX_ASSEMBLED_BYTES", "cannot exceed GATEWAY_MAX_FRAME_BYTES")
+
+
+def _check_member_record(settings: Settings) -> None:
+    """This node's member record must be one its peers accept (cluster/member.py checks every record)."""
+    me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
+    try:
+        validate_member(me)
+    except RecordRejected as error:
+        setting = {"node_id": "GATEWAY_NODE_ID", "rack": "GATEWAY_RACK_ID", "advertised_host": "GATEWAY_ADVERTISED_HOST",
+                   "port_start": "GATEWAY_PORT_START"}.get(error.field or "", "GATEWAY_PORT_COUNT")
+        raise ConfigError(setting, error.detail) from None
+    if settings.cluster_secret_previous == settings.cluster_secret:
+        raise ConfigError("GATEWAY_CLUSTER_SECRET_PREVIOUS", "is the same as GATEWAY_CLUSTER_SECRET")
 
 
 def settings_help() -> str:

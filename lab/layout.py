@@ -22,6 +22,8 @@ CONTROLLER_PORT = 9093
 # authenticate as "gateway", clients' SASL handshakes are relayed untouched. Lab-only secrets.
 SASL_PORT = 9094
 SASL_USERS = {"gateway": "gateway-lab-secret", "alice": "alice-lab-secret"}
+# GATEWAY_CLUSTER_SECRET of every gateway node the tests, bench and soak start (inventory/lab has the same).
+CLUSTER_SECRET = "lab-cluster-secret-0123456789"
 
 # Downloads (jars, root file system) outlive labs and clones; KGW_LAB_CACHE moves them, e.g. to time a cold start.
 CACHE_DIR = Path(os.environ.get("KGW_LAB_CACHE", "/var/cache/kgw-lab"))

@@ -28,8 +28,29 @@ the last time it heard from the member, and a rebalance in progress (a node join
 moment up to a couple of seconds past the death, so `session.timeout.ms` is the configured bound
 minus REBALANCE_MARGIN_S (never below the broker's 6 s floor): the default bound of 10 s gives a 6 s
 session; measured by tests/e2e/test_cluster_membership.py, a node killed right after joining is out
-of every view 6-8 s later. A node that stops cleanly leaves the group and
-writes its tombstone, which the others see within one reader poll.
+of every view 6-8 s later. A node that stops cleanly writes its tombstone and leaves the group; the
+others drop it at their next refresh of the group (tombstones are unauthenticated, so they count only
+for nodes that are not live, see below).
+
+Member records are authenticated
+--------------------------------
+The members topic is an ordinary Kafka topic: anyone who can write to the backing cluster (or, before
+the data plane's guard, to the gateway) can write a record. So every record carries an HMAC-SHA256
+of its value, keyed from `GATEWAY_CLUSTER_SECRET` and the cluster id (format and reasons in
+member.py). A record that fails verification, or whose fields are out of range, or whose key is not
+its node id, is ignored, logged once per (key, reason) and counted in
+`gateway_cluster_member_records_rejected{reason}`; whatever one record raises is contained the same
+way (reason `error`) and the reader carries on. Tombstones cannot carry a MAC (they must stay null
+for compaction), so a tombstone for a node that is live in the group is held back until the node
+leaves the group: a forged one removes nothing. A node that reads a record under its own id that is
+not its own — a forgery by a holder of the secret, a replay of its own older record, a tombstone, a
+second node configured with the same id — writes its own again at once (at most once per
+OWN_RECORD_REWRITE_MIN_S, so two nodes with one id cannot spin), counted in
+`gateway_cluster_own_record_rewrites`. The thread is supervised: if its loop raises or returns
+unasked, it is restarted with a backoff (RESTART_FIRST_S doubling to RESTART_MAX_S), counted in
+`gateway_cluster_membership_restarts`, and the readiness detail says how often and why. The secret,
+its rotation (GATEWAY_CLUSTER_SECRET_PREVIOUS) and what an attacker can still do:
+docs/cluster-membership.md.
 
 Rejected alternative: encoding the whole record in `client.id` and skipping the topic. It works,
 but puts JSON into a field brokers log and quota by, and still needs the group; the compacted topic
@@ -49,11 +70,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from prometheus_client import CollectorRegistry
+
 from .group_members import GroupMembers
-from .member import Member
+from .member import Member, RecordCodec, RecordRejected, shown
+from .metrics import ClusterMetrics
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +89,11 @@ REPUBLISH_AFTER_S = 5.0  # own record still unread this long after writing it: w
 TOPIC_RETRY_MAX_S = 10.0  # backoff cap while Kafka cannot be reached or the topic cannot be made
 PROPAGATION_POLL_S = 0.25  # the topic exists but the broker asked does not list it yet: ask again soon
 PROPAGATION_WARN_S = 5.0  # metadata normally catches up in well under a second; say so if it does not
+OWN_RECORD_REWRITE_MIN_S = 1.0  # a foreign record under this node's id is answered at once, at most this often
+RESTART_FIRST_S = 0.5  # the supervisor's backoff after the loop died ...
+RESTART_MAX_S = 30.0  # ... doubling up to this
+STABLE_RUN_S = 60.0  # a loop that ran this long before dying starts the backoff afresh
+MAX_LOGGED_REJECTIONS = 256  # distinct (key, reason) pairs logged; later ones are only counted
 
 
 def group_name(cluster_id: str) -> str:
@@ -101,8 +130,14 @@ class Membership:
         on_change: Callable[[View], None],
         loop: asyncio.AbstractEventLoop,
         refresh_interval_s: float = 0.5,
+        *,
+        secret: str,
+        previous_secret: str | None = None,
+        metrics: ClusterMetrics | None = None,
     ) -> None:
         self.me = me
+        self._codec = RecordCodec(cluster_id, secret, previous_secret)
+        self._metrics = metrics or ClusterMetrics(CollectorRegistry())
         self.group = group_name(cluster_id)
         self.topic = topic_name(cluster_id)
         self.kafka_config = dict(kafka_config)
@@ -120,8 +155,15 @@ class Membership:
         self._last_error = "not started"
         self._next_republish = 0.0
         self._producer: Producer | None = None
+        self._own_write: tuple[int, int] | None = None  # (partition, offset) of this node's latest record
+        self._rewrite_own_at: float | None = None  # when to write this node's record again, after a foreign one
+        self._last_own_rewrite = float("-inf")
+        self._held_tombstones: set[str] = set()  # live nodes whose (unauthenticated) tombstone waits for them to leave
+        self._logged_rejections: set[tuple[str, str]] = set()
+        self.restarts = 0
+        self._last_crash = ""
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run_logged, name="gateway-membership", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="gateway-membership", daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -148,59 +190,85 @@ class Membership:
             detail = f"cannot reach the backing Kafka: {self._last_error}"
         if reachable and not joined:
             detail = f"not (yet) a member of group {self.group}"
+        if self.restarts:
+            detail += f"; membership restarted {self.restarts} times, last error: {self._last_crash}"
         return MembershipStatus(joined and reachable, reachable, detail)
 
     # --- the control thread -----------------------------------------------------------------
 
-    def _run_logged(self) -> None:
-        try:
-            self._run()
-        except Exception:  # readiness turns false once refreshes stop; the log says why
-            self._last_error = "membership thread crashed"
-            log.exception("gateway cluster membership stopped")
+    def _supervise(self) -> None:
+        """Run the loop until asked to stop; whatever ends it otherwise restarts it after a backoff."""
+        backoff = RESTART_FIRST_S
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                self._run()
+                if self._stopping.is_set():
+                    return
+                error = "the membership loop returned unasked"
+                log.error("%s", error)
+            except Exception as crash:
+                error = f"{type(crash).__name__}: {crash}"
+                log.exception("gateway cluster membership failed")
+            if time.monotonic() - started >= STABLE_RUN_S:
+                backoff = RESTART_FIRST_S
+            self.restarts += 1
+            self._last_crash = " ".join(error.split())[:200]
+            self._metrics.membership_restarts.inc()
+            log.error("restarting gateway cluster membership in %.1fs (restart %d)", backoff, self.restarts)
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, RESTART_MAX_S)
 
     def _run(self) -> None:
         partitions = self._wait_for_topic(AdminClient(self.kafka_config))
         if not partitions:
             return
+        self._own_write = None
         self._producer = Producer({**self.kafka_config, "acks": "all", "linger.ms": 0})
-        reader = Consumer({
-            **self.kafka_config,
-            "group.id": f"{self.group}_reader",  # required by librdkafka; never joined: manual assignment
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 100,
-            "auto.offset.reset": "earliest",
-        })
-        reader.assign([TopicPartition(self.topic, p, -2) for p in partitions])  # -2: from the beginning
-        self._publish_record(self.me.encode())
-        group = Consumer({
-            **self.kafka_config,
-            "group.id": self.group,
-            "group.protocol": "classic",
-            "client.id": self.me.node_id,
-            "session.timeout.ms": self.group_session_timeout_ms,
-            "heartbeat.interval.ms": min(1000, self.group_session_timeout_ms // 3),
-            "max.poll.interval.ms": max(MAX_POLL_INTERVAL_MS, self.group_session_timeout_ms),
-            "enable.auto.commit": False,
-            "auto.offset.reset": "latest",
-        })
-        group.subscribe([self.topic])
-        group_members = GroupMembers(self.kafka_config, self.group)
-        next_refresh = 0.0
+        clients: list[Consumer] = []  # closed however the loop ends: a crash too, the supervisor makes new ones
         try:
+            reader = Consumer({
+                **self.kafka_config,
+                "group.id": f"{self.group}_reader",  # required by librdkafka; never joined: manual assignment
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 100,
+                "auto.offset.reset": "earliest",
+            })
+            clients.append(reader)
+            reader.assign([TopicPartition(self.topic, p, -2) for p in partitions])  # -2: from the beginning
+            self._publish_own_record()
+            group = Consumer({
+                **self.kafka_config,
+                "group.id": self.group,
+                "group.protocol": "classic",
+                "client.id": self.me.node_id,
+                "session.timeout.ms": self.group_session_timeout_ms,
+                "heartbeat.interval.ms": min(1000, self.group_session_timeout_ms // 3),
+                "max.poll.interval.ms": max(MAX_POLL_INTERVAL_MS, self.group_session_timeout_ms),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "latest",
+            })
+            clients.insert(0, group)  # closed first: LeaveGroup, the coordinator drops us at once
+            group.subscribe([self.topic])
+            group_members = GroupMembers(self.kafka_config, self.group)
+            next_refresh = 0.0
             while not self._stopping.is_set():
                 message = group.poll(0)  # drives the group protocol; the records it may get are irrelevant
                 if message is not None and message.error():
                     self._last_error = str(message.error())
                     log.warning("gateway group %s: %s", self.group, message.error())
                 self._read_records(reader)
+                self._rewrite_own_record_if_due()
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.refresh_interval_s
                     self._refresh_live(group_members)
+            self._publish_record(None)  # a clean stop: the tombstone, then LeaveGroup
         finally:
-            self._publish_record(None)  # the tombstone first: the others drop us on reading it
-            group.close()  # LeaveGroup: the coordinator drops us at once
-            reader.close()
+            for client in clients:
+                try:
+                    client.close()
+                except Exception as error:
+                    log.warning("closing a membership client: %s", error)
             self._live_ids = self._live_ids - {self.me.node_id}
             self._records.pop(self.me.node_id, None)
             self._update_view()
@@ -256,9 +324,18 @@ class Membership:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
 
-    def _publish_record(self, value: bytes | None) -> None:
+    def _publish_own_record(self) -> None:
+        self._publish_record(*self._codec.encode(self.me))
+
+    def _publish_record(self, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Write this node's record (signed), or its tombstone (value None), and wait for it."""
         self._next_republish = time.monotonic() + REPUBLISH_AFTER_S
-        self._producer.produce(self.topic, key=self.me.node_id.encode(), value=value)
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is None and value is not None:
+                self._own_write = (message.partition(), message.offset())
+
+        self._producer.produce(self.topic, key=self.me.node_id.encode(), value=value, headers=headers, on_delivery=delivered)
         if self._producer.flush(10) != 0:
             log.error("could not write this node's record to %s", self.topic)
 
@@ -269,21 +346,70 @@ class Membership:
                 if message.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("members topic: %s", message.error())
                 continue
-            if message.key() is None:
-                continue
-            node_id = message.key().decode(errors="replace")
-            if message.value() is None:
-                changed |= self._records.pop(node_id, None) is not None
-                continue
             try:
-                member = Member.decode(message.value())
-            except (ValueError, KeyError, TypeError) as error:
-                log.warning("ignoring malformed member record for %r: %s", node_id, error)
-                continue
-            changed |= self._records.get(node_id) != member
-            self._records[node_id] = member
+                changed |= self._apply_record(message)
+            except RecordRejected as rejected:
+                self._reject(message.key(), rejected.reason, rejected.detail)
+            except Exception as error:  # a bug of ours, or a record nobody foresaw: skip it, keep reading
+                self._reject(message.key(), "error", f"{type(error).__name__}: {error}", exc_info=True)
         if changed:
             self._update_view()
+
+    def _apply_record(self, message: Message) -> bool:
+        """Take one record of the members topic into account; True if the known records changed."""
+        key, value = message.key(), message.value()
+        # This process's own older records, read back before its latest write, are history, not forgeries.
+        mine_before = self._own_write is not None and (message.partition(), message.offset()) < self._own_write \
+            and message.partition() == self._own_write[0]
+        if value is None:
+            if key is None:
+                raise RecordRejected("key_mismatch", "a tombstone without a key")
+            node_id = key.decode(errors="replace")
+            if node_id == self.me.node_id:
+                if not mine_before:  # this node writes its own tombstone only as it stops reading
+                    self._foreign_own_record("a tombstone")
+                return False
+            if node_id in self._live_ids:  # unauthenticated: it takes effect once the node has left the group
+                self._held_tombstones.add(node_id)
+                return False
+            return self._records.pop(node_id, None) is not None
+        member = self._codec.decode(key, value, message.headers())
+        if member.node_id == self.me.node_id:
+            if member != self.me:
+                if not mine_before:
+                    self._foreign_own_record(f"a different record ({member.advertised_host}, ports {member.port_start}+{member.port_count})")
+                return False
+        self._held_tombstones.discard(member.node_id)
+        changed = self._records.get(member.node_id) != member
+        self._records[member.node_id] = member
+        return changed
+
+    def _reject(self, key: bytes | None, reason: str, detail: str, exc_info: bool = False) -> None:
+        """Count an ignored record; log it once per (key, reason), for at most MAX_LOGGED_REJECTIONS pairs."""
+        self._metrics.member_records_rejected.labels(reason).inc()
+        label = shown(None if key is None else key.decode(errors="replace"))
+        if (label, reason) in self._logged_rejections or len(self._logged_rejections) > MAX_LOGGED_REJECTIONS:
+            return
+        self._logged_rejections.add((label, reason))
+        if len(self._logged_rejections) > MAX_LOGGED_REJECTIONS:
+            log.warning("more ignored member records than %d distinct keys and reasons: from now on only counted "
+                        "(gateway_cluster_member_records_rejected)", MAX_LOGGED_REJECTIONS)
+            return
+        log.warning("ignoring a member record under key %s on %s (%s): %s; later ones with this key and reason are "
+                    "only counted", label, self.topic, reason, detail, exc_info=exc_info)
+
+    def _foreign_own_record(self, what: str) -> None:
+        if self._rewrite_own_at is None:
+            self._rewrite_own_at = max(time.monotonic(), self._last_own_rewrite + OWN_RECORD_REWRITE_MIN_S)
+        log.warning("read %s under this node's id %s on %s; writing this node's record again", what, self.me.node_id, self.topic)
+
+    def _rewrite_own_record_if_due(self) -> None:
+        if self._rewrite_own_at is None or time.monotonic() < self._rewrite_own_at:
+            return
+        self._rewrite_own_at = None
+        self._last_own_rewrite = time.monotonic()
+        self._metrics.own_record_rewrites.inc()
+        self._publish_own_record()
 
     def _refresh_live(self, group_members: GroupMembers) -> None:
         try:
@@ -295,9 +421,12 @@ class Membership:
         self._last_refresh_ok = time.monotonic()
         if self.me.node_id in live_ids and self.me.node_id not in self._records and time.monotonic() > self._next_republish:
             log.warning("this node's record is missing from %s; writing it again", self.topic)
-            self._publish_record(self.me.encode())
+            self._publish_own_record()
         if live_ids != self._live_ids:
             self._live_ids = live_ids
+            for node_id in self._held_tombstones - live_ids:  # left the group: its tombstone counts now
+                self._records.pop(node_id, None)
+            self._held_tombstones &= live_ids
             self._update_view()
 
     def _update_view(self) -> None:

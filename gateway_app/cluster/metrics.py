@@ -7,7 +7,7 @@ from typing import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from .member import Member
+from .member import REJECTION_REASONS, Member
 
 
 class ClusterMetrics:
@@ -24,6 +24,19 @@ class ClusterMetrics:
         self.coordinator_lookups_refused = Counter(
             "gateway_cluster_coordinator_lookups_refused",
             "FindCoordinator (v0-3) answers turned into COORDINATOR_NOT_AVAILABLE after a member left", registry=registry)
+        self.member_records_rejected = Counter(
+            "gateway_cluster_member_records_rejected",
+            "Records on the members topic ignored (unsigned, bad_mac, malformed, out_of_range, key_mismatch, error)",
+            ["reason"], registry=registry)
+        for reason in REJECTION_REASONS:
+            self.member_records_rejected.labels(reason)
+        self.own_record_rewrites = Counter(
+            "gateway_cluster_own_record_rewrites",
+            "Times this node wrote its record again after reading a different record or a tombstone under its id",
+            registry=registry)
+        self.membership_restarts = Counter(
+            "gateway_cluster_membership_restarts", "Times the membership thread's loop died and was restarted",
+            registry=registry)
         self._racks: set[str] = set()
 
     def record_members(self, members: Iterable[Member]) -> None:

@@ -85,6 +85,9 @@ class ClusterTopology:
         self._membership = Membership(
             self.me, self.settings.cluster_id, self.settings.kafka_properties,
             self.settings.cluster_session_timeout_s, self._on_members, loop,
+            secret=self.settings.cluster_secret.reveal(),
+            previous_secret=self.settings.cluster_secret_previous.reveal() if self.settings.cluster_secret_previous else None,
+            metrics=self.metrics,
         )
         self._membership.start()
         self._broker_refresh = asyncio.create_task(self._refresh_brokers_forever(), name="cluster-broker-refresh")

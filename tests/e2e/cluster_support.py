@@ -26,6 +26,7 @@ from kio.schema.request_header.v2.header import RequestHeader
 from kio.serial import entity_reader, entity_writer
 
 from gateway_app.cluster.membership import group_name, topic_name
+from lab.layout import CLUSTER_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 PORT_START = 6969
@@ -150,6 +151,7 @@ class GatewayNode:
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers,
             "GATEWAY_CLUSTER_ID": cluster_id,
+            "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
             "GATEWAY_NODE_ID": node_id,
             "GATEWAY_RACK_ID": rack or "",
             "GATEWAY_BIND_HOST": address,

@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient
 from kio.serial import entity_reader, entity_writer
 
 from gateway_app.cluster.membership import group_name, topic_name
+from lab.layout import CLUSTER_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -47,6 +48,7 @@ class GatewayNode:
             "GATEWAY_PORT_START": str(port_start), "GATEWAY_HTTP_PORT": str(http_port),
             "GATEWAY_NODE_ID": f"dp-{port_start}", "GATEWAY_DRAIN_TIMEOUT_S": "5",
             "GATEWAY_CLUSTER_ID": unique("dp"),  # a cluster of its own: no other test's node joins the mapping
+            "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
             "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers, **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

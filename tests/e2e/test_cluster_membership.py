@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from gateway_app.cluster.member import Member  # noqa: E402
 from gateway_app.cluster.membership import Membership  # noqa: E402
+from lab.layout import CLUSTER_SECRET  # noqa: E402
 from tests.e2e.cluster_support import cluster_id, wait_until  # noqa: E402,F401  (cluster_id is a fixture)
 
 SESSION_TIMEOUT_S = 10.0  # the product default
@@ -38,7 +39,8 @@ async def member_process(node_id: str, rack: str, host: str, cluster_id: str, bo
         print(json.dumps({"t": time.time(), "view": [[m.node_id, m.rack, m.advertised_host] for m in view]}), flush=True)
 
     me = Member(node_id, host, rack, 6969, 10)
-    membership = Membership(me, cluster_id, {"bootstrap.servers": bootstrap}, SESSION_TIMEOUT_S, on_change, loop)
+    membership = Membership(me, cluster_id, {"bootstrap.servers": bootstrap}, SESSION_TIMEOUT_S, on_change, loop,
+                            secret=CLUSTER_SECRET)
     membership.start()
     await stop.wait()
     await loop.run_in_executor(None, membership.stop)

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway_app.cluster.topology import ClusterTopology
 from gateway_app.config import load_settings
+from lab.layout import CLUSTER_SECRET
 from tests.e2e.cluster_support import cluster_id  # noqa: F401  (fixture)
 
 RACKS = ["rack-a", "rack-b", "rack-c"]
@@ -23,6 +24,7 @@ def settings_for(lab, cluster_id: str, rack: str, address: str, internal: bool =
     return load_settings({
         "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers,
         "GATEWAY_CLUSTER_ID": cluster_id,
+        "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
         "GATEWAY_NODE_ID": f"gw-{rack}",
         "GATEWAY_RACK_ID": rack,
         "GATEWAY_ADVERTISED_HOST": address,

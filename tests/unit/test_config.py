@@ -10,7 +10,7 @@ import pytest
 
 from gateway_app.config import SPECS, ConfigError, load_settings
 
-BASE = {"KAFKA_BOOTSTRAP_SERVERS": "198.18.1.11:9092,198.18.1.12:9092"}
+BASE = {"KAFKA_BOOTSTRAP_SERVERS": "198.18.1.11:9092,198.18.1.12:9092", "GATEWAY_CLUSTER_SECRET": "unit-test-secret-0123456789"}
 
 
 def test_defaults() -> None:
@@ -33,7 +33,8 @@ def test_kafka_properties_map_to_client_properties() -> None:
 
 def test_file_then_environment_wins(tmp_path: Path) -> None:
     config = tmp_path / "gateway.env"
-    config.write_text('# comment\nGATEWAY_PORT_START=7000\nexport GATEWAY_RACK_ID="rack-b"\nKAFKA_BOOTSTRAP_SERVERS=a:1\n')
+    config.write_text('# comment\nGATEWAY_PORT_START=7000\nexport GATEWAY_RACK_ID="rack-b"\nKAFKA_BOOTSTRAP_SERVERS=a:1\n'
+                      'GATEWAY_CLUSTER_SECRET=file-secret-0123456789\n')
     s = load_settings({"GATEWAY_PORT_START": "7100"}, config)
     assert (s.port_start, s.rack_id, s.bootstrap_servers) == (7100, "rack-b", (("a", 1),))
 
@@ -67,3 +68,43 @@ def test_help_explains_every_setting() -> None:
     for spec in SPECS:
         assert spec.env in done.stdout and spec.help.split()[0] in done.stdout
     assert "KAFKA_X_Y" in done.stdout
+
+
+CANARY = "canary-Zq7-secret-4711"
+
+
+def test_cluster_secret_is_required_long_and_never_shown(tmp_path: Path) -> None:
+    without = {k: v for k, v in BASE.items() if k != "GATEWAY_CLUSTER_SECRET"}
+    with pytest.raises(ConfigError, match="^GATEWAY_CLUSTER_SECRET: is required"):
+        load_settings(without)
+    with pytest.raises(ConfigError) as short:
+        load_settings({**without, "GATEWAY_CLUSTER_SECRET": "canary-short"})
+    assert short.value.setting == "GATEWAY_CLUSTER_SECRET" and "canary" not in str(short.value)
+    with pytest.raises(ConfigError) as previous:
+        load_settings({**without, "GATEWAY_CLUSTER_SECRET": CANARY, "GATEWAY_CLUSTER_SECRET_PREVIOUS": "canary\x01" * 3})
+    assert previous.value.setting == "GATEWAY_CLUSTER_SECRET_PREVIOUS" and "canary" not in str(previous.value)
+    settings = load_settings({**without, "GATEWAY_CLUSTER_SECRET": CANARY})
+    assert settings.cluster_secret.reveal() == CANARY and settings.cluster_secret_previous is None
+    assert CANARY not in repr(settings) and CANARY not in f"{settings.cluster_secret}"
+    config = tmp_path / "gateway.env"
+    config.write_text(f"KAFKA_BOOTSTRAP_SERVERS=a:1\nGATEWAY_CLUSTER_SECRET={CANARY}\n")
+    checked = subprocess.run([sys.executable, "-m", "gateway_app", "--check-config", "--config", str(config)],
+                             capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert checked.returncode == 0 and CANARY not in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize(("env", "setting"), [
+    ({"GATEWAY_NODE_ID": "gw 1"}, "GATEWAY_NODE_ID"),
+    ({"GATEWAY_RACK_ID": "rack a"}, "GATEWAY_RACK_ID"),
+    ({"GATEWAY_ADVERTISED_HOST": "bad host"}, "GATEWAY_ADVERTISED_HOST"),
+    ({"GATEWAY_CLUSTER_SECRET_PREVIOUS": BASE["GATEWAY_CLUSTER_SECRET"]}, "GATEWAY_CLUSTER_SECRET_PREVIOUS"),
+])
+def test_a_node_never_starts_with_a_record_its_peers_refuse(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**BASE, **env})
+    assert raised.value.setting == setting
+
+
+def test_help_says_how_to_make_a_cluster_secret() -> None:
+    done = subprocess.run([sys.executable, "-m", "gateway_app", "--help"], capture_output=True, text=True, timeout=60)
+    assert "GATEWAY_CLUSTER_SECRET  (required)" in done.stdout and "openssl rand -hex 32" in done.stdout

@@ -71,7 +71,8 @@ class Stopping:
 
 
 def member() -> Membership:
-    node = Membership(Member("gw-a", "10.0.0.1", None, 6969, 10), "c1", {}, 10.0, lambda view: None, None)
+    node = Membership(Member("gw-a", "10.0.0.1", None, 6969, 10), "c1", {}, 10.0, lambda view: None, None,
+                      secret="unit-test-secret-0123456789")
     node._stopping = Stopping()
     return node
 
