@@ -7,6 +7,7 @@ connection floods, pipelining without reading).
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import subprocess
@@ -15,9 +16,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from kio.schema.errors import ErrorCode
+from kio.schema.produce.v9 import request as produce_v9_request
+from kio.schema.produce.v9 import response as produce_v9_response
+from kio.static.primitive import i16, i32, i32Timedelta
 
 from gateway_app.cluster.membership import group_name, topic_name
-from tests.e2e.dataplane_support import PYTHON, REPO, GatewayNode, node_fixture, unique
+from tests.e2e.dataplane_support import PYTHON, REPO, GatewayNode, kafka_exchange, node_fixture, unique
 from tests.e2e.trust_clients import metadata_request
 
 pytestmark = pytest.mark.lab
@@ -66,7 +71,7 @@ def test_the_gateway_clusters_own_topic_and_group_are_untouchable(lab: Any, node
     assert "198.18.1." not in seen["broker_config_values"]  # no broker address in any config value
 
     # Counted, nothing moved, the node stays ready, and the topic is still there (checked at the brokers).
-    assert node.metric("gateway_reserved_requests_refused_total", api="produce", kind="topic") >= 1
+    assert node.metric("gateway_reserved_requests_refused_total", api="delete_topics", kind="topic") >= 1
     assert node.metric("gateway_reserved_requests_refused_total", kind="group") >= 1
     assert node.metric("gateway_reserved_entries_hidden_total") >= 1
     assert node.metric("gateway_config_values_redacted_total") >= 1
@@ -74,6 +79,23 @@ def test_the_gateway_clusters_own_topic_and_group_are_untouchable(lab: Any, node
     assert json.loads(node.http("/cluster")[1])["mapping_digest"] == digest_before
     admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
     assert members_topic in admin.list_topics(timeout=10).topics
+
+
+def test_a_raw_produce_to_the_members_topic_is_answered_topic_authorization_failed(node: GatewayNode) -> None:
+    """What librdkafka never sends (it stops at the denied Metadata): a Produce request written by hand."""
+    topic = topic_name(node.env["GATEWAY_CLUSTER_ID"])
+    header = produce_v9_request.RequestHeader(request_api_key=i16(0), request_api_version=i16(9),
+                                              correlation_id=i32(7), client_id="trust")
+    body = produce_v9_request.ProduceRequest(transactional_id=None, acks=i16(-1), timeout=i32Timedelta.parse(
+        datetime.timedelta(seconds=5)), topic_data=(produce_v9_request.TopicProduceData(
+            name=topic, partition_data=(produce_v9_request.PartitionProduceData(index=i32(0), records=None),)),))
+    before = node.metric("gateway_reserved_requests_refused_total", api="produce", kind="topic")
+    response = kafka_exchange(node.address, node.port_start, header, body, produce_v9_response.ProduceResponse,
+                              response_header_bytes=5)
+    (answer,) = response.responses
+    assert (answer.name, [p.error_code for p in answer.partition_responses]) == \
+        (topic, [ErrorCode.topic_authorization_failed])
+    assert node.metric("gateway_reserved_requests_refused_total", api="produce", kind="topic") == before + 1
 
 
 def test_silent_sockets_are_closed_by_the_first_request_deadline_and_cost_the_brokers_nothing(

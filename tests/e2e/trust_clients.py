@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 from kio.schema.metadata.v12.request import MetadataRequest
 from kio.schema.request_header.v2.header import RequestHeader
 from kio.serial import entity_writer
@@ -38,19 +38,20 @@ def reserved(args: argparse.Namespace) -> dict[str, Any]:
     producer.flush(25)
     result["produce"] = sorted(set(errors))
 
+    admin = AdminClient(base)
+    admin.create_topics([NewTopic(args.ordinary_topic, 1, 3)], request_timeout=15)[args.ordinary_topic].result(20)
     group_errors: list[str] = []
     consumer = Consumer({**base, "group.id": args.group, "session.timeout.ms": 6000,
                          "error_cb": lambda error: group_errors.append(error.name())})
     consumer.subscribe([args.ordinary_topic])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not group_errors:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "GROUP_AUTHORIZATION_FAILED" not in group_errors:
         message = consumer.poll(0.5)
         if message is not None and message.error():
             group_errors.append(message.error().name())
     consumer.close()
     result["join"] = sorted(set(group_errors))
 
-    admin = AdminClient(base)
     try:
         admin.delete_topics([args.topic], request_timeout=15)[args.topic].result(20)
         result["delete_topic"] = "DELETED"
