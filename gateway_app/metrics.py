@@ -44,6 +44,14 @@ class Metrics:
         self.broker_out_of_range = Counter(
             "gateway_broker_id_out_of_range", "Broker ids seen outside the gateway port range", ["broker"], registry=r)
         self.known_brokers = Gauge("gateway_known_brokers", "Brokers the node knows an address for", registry=r)
+        self.http_refused = Counter(
+            "gateway_http_refused", "HTTP port: requests and connections refused, and /cluster answers without the "
+            "backing brokers' addresses (brokers_withheld), by reason", ["reason"], registry=r)
+        self.http_admin_views = Counter(
+            "gateway_http_admin_views", "/cluster answers with the backing brokers' addresses, by how the operator "
+            "was recognised (token, network)", ["via"], registry=r)
+        self.tls_handshake_failures = Counter(
+            "gateway_tls_handshake_failures", "Client TLS handshakes that failed, by reason", ["reason"], registry=r)
 
     def api(self, api_key: int) -> "ApiMetrics":
         api = self.apis.get(api_key)
