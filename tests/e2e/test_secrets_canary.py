@@ -54,7 +54,9 @@ def test_help_and_check_config_show_no_secret(lab):
 
 
 def test_no_secret_in_metrics_cluster_or_log_after_traffic(lab, node):
-    listed = run_in_client_netns(lab, ["kcat", "-b", node.bootstrap, "-L", "-m", "30"], timeout_s=60)
+    sasl = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=alice",
+            "-X", f"sasl.password={SASL_USERS['alice']}"]  # the brokers behind this node are the SASL listener
+    listed = run_in_client_netns(lab, ["kcat", "-b", node.bootstrap, *sasl, "-L", "-m", "30"], timeout_s=60)
     assert listed.returncode == 0 and f"{node.address}:{PORT_START + 1}" in listed.stdout, listed.stderr
     for token in ("", TOKEN, "wrong-token-0123456789"):
         done = subprocess.run(lab.client_cmd([sys.executable, "-c", FETCH,
