@@ -10,7 +10,7 @@ import resource
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_settings, settings_help
+from .config import ConfigError, check_kafka_properties, load_settings, settings_help
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.config is not None and not args.config.is_file():
             raise ConfigError("--config", f"file {args.config} does not exist")
         settings = load_settings(os.environ, args.config)
+        check_kafka_properties(settings)
     except ConfigError as error:
         print(f"kafka-gateway: configuration error: {error}", file=sys.stderr)
         return 2

@@ -60,7 +60,7 @@ class Node:
             on_change=lambda brokers: self.metrics.known_brokers.set(len(brokers)))
         self.topology = build_topology(settings, self)
         self.gateway = Gateway(settings, self.topology, self.directory, self.metrics)
-        self.http = HttpServer(self.readiness, self.metrics, self.cluster_view)
+        self.http = HttpServer(settings, self.readiness, self.metrics, self.cluster_view)
         self.not_draining = Flag(True, "serving", "draining for shutdown")
         self.readiness.add("listeners", lambda: CheckResult(self.gateway.listening, "Kafka ports bound"))
         self.readiness.add("backing_kafka", self._backing_kafka)
@@ -81,15 +81,17 @@ class Node:
             return CheckResult(False, f"broker ids {outside} outside {plan.min_broker_id}..{plan.max_broker_id}")
         return CheckResult(True, f"all known broker ids within {plan.min_broker_id}..{plan.max_broker_id}")
 
-    def cluster_view(self) -> dict[str, Any]:
+    def cluster_view(self, broker_addresses: bool) -> dict[str, Any]:
+        """The node's view for /cluster; the backing brokers' host and port only for an operator."""
         s = self.settings
+        brokers = sorted(self.directory.brokers.values(), key=lambda b: b.broker_id)
         return {
             "node": {"node_id": s.node_id, "cluster_id": s.cluster_id, "advertised_host": s.advertised_host,
                      "rack": s.rack_id, "ports": [s.port_start, s.port_start + s.port_count - 1],
                      "internal_load_balancing": s.internal_load_balancing},
-            "backing_cluster": {"cluster_id": self.directory.cluster_id,
+            "backing_cluster": {"cluster_id": self.directory.cluster_id, "addresses_withheld": not broker_addresses,
                                 "brokers": {str(b.broker_id): {"host": b.host, "port": b.port, "rack": b.rack}
-                                            for b in sorted(self.directory.brokers.values(), key=lambda b: b.broker_id)}},
+                                            if broker_addresses else {"rack": b.rack} for b in brokers}},
             "connections": len(self.gateway.pairs),
             **self.topology.view(self.directory.brokers),
         }
@@ -103,7 +105,7 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         try:
-            await self.http.start(self.settings.bind_host, self.settings.http_port)
+            await self.http.start(self.settings.http_bind_host, self.settings.http_port)
             await self.directory.refresh()
             if isinstance(self.topology, Lifecycle):
                 await self.topology.start()

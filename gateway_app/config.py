@@ -8,6 +8,8 @@ The environment wins over the file, so a systemd EnvironmentFile and ad-hoc over
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +123,28 @@ def _existing_file(raw: str) -> Path | None:
     return path
 
 
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in raw.split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{item.strip()!r} is not an address or CIDR network") from None
+    return tuple(networks)
+
+
+MIN_TOKEN_LENGTH = 16
+
+
+def _optional_token(raw: str) -> str | None:
+    if not raw:
+        return None
+    if len(raw) < MIN_TOKEN_LENGTH or any(c.isspace() or not c.isprintable() for c in raw):
+        raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} printable characters without spaces")
+    return raw
+
+
 def _host_ports(raw: str) -> tuple[tuple[str, int], ...]:
     servers = []
     for item in raw.split(","):
@@ -208,6 +232,16 @@ SPECS: tuple[Spec, ...] = (
     Spec("GATEWAY_CLUSTER_SECRET_PREVIOUS", "cluster_secret_previous", _optional_secret, "",
          "During a secret rotation only: the old GATEWAY_CLUSTER_SECRET, still accepted when verifying member records "
          "(never used to sign). Unset it once every node runs with the new secret.", secret=True),
+    Spec("GATEWAY_HTTP_BIND_HOST", "http_bind_host", _optional_text, "",
+         "Address the HTTP port binds to (an operator's port: put it on the management network). "
+         "Default: GATEWAY_BIND_HOST."),
+    Spec("GATEWAY_HTTP_ADMIN_TOKEN", "http_admin_token", _optional_token, "",
+         "Operator token (at least 16 characters): a request with 'Authorization: Bearer <token>' gets the "
+         "backing brokers' addresses in /cluster; a wrong token is refused with 403. Default: no token.",
+         secret=True),
+    Spec("GATEWAY_HTTP_ADMIN_NETWORKS", "http_admin_networks", _networks, "127.0.0.0/8,::1",
+         "Comma-separated addresses/CIDR networks whose requests get the backing brokers' addresses in /cluster "
+         "without a token; everyone else sees /cluster without them. Empty: nobody without the token."),
 )
 
 KAFKA_PREFIX = "KAFKA_"
@@ -253,7 +287,10 @@ class Settings:
     kafka_security_protocol: str
     cluster_secret: Secret
     cluster_secret_previous: Secret | None
-    kafka_properties: dict[str, str] = field(default_factory=dict)
+    http_bind_host: str | None
+    http_admin_token: str | None = field(repr=False)
+    http_admin_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    kafka_properties: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def port_plan(self) -> PortPlan:
@@ -268,21 +305,159 @@ class Settings:
         return self.kafka_security_protocol in ("ssl", "sasl_ssl")
 
 
+# The parts of systemd's EnvironmentFile= grammar (src/basic/env-file.c, parse_env_file_internal) that decide a value.
+_NEWLINE = "\n\r"
+_WHITESPACE = " \t\n\r"
+_SHELL_NEED_ESCAPE = "\"\\`$"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# systemd drops a value with a control character other than TAB and newline (env_value_is_valid)
+_INVALID_VALUE_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a systemd-style env file: KEY=VALUE lines, # comments, optional surrounding quotes."""
+    """Read an env file exactly as systemd's EnvironmentFile= does (quotes, backslash escapes, continuation
+    lines, `#`/`;` comments, whitespace trimming; a later key wins).
+
+    Where systemd would silently drop an assignment (an invalid name such as `export X`, a control character
+    in the value) or where systemd versions disagree (a comment line ending in a backslash), this refuses the
+    file instead, naming the line: a file this accepts means the same to the service as to --check-config.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), f"not valid UTF-8 at byte {error.start}") from None
     values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{path}:{number}", "expected KEY=VALUE")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key.strip().removeprefix("export ").strip()] = value
+    for line, key, value in _env_assignments(text, str(path)):
+        where = f"{path}:{line}"
+        if not _ENV_NAME.fullmatch(key):
+            raise ConfigError(where, f"{key[:40]!r} is not a variable name (systemd would ignore the line)")
+        if _INVALID_VALUE_CHARS.search(value):
+            raise ConfigError(where, f"the value of {key} has a control character (systemd would ignore it)")
+        values[key] = value
     return values
+
+
+def _env_assignments(text: str, name: str) -> list[tuple[int, str, str]]:
+    """systemd's state machine, transcribed: (line, key, value) for every assignment, in order."""
+    found: list[tuple[int, str, str]] = []
+    state, line, key, value = "pre_key", 1, "", ""
+    key_ws: int | None = None  # where the key's trailing whitespace starts
+    value_ws: int | None = None  # where the unquoted value's trailing whitespace starts
+
+    def push() -> None:
+        found.append((line, key[:key_ws] if key_ws is not None else key,
+                      value[:value_ws] if state == "value" and value_ws is not None else value))
+
+    for c in text:
+        if state == "pre_key":
+            if c in "#;":
+                state = "comment"
+            elif c not in _WHITESPACE:
+                state, key, value, key_ws = "key", c, "", None
+        elif state == "key":
+            if c in _NEWLINE:
+                state, line = "pre_key", line + 1
+            elif c == "=":
+                state, value_ws = "pre_value", None
+            else:
+                if c not in _WHITESPACE:
+                    key_ws = None
+                elif key_ws is None:
+                    key_ws = len(key)
+                key += c
+        elif state == "pre_value":
+            if c in _NEWLINE:
+                line += 1
+                push()
+                state = "pre_key"
+            elif c == "'":
+                state = "single_quote"
+            elif c == '"':
+                state = "double_quote"
+            elif c == "\\":
+                state = "value_escape"
+            elif c not in _WHITESPACE:
+                state, value = "value", value + c
+        elif state == "value":
+            if c in _NEWLINE:
+                line += 1
+                push()
+                state = "pre_key"
+            elif c == "\\":
+                state, value_ws = "value_escape", None
+            else:
+                if c not in _WHITESPACE:
+                    value_ws = None
+                elif value_ws is None:
+                    value_ws = len(value)
+                value += c
+        elif state == "value_escape":
+            state = "value"
+            if c not in _NEWLINE:
+                value += c
+        elif state == "single_quote":
+            if c == "'":
+                state = "pre_value"
+            else:
+                value += c
+        elif state == "double_quote":
+            if c == '"':
+                state = "pre_value"
+            elif c == "\\":
+                state = "double_quote_escape"
+            else:
+                value += c
+        elif state == "double_quote_escape":
+            state = "double_quote"
+            if c in _SHELL_NEED_ESCAPE:
+                value += c
+            elif c != "\n":
+                value += "\\" + c
+        elif state == "comment":
+            if c == "\\":
+                state = "comment_escape"
+            elif c in _NEWLINE:
+                state, line = "pre_key", line + 1
+        elif state == "comment_escape":
+            if c in _NEWLINE:  # systemd < 254 continues the comment on the next line, >= 254 does not
+                raise ConfigError(f"{name}:{line}", "a comment line ends in a backslash (systemd versions differ)")
+            state = "comment"
+    if state not in ("pre_key", "key", "comment", "comment_escape"):
+        push()
+    return found
+
+
+# Client properties whose values are credentials (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret,
+# ssl.key.pem, sasl.jaas.config, ...): never echoed. roles/gateway/defaults/main.yml's gateway_secret_env_pattern
+# is the same expression for the role's redacted view of the env file.
+SECRET_ENV_PATTERN = re.compile(r"(PASSWORD|SECRET|TOKEN|CREDENTIAL|_PEM|JAAS|OAUTHBEARER_CONFIG)", re.IGNORECASE)
+
+
+def is_secret(env_key: str) -> bool:
+    spec = next((spec for spec in SPECS if spec.env == env_key), None)
+    return spec.secret if spec is not None else bool(SECRET_ENV_PATTERN.search(env_key))
+
+
+def check_kafka_properties(settings: Settings) -> None:
+    """Hand the KAFKA_* properties to librdkafka, which refuses a misspelt name or a bad value (and loads the
+    ssl.* files), without connecting: the check builds a producer that has no bootstrap servers to reach."""
+    from confluent_kafka import KafkaException, Producer
+
+    props = {k: v for k, v in settings.kafka_properties.items() if k != "bootstrap.servers"}
+    secrets = [v for k, v in props.items() if v and is_secret(KAFKA_PREFIX + k.upper().replace(".", "_"))]
+    try:
+        producer = Producer({**props, "log_level": 0})
+    except (KafkaException, ValueError, TypeError) as error:
+        message = str(error.args[0].str() if isinstance(error, KafkaException) else error)
+        for secret in secrets:
+            message = message.replace(secret, "***")
+        # the property librdkafka names: quoted in its message, or one of ours that it mentions
+        quoted = re.search(r'property:? "([a-z0-9._]+)"', message)
+        prop = quoted.group(1) if quoted else next((k for k in sorted(props, key=len, reverse=True) if k in message), None)
+        setting = KAFKA_PREFIX + prop.upper().replace(".", "_") if prop else "KAFKA_*"
+        raise ConfigError(setting, f"refused by librdkafka: {message}") from None
+    producer.flush(0)
+    del producer
 
 
 def kafka_properties(raw: Mapping[str, str]) -> dict[str, str]:
@@ -307,6 +482,7 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         except ValueError as error:
             raise ConfigError(spec.env, str(error) if spec.secret else f"{error} (got {text!r})") from None
     hostname = socket.gethostname()
+    values["http_bind_host"] = values["http_bind_host"] or values["bind_host"]
     values["advertised_host"] = values["advertised_host"] or hostname
     values["node_id"] = values["node_id"] or hostname
     settings = Settings(**values, kafka_properties=kafka_properties(raw))

@@ -1,74 +1,215 @@
-"""The node's HTTP port: liveness, readiness (named checks), Prometheus metrics, and the cluster view."""
+"""The node's HTTP port, an operator's port: liveness, readiness (named checks), Prometheus metrics, and the
+cluster view.
+
+Served by aiohttp's low-level server (its HTTP/1.1 parser and response writer) with limits of our own around
+it: a few open connections at most, each one answering a single request and gone within a deadline, small
+request lines and headers, GET/HEAD only. /cluster names the backing brokers' addresses only to an operator:
+a request from GATEWAY_HTTP_ADMIN_NETWORKS, or with `Authorization: Bearer <GATEWAY_HTTP_ADMIN_TOKEN>`.
+Everything refused (or answered without the addresses) is counted in gateway_http_refused_total by reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
+import time
 from typing import Any, Callable
 
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .config import Settings
 from .metrics import Metrics
 from .readiness import Readiness
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_HEAD = 8192
-READ_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 32  # Prometheus, a load balancer's checks and an operator need a handful
+CONNECTION_DEADLINE_S = 5.0  # from accept to the response written: every route answers in milliseconds
+MAX_REQUEST_LINE = 2048
+MAX_HEADER_FIELD = 2048
+MAX_HEADERS = 32
+LOG_EVERY_S = 10.0  # refusals are counted each time, logged at most this often per reason
 
-Response = tuple[int, str, bytes]
+# 4xx answers by aiohttp (a request it cannot parse or that breaks a size limit) or by us
+_REFUSAL_REASONS = {400: "bad_request", 403: "bad_token", 404: "not_found", 405: "method_not_allowed",
+                    413: "too_large", 431: "too_large"}
 
 
-def _json(status: int, body: Any) -> Response:
-    return status, "application/json", json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, content_type="application/json",
+                        body=json.dumps(body, indent=2, sort_keys=True).encode() + b"\n")
 
 
 class HttpServer:
-    def __init__(self, readiness: Readiness, metrics: Metrics, cluster_view: Callable[[], dict[str, Any]]) -> None:
-        self._routes: dict[str, Callable[[], Response]] = {
-            "/health/live": lambda: (200, "text/plain", b"live\n"),
+    def __init__(self, settings: Settings, readiness: Readiness, metrics: Metrics,
+                 cluster_view: Callable[[bool], dict[str, Any]]) -> None:
+        self._routes: dict[str, Callable[[web.BaseRequest], web.Response]] = {
+            "/health/live": lambda _: web.Response(text="live\n"),
             "/health/ready": self._ready,
-            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry)),
-            "/cluster": lambda: _json(200, cluster_view()),
+            "/metrics": lambda _: web.Response(body=generate_latest(metrics.registry),
+                                               headers={"Content-Type": CONTENT_TYPE_LATEST}),
+            "/cluster": self._cluster,
         }
         self._readiness = readiness
-        self._server: asyncio.AbstractServer | None = None
+        self._metrics = metrics
+        self._cluster_view = cluster_view
+        self._admin_token = settings.http_admin_token.encode() if settings.http_admin_token else None
+        self._admin_networks = settings.http_admin_networks
+        self._open: set[_Guard] = set()
+        self._last_logged: dict[str, float] = {}
+        self._server: web.Server | None = None
+        self._listener: asyncio.AbstractServer | None = None
 
-    def _ready(self) -> Response:
+    # --- routes ----------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = self._routes.get(request.path)
+        if request.method not in ("GET", "HEAD"):
+            response = web.Response(status=405, text="method not allowed\n", headers={"Allow": "GET, HEAD"})
+        elif route is None:
+            response = web.Response(status=404, text="not found\n")
+        else:
+            response = route(request)
+        response.force_close()  # one request per connection: the deadline then bounds every connection
+        return response
+
+    def _ready(self, _: web.BaseRequest) -> web.Response:
         results = self._readiness.evaluate()
         ready = all(r.ok for r in results.values())
         checks = {name: {"ok": r.ok, "detail": r.detail} for name, r in results.items()}
         return _json(200 if ready else 503, {"ready": ready, "checks": checks})
 
+    def _cluster(self, request: web.BaseRequest) -> web.Response:
+        peer = request.remote or "?"
+        authorization = request.headers.get("Authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if (self._admin_token is None or scheme.lower() != "bearer"
+                    or not hmac.compare_digest(token.strip().encode(), self._admin_token)):
+                self.refused("bad_token", f"/cluster from {peer}: wrong operator token (or none configured)")
+                return web.Response(status=403, text="forbidden\n")
+            self._metrics.http_admin_views.labels("token").inc()
+            return _json(200, self._cluster_view(True))
+        if self._from_admin_network(peer):
+            self._metrics.http_admin_views.labels("network").inc()
+            return _json(200, self._cluster_view(True))
+        self.refused("brokers_withheld", None)  # an ordinary answer, just without the brokers' addresses
+        return _json(200, self._cluster_view(False))
+
+    def _from_admin_network(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._admin_networks)
+
+    # --- refusals --------------------------------------------------------------------------------
+
+    def refused(self, reason: str, detail: str | None) -> None:
+        """Count every refusal; log one line per reason at most every LOG_EVERY_S (a flood stays a trickle)."""
+        self._metrics.http_refused.labels(reason).inc()
+        now = time.monotonic()
+        if detail is not None and now - self._last_logged.get(reason, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._last_logged[reason] = now
+            log.warning("HTTP refused (%s): %s", reason, detail)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
     async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+        self._server = web.Server(
+            self._dispatch, access_log_class=_refusal_counter(self), access_log=log, logger=_ClientErrorsAsDebug(),
+            keepalive_timeout=CONNECTION_DEADLINE_S, max_line_size=MAX_REQUEST_LINE,
+            max_field_size=MAX_HEADER_FIELD, max_headers=MAX_HEADERS, tcp_keepalive=False)
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(lambda: _Guard(self), host, port, reuse_address=True, backlog=128)
         log.info("HTTP on %s:%d", host, port)
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         if self._server is not None:
-            self._server.close()
+            await self._server.shutdown(1.0)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
-            method, path, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            route = self._routes.get(path.split("?", 1)[0])
-            if method not in ("GET", "HEAD"):
-                status, content_type, body = 405, "text/plain", b"method not allowed\n"
-            elif route is None:
-                status, content_type, body = 404, "text/plain", b"not found\n"
-            else:
-                status, content_type, body = route()
-            writer.write(
-                f"HTTP/1.1 {status} {'OK' if status < 400 else 'Error'}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + (body if method == "GET" else b""))
-            await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                ConnectionError):
-            pass  # a broken HTTP client only loses its own connection
-        except Exception:
-            log.exception("HTTP handler failed")
-        finally:
-            writer.close()
+
+class _Guard(asyncio.Protocol):
+    """One HTTP connection: admitted while fewer than MAX_CONNECTIONS are open, aborted at the deadline;
+    aiohttp's own protocol does the HTTP in between."""
+
+    def __init__(self, owner: HttpServer) -> None:
+        self._owner = owner
+        self._inner: asyncio.Protocol | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        if len(self._owner._open) >= MAX_CONNECTIONS:
+            self._owner.refused("too_many_connections", f"{MAX_CONNECTIONS} connections open, closing {peer}")
+            transport.abort()
+            return
+        self._owner._open.add(self)
+        self._timer = asyncio.get_running_loop().call_later(CONNECTION_DEADLINE_S, self._expire, transport, peer)
+        assert self._owner._server is not None
+        self._inner = self._owner._server()
+        self._inner.connection_made(transport)
+
+    def _expire(self, transport: asyncio.BaseTransport, peer: Any) -> None:
+        if not transport.is_closing():
+            self._owner.refused("timeout", f"no complete request from {peer} within {CONNECTION_DEADLINE_S:.0f}s")
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._owner._open.discard(self)
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+
+def _refusal_counter(owner: HttpServer) -> type[AbstractAccessLogger]:
+    class RefusalCounter(AbstractAccessLogger):
+        """aiohttp's access-log hook sees every response, its own 400s for unparseable or oversized requests
+        included: each 4xx is a refusal, counted by reason."""
+
+        def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+            reason = _REFUSAL_REASONS.get(response.status)
+            if reason is not None and reason != "bad_token":  # bad_token is counted where it is decided
+                owner.refused(reason, f"{request.method} {request.path[:80]!r} from {request.remote}: {response.status}")
+
+    return RefusalCounter
+
+
+class _ClientErrorsAsDebug(logging.LoggerAdapter):
+    """aiohttp logs a traceback for every request it cannot parse: the client's problem, counted and logged
+    (rate-limited) as a refusal, so the traceback goes to debug. Anything else is a bug of ours and stays an error."""
+
+    def __init__(self) -> None:
+        super().__init__(log, {})
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.logger.debug(str(msg) + ": %r", *args, exc_info)
+        else:
+            self.logger.error(msg, *args, exc_info=exc_info, **kwargs)

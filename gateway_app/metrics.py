@@ -58,6 +58,14 @@ class Metrics:
         self.configs_redacted = Counter(
             "gateway_config_values_redacted", "Broker endpoint config values removed from DescribeConfigs responses",
             registry=r)
+        self.http_refused = Counter(
+            "gateway_http_refused", "HTTP port: requests and connections refused, and /cluster answers without the "
+            "backing brokers' addresses (brokers_withheld), by reason", ["reason"], registry=r)
+        self.http_admin_views = Counter(
+            "gateway_http_admin_views", "/cluster answers with the backing brokers' addresses, by how the operator "
+            "was recognised (token, network)", ["via"], registry=r)
+        self.tls_handshake_failures = Counter(
+            "gateway_tls_handshake_failures", "Client TLS handshakes that failed, by reason", ["reason"], registry=r)
 
     def api(self, api_key: int) -> "ApiMetrics":
         api = self.apis.get(api_key)

@@ -16,7 +16,7 @@ from ..topology import BrokerInfo, BrokerOutOfRange, Topology
 from . import proxy_protocol
 from .connection import ClientProtocol, ConnectionPair, UpstreamError, UpstreamProtocol
 from .directory import BrokerDirectory
-from .tls import client_context, upstream_context
+from .tls import TLS_HANDSHAKE_TIMEOUT_S, client_context, handshake_failure_reason, upstream_context
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,14 @@ class Gateway:
         host = self.settings.bind_host
         for port in self.topology.plan.ports():
             broker_id = self.topology.plan.broker_for_port(port)
-            factory = self._factory(port, broker_id)
-            if self.settings.proxy_protocol:
+            if self.settings.proxy_protocol or self.client_ssl is not None:  # we accept ourselves, see tls.py
                 sock = socket.create_server((host, port), backlog=1024, reuse_port=False)
                 sock.setblocking(False)
                 self._sockets.append(sock)
-                self._accept_tasks.append(asyncio.ensure_future(self._accept_with_proxy_header(sock, factory)))
+                self._accept_tasks.append(asyncio.ensure_future(self._accept(sock, port, broker_id)))
             else:
                 self._servers.append(await loop.create_server(
-                    factory, host, port, ssl=self.client_ssl, reuse_address=True, backlog=1024))
+                    self._factory(port, broker_id), host, port, reuse_address=True, backlog=1024))
         self.listening = True
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.info("listening on %s ports %d..%d (bootstrap %d)%s", host, self.topology.plan.port_start,
@@ -104,7 +103,7 @@ class Gateway:
     def _factory(self, port: int, broker_id: int | None, peer: str | None = None) -> Callable[[], ClientProtocol]:
         return lambda: ClientProtocol(ConnectionPair(self, port, broker_id, peer))
 
-    async def _accept_with_proxy_header(self, sock: socket.socket, factory: Callable[[], ClientProtocol]) -> None:
+    async def _accept(self, sock: socket.socket, port: int, broker_id: int | None) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -113,21 +112,41 @@ class Gateway:
                 log.warning("accept failed: %s", error)
                 await asyncio.sleep(0.1)
                 continue
-            asyncio.ensure_future(self._start_proxied(client, factory))
+            asyncio.ensure_future(self._start_accepted(client, port, broker_id))
 
-    async def _start_proxied(self, client: socket.socket, factory: Callable[[], ClientProtocol]) -> None:
+    async def _start_accepted(self, client: socket.socket, port: int, broker_id: int | None) -> None:
+        """The PROXY header if one is expected, then the TLS handshake if TLS is on, then the connection pair."""
         loop = asyncio.get_running_loop()
-        port = client.getsockname()[1]
-        try:
-            peer = await asyncio.wait_for(proxy_protocol.read_header(loop, client), PROXY_HEADER_TIMEOUT_S)
-        except (MalformedFrame, asyncio.TimeoutError, OSError) as error:
-            reason = getattr(error, "reason", "proxy_header")
-            self.metrics.malformed_frames.labels(reason).inc()
-            log.warning("closing connection on port %d: bad PROXY header (%s)", port, error or "timeout")
-            client.close()
+        peer: str | None = None
+        if self.settings.proxy_protocol:
+            try:
+                peer = await asyncio.wait_for(proxy_protocol.read_header(loop, client), PROXY_HEADER_TIMEOUT_S)
+            except (MalformedFrame, asyncio.TimeoutError, OSError) as error:
+                reason = getattr(error, "reason", "proxy_header")
+                self.metrics.malformed_frames.labels(reason).inc()
+                log.warning("closing connection on port %d: bad PROXY header (%s)", port, error or "timeout")
+                client.close()
+                return
+        if self.client_ssl is None:
+            await loop.connect_accepted_socket(self._factory(port, broker_id, peer), client)
             return
-        broker_id = self.topology.plan.broker_for_port(port)
-        await loop.connect_accepted_socket(self._factory(port, broker_id, peer), client, ssl=self.client_ssl)
+        if peer is None:
+            try:
+                host, peer_port = client.getpeername()[:2]
+                peer = f"{host}:{peer_port}"
+            except OSError:
+                peer = "?"
+        try:
+            await loop.connect_accepted_socket(self._factory(port, broker_id, peer), client, ssl=self.client_ssl,
+                                               ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
+            self.tls_failed(peer, port, error)
+            client.close()
+
+    def tls_failed(self, peer: str, port: int, error: BaseException) -> None:
+        reason = handshake_failure_reason(error)
+        self.metrics.tls_handshake_failures.labels(reason).inc()
+        log.warning("TLS handshake failed: client %s on port %d: %s (%s)", peer, port, reason, error)
 
     # --- connection pairs ----------------------------------------------------------------------
 

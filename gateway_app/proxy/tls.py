@@ -35,3 +35,24 @@ def upstream_context(settings: Settings) -> ssl.SSLContext | None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+# A listener created with `ssl=` drops a failed handshake silently (asyncio's and uvloop's SSLProtocol alike: the
+# ssl.SSLError is an OSError, which only reaches the loop's debug log, and the application protocol never hears of
+# the connection). So TLS listeners accept themselves and hand each socket to `loop.connect_accepted_socket(ssl=)`,
+# which raises the handshake's error to its caller (gateway_app/proxy/server.py). Upgrading an accepted plain
+# transport with `loop.start_tls` instead is not safe under uvloop: it starts reading right after
+# `connection_made`, so a ClientHello sent at once is read before start_tls takes the transport over.
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+
+
+def handshake_failure_reason(error: BaseException) -> str:
+    """A short, bounded label for a failed handshake: OpenSSL's reason code (wrong_version_number,
+    tlsv1_alert_unknown_ca, certificate_verify_failed, peer_did_not_return_a_certificate, ...), else the kind."""
+    if isinstance(error, ssl.SSLError):
+        return (error.reason or ("eof" if isinstance(error, ssl.SSLEOFError) else "ssl_error")).lower()[:64]
+    if isinstance(error, (TimeoutError, ConnectionAbortedError)):  # the handshake deadline
+        return "timeout"
+    if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+        return "connection_reset"
+    return "other"

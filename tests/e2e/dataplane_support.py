@@ -51,6 +51,7 @@ class GatewayNode:
             "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
             "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers, **env,
         }
+        self.http_address = self.env.get("GATEWAY_HTTP_BIND_HOST") or address
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,7 +105,7 @@ class GatewayNode:
 
     def http(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://{self.address}:{self.http_port}{path}", timeout=3) as response:
+            with urllib.request.urlopen(f"http://{self.http_address}:{self.http_port}{path}", timeout=3) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()

@@ -10,11 +10,12 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.dataplane_support import GatewayNode, run_client, running_node, unique
+from tests.e2e.dataplane_support import PYTHON, GatewayNode, run_client, run_in_client_netns, running_node, unique
 
 pytestmark = pytest.mark.lab
 
@@ -43,6 +44,15 @@ def make_pki(directory: Path, server_ip: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def pki(lab, tmp_path_factory) -> dict[str, str]:
     return make_pki(tmp_path_factory.mktemp("pki"), lab.gateway_addresses[-1])
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory) -> str:
+    """A CA the gateway's certificate is not signed by: a client that trusts only it refuses the gateway."""
+    directory = tmp_path_factory.mktemp("other-ca")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kgw-other-ca",
+            "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.pem"))
+    return str(directory / "ca.pem")
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +109,61 @@ def test_upstream_tls_from_kafka_settings(lab, node, pki, tmp_path):
         assert chained.metric("gateway_upstream_errors_total") == 0
     finally:
         assert chained.stop() == 0
+
+
+# A bad handshake from the client namespace, by a real TLS stack (Python's ssl, OpenSSL) or by plain Kafka bytes;
+# prints the client's own address:port so the test can find the gateway's log line for exactly this connection.
+BAD_HANDSHAKE = """
+import socket, ssl, struct, sys
+address, port, mode, cafile, client_pem, client_key = sys.argv[1:7]
+raw = socket.create_connection((address, int(port)), timeout=10)
+print("%s:%d" % raw.getsockname(), flush=True)
+if mode == "plain":
+    payload = struct.pack(">hhih", 18, 0, 1, 4) + b"test"
+    raw.sendall(struct.pack(">i", len(payload)) + payload)
+    raw.recv(100)
+else:
+    context = ssl.create_default_context(cafile=cafile)
+    if client_pem != "-":
+        context.load_cert_chain(client_pem, client_key)
+    try:
+        with context.wrap_socket(raw, server_hostname=address) as tls:
+            tls.sendall(b"x")
+            tls.recv(4)
+    except (ssl.SSLError, OSError) as error:
+        print("client saw:", error, flush=True)
+"""
+
+
+@pytest.mark.parametrize(("mode", "reason"), [
+    ("plain", None),  # OpenSSL names plain bytes by what they look like; any reason, but counted and logged
+    ("untrusted-ca", "tlsv1_alert_unknown_ca"),  # the client refuses the gateway's certificate
+    ("no-client-certificate", None),  # the gateway requires one (reason depends on the TLS version)
+])
+def test_failed_handshake_is_logged_with_peer_and_reason_and_counted(lab, node, pki, other_ca, mode, reason):
+    before = node.metric("gateway_tls_handshake_failures_total")
+    cafile = other_ca if mode == "untrusted-ca" else pki["ca.pem"]
+    cert, key = (pki["client.pem"], pki["client.key"]) if mode == "untrusted-ca" else ("-", "-")
+    done = run_in_client_netns(lab, [PYTHON, "-c", BAD_HANDSHAKE, node.address, str(PORT_START), mode, cafile, cert, key],
+                               timeout_s=60)
+    assert done.returncode == 0, done.stderr
+    client = done.stdout.splitlines()[0]
+    assert client.startswith(lab.client_address + ":")
+    line = wait_for_line(node, f"TLS handshake failed: client {client} on port {PORT_START}: ")
+    logged_reason = line.split(f"on port {PORT_START}: ", 1)[1].split(" ", 1)[0]
+    if reason is not None:
+        assert logged_reason == reason, line
+    assert node.metric("gateway_tls_handshake_failures_total", reason=logged_reason) >= 1
+    assert node.metric("gateway_tls_handshake_failures_total") == before + 1
+    assert node.alive()
+
+
+def wait_for_line(node: GatewayNode, start: str, timeout_s: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [line for line in node.log().splitlines() if start in line]
+        if found:
+            assert len(found) == 1, found  # one line per failed handshake
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no log line with {start!r}: {node.log()[-2000:]}")

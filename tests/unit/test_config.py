@@ -33,7 +33,7 @@ def test_kafka_properties_map_to_client_properties() -> None:
 
 def test_file_then_environment_wins(tmp_path: Path) -> None:
     config = tmp_path / "gateway.env"
-    config.write_text('# comment\nGATEWAY_PORT_START=7000\nexport GATEWAY_RACK_ID="rack-b"\nKAFKA_BOOTSTRAP_SERVERS=a:1\n'
+    config.write_text('# comment\nGATEWAY_PORT_START=7000\nGATEWAY_RACK_ID="rack-b"\nKAFKA_BOOTSTRAP_SERVERS=a:1\n'
                       'GATEWAY_CLUSTER_SECRET=file-secret-0123456789\n')
     s = load_settings({"GATEWAY_PORT_START": "7100"}, config)
     assert (s.port_start, s.rack_id, s.bootstrap_servers) == (7100, "rack-b", (("a", 1),))
