@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from lab.layout import CLUSTER_SECRET
 import yaml
 from hypothesis import given, settings, strategies as st
 
@@ -21,7 +23,7 @@ _spec = importlib.util.spec_from_file_location("systemd_env", REPO / "roles/gate
 systemd_env = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(systemd_env)
 
-BASE = {"KAFKA_BOOTSTRAP_SERVERS": "198.18.1.11:9092"}
+BASE = {"KAFKA_BOOTSTRAP_SERVERS": "198.18.1.11:9092", "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET}
 
 TRICKY = [
     "plain", "", " leading and trailing spaces ", 'double"quote', "single'quote", "back\\slash", "trailing\\",
