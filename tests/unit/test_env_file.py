@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from lab.layout import CLUSTER_SECRET
 import yaml
 from hypothesis import given, settings, strategies as st
 
+from lab.layout import CLUSTER_SECRET
 from gateway_app.config import SECRET_ENV_PATTERN, ConfigError, check_kafka_properties, load_settings, read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
