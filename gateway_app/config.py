@@ -212,7 +212,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("GATEWAY_MAX_ASSEMBLED_BYTES", "max_assembled_bytes", _int_in(1024, 2**31 - 1), str(16 * 1024 * 1024),
          "Largest frame the node holds whole: a request whose topic/group names must all be checked before it is "
          "relayed, or a response decoded for a rewrite (not Produce/Fetch, whose tagged fields are read in place). "
-         "A bigger one closes that connection."),
+         "A bigger one closes that connection. GATEWAY_MAX_FRAME_BYTES applies first."),
     Spec("GATEWAY_SSL_CERT_FILE", "ssl_cert_file", _existing_file, "", "PEM certificate (chain) for TLS towards clients; enables TLS on every listener."),
     Spec("GATEWAY_SSL_KEY_FILE", "ssl_key_file", _existing_file, "", "PEM private key for GATEWAY_SSL_CERT_FILE."),
     Spec("GATEWAY_SSL_CA_FILE", "ssl_ca_file", _existing_file, "", "PEM CA bundle that client certificates are verified against."),
@@ -505,8 +505,6 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("GATEWAY_SSL_CLIENT_AUTH", "client authentication needs TLS (GATEWAY_SSL_CERT_FILE)")
     if settings.max_connections_per_source > settings.max_connections:
         raise ConfigError("GATEWAY_MAX_CONNECTIONS_PER_SOURCE", "cannot exceed GATEWAY_MAX_CONNECTIONS")
-    if settings.max_assembled_bytes > settings.max_frame_bytes:
-        raise ConfigError("GATEWAY_MAX_ASSEMBLED_BYTES", "cannot exceed GATEWAY_MAX_FRAME_BYTES")
 
 
 def _check_member_record(settings: Settings) -> None:

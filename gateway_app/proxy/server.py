@@ -267,7 +267,10 @@ class Gateway:
 
     def malformed(self, pair: ConnectionPair, error: MalformedFrame) -> None:
         self.metrics.malformed_frames.labels(error.reason).inc()
-        log.warning("closing client %s on port %d: %s", pair.peer, pair.port, error)
+        # One line per source and reason every LIMIT_LOG_INTERVAL_S: a flood of bad frames is counted in full
+        # but must not become a flood of log lines.
+        self._log_limited(f"malformed:{error.reason}:{pair.source or pair.peer}", "closing client %s on port %d: %s",
+                          pair.peer, pair.port, error)
 
     def upstream_failed(self, pair: ConnectionPair, error: UpstreamError) -> None:
         self.metrics.upstream_errors.labels(error.reason).inc()
