@@ -3,7 +3,7 @@
 Every hostile frame goes over a fresh TCP connection to a random gateway port (a hostile frame closes its
 connection, so one frame a connection is what a real attacker gets): garbage, negative and oversized sizes, headers
 too short to parse, valid request headers of random API keys and versions with junk bodies, truncated frames, and
-well-formed requests that name the gateway's reserved topics and groups. Meanwhile one well-behaved connection
+well-formed Produce requests to the node's own members topic. Meanwhile one well-behaved connection
 sends a Metadata request every 100 ms and must be answered every time, never closed.
 
 It ends with the process alive and ready, the bystander's connection untouched, and the node's resident memory
@@ -33,6 +33,7 @@ from .__main__ import HTTP_PORT, gateway_node
 from .metadata_load import metadata_request
 
 PORT_COUNT = 10
+FUZZ_CLUSTER = "fuzz"
 
 
 def frame(payload: bytes) -> bytes:
@@ -59,7 +60,7 @@ def hostile(rng: random.Random, max_frame: int) -> bytes:
 
 def reserved_produce(correlation_id: int) -> bytes:
     """A valid Produce v9 request (acks=1) to a reserved topic: answered TOPIC_AUTHORIZATION_FAILED."""
-    topic = b"_gateway_fuzz_members"
+    topic = f"_gateway_{FUZZ_CLUSTER}_members".encode()
     body = (b"\x00" + struct.pack(">hi", 1, 1000)  # transactional id null (compact), acks, timeout
             + b"\x02" + bytes([len(topic) + 1]) + topic  # one topic
             + b"\x02" + struct.pack(">i", 0) + b"\x00" + b"\x00"  # one partition, null records, tags
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     lab = LabState.load()
-    env = {"GATEWAY_MAX_FRAME_BYTES": str(args.max_frame), "GATEWAY_MAX_CONNECTIONS_PER_SOURCE": "2000"}
+    env = {"GATEWAY_MAX_FRAME_BYTES": str(args.max_frame), "GATEWAY_MAX_CONNECTIONS_PER_SOURCE": "2000",
+           "GATEWAY_CLUSTER_ID": FUZZ_CLUSTER}  # reserved_produce() names this cluster's members topic
     with gateway_node(lab, env) as (pid, bootstrap):
         address, port = bootstrap.rsplit(":", 1)
         before = memory(pid)

@@ -27,6 +27,7 @@ from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from bench.metadata_load import metadata_request
 from gateway_app.metrics import Metrics
+from gateway_app.protocol.reserved import ReservedNames
 from gateway_app.proxy.connection import ConnectionPair
 
 
@@ -53,7 +54,7 @@ class _Gateway:
 
     def __init__(self) -> None:
         self.metrics = Metrics()
-        self.reserved_topic_ids: set[bytes] = set()
+        self.reserved_names = ReservedNames.of("_gateway_test", "_gateway_test_members")
 
     def learn(self, broker) -> None:
         pass

@@ -50,7 +50,7 @@ class Metrics:
         self.in_flight_paused = Counter(
             "gateway_in_flight_paused", "Times a client's reading was paused at GATEWAY_MAX_IN_FLIGHT", registry=r)
         self.reserved_refused = Counter(
-            "gateway_reserved_requests_refused", "Requests naming a reserved (_gateway_*) topic or group, refused "
+            "gateway_reserved_requests_refused", "Requests naming the gateway cluster's own topic or group, refused "
             "with an authorization error", ["api", "kind"], registry=r)
         self.reserved_hidden = Counter(
             "gateway_reserved_entries_hidden", "Reserved topics and groups left out of Metadata, "

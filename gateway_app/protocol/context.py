@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..topology import BrokerInfo
+from .reserved import ReservedNames
 
 
 class RewriteContext(Protocol):
+    reserved: ReservedNames  # the gateway cluster's own names; learns its topics' ids from responses
     names_reserved: bool  # the request being answered named reserved topics (Metadata asks by name)
 
     def learn(self, broker: BrokerInfo) -> None:
@@ -21,10 +23,6 @@ class RewriteContext(Protocol):
     def coordinator_available(self, broker_id: int) -> bool:
         """May a single-key FindCoordinator naming this broker be answered now, on this client connection
         (Topology.coordinator_available)?"""
-        ...
-
-    def reserved_topic(self, topic_id: bytes) -> None:
-        """A reserved topic's id (16 bytes) seen in a response: requests naming it by id are refused."""
         ...
 
     def hidden(self, count: int) -> None:

@@ -1,8 +1,8 @@
 """Responses that could show a client what is not the client's: reserved topics and groups, and the
 brokers' own endpoints in their configuration.
 
-- Metadata, DescribeTopicPartitions and ListGroups drop every topic or group with a reserved name
-  (reserved.py), so listing topics or groups through the gateway never shows the gateway's own. A
+- Metadata, DescribeTopicPartitions and ListGroups drop the gateway cluster's own topics and groups
+  (reserved.py), so listing topics or groups through the gateway never shows them. A
   Metadata request that asks for a reserved topic by name gets it back as TOPIC_AUTHORIZATION_FAILED
   (with no partitions), the answer of a broker that denies it, so a producer fails at once. The
   topic ids of the reserved topics dropped are handed to the context, which is how the request
@@ -26,7 +26,7 @@ from kio.schema.errors import ErrorCode
 
 from .codec import decode_response, encode
 from .context import RewriteContext
-from .reserved import RESERVED_PREFIX, is_reserved
+from .reserved import RESERVED_MARK
 
 METADATA, LIST_GROUPS, DESCRIBE_CONFIGS, DESCRIBE_TOPIC_PARTITIONS = 3, 16, 32, 75
 
@@ -48,19 +48,19 @@ def _mentions(body: bytes | bytearray | memoryview, *needles: bytes) -> bool:
 
 def hide_reserved_topics(body: bytes | memoryview, api_key: int, api_version: int, ctx: RewriteContext) -> bytes | None:
     """Metadata / DescribeTopicPartitions body without reserved topics; None if it lists none."""
-    if not _mentions(body, RESERVED_PREFIX):
+    if not _mentions(body, RESERVED_MARK):
         return None
     response = decode_response(api_key, api_version, memoryview(body))
     kept = []
     for topic in response.topics:
-        if not is_reserved(topic.name):
+        if not ctx.reserved.matches_text(topic.name):
             kept.append(topic)
             continue
         if getattr(topic, "topic_id", None) is not None:
-            ctx.reserved_topic(topic.topic_id.bytes)
+            ctx.reserved.learn_topic_id(topic.topic_id.bytes)
         if getattr(ctx, "names_reserved", False):  # asked for by name: denied, as a broker's ACLs would
             kept.append(_denied(topic))
-    hidden = sum(1 for topic in response.topics if is_reserved(topic.name))
+    hidden = sum(1 for topic in response.topics if ctx.reserved.matches_text(topic.name))
     if not hidden:
         return None
     ctx.hidden(hidden)
@@ -78,7 +78,7 @@ def _denied(topic):
 def hide_metadata_topics(body: memoryview, chunks: Sequence[bytes | memoryview], api_version: int,
                          ctx: RewriteContext) -> Sequence[bytes | memoryview]:
     """Metadata after its broker list was rewritten (`chunks` of `body`): the same, without reserved topics."""
-    if not _mentions(body, RESERVED_PREFIX):
+    if not _mentions(body, RESERVED_MARK):
         return chunks
     hidden = hide_reserved_topics(b"".join(chunks), METADATA, api_version, ctx)
     return chunks if hidden is None else (hidden,)
@@ -89,10 +89,10 @@ def rewrite_describe_topic_partitions(body: memoryview, api_version: int, ctx: R
 
 
 def rewrite_list_groups(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
-    if not _mentions(body, RESERVED_PREFIX):
+    if not _mentions(body, RESERVED_MARK):
         return None
     response = decode_response(LIST_GROUPS, api_version, body)
-    kept = tuple(group for group in response.groups if not is_reserved(group.group_id))
+    kept = tuple(group for group in response.groups if not ctx.reserved.matches_text(group.group_id))
     if len(kept) == len(response.groups):
         return None
     ctx.hidden(len(response.groups) - len(kept))

@@ -12,7 +12,7 @@ Three kinds of handling:
 API keys kio does not know are dropped for the same reason as the RELAY cap.
 
 Independently of this table, a request of any API that names a reserved topic or group
-(`_gateway_*`, the gateway cluster's own state) is refused with the API's authorization error and
+(`_gateway_<cluster id>...`, the gateway cluster's own state) is refused with the API's authorization error and
 never relayed (reserved.py); REWRITE also covers the responses that could list such names or a
 broker's endpoints in its configuration (hiding.py).
 """
@@ -51,13 +51,13 @@ def _kio_max(api_key: int) -> int:
 _REWRITTEN: dict[int, tuple[int, str]] = {
     0: (10, "KIP-951 NodeEndpoints tagged field from v10; record bytes never decoded"),
     1: (16, "KIP-951 NodeEndpoints tagged field from v16; record bytes never decoded"),
-    3: (0, "broker list host/port (rack kept); reserved (_gateway_*) topics left out"),
+    3: (0, "broker list host/port (rack kept); the gateway cluster's own topics left out"),
     10: (0, "coordinator host/port, single (v0-3) and batched (v4+); nodeId -1 left alone"),
-    16: (0, "reserved (_gateway_*) groups left out"),
+    16: (0, "the gateway cluster's own groups left out"),
     18: (0, "capped to what this table lets through"),
     32: (0, "values of broker configs that are endpoints (protocol/hiding.py REDACTED_CONFIGS) removed"),
     60: (0, "broker list host/port (rack kept)"),
-    75: (0, "reserved (_gateway_*) topics left out"),
+    75: (0, "the gateway cluster's own topics left out"),
     78: (0, "NodeEndpoints of the new leaders"),
     79: (0, "NodeEndpoints of the new leaders"),
 }

@@ -2,8 +2,9 @@
 
 The gateway cluster keeps its state in the backing Kafka cluster (a compacted members topic and a
 consumer group, both named `_gateway_<cluster id>...`, see cluster/membership.py). Through the
-gateway those are not the client's to touch: every topic and group whose name starts with
-RESERVED_PREFIX is reserved — this cluster's, and any other gateway cluster's on the same Kafka.
+gateway those are not the client's to touch: ReservedNames holds them — the group, the topic, and
+every name that starts with the group's name and `_` (the reader group). Only this cluster's own
+names: a gateway cluster may use another gateway cluster as its backing Kafka.
 
 Finding them. Per request schema, a checker is compiled from kio's schema (like schema_walk's skip
 functions) that walks the request and reads only the fields kio types as TopicName or GroupId, the
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from dataclasses import MISSING, Field, fields, is_dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from typing import Any, Callable
 
 from kio.index import load_request_schema, load_response_schema
@@ -48,8 +49,31 @@ from .schema_walk import (
     value_lines,
 )
 
-RESERVED_PREFIX = b"_gateway_"
-RESERVED_PREFIX_TEXT = RESERVED_PREFIX.decode()
+RESERVED_MARK = b"_gateway_"  # every reserved name contains it: a cheap first search of a response
+MAX_TOPIC_IDS = 1024
+
+
+@dataclass(slots=True)
+class ReservedNames:
+    """One gateway cluster's own topic and group names, and the ids of its topics seen in responses."""
+
+    exact: frozenset[bytes]
+    prefixes: tuple[bytes, ...]
+    topic_ids: set[bytes] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, group: str, topic: str) -> "ReservedNames":
+        return cls(frozenset({group.encode(), topic.encode()}), (f"{group}_".encode(),))
+
+    def matches(self, name: bytes) -> bool:
+        return name in self.exact or name.startswith(self.prefixes)
+
+    def matches_text(self, name: str | None) -> bool:
+        return name is not None and self.matches(name.encode())
+
+    def learn_topic_id(self, topic_id: bytes) -> None:
+        if len(self.topic_ids) < MAX_TOPIC_IDS:
+            self.topic_ids.add(topic_id)
 
 TOPIC, GROUP, RESOURCE = "topic", "group", "resource"
 GROUP_RESOURCE_TYPE = 32  # ConfigResource.Type.GROUP (2 = TOPIC)
@@ -63,9 +87,9 @@ class Reserved(Exception):
         self.kind = kind
 
 
-# (buffer, offset of the body, ids of reserved topics as 16 bytes) -> None; raises Reserved on a hit and
+# (buffer, offset of the body, the reserved names) -> None; raises Reserved on a hit and
 # IndexError/struct.error/kio's errors if the bytes end before the last name.
-Check = Callable[[memoryview, int, "frozenset[bytes] | set[bytes]"], Any]
+Check = Callable[[memoryview, int, ReservedNames], Any]
 
 
 def _checked_kind(field: Field) -> str | None:
@@ -96,21 +120,21 @@ def _holds_names(entity: type) -> bool:
     return False
 
 
-_NAMESPACE: dict[str, object] = {"Reserved": Reserved, "PREFIX": RESERVED_PREFIX, "PL": len(RESERVED_PREFIX)}
+_NAMESPACE: dict[str, object] = {"Reserved": Reserved}
 
 
 def _string_check(kind: str, flexible: bool) -> list[str]:
     length = ["n, s = uvarint(b, o)", "o += s", "n -= 1"] if flexible else ["n, _ = i16(b, o)", "o += 2"]
     return length + [
         "if n > 0 and o + n > len(b):", "    raise IndexError('name runs past the bytes at hand')",
-        f"if n >= PL and b[o:o + PL] == PREFIX:", f"    raise Reserved({kind!r})",
+        f"if n > 0 and names.matches(bytes(b[o:o + n])):", f"    raise Reserved({kind!r})",
         "o += n if n > 0 else 0",
     ]
 
 
 _UUID_CHECK = [
     "if o + 16 > len(b):", "    raise IndexError('topic id runs past the bytes at hand')",
-    "if ids and bytes(b[o:o + 16]) in ids:", "    raise Reserved('topic')",
+    "if names.topic_ids and bytes(b[o:o + 16]) in names.topic_ids:", "    raise Reserved('topic')",
     "o += 16",
 ]
 
@@ -128,9 +152,9 @@ def _field_lines(field: Field, flexible: bool) -> list[str]:
                 return array_lines(value_lines(get_schema_field_type(field), flexible), flexible)
             return array_lines(_string_check(kind, flexible), flexible)
         case EntityField(type_):
-            return entity_call_lines(f"o = {_register(type_, last=False)}(b, o, ids)", is_optional(field))
+            return entity_call_lines(f"o = {_register(type_, last=False)}(b, o, names)", is_optional(field))
         case EntityTupleField(type_):
-            return array_lines([f"o = {_register(type_, last=False)}(b, o, ids)"], flexible)
+            return array_lines([f"o = {_register(type_, last=False)}(b, o, names)"], flexible)
     raise TypeError(f"unsupported field {field.name}")
 
 
@@ -138,13 +162,13 @@ def _last_field_lines(field: Field, flexible: bool) -> list[str]:
     """Lines for the last field that can hold a name: check it, then return without walking further."""
     match classify_field(field):
         case EntityField(type_):
-            return entity_call_lines(f"return {_register(type_, last=True)}(b, o, ids)", is_optional(field))
+            return entity_call_lines(f"return {_register(type_, last=True)}(b, o, names)", is_optional(field))
         case EntityTupleField(type_):
             count = ["n, s = uvarint(b, o)", "o += s", "n -= 1"] if flexible else ["n, _ = i32(b, o)", "o += 4"]
             return count + [
                 "if n > len(b) - o:", "    raise IndexError('array cannot fit')",
-                "for _ in range(n - 1):", f"    o = {_register(type_, last=False)}(b, o, ids)",
-                "if n > 0:", f"    {_register(type_, last=True)}(b, o, ids)",
+                "for _ in range(n - 1):", f"    o = {_register(type_, last=False)}(b, o, names)",
+                "if n > 0:", f"    {_register(type_, last=True)}(b, o, names)",
             ]
     return _field_lines(field, flexible)
 
@@ -193,7 +217,7 @@ def _register_skip(entity: type) -> str:
 def _register(entity: type, last: bool) -> str:
     name = _function_name(entity, "check_last" if last else "check")
     if name not in _NAMESPACE:
-        _NAMESPACE[name] = compile_walk(name, _entity_lines(entity, last), _NAMESPACE, args="b, o, ids")
+        _NAMESPACE[name] = compile_walk(name, _entity_lines(entity, last), _NAMESPACE, args="b, o, names")
     return name
 
 
@@ -316,11 +340,3 @@ def refusal_body(api_key: int, api_version: int, request_body: memoryview, kind:
     """The body of the response refusing this request (raises if kio cannot decode or encode it)."""
     request, _ = entity_reader(load_request_schema(api_key, api_version))(request_body, 0)
     return encode(_mirror(load_response_schema(api_key, api_version), request, kind))
-
-
-def is_reserved(name: str | None) -> bool:
-    return name is not None and name.startswith(RESERVED_PREFIX_TEXT)
-
-
-def topic_id_bytes(topic_id: uuid.UUID | None) -> bytes | None:
-    return None if topic_id is None else topic_id.bytes

@@ -26,7 +26,7 @@ from ..protocol.headers import (
     CORRELATION, SIZE, MalformedFrame, request_route, response_body_offset, response_header_is_flexible,
 )
 from ..protocol.policy import relay_handling
-from ..protocol.reserved import Reserved, refusal_body, request_checker
+from ..protocol.reserved import Reserved, ReservedNames, refusal_body, request_checker
 from ..protocol.rewriting import REWRITERS
 from ..metrics import ApiMetrics
 from .framing import Decision, FrameStream
@@ -131,8 +131,9 @@ class ClientRewriteContext:
     def coordinator_available(self, broker_id: int) -> bool:
         return self._gateway.topology.coordinator_available(broker_id, self._refused)
 
-    def reserved_topic(self, topic_id: bytes) -> None:
-        self._gateway.reserved_topic(topic_id)
+    @property
+    def reserved(self) -> ReservedNames:
+        return self._gateway.reserved_names
 
     def hidden(self, count: int) -> None:
         self._gateway.metrics.reserved_hidden.inc(count)
@@ -314,7 +315,7 @@ class ConnectionPair:
         if check is None:
             return
         try:
-            check(frame, body_offset, self.gateway.reserved_topic_ids)
+            check(frame, body_offset, self.gateway.reserved_names)
         except (IndexError, ValueError, struct.error, SerialError) as error:  # ValueError: WalkError
             raise _Truncated(repr(error)) from None
 

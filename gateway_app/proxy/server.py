@@ -9,7 +9,9 @@ import socket
 import time
 from typing import Callable
 
+from ..cluster.membership import group_name, topic_name
 from ..config import Settings
+from ..protocol.reserved import ReservedNames
 from ..metrics import Metrics, api_name
 from ..protocol.headers import MalformedFrame
 from ..topology import BrokerInfo, BrokerOutOfRange, Topology
@@ -24,7 +26,6 @@ PROXY_HEADER_TIMEOUT_S = 5.0
 SWEEP_INTERVAL_S = 1.0  # deadlines are checked this often: they fire up to a second late
 LIMIT_LOG_INTERVAL_S = 10.0
 MAX_LOG_KEYS = 10_000
-MAX_RESERVED_TOPIC_IDS = 1024
 
 
 class Gateway:
@@ -49,7 +50,7 @@ class Gateway:
         self._closing: dict[ConnectionPair, float] = {}  # closed, unsent bytes still queued -> abort deadline
         self._limit_logged: dict[str, float] = {}  # limit reason -> when it was last logged
         self._sweeper: asyncio.Task[None] | None = None
-        self.reserved_topic_ids: set[bytes] = set()  # ids of reserved topics seen in responses (bounded)
+        self.reserved_names = ReservedNames.of(group_name(settings.cluster_id), topic_name(settings.cluster_id))
 
     # --- what each connection's ClientRewriteContext asks -------------------------------------
 
@@ -66,13 +67,9 @@ class Gateway:
                 log.error("%s; it is left out of responses", error)
             return None
 
-    def reserved_topic(self, topic_id: bytes) -> None:
-        if topic_id not in self.reserved_topic_ids and len(self.reserved_topic_ids) < MAX_RESERVED_TOPIC_IDS:
-            self.reserved_topic_ids.add(topic_id)
-
     def refused_reserved(self, pair: ConnectionPair, api_key: int, kind: str) -> None:
         self.metrics.reserved_refused.labels(api_name(api_key), kind).inc()
-        self._log_limited(f"reserved:{pair.peer}", "refused %s from %s: it names a reserved %s (_gateway_*)",
+        self._log_limited(f"reserved:{pair.peer}", "refused %s from %s: it names the gateway cluster's own %s",
                           api_name(api_key), pair.peer, kind)
 
     def brokers_out_of_range(self) -> list[int]:

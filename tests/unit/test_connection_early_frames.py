@@ -6,6 +6,7 @@ import struct
 
 from bench.metadata_load import metadata_request
 from gateway_app.metrics import Metrics
+from gateway_app.protocol.reserved import ReservedNames
 from gateway_app.protocol.headers import MalformedFrame
 from gateway_app.proxy.connection import ConnectionPair
 
@@ -37,7 +38,7 @@ class _Gateway:
     def __init__(self) -> None:
         self.metrics = Metrics()
         self.refused: list[str] = []
-        self.reserved_topic_ids: set[bytes] = set()
+        self.reserved_names = ReservedNames.of("_gateway_test", "_gateway_test_members")
 
     def malformed(self, pair: ConnectionPair, error: MalformedFrame) -> None:
         self.refused.append(error.reason)

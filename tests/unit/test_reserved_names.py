@@ -28,6 +28,13 @@ from gateway_app.protocol.schema_walk import (
 
 RESERVED = "_gateway_lab_members"
 RESERVED_ID = uuid.uuid4()
+
+
+def names() -> reserved.ReservedNames:
+    """The names of gateway cluster `lab` (cluster/membership.py), knowing one of its topic ids."""
+    own = reserved.ReservedNames.of("_gateway_lab", "_gateway_lab_members")
+    own.learn_topic_id(RESERVED_ID.bytes)
+    return own
 AUTHORIZATION_ERRORS = {ErrorCode.topic_authorization_failed, ErrorCode.group_authorization_failed}
 
 
@@ -91,7 +98,7 @@ def test_a_request_naming_a_reserved_name_is_found_and_answered_with_an_authoriz
     check = reserved.request_checker(api_key, version)
     body = encoded(schema, sample(schema, RESERVED, RESERVED_ID))
     with pytest.raises(reserved.Reserved) as hit:
-        check(body, 0, {RESERVED_ID.bytes})
+        check(body, 0, names())
     answer = reserved.refusal_body(api_key, version, body, hit.value.kind)
     response, end = entity_reader(load_response_schema(api_key, version))(memoryview(answer), 0)
     assert end == len(answer)
@@ -103,11 +110,11 @@ def test_ordinary_names_pass_and_truncation_is_never_mistaken_for_clean(api_key,
     schema = load_request_schema(api_key, version)
     check = reserved.request_checker(api_key, version)
     body = encoded(schema, sample(schema, "orders", uuid.uuid4()))
-    check(body, 0, {RESERVED_ID.bytes})  # no exception: relayed
+    check(body, 0, names())  # no exception: relayed
     bad = encoded(schema, sample(schema, RESERVED, RESERVED_ID))
     for cut in range(len(bad)):  # every prefix still finds the name or says it needs more bytes: never "clean"
         with pytest.raises((reserved.Reserved, IndexError, ValueError, struct.error, SerialError)):
-            check(bad[:cut], 0, {RESERVED_ID.bytes})
+            check(bad[:cut], 0, names())
 
 
 def test_no_reserved_name_can_hide_in_a_tagged_field():
@@ -129,17 +136,15 @@ def test_a_one_topic_produce_is_checked_without_reading_its_records():
     body = bytes(encoded(schema, message))
     # Cut the request right after the topic name: the checker must not need the partitions that follow.
     name_end = body.index(b"orders") + len(b"orders")
-    reserved.request_checker(0, 11)(memoryview(body[:name_end]), 0, set())
+    reserved.request_checker(0, 11)(memoryview(body[:name_end]), 0, names())
 
 
 class _Context:
     def __init__(self) -> None:
-        self.ids: list[bytes] = []
+        self.reserved = reserved.ReservedNames.of("_gateway_lab", "_gateway_lab_members")
+        self.names_reserved = False
         self.hidden_count = 0
         self.redacted_count = 0
-
-    def reserved_topic(self, topic_id: bytes) -> None:
-        self.ids.append(topic_id)
 
     def hidden(self, count: int) -> None:
         self.hidden_count += count
@@ -160,7 +165,7 @@ def test_metadata_leaves_reserved_topics_out_and_learns_their_ids(version):
     out = hide_reserved_topics(encode(response), 3, version, ctx)
     decoded, _ = entity_reader(schema)(memoryview(out), 0)
     assert [t.name for t in decoded.topics] == ["orders"] and ctx.hidden_count == 1
-    assert ctx.ids == ([RESERVED_ID.bytes] if hasattr(template, "topic_id") else [])
+    assert ctx.reserved.topic_ids == ({RESERVED_ID.bytes} if hasattr(template, "topic_id") else set())
     assert hide_reserved_topics(encode(replace(response, topics=(template,))), 3, version, _Context()) is None
 
 
@@ -206,3 +211,11 @@ def test_metadata_asked_for_a_reserved_topic_by_name_answers_it_denied(version):
     decoded, _ = entity_reader(schema)(memoryview(out), 0)
     assert [(t.name, t.error_code, t.partitions) for t in decoded.topics] == \
         [(RESERVED, ErrorCode.topic_authorization_failed, ())]
+
+
+def test_only_the_clusters_own_names_are_reserved():
+    own = reserved.ReservedNames.of("_gateway_lab", "_gateway_lab_members")
+    assert own.matches_text("_gateway_lab") and own.matches_text("_gateway_lab_members")
+    assert own.matches_text("_gateway_lab_reader")  # the members reader's group
+    assert not own.matches_text("_gateway_lab2_members")  # another gateway cluster (e.g. one chained behind)
+    assert not own.matches_text("orders") and not own.matches_text(None)
