@@ -22,6 +22,8 @@ from kio.schema.request_header.v2.header import RequestHeader
 from kio.serial import entity_writer
 from kio.static.primitive import i16, i32
 
+from tests.e2e.dataplane_support import _recv_exactly
+
 TIMEOUT_S = 30.0
 
 
@@ -141,16 +143,6 @@ def metadata_request(correlation_id: int) -> bytes:
                                                           include_topic_authorized_operations=False))
     payload = buffer.getvalue()
     return struct.pack(">i", len(payload)) + payload
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed mid-frame")
-        data += chunk
-    return bytes(data)
 
 
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
