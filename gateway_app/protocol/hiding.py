@@ -51,16 +51,16 @@ def hide_reserved_topics(body: bytes | memoryview, api_key: int, api_version: in
     if not _mentions(body, RESERVED_MARK):
         return None
     response = decode_response(api_key, api_version, memoryview(body))
-    kept = []
+    kept, hidden = [], 0
     for topic in response.topics:
         if not ctx.reserved.matches_text(topic.name):
             kept.append(topic)
             continue
+        hidden += 1
         if getattr(topic, "topic_id", None) is not None:
             ctx.reserved.learn_topic_id(topic.topic_id.bytes)
-        if getattr(ctx, "names_reserved", False):  # asked for by name: denied, as a broker's ACLs would
+        if ctx.names_reserved:  # asked for by name: denied, as a broker's ACLs would
             kept.append(_denied(topic))
-    hidden = sum(1 for topic in response.topics if ctx.reserved.matches_text(topic.name))
     if not hidden:
         return None
     ctx.hidden(hidden)
