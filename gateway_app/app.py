@@ -13,6 +13,7 @@ from .config import Settings
 from .http import HttpServer
 from .metrics import Metrics
 from .proxy.directory import BrokerDirectory
+from .proxy.handover import HandoverRunner
 from .proxy.server import Gateway
 from .readiness import CheckResult, Flag, Readiness
 from .cluster.topology import ClusterTopology
@@ -60,6 +61,8 @@ class Node:
             on_change=lambda brokers: self.metrics.known_brokers.set(len(brokers)))
         self.topology = build_topology(settings, self)
         self.gateway = Gateway(settings, self.topology, self.directory, self.metrics)
+        self.handover = (HandoverRunner(settings, self.gateway, self.topology, self.metrics.registry)
+                         if isinstance(self.topology, ClusterTopology) and settings.internal_load_balancing else None)
         self.http = HttpServer(settings, self.readiness, self.metrics, self.cluster_view)
         self.not_draining = Flag(True, "serving", "draining for shutdown")
         self.readiness.add("listeners", lambda: CheckResult(self.gateway.listening, "Kafka ports bound"))
@@ -93,6 +96,7 @@ class Node:
                                 "brokers": {str(b.broker_id): {"host": b.host, "port": b.port, "rack": b.rack}
                                             if broker_addresses else {"rack": b.rack} for b in brokers}},
             "connections": len(self.gateway.pairs),
+            "handover": self.handover.view() if self.handover is not None else {"enabled": False},
             **self.topology.view(self.directory.brokers),
         }
 
@@ -114,6 +118,8 @@ class Node:
             log.error("cannot start: %s", error)
             return 1
         refresher = asyncio.ensure_future(self._refresh_directory())
+        if self.handover is not None:
+            self.handover.start()
         log.info("node %s up; ready=%s", self.settings.node_id, self.readiness.ready())
         await self._stop.wait()
         refresher.cancel()
@@ -128,6 +134,8 @@ class Node:
     async def shutdown(self) -> None:
         log.info("shutting down: not ready, leaving, draining %d connections", len(self.gateway.pairs))
         self.not_draining.ok = False
+        if self.handover is not None:
+            self.handover.stop()  # the drain closes every connection now
         if isinstance(self.topology, Lifecycle):
             await self.topology.stop()
         await self.gateway.stop_accepting()

@@ -48,6 +48,16 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw.strip())
+        if not low <= value <= high:  # also refuses nan
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in _TRUE | _FALSE:
@@ -242,6 +252,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("GATEWAY_HTTP_ADMIN_NETWORKS", "http_admin_networks", _networks, "127.0.0.0/8,::1",
          "Comma-separated addresses/CIDR networks whose requests get the backing brokers' addresses in /cluster "
          "without a token; everyone else sees /cluster without them. Empty: nobody without the token."),
+    Spec("GATEWAY_HANDOVER_ENABLED", "handover_enabled", _bool, "true",
+         "Hand over client connections this node holds for a broker the mapping gives to another live node "
+         "(internal load balancing only): stop reading, let requests in flight finish, close (docs/handover.md)."),
+    Spec("GATEWAY_HANDOVER_SETTLE_S", "handover_settle_s", _float_in(0, 3600), "10",
+         "Seconds the broker -> node mapping must stay unchanged before foreign connections are handed over."),
+    Spec("GATEWAY_HANDOVER_SPREAD_S", "handover_spread_s", _float_in(0, 3600), "10",
+         "Handovers that become due together are spread evenly over this many seconds."),
+    Spec("GATEWAY_HANDOVER_DEADLINE_S", "handover_deadline_s", _float_in(0.1, 600), "10",
+         "A connection being handed over is closed at this deadline even if a request is still in flight."),
 )
 
 KAFKA_PREFIX = "KAFKA_"
@@ -290,6 +309,10 @@ class Settings:
     http_bind_host: str | None
     http_admin_token: str | None = field(repr=False)
     http_admin_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    handover_enabled: bool
+    handover_settle_s: float
+    handover_spread_s: float
+    handover_deadline_s: float
     kafka_properties: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property

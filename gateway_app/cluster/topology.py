@@ -71,6 +71,7 @@ class ClusterTopology:
         self._brokers: dict[int, BrokerRack] = {}
         self._mapping: dict[int, Member] = {}
         self.epoch = 0
+        self.mapping_changed_at = clock()  # when the mapping last changed: handovers wait for it to settle
         self._leaving = False
         self._membership: Membership | None = None
         self._broker_refresh: asyncio.Task[None] | None = None
@@ -135,6 +136,22 @@ class ClusterTopology:
         refused[broker_id] = until
         self.metrics.coordinator_lookups_refused.inc()
         return False
+
+    # --- what the handover of client connections asks (proxy/handover.py) -----------------------
+
+    def foreign_target(self, broker_id: int) -> Member | None:
+        """The other live node the mapping gives this broker to; None when it is this node's, or when
+        addresses never move (internal load balancing off) or this node is leaving (the drain closes all)."""
+        if not self.settings.internal_load_balancing or self._leaving:
+            return None
+        member = self._mapping.get(broker_id)
+        return member if member is not None and member.node_id != self.me.node_id else None
+
+    def out_of_rack(self, broker_id: int) -> bool:
+        """This node serves a broker of another rack while that rack has a live node."""
+        broker = self._brokers.get(broker_id)
+        rack = broker.rack if broker is not None else None
+        return rack is not None and rack != self.me.rack and any(m.rack == rack for m in self._members)
 
     def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
         mapping = mapping_view(self, brokers)
@@ -220,6 +237,7 @@ class ClusterTopology:
         if mapping == self._mapping:
             return
         self._mapping = mapping
+        self.mapping_changed_at = self._clock()
         for broker_id, member in mapping.items():
             self._served_by.setdefault(broker_id, set()).add(member.node_id)
         self.epoch += 1

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 PRODUCE, FETCH, METADATA = 0, 1, 3
 FIRST_FLEXIBLE_PRODUCE = 9
 # Why a client's reading is paused (several can hold at once; reading resumes when none does).
-PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT = 1, 2, 4
+PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT, PAUSED_HANDOVER = 1, 2, 4, 8
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER_MIN = 32 * 1024  # a frame's rest below this is not worth a setsockopt
 LOW_WATER_MAX = 256 * 1024  # what the event loop reads at once
@@ -155,6 +155,7 @@ class ConnectionPair:
         self.upstream_label = "bootstrap"
         self.in_flight: deque[InFlight] = deque()
         self.closed = False
+        self.holding = False  # handed over (proxy/handover.py): no new requests are read
         self._early: list[bytes] = []  # checked client frames that arrived before the broker connection
         self._refusals = 0  # refusals queued in in_flight behind responses still to come from the broker
         self.accepted = time.monotonic()
@@ -215,6 +216,13 @@ class ConnectionPair:
         """No request waiting for its response and no frame half-received: safe to close."""
         return not self.in_flight and self.requests.at_boundary() and self.responses.at_boundary()
 
+    def hold(self) -> None:
+        """Take no new requests (a handover, proxy/handover.py): reading stops at the next request boundary,
+        so what is in flight completes and idle() becomes true; requests the client sends meanwhile stay unread."""
+        self.holding = True
+        if self.requests.at_boundary():
+            self._pause_client(PAUSED_HANDOVER)
+
     def close(self) -> None:
         if self.closed:
             return
@@ -245,6 +253,8 @@ class ConnectionPair:
             return
         if self._client_low_water is not None and not self.closed:
             self._client_low_water.follow(self.requests.pending())
+        if self.holding and self.requests.at_boundary():
+            self._pause_client(PAUSED_HANDOVER)  # never resumed: the connection closes once idle
 
     def _decide_request(self, prefix: memoryview, size: int) -> Decision:
         frame = prefix[4:]
