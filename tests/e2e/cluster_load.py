@@ -28,6 +28,8 @@ class ClientLoad:
     """Two producers (librdkafka, Kafka's Java console producer) and a two-member consumer group
     (Kafka's Java console consumer) on a fresh topic, all in the client namespace."""
 
+    group_settle_s = 25.0  # how long start() waits for the two consumers to form the group
+
     def __init__(self, lab, workdir: Path, bootstrap: str, count: int, rate: float) -> None:
         self.lab, self.workdir, self.bootstrap, self.count, self.rate = lab, workdir, bootstrap, count, rate
         self.topic = f"cluster-load-{uuid.uuid4().hex[:8]}"
@@ -67,7 +69,7 @@ class ClientLoad:
                         stdout=(self.workdir / f"consumed-{i}").open("w"), stderr=(self.workdir / f"consumer-{i}.stderr").open("w"))
             for i in range(2)
         ]
-        wait_until(self._group_stable, 25, "the consumer group to settle with two members", 0.5)
+        wait_until(self._group_stable, self.group_settle_s, "the consumer group to settle with two members", 0.5)
         self.librdkafka = self.spawn(
             self.lab.client_cmd([sys.executable, str(CLIENTS), "produce", self.bootstrap, self.topic, "lib",
                                  str(self.count), str(self.rate), str(self.workdir / "acked-lib")]),

@@ -1,0 +1,425 @@
+"""Connections follow the mapping (gateway_app/proxy/handover.py), end to end: gateway processes on the controller,
+the lab's brokers, and real clients in the client namespace — Kafka's Java console producer (idempotent) and a
+two-member Java console consumer group plus a librdkafka producer (tests/e2e/cluster_load.py), a librdkafka latency
+probe, kafka-python and aiokafka (tests/e2e/handover_clients.py) — counting every message.
+
+Each test disturbs the cluster (a rolling restart, a kill -9 and return, a node joining), waits until the last node
+is ready and listed by its peers, then requires within settle + spread + one metadata refresh (+ a margin for the
+loaded machine): no node holds a foreign connection, every broker's connections are on the node of its rack (or the
+mapped node, rackless), and at the end every acknowledged message consumed exactly once.
+
+KGW_HANDOVER_BASELINE=1 runs the rolling restart with GATEWAY_HANDOVER_ENABLED=false and asserts the opposite (the
+connections stay where they went): the "before" figures of docs/handover.md, and proof the test sees the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from gateway_app.cluster.mapping import BrokerRack, assign
+from gateway_app.config import SPECS
+from tests.e2e.cluster_load import ClientLoad
+from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
+    PORT_START, GatewayNode, cluster_id, http_get, wait_until,
+)
+
+RACKS = ["rack-a", "rack-b", "rack-c"]
+DEFAULTS = {spec.env: float(spec.default) for spec in SPECS if spec.env.startswith("GATEWAY_HANDOVER_") and spec.env != "GATEWAY_HANDOVER_ENABLED"}
+SETTLE_S, SPREAD_S = DEFAULTS["GATEWAY_HANDOVER_SETTLE_S"], DEFAULTS["GATEWAY_HANDOVER_SPREAD_S"]
+METADATA_REFRESH_S = 5.0  # the test clients' metadata.max.age.ms / topic.metadata.refresh.interval.ms
+MARGIN_S = 15.0  # the 2-core machine under brokers, gateways, JVMs
+CONVERGE_S = SETTLE_S + SPREAD_S + METADATA_REFRESH_S + MARGIN_S
+READY_S = 90  # joining the gateway group takes seconds, or tens of them on a machine this busy
+BASELINE = os.environ.get("KGW_HANDOVER_BASELINE") == "1"
+CLIENTS = Path(__file__).with_name("handover_clients.py")
+SAMPLE = re.compile(r'^(gateway_client_connections_active|gateway_handover_foreign_connections|gateway_out_of_rack_bytes_total|'
+                    r'gateway_handovers_total)\{([^}]*)\} ([0-9.e+]+)$')
+
+
+def scrape(address: str) -> dict | None:
+    """The handover figures of one node's /metrics: connections and foreign connections by broker, out-of-rack
+    bytes, handovers by outcome."""
+    status, body = http_get(address, "/metrics")
+    if status != 200:
+        return None
+    figures: dict = defaultdict(Counter)
+    for line in body.decode().splitlines():
+        match = SAMPLE.match(line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
+            key = labels.get("broker") or labels.get("outcome")
+            figures[match.group(1)][key] += float(match.group(3))
+    return figures
+
+
+class Sampler:
+    """Scrapes every node twice a second in a thread; keeps the series for the report."""
+
+    def __init__(self, nodes: dict[str, GatewayNode]) -> None:
+        self.nodes = nodes  # rack (or name) -> node; the test replaces restarted nodes in place
+        self.samples: list[tuple[float, str, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Sampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for name, node in list(self.nodes.items()):
+                figures = scrape(node.address)
+                if figures is not None:
+                    self.samples.append((time.time(), name, figures))
+
+    def series(self, since: float, until: float, step: float = 5.0) -> list[dict]:
+        """Per step: foreign connections (all nodes, at the step's end) and out-of-rack bytes relayed in the step."""
+        last: dict[str, dict] = {}
+        out_of_rack_before: dict[str, float] = {}
+        rows, edge, bytes_in_step = [], since + step, 0.0
+        for t, name, figures in self.samples:
+            if t < since:
+                last[name] = figures
+                out_of_rack_before[name] = sum(figures["gateway_out_of_rack_bytes_total"].values())
+                continue
+            while t >= edge and edge <= until:
+                rows.append(self._row(edge - since, last, bytes_in_step))
+                edge, bytes_in_step = edge + step, 0.0
+            if t > until:
+                break
+            total = sum(figures["gateway_out_of_rack_bytes_total"].values())
+            previous = out_of_rack_before.get(name, 0.0)
+            bytes_in_step += total - previous if total >= previous else total  # a restarted node counts from 0
+            out_of_rack_before[name], last[name] = total, figures
+        return rows
+
+    @staticmethod
+    def _row(at: float, last: dict[str, dict], out_of_rack: float) -> dict:
+        return {"t": round(at), "foreign": int(sum(sum(f["gateway_handover_foreign_connections"].values()) for f in last.values())),
+                "out_of_rack_kB": round(out_of_rack / 1000, 1)}
+
+
+def connections(nodes: dict[str, GatewayNode]) -> dict[str, Counter]:
+    """Active client connections per broker port on each node (bootstrap left out)."""
+    result = {}
+    for name, node in nodes.items():
+        figures = scrape(node.address) or {"gateway_client_connections_active": Counter(), "gateway_handover_foreign_connections": Counter()}
+        result[name] = Counter({b: int(n) for b, n in figures["gateway_client_connections_active"].items() if b != "bootstrap" and n})
+        result[name]["foreign"] = int(sum(figures["gateway_handover_foreign_connections"].values()))
+    return result
+
+
+def follows_mapping(nodes: dict[str, GatewayNode], owner: dict[int, str]) -> bool:
+    """No foreign connection anywhere, and each broker's connections only on the node that owns it."""
+    held = connections(nodes)
+    return all(held[name]["foreign"] == 0 and all(owner[int(b)] == name for b in held[name] if b != "foreign")
+               for name in nodes)
+
+
+def out_of_rack_bytes(nodes: dict[str, GatewayNode]) -> float:
+    return sum(sum((scrape(n.address) or {"gateway_out_of_rack_bytes_total": Counter()})["gateway_out_of_rack_bytes_total"].values())
+               for n in nodes.values())
+
+
+@pytest.fixture
+def gateway(lab, cluster_id, tmp_path, monkeypatch):
+    """start(name, rack, address) -> a gateway node of this test's cluster (killed at the end)."""
+    monkeypatch.setenv("GATEWAY_HANDOVER_ENABLED", "false" if BASELINE else "true")
+    started: list[GatewayNode] = []
+
+    def start(name: str, rack: str | None, address: str) -> GatewayNode:
+        node = GatewayNode(lab, cluster_id, name, rack, address, tmp_path)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.kill()
+
+
+def start_cluster(gateway, names_racks: list[tuple[str, str | None]], addresses: list[str]) -> dict[str, GatewayNode]:
+    nodes = {name: gateway(name, rack, address) for (name, rack), address in zip(names_racks, addresses)}
+    for node in nodes.values():
+        node.wait_ready(READY_S)
+    return nodes
+
+
+def listed_by_every_peer(nodes: dict[str, GatewayNode], node_id: str) -> bool:
+    views = [http_get(n.address, "/cluster") for n in nodes.values()]
+    return all(status == 200 and node_id in {m["node_id"] for m in json.loads(body)["members"]} for status, body in views)
+
+
+def listed_by_no_peer(nodes: dict[str, GatewayNode], node_id: str) -> bool:
+    views = [http_get(n.address, "/cluster") for n in nodes.values()]
+    return all(status == 200 and node_id not in {m["node_id"] for m in json.loads(body)["members"]} for status, body in views)
+
+
+def restart(gateway, nodes: dict[str, GatewayNode], name: str, rack: str | None, kill: bool = False,
+            down_s: float = 0.0) -> None:
+    """What playbooks/rolling_restart.yml does for one node: stop it (SIGTERM, or kill -9), start it, wait until it
+    is ready and every peer's /cluster lists it."""
+    node = nodes[name]
+    if kill:
+        node.kill()
+    else:
+        assert node.terminate() == 0
+    time.sleep(down_s)
+    nodes[name] = gateway(name, rack, node.address)
+    nodes[name].wait_ready(READY_S)
+    wait_until(lambda: listed_by_every_peer(nodes, name), 30, f"every peer to list {name}", 0.2)
+
+
+class Probe:
+    """A producer of tests/e2e/handover_clients.py in the client namespace, until result() stops it."""
+
+    def __init__(self, lab, tmp_path: Path, bootstrap: str, topic: str, family: str, seconds: float, rate: float) -> None:
+        self.acked_file = tmp_path / f"acked-{family}"
+        self.stop_file = tmp_path / f"stop-{family}"
+        self.prefix = family
+        self.proc = subprocess.Popen(lab.client_cmd([sys.executable, str(CLIENTS), family, bootstrap, topic, family,
+                                                     str(seconds), str(rate), str(self.acked_file), str(self.stop_file)]),
+                                     stdout=subprocess.PIPE, stderr=(tmp_path / f"{family}.stderr").open("w"), text=True)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def result(self, timeout_s: float = 180) -> dict:
+        self.stop_file.touch()
+        out, _ = self.proc.communicate(timeout=timeout_s)
+        assert self.proc.returncode == 0, f"{self.prefix} exited {self.proc.returncode}"
+        return json.loads(out.strip().splitlines()[-1])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def longest_latency_ms(latencies: list[list[float]], since: float, until: float) -> float:
+    return max((ms for sent, ms in latencies if since <= sent < until), default=0.0)
+
+
+@pytest.fixture
+def topic(lab):
+    """A 3-partition topic, one leader per broker (every broker's port carries traffic); deleted afterwards."""
+    name = f"handover-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=3, config={"min.insync.replicas": "2"})],
+                        request_timeout=15)[name].result()
+    yield name
+    admin.delete_topics([name], request_timeout=10)[name].exception()
+
+
+def consumed_values(lab, topic: str, partitions: int = 3) -> Counter:
+    """Every value in the topic, read straight from the brokers (no group) up to the end offsets."""
+    consumer = Consumer({"bootstrap.servers": lab.bootstrap_servers, "group.id": f"check-{uuid.uuid4().hex[:6]}",
+                         "enable.auto.commit": False})
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    values: Counter = Counter()
+    done: set[int] = {p for p, end in ends.items() if end == 0}
+    deadline = time.monotonic() + 60
+    while len(done) < partitions and time.monotonic() < deadline:
+        for message in consumer.consume(1000, 1.0):
+            if message.error() is None:
+                values[message.value().decode()] += 1
+                if message.offset() + 1 >= ends[message.partition()]:
+                    done.add(message.partition())
+    consumer.close()
+    return values
+
+
+def rack_owner(lab) -> dict[int, str]:
+    return {b.id: b.rack for b in lab.brokers}
+
+
+def report(what: str, sampler: Sampler, ready_at: float, until: float, nodes, latencies, before_at: float) -> None:
+    rows = sampler.series(ready_at - 30, until)
+    longest_after = longest_latency_ms(latencies, ready_at, until)
+    longest_before = longest_latency_ms(latencies, before_at - 20, before_at)
+    print(f"\n{what} (handover {'off' if BASELINE else 'on'}; t relative to 30 s before the last node was ready):")
+    print("  t(s)  foreign  out-of-rack kB in the 5 s before")
+    for row in rows:
+        print(f"  {row['t'] - 30:+5d}  {row['foreign']:7d}  {row['out_of_rack_kB']:10.1f}")
+    print(f"  longest librdkafka produce latency: {longest_after:.0f} ms from the last node ready to the end, "
+          f"{longest_before:.0f} ms in the 20 s before the disturbance")
+    print(f"  connections at the end: { {name: dict(c) for name, c in connections(nodes).items()} }")
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(300)
+def test_rolling_restart_connections_return_to_their_rack(lab, gateway, tmp_path, topic):
+    nodes = start_cluster(gateway, [(f"gw-{r}", r) for r in RACKS], lab.gateway_addresses[:3])
+    by_rack = {r: nodes[f"gw-{r}"] for r in RACKS}
+    bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in nodes.values())
+    load = ClientLoad(lab, tmp_path, bootstrap, count=12000, rate=100)
+    load.group_settle_s = READY_S  # two JVMs starting on a machine this busy
+    probe = None
+    try:
+        with Sampler(by_rack) as sampler:
+            load.start()
+            probe = Probe(lab, tmp_path, bootstrap, topic, "librdkafka", seconds=240, rate=50)
+            wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), 30, "the clients to settle on the rack-local nodes", 0.5)
+            time.sleep(5)
+            started = time.time()
+            for rack in RACKS:  # the playbook's order
+                restart(gateway, nodes, f"gw-{rack}", rack)
+                by_rack[rack] = nodes[f"gw-{rack}"]
+            ready_at = time.time()
+            print(f"\nrolling restart of 3 nodes took {ready_at - started:.1f} s")
+            if BASELINE:
+                time.sleep(CONVERGE_S)
+                assert not follows_mapping(by_rack, rack_owner(lab)), "without handover the connections should stay put"
+            else:
+                took = wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), CONVERGE_S,
+                                  "no foreign connection and every broker's connections on its rack's node", 0.5)
+                print(f"connections follow the mapping {took:.1f} s after the last node was ready "
+                      f"(settle {SETTLE_S:g} + spread {SPREAD_S:g} + metadata refresh {METADATA_REFRESH_S:g} s)")
+                before = out_of_rack_bytes(by_rack)
+                time.sleep(3)
+                assert out_of_rack_bytes(by_rack) == before, "traffic still crosses racks"
+            assert not load.producers_done(), "the Java and librdkafka producers ran through the handover"
+            result = probe.result()
+            summary = load.finish_and_verify()
+            report("rolling restart", sampler, ready_at, time.time(), by_rack, result["latencies"], started)
+        assert result["failed"] == 0, result["errors"]
+        values = consumed_values(lab, topic)
+        assert not [v for v, n in values.items() if n > 1] and len(values) == result["acked"] == result["sent"], \
+            (len(values), result["acked"], result["sent"])
+        print(f"Java/librdkafka load: {summary}; librdkafka probe: sent {result['sent']}, acked {result['acked']}, "
+              f"read back {len(values)} distinct")
+    finally:
+        if probe is not None:
+            probe.kill()
+        load.stop()
+        load.delete()
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(300)
+def test_kill_9_and_return_connections_return_to_their_rack(lab, gateway, tmp_path):
+    nodes = start_cluster(gateway, [(f"gw-{r}", r) for r in RACKS], lab.gateway_addresses[:3])
+    by_rack = {r: nodes[f"gw-{r}"] for r in RACKS}
+    load = ClientLoad(lab, tmp_path, ",".join(f"{n.address}:{PORT_START}" for n in nodes.values()), count=7000, rate=100)
+    load.group_settle_s = READY_S
+    try:
+        load.start()
+        wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), 30, "the clients to settle on the rack-local nodes", 0.5)
+        victim = nodes["gw-rack-b"]
+        victim.kill()
+        survivors = {r: by_rack[r] for r in ("rack-a", "rack-c")}
+        wait_until(lambda: listed_by_no_peer(survivors, "gw-rack-b"), 30, "the killed node to leave the survivors' views", 0.5)
+        time.sleep(5)  # the clients move broker 2's traffic to a survivor
+        moved = connections(by_rack)
+        print(f"\nwhile gw-rack-b is down: {({r: dict(c) for r, c in moved.items()})}")
+        restart_dead(gateway, nodes, "gw-rack-b", "rack-b")
+        by_rack["rack-b"] = nodes["gw-rack-b"]
+        took = wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), CONVERGE_S,
+                          "no foreign connection and every broker's connections on its rack's node", 0.5)
+        print(f"kill -9 and return: connections follow the mapping {took:.1f} s after the node was ready again; "
+              f"at the end {({r: dict(c) for r, c in connections(by_rack).items()})}")
+        load.finish_and_verify()
+    finally:
+        load.stop()
+        load.delete()
+
+
+def restart_dead(gateway, nodes: dict[str, GatewayNode], name: str, rack: str | None) -> None:
+    """Start a node that is already dead again, and wait until it is ready and listed by every peer."""
+    nodes[name] = gateway(name, rack, nodes[name].address)
+    nodes[name].wait_ready(READY_S)
+    wait_until(lambda: listed_by_every_peer(nodes, name), 30, f"every peer to list {name}", 0.2)
+
+
+def joiner_that_takes_a_broker(names: list[str], brokers: list[int]) -> str:
+    """A node id that the rackless mapping gives a broker to once it joins `names`."""
+    rackless = [BrokerRack(b, None) for b in brokers]
+
+    class Node:
+        def __init__(self, node_id: str) -> None:
+            self.node_id, self.rack = node_id, None
+
+    return next(f"gw-join-{i}" for i in range(100)
+                if any(m.node_id == f"gw-join-{i}" for m in assign([Node(n) for n in [*names, f"gw-join-{i}"]], rackless).values()))
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(300)
+def test_a_node_joining_a_rackless_cluster_takes_its_share_of_existing_connections(lab, gateway, tmp_path):
+    names = ["gw-0", "gw-1", "gw-2"]
+    nodes = start_cluster(gateway, [(n, None) for n in names], lab.gateway_addresses[:3])
+    brokers = [b.id for b in lab.brokers]
+    load = ClientLoad(lab, tmp_path, ",".join(f"{n.address}:{PORT_START}" for n in nodes.values()), count=6000, rate=100)
+    load.group_settle_s = READY_S
+    try:
+        load.start()
+        time.sleep(5)
+        joiner = joiner_that_takes_a_broker(names, brokers)
+        nodes[joiner] = gateway(joiner, None, lab.gateway_addresses[3])
+        nodes[joiner].wait_ready(READY_S)
+        wait_until(lambda: listed_by_every_peer(nodes, joiner), 30, f"every peer to list {joiner}", 0.2)
+        owner = {b: m for b, m in json.loads(http_get(nodes[joiner].address, "/cluster")[1])["mapping"].items()}
+        owner = {int(b): entry["node_id"] for b, entry in owner.items()}
+        assert joiner in owner.values(), owner
+        took = wait_until(lambda: follows_mapping(nodes, owner) and sum(connections(nodes)[joiner].values()) > 0, CONVERGE_S,
+                          f"{joiner} to hold the connections of its broker and no node a foreign one", 0.5)
+        print(f"\n{joiner} joined a rackless cluster: connections follow the mapping {took:.1f} s after it was ready; "
+              f"at the end {({n: dict(c) for n, c in connections(nodes).items()})}")
+        load.finish_and_verify()
+    finally:
+        load.stop()
+        load.delete()
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(240)
+def test_librdkafka_kafka_python_and_aiokafka_follow_a_handover(lab, gateway, tmp_path, topic):
+    """Two racks' nodes first (broker 3 served out of its rack), then rack-c's node joins: each client family's
+    connection for broker 3 is handed over to it, and every acknowledged message is in the topic exactly once."""
+    nodes = start_cluster(gateway, [("gw-rack-a", "rack-a"), ("gw-rack-b", "rack-b")], lab.gateway_addresses[:2])
+    by_rack = {"rack-a": nodes["gw-rack-a"], "rack-b": nodes["gw-rack-b"]}
+    bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in nodes.values())
+    probes = [Probe(lab, tmp_path, bootstrap, topic, family, seconds=200, rate=20) for family in ("librdkafka", "kafka-python", "aiokafka")]
+    try:
+        wait_until(lambda: sum(c["3"] for c in connections(by_rack).values()) >= 3, 60,
+                   "the three producers to connect for broker 3 (rack-c has no node yet)", 0.5)
+        assert out_of_rack_bytes(by_rack) == 0, "with no live node in rack-c, serving broker 3 elsewhere is not out of rack"
+        nodes["gw-rack-c"] = by_rack["rack-c"] = gateway("gw-rack-c", "rack-c", lab.gateway_addresses[2])
+        nodes["gw-rack-c"].wait_ready(READY_S)
+        wait_until(lambda: listed_by_every_peer(nodes, "gw-rack-c"), 30, "every peer to list gw-rack-c", 0.2)
+        took = wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), CONVERGE_S,
+                          "every broker's connections on its rack's node", 0.5)
+        held = connections(by_rack)
+        print(f"\nrack-c's node joined: connections follow the mapping {took:.1f} s after it was ready; {({r: dict(c) for r, c in held.items()})}")
+        assert all(probe.running() for probe in probes), "the producers ran through the handover"
+        assert held["rack-c"]["3"] >= 3, "each of the three producers reconnected to rack-c's node"
+        results = {probe.prefix: probe.result() for probe in probes}
+    finally:
+        for probe in probes:
+            probe.kill()
+    values = consumed_values(lab, topic)
+    for family, result in results.items():
+        acked = set((tmp_path / f"acked-{family}").read_text().split())
+        mine = {v: n for v, n in values.items() if v.startswith(family + "-")}
+        print(f"{family}: sent {result['sent']}, acked {len(acked)}, failed {result['failed']}, in the topic {len(mine)} "
+              f"distinct, {sum(mine.values())} in all")
+        assert result["failed"] == 0, result["errors"]
+        assert acked == set(mine) and len(acked) == result["sent"]
+        assert all(n == 1 for n in mine.values()), "duplicates"
