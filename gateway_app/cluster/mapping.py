@@ -38,8 +38,9 @@ tests/unit/test_mapping.py over random clusters (2-12 members, 1-40 brokers, mix
 leave or join moves on average 0.8 brokers beyond the unavoidable ones (none extra in over half of
 the cases); in one rackless scope the average is about 1.5. A change inside one rack never moves a
 broker served inside another rack (the scopes are independent). Because every gateway
-node serves every broker port, a moved broker only makes clients open a connection to another node
-on their next metadata refresh; existing connections keep working.
+node serves every broker port, a moved broker's existing connections keep working where they are; once
+the mapping has settled, the node holding them hands them over to the mapped node
+(gateway_app/proxy/handover.py), and clients reconnect there.
 """
 
 from __future__ import annotations
