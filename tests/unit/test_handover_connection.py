@@ -1,0 +1,103 @@
+"""The handover's hooks below the policy: a held connection stops reading at a request boundary and stays stopped,
+and the readiness probe of a mapped node (an ApiVersions round trip)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from bench.metadata_load import metadata_request
+from gateway_app.metrics import Metrics
+from gateway_app.proxy.connection import ConnectionPair
+from gateway_app.proxy.handover import answers_api_versions
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.reading = True
+
+    def write(self, data) -> None:
+        self.written.append(bytes(data))
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+class _Settings:
+    max_frame_bytes = 1024 * 1024
+
+
+class _Gateway:
+    settings = _Settings()
+
+    def __init__(self) -> None:
+        self.metrics = Metrics()
+
+
+def _connected_pair() -> ConnectionPair:
+    pair = ConnectionPair(_Gateway(), 6970, 1, "test")  # type: ignore[arg-type]
+    pair.client, pair.upstream = _Transport(), _Transport()  # type: ignore[assignment]
+    return pair
+
+
+def test_a_held_connection_finishes_the_request_it_is_reading_then_stops_reading() -> None:
+    pair = _connected_pair()
+    frame = metadata_request(7)
+    pair.from_client(frame[:10])
+    pair.hold()
+    assert pair.client.reading, "mid-frame: the rest of the request must still be read"
+    pair.from_client(frame[10:])
+    assert not pair.client.reading
+    assert b"".join(pair.upstream.written) == frame, "the whole request went to the broker"
+    assert [entry.correlation_id for entry in pair.in_flight] == [7] and not pair.idle()
+
+
+def test_a_held_connection_stops_at_once_when_at_a_boundary_and_flow_control_does_not_resume_it() -> None:
+    pair = _connected_pair()
+    pair.hold()
+    assert not pair.client.reading and pair.idle()
+    pair.resume_client()  # the broker side drained its write buffer
+    assert not pair.client.reading
+
+
+def _serve(answer: bytes | None):
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = struct.unpack(">i", await reader.readexactly(4))[0]
+        request = await reader.readexactly(size)
+        if answer is not None:
+            correlation = request[4:8]
+            writer.write(struct.pack(">i", 4 + len(answer)) + correlation + answer)
+            await writer.drain()
+        writer.close()
+
+    return handle
+
+
+async def _probe(answer: bytes | None) -> bool:
+    server = await asyncio.start_server(_serve(answer), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        return await answers_api_versions("127.0.0.1", port, proxy_header=False, tls=None, timeout_s=2)
+    finally:
+        server.close()
+
+
+def test_the_probe_wants_an_api_versions_answer_without_error() -> None:
+    assert asyncio.run(_probe(struct.pack(">hi", 0, 0)))  # error 0, no api keys
+    assert not asyncio.run(_probe(struct.pack(">hi", 35, 0)))  # UNSUPPORTED_VERSION
+    assert not asyncio.run(_probe(None))  # closed without answering
+
+
+def test_the_probe_of_a_port_nobody_listens_on_is_false() -> None:
+    async def closed_port() -> bool:
+        server = await asyncio.start_server(_serve(None), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        return await answers_api_versions("127.0.0.1", port, proxy_header=False, tls=None, timeout_s=2)
+
+    assert not asyncio.run(closed_port())
