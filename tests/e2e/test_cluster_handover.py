@@ -172,20 +172,13 @@ def listed_by_no_peer(nodes: dict[str, GatewayNode], node_id: str) -> bool:
     return all(status == 200 and node_id not in {m["node_id"] for m in json.loads(body)["members"]} for status, body in views)
 
 
-def restart(gateway, nodes: dict[str, GatewayNode], name: str, rack: str | None, kill: bool = False,
-            down_s: float = 0.0) -> None:
-    """What playbooks/rolling_restart.yml does for one node: stop it (SIGTERM, or kill -9), start it, wait until it
-    is ready and every peer's /cluster lists it."""
+def restart(gateway, nodes: dict[str, GatewayNode], name: str, rack: str | None) -> None:
+    """What playbooks/rolling_restart.yml does for one node: stop it, start it, wait until it is ready and every
+    peer's /cluster lists it."""
     node = nodes[name]
-    if kill:
-        node.kill()
-    else:  # SIGTERM: not ready, leave, drain (GATEWAY_DRAIN_TIMEOUT_S=5), exit 0 — slower than 20 s on a loaded machine
-        node.proc.send_signal(signal.SIGTERM)
-        assert node.proc.wait(READY_S) == 0
-    time.sleep(down_s)
-    nodes[name] = gateway(name, rack, node.address)
-    nodes[name].wait_ready(READY_S)
-    wait_until(lambda: listed_by_every_peer(nodes, name), 30, f"every peer to list {name}", 0.2)
+    node.proc.send_signal(signal.SIGTERM)  # not ready, leave, drain (GATEWAY_DRAIN_TIMEOUT_S=5), exit 0
+    assert node.proc.wait(READY_S) == 0  # 20 s (GatewayNode.terminate) is too short on a loaded machine
+    restart_dead(gateway, nodes, name, rack)
 
 
 class Probe:
