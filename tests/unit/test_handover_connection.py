@@ -8,6 +8,7 @@ import struct
 
 from bench.metadata_load import metadata_request
 from gateway_app.metrics import Metrics
+from gateway_app.protocol.reserved import ReservedNames
 from gateway_app.proxy.connection import ConnectionPair
 from gateway_app.proxy.handover import answers_api_versions
 
@@ -29,6 +30,8 @@ class _Transport:
 
 class _Settings:
     max_frame_bytes = 1024 * 1024
+    max_in_flight = 500
+    max_assembled_bytes = 1024 * 1024
 
 
 class _Gateway:
@@ -36,6 +39,7 @@ class _Gateway:
 
     def __init__(self) -> None:
         self.metrics = Metrics()
+        self.reserved_names = ReservedNames.of("_gateway_test", "_gateway_test_members")
 
 
 def _connected_pair() -> ConnectionPair:
