@@ -304,10 +304,6 @@ class HandoverRunner:
             except Exception:  # keep handing over; a bug here must not stop the node
                 log.exception("handover step failed")
 
-    def _target(self, pair: "ConnectionPair") -> "Member | None":
-        if pair.broker_id is None or pair.upstream is None or pair.closed:
-            return None
-        return self.topology.foreign_target(pair.broker_id)
 
     def _endpoint(self, pair: "ConnectionPair", member: "Member") -> tuple[str, int]:
         """Where the client will reconnect: the mapped node's port for this broker."""
@@ -316,10 +312,17 @@ class HandoverRunner:
     def step(self) -> None:
         now = self.clock()
         pairs = list(self.gateway.pairs)
-        targets = {pair: self._target(pair) for pair in pairs}
-        self._account_out_of_rack(pairs)
+        # Asked once per broker, not per connection: a node may hold thousands of connections.
+        brokers = {pair.broker_id for pair in pairs if pair.broker_id is not None}
+        foreign_to = {b: self.topology.foreign_target(b) for b in brokers}
+        out_of_rack = {b for b in brokers if self.topology.out_of_rack(b)}
+        targets = {pair: foreign_to[pair.broker_id] for pair in pairs
+                   if pair.broker_id is not None and pair.upstream is not None and not pair.closed
+                   and (foreign_to[pair.broker_id] is not None or pair.holding)}
+        self._account_out_of_rack(pairs, out_of_rack)
 
         hand_over = self.settings.handover_enabled  # off: foreign connections are only counted
+        # Only foreign and held connections: the policy forgets every other one, as it would with target None.
         observed = {pair: Observed(self._endpoint(pair, m) if m is not None and hand_over else None, pair.idle())
                     for pair, m in targets.items()}
         decisions = self.policy.tick(now, self.topology.mapping_changed_at, observed,
@@ -344,12 +347,12 @@ class HandoverRunner:
         self.metrics.record_foreign(self._foreign)
         self.metrics.holding.set(self.policy.holding)
 
-    def _account_out_of_rack(self, pairs: list["ConnectionPair"]) -> None:
+    def _account_out_of_rack(self, pairs: list["ConnectionPair"], out_of_rack: set[int]) -> None:
         live = set(pairs)
         for gone in [pair for pair in self._bytes_seen if pair not in live]:
             del self._bytes_seen[gone]
         for pair in pairs:
-            if pair.broker_id is not None and self.topology.out_of_rack(pair.broker_id):
+            if pair.broker_id in out_of_rack:
                 self._account_pair(pair)
             else:
                 self._bytes_seen.pop(pair, None)  # counted from the moment it is out of rack

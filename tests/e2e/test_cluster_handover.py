@@ -255,22 +255,22 @@ def report(what: str, sampler: Sampler, ready_at: float, until: float, nodes, la
         print(f"  {row['t'] - 30:+5d}  {row['foreign']:7d}  {row['out_of_rack_kB']:10.1f}")
     print(f"  longest librdkafka produce latency: {longest_after:.0f} ms from the last node ready to the end, "
           f"{longest_before:.0f} ms in the 20 s before the disturbance")
-    print(f"  connections at the end: { {name: dict(c) for name, c in connections(nodes).items()} }")
 
 
 @pytest.mark.lab
-@pytest.mark.timeout(720)
-def test_rolling_restart_connections_return_to_their_rack(lab, gateway, tmp_path, topic):
+@pytest.mark.timeout(900)
+def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gateway, tmp_path, topic):
+    """One cluster and one client load through both disturbances (a cluster and two JVMs cost a minute to start)."""
     nodes = start_cluster(gateway, [(f"gw-{r}", r) for r in RACKS], lab.gateway_addresses[:3])
     by_rack = {r: nodes[f"gw-{r}"] for r in RACKS}
     bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in nodes.values())
-    load = ClientLoad(lab, tmp_path, bootstrap, count=12000, rate=100)
+    load = ClientLoad(lab, tmp_path, bootstrap, count=18000, rate=100)  # 3 minutes of sending
     load.group_settle_s = READY_S  # two JVMs starting on a machine this busy
     probe = None
     try:
         with Sampler(by_rack) as sampler:
             load.start()
-            probe = Probe(lab, tmp_path, bootstrap, topic, "librdkafka", seconds=240, rate=50)
+            probe = Probe(lab, tmp_path, bootstrap, topic, "librdkafka", seconds=400, rate=50)
             wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), 30, "the clients to settle on the rack-local nodes", 0.5)
             time.sleep(5)
             started = time.time()
@@ -282,18 +282,35 @@ def test_rolling_restart_connections_return_to_their_rack(lab, gateway, tmp_path
             if BASELINE:
                 time.sleep(CONVERGE_S)
                 assert not follows_mapping(by_rack, rack_owner(lab)), "without handover the connections should stay put"
-            else:
-                took = wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), CONVERGE_S,
-                                  "no foreign connection and every broker's connections on its rack's node", 0.5)
-                print(f"connections follow the mapping {took:.1f} s after the last node was ready "
-                      f"(settle {SETTLE_S:g} + spread {SPREAD_S:g} + metadata refresh {METADATA_REFRESH_S:g} s)")
-                before = out_of_rack_bytes(by_rack)
-                time.sleep(3)
-                assert out_of_rack_bytes(by_rack) == before, "traffic still crosses racks"
-            assert not load.producers_done(), "the Java and librdkafka producers ran through the handover"
+                print(f"connections {CONVERGE_S:g} s after the last node was ready: {per_node(by_rack)}")
+                report("rolling restart", sampler, ready_at, time.time(), by_rack, [], started)
+                return
+            took = wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), CONVERGE_S,
+                              "no foreign connection and every broker's connections on its rack's node", 0.5)
+            print(f"connections follow the mapping {took:.1f} s after the last node was ready "
+                  f"(settle {SETTLE_S:g} + spread {SPREAD_S:g} + metadata refresh {METADATA_REFRESH_S:g} s): {per_node(by_rack)}")
+            before = out_of_rack_bytes(by_rack)
+            time.sleep(3)
+            assert out_of_rack_bytes(by_rack) == before, "traffic still crosses racks"
+            converged_at = time.time()
+
+            assert not load.producers_done(), "the Java and librdkafka producers ran through the rolling restart"
+            by_rack["rack-b"].kill()
+            survivors = {r: by_rack[r] for r in ("rack-a", "rack-c")}
+            wait_until(lambda: listed_by_no_peer(survivors, "gw-rack-b"), 30, "the killed node to leave the survivors' views", 0.5)
+            time.sleep(5)  # the clients move broker 2's traffic to a survivor
+            print(f"while gw-rack-b is down after kill -9: {per_node(survivors)}")
+            restart_dead(gateway, nodes, "gw-rack-b", "rack-b")
+            by_rack["rack-b"] = nodes["gw-rack-b"]
+            back_at = time.time()
+            took = wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), CONVERGE_S,
+                              "no foreign connection and every broker's connections on its rack's node", 0.5)
+            print(f"kill -9 and return: connections follow the mapping {took:.1f} s after the node was ready again: "
+                  f"{per_node(by_rack)}")
             result = probe.result()
             summary = load.finish_and_verify()
-            report("rolling restart", sampler, ready_at, time.time(), by_rack, result["latencies"], started)
+            report("rolling restart", sampler, ready_at, converged_at, by_rack, result["latencies"], started)
+            report("kill -9 and return", sampler, back_at, time.time(), by_rack, result["latencies"], converged_at)
         assert result["failed"] == 0, result["errors"]
         values = consumed_values(lab, topic)
         assert not [v for v, n in values.items() if n > 1] and len(values) == result["acked"] == result["sent"], \
@@ -307,33 +324,9 @@ def test_rolling_restart_connections_return_to_their_rack(lab, gateway, tmp_path
         load.delete()
 
 
-@pytest.mark.lab
-@pytest.mark.timeout(720)
-def test_kill_9_and_return_connections_return_to_their_rack(lab, gateway, tmp_path):
-    nodes = start_cluster(gateway, [(f"gw-{r}", r) for r in RACKS], lab.gateway_addresses[:3])
-    by_rack = {r: nodes[f"gw-{r}"] for r in RACKS}
-    load = ClientLoad(lab, tmp_path, ",".join(f"{n.address}:{PORT_START}" for n in nodes.values()), count=7000, rate=100)
-    load.group_settle_s = READY_S
-    try:
-        load.start()
-        wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), 30, "the clients to settle on the rack-local nodes", 0.5)
-        victim = nodes["gw-rack-b"]
-        victim.kill()
-        survivors = {r: by_rack[r] for r in ("rack-a", "rack-c")}
-        wait_until(lambda: listed_by_no_peer(survivors, "gw-rack-b"), 30, "the killed node to leave the survivors' views", 0.5)
-        time.sleep(5)  # the clients move broker 2's traffic to a survivor
-        moved = connections(by_rack)
-        print(f"\nwhile gw-rack-b is down: {({r: dict(c) for r, c in moved.items()})}")
-        restart_dead(gateway, nodes, "gw-rack-b", "rack-b")
-        by_rack["rack-b"] = nodes["gw-rack-b"]
-        took = wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), CONVERGE_S,
-                          "no foreign connection and every broker's connections on its rack's node", 0.5)
-        print(f"kill -9 and return: connections follow the mapping {took:.1f} s after the node was ready again; "
-              f"at the end {({r: dict(c) for r, c in connections(by_rack).items()})}")
-        load.finish_and_verify()
-    finally:
-        load.stop()
-        load.delete()
+def per_node(nodes: dict[str, GatewayNode]) -> dict[str, dict]:
+    """Client connections per broker on each node, for the report."""
+    return {name: dict(held) for name, held in connections(nodes).items()}
 
 
 def restart_dead(gateway, nodes: dict[str, GatewayNode], name: str, rack: str | None) -> None:
