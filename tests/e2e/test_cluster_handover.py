@@ -111,6 +111,17 @@ class Sampler:
             out_of_rack_before[name], last[name] = total, figures
         return rows
 
+    def handovers(self) -> Counter:
+        """Handovers by outcome (idle, deadline) over the whole run, all nodes, restarted ones included."""
+        last: dict[tuple[str, str], float] = {}
+        total: Counter = Counter()
+        for _, name, figures in self.samples:
+            for outcome, value in figures["gateway_handovers_total"].items():
+                before = last.get((name, outcome), 0.0)
+                total[outcome] += value - before if value >= before else value  # a restarted node counts from 0
+                last[(name, outcome)] = value
+        return total
+
     @staticmethod
     def _row(at: float, last: dict[str, dict], out_of_rack: float) -> dict:
         return {"t": round(at), "foreign": int(sum(sum(f["gateway_handover_foreign_connections"].values()) for f in last.values())),
@@ -255,6 +266,7 @@ def report(what: str, sampler: Sampler, ready_at: float, until: float, nodes, la
         print(f"  {row['t'] - 30:+5d}  {row['foreign']:7d}  {row['out_of_rack_kB']:10.1f}")
     print(f"  longest librdkafka produce latency: {longest_after:.0f} ms from the last node ready to the end, "
           f"{longest_before:.0f} ms in the 20 s before the disturbance")
+    print(f"  handovers so far by outcome: {dict(sampler.handovers())}")
 
 
 @pytest.mark.lab
