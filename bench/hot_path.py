@@ -28,7 +28,11 @@ from kio.static.primitive import i16, i32, i32Timedelta, i64
 from bench.metadata_load import metadata_request
 from gateway_app.metrics import Metrics
 from gateway_app.protocol.reserved import ReservedNames
-from gateway_app.proxy.connection import ConnectionPair
+from gateway_app.proxy.connection import ConnectionPair, Rules
+from gateway_app.proxy.directory import BrokerDirectory
+from gateway_app.proxy.incidents import Incidents
+from gateway_app.proxy.routes import Routes
+from gateway_app.topology import PortPlan, StaticTopology
 
 
 class _CountingTransport:
@@ -43,24 +47,8 @@ class _CountingTransport:
             self.bytes += len(data)
 
 
-class _Settings:
-    max_frame_bytes = 100 * 1024 * 1024
-    max_in_flight = 2**31  # every request is fed before any response
-    max_assembled_bytes = 16 * 1024 * 1024
-
-
-class _Gateway:
-    settings = _Settings()
-
-    def __init__(self) -> None:
-        self.metrics = Metrics()
-        self.reserved_names = ReservedNames.of("_gateway_test", "_gateway_test_members")
-
-    def learn(self, broker) -> None:
-        pass
-
-    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int]:
-        return "198.18.0.9", 6970 + broker_id
+RULES = Rules(max_frame_bytes=100 * 1024 * 1024, max_in_flight=2**31,  # every request is fed before any response
+              max_assembled_bytes=16 * 1024 * 1024, reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"))
 
 
 def _encode(schema, value) -> bytes:
@@ -117,7 +105,10 @@ def _best_us(frames: int, passes: int, feed_requests, feed_responses) -> tuple[f
 
 
 def _pair() -> ConnectionPair:
-    pair = ConnectionPair(_Gateway(), 6969, None, "bench")  # type: ignore[arg-type]
+    """A bootstrap-port connection of a single node advertised at 198.18.0.9 (broker b on port 6970 + b)."""
+    metrics = Metrics()
+    routes = Routes(StaticTopology(PortPlan(6969, 0, 16), "198.18.0.9"), BrokerDirectory({}, (), 1.0), metrics)
+    pair = ConnectionPair(routes, RULES, Incidents(metrics), 6969, "bench")
     pair.client, pair.upstream = _CountingTransport(), _CountingTransport()  # type: ignore[assignment]
     return pair
 

@@ -14,7 +14,9 @@ from .http import HttpServer
 from .metrics import Metrics
 from .proxy.directory import BrokerDirectory
 from .proxy.handover import HandoverRunner
+from .proxy.routes import Routes
 from .proxy.server import Gateway
+from .proxy.tls import upstream_context
 from .readiness import CheckResult, Flag, Readiness
 from .cluster.topology import ClusterTopology
 from .topology import Topology
@@ -60,7 +62,9 @@ class Node:
             {**settings.kafka_properties}, settings.bootstrap_servers, settings.upstream_connect_timeout_s,
             on_change=lambda brokers: self.metrics.known_brokers.set(len(brokers)))
         self.topology = build_topology(settings, self)
-        self.gateway = Gateway(settings, self.topology, self.directory, self.metrics)
+        self.routes = Routes(self.topology, self.directory, self.metrics, upstream_context(settings),
+                             settings.upstream_connect_timeout_s)
+        self.gateway = Gateway(settings, self.routes, self.metrics)
         self.handover = (HandoverRunner(settings, self.gateway, self.topology, self.metrics.registry)
                          if isinstance(self.topology, ClusterTopology) and settings.internal_load_balancing else None)
         self.http = HttpServer(settings, self.readiness, self.metrics, self.cluster_view)
@@ -78,7 +82,7 @@ class Node:
         return CheckResult(False, self.directory.last_refresh_error or "not reached yet")
 
     def _broker_ids_in_range(self) -> CheckResult:
-        outside = self.gateway.brokers_out_of_range()
+        outside = self.routes.brokers_out_of_range()
         plan = self.topology.plan
         if outside:
             return CheckResult(False, f"broker ids {outside} outside {plan.min_broker_id}..{plan.max_broker_id}")

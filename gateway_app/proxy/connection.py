@@ -17,7 +17,7 @@ import struct
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from kio.serial.errors import SerialError
 from kio.serial.readers import read_int16, read_nullable_legacy_string, read_compact_string_nullable
@@ -28,12 +28,11 @@ from ..protocol.headers import (
 from ..protocol.policy import relay_handling
 from ..protocol.reserved import Reserved, ReservedNames, refusal_body, request_checker
 from ..protocol.rewriting import REWRITERS
-from ..metrics import ApiMetrics
+from ..metrics import ApiMetrics, Metrics
+from ..topology import BrokerInfo
 from .framing import Decision, FrameStream
-
-if TYPE_CHECKING:
-    from ..topology import BrokerInfo
-    from .server import Gateway
+from .incidents import Incidents
+from .routes import Routes, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +93,15 @@ class _Truncated(Exception):
     """The bytes at hand end before a request's last topic or group name (or do not match its schema)."""
 
 
-class UpstreamError(Exception):
-    """The broker side failed or misbehaved; `reason` labels the metric."""
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What every client connection of the node enforces (from the settings, see Gateway)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+    max_frame_bytes: int
+    max_in_flight: int
+    max_assembled_bytes: int
+    reserved: ReservedNames  # the gateway cluster's own topic and group
+    client_tls: bool = False  # socket bytes are not frame bytes (no ReadLowWater)
 
 
 def produce_expects_response(frame: memoryview, body_offset: int, api_version: int) -> bool:
@@ -111,43 +113,64 @@ def produce_expects_response(frame: memoryview, body_offset: int, api_version: i
 
 
 class ClientRewriteContext:
-    """The gateway's RewriteContext as one client connection sees it: the same addresses, plus this
-    connection's own record of the coordinator lookups it was refused (once per connection and
+    """The RewriteContext (protocol/context.py) as one client connection sees it: the node's routes, plus
+    this connection's own record of the coordinator lookups it was refused (once per connection and
     reset window, see gateway_app/cluster/topology.py)."""
 
-    __slots__ = ("_gateway", "_refused", "names_reserved")
+    __slots__ = ("_routes", "_metrics", "_refused", "reserved", "names_reserved")
 
-    def __init__(self, gateway: "Gateway") -> None:
-        self._gateway = gateway
+    def __init__(self, routes: Routes, reserved: ReservedNames, metrics: Metrics) -> None:
+        self._routes = routes
+        self._metrics = metrics
+        self.reserved = reserved
         self.names_reserved = False  # set per response: did its request name reserved topics?
         self._refused: dict[int, float] = {}  # broker id -> the reset window it was refused in
 
     def learn(self, broker: BrokerInfo) -> None:
-        self._gateway.learn(broker)
+        self._routes.learn(broker)
 
     def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
-        return self._gateway.endpoint(broker_id, rack)
+        return self._routes.endpoint(broker_id, rack)
 
     def coordinator_available(self, broker_id: int) -> bool:
-        return self._gateway.topology.coordinator_available(broker_id, self._refused)
-
-    @property
-    def reserved(self) -> ReservedNames:
-        return self._gateway.reserved_names
+        return self._routes.coordinator_available(broker_id, self._refused)
 
     def hidden(self, count: int) -> None:
-        self._gateway.metrics.reserved_hidden.inc(count)
+        self._metrics.reserved_hidden.inc(count)
 
     def redacted(self, count: int) -> None:
-        self._gateway.metrics.configs_redacted.inc(count)
+        self._metrics.configs_redacted.inc(count)
+
+
+def _always(pair: "ConnectionPair") -> bool:
+    return True
+
+
+def _nothing(pair: "ConnectionPair") -> None:
+    return None
 
 
 class ConnectionPair:
-    def __init__(self, gateway: "Gateway", port: int, broker_id: int | None, peer: str) -> None:
-        self.gateway = gateway
-        self.rewrite_context = ClientRewriteContext(gateway)
+    """One client connection on `port` and, from its first request on, its broker connection.
+
+    It depends on the node only through `routes` (where to connect, what to advertise), `rules` (limits,
+    reserved names), `incidents` (what is counted and logged) and two callbacks of its owner: `on_open`
+    admits it when the client is accepted (False: over a connection limit, it closes at once) and
+    `on_close` is told once when it ends.
+    """
+
+    def __init__(self, routes: Routes, rules: Rules, incidents: Incidents, port: int, peer: str | None,
+                 on_open: Callable[["ConnectionPair"], bool] = _always,
+                 on_close: Callable[["ConnectionPair"], None] = _nothing) -> None:
+        self.routes = routes
+        self.rules = rules
+        self.incidents = incidents
+        self.metrics = incidents.metrics
+        self._on_open = on_open
+        self._on_close = on_close
+        self.rewrite_context = ClientRewriteContext(routes, rules.reserved, incidents.metrics)
         self.port = port
-        self.broker_id = broker_id
+        self.broker_id = routes.broker_for_port(port)
         self.peer = peer
         self.source = ""  # the client's address, connection limits count by it (set by register)
         self.client: asyncio.Transport | None = None
@@ -163,11 +186,11 @@ class ConnectionPair:
         self.write_paused_since: float | None = None  # the client reads nothing of what we write
         self._connecting = False
         self._paused = 0  # why the client's reading is paused: bits of PAUSED_*
-        self._in_flight_cap = gateway.settings.max_in_flight
-        self._assembled_limit = gateway.settings.max_assembled_bytes
+        self._in_flight_cap = rules.max_in_flight
+        self._assembled_limit = rules.max_assembled_bytes
         self._client_low_water: ReadLowWater | None = None
         self._upstream_low_water: ReadLowWater | None = None
-        limit = gateway.settings.max_frame_bytes
+        limit = rules.max_frame_bytes
         self.requests = FrameStream(limit, 8, self._decide_request, self._to_upstream, self._collected_request)
         self.responses = FrameStream(limit, 4, self._decide_response, self._to_client, self._rewrite_response)
 
@@ -175,11 +198,11 @@ class ConnectionPair:
 
     def client_connected(self, transport: asyncio.Transport) -> None:
         self.client = transport
-        if not self.gateway.register(self):  # over a connection limit: counted and logged there
+        if not self._on_open(self):  # over a connection limit: counted and logged there
             self.closed = True
             transport.abort()
             return
-        self._client_low_water = ReadLowWater.of(transport, self.gateway.client_ssl is not None)
+        self._client_low_water = ReadLowWater.of(transport, self.rules.client_tls)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     def _connect_on_first_request(self) -> None:
@@ -191,21 +214,21 @@ class ConnectionPair:
 
     async def _connect_upstream(self) -> None:
         try:
-            upstream, label = await self.gateway.open_upstream(self)
+            upstream, label = await self.routes.dial(self.broker_id, self.peer, lambda: UpstreamProtocol(self))
         except UpstreamError as error:
-            self.gateway.upstream_failed(self, error)
+            self.incidents.upstream_failed(self, error)
             self.close()
             return
         except Exception as error:  # never let a connect problem escape into the loop
-            self.gateway.upstream_failed(self, UpstreamError("connect_failed", repr(error)))
+            self.incidents.upstream_failed(self, UpstreamError("connect_failed", repr(error)))
             self.close()
             return
         if self.closed:  # the client left while we were connecting
             upstream.close()
             return
         self.upstream, self.upstream_label = upstream, label
-        self._upstream_low_water = ReadLowWater.of(upstream, self.gateway.upstream_ssl is not None)
-        self.gateway.metrics.upstream_connections_active.labels(label).inc()
+        self._upstream_low_water = ReadLowWater.of(upstream, self.routes.upstream_ssl is not None)
+        self.metrics.upstream_connections_active.labels(label).inc()
         upstream.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         early, self._early = self._early, []
         if early:
@@ -230,14 +253,14 @@ class ConnectionPair:
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.close()
-        self.gateway.unregister(self)
+        self._on_close(self)
 
     def abort(self) -> None:
         self.closed = True
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.abort()
-        self.gateway.unregister(self)
+        self._on_close(self)
 
     # --- client -> broker --------------------------------------------------------------------
 
@@ -248,7 +271,7 @@ class ConnectionPair:
         try:
             self.requests.feed(data)
         except MalformedFrame as error:
-            self.gateway.malformed(self, error)
+            self.incidents.malformed(self, error)
             self.abort()
             return
         if self._client_low_water is not None and not self.closed:
@@ -325,13 +348,13 @@ class ConnectionPair:
         if check is None:
             return
         try:
-            check(frame, body_offset, self.gateway.reserved_names)
+            check(frame, body_offset, self.rules.reserved)
         except (IndexError, ValueError, struct.error, SerialError) as error:  # ValueError: WalkError
             raise _Truncated(repr(error)) from None
 
     def _admit(self, api_key: int, api_version: int, correlation_id: int, size: int, rewrite: bool,
                expects_response: bool, names_reserved: bool = False) -> None:
-        api = self.gateway.metrics.api(api_key)
+        api = self.metrics.api(api_key)
         api.requests += 1
         api.request_bytes += 4 + size
         self.last_request = now = time.monotonic()
@@ -341,13 +364,13 @@ class ConnectionPair:
             self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, now, api,
                                            names_reserved=names_reserved))
             if len(self.in_flight) >= self._in_flight_cap and not self._paused & PAUSED_IN_FLIGHT:
-                self.gateway.metrics.in_flight_paused.inc()
+                self.metrics.in_flight_paused.inc()
                 self._pause_client(PAUSED_IN_FLIGHT)
 
     def _refuse(self, request: memoryview, api_key: int, api_version: int, correlation_id: int,
                 body_offset: int, kind: str) -> None:
         """Answer a request naming a reserved topic/group with the API's authorization error, in turn."""
-        self.gateway.refused_reserved(self, api_key, kind)
+        self.incidents.refused_reserved(self, api_key, kind)
         self.last_request = time.monotonic()
         if not self._expects_response(request, api_key, api_version, body_offset):
             return  # acks=0: nothing to answer
@@ -360,7 +383,7 @@ class ConnectionPair:
         if not self.in_flight and self.responses.at_boundary():
             self.client.write(response)
             return
-        api = self.gateway.metrics.api(api_key)
+        api = self.metrics.api(api_key)
         self.in_flight.append(InFlight(correlation_id, api_key, api_version, False, time.monotonic(), api, response))
         self._refusals += 1
 
@@ -384,11 +407,11 @@ class ConnectionPair:
             if self._refusals and self.responses.at_boundary():
                 self._write_refusals()
         except UpstreamError as error:
-            self.gateway.upstream_failed(self, error)
+            self.incidents.upstream_failed(self, error)
             self.abort()
             return
         except MalformedFrame as error:
-            self.gateway.upstream_failed(self, UpstreamError(error.reason, str(error)))
+            self.incidents.upstream_failed(self, UpstreamError(error.reason, str(error)))
             self.abort()
             return
         if self._upstream_low_water is not None and not self.closed:
@@ -501,7 +524,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.pair.closed:
-            self.pair.gateway.upstream_failed(self.pair, UpstreamError("broker_closed", repr(exc) if exc else "closed"))
+            self.pair.incidents.upstream_failed(self.pair, UpstreamError("broker_closed", repr(exc) if exc else "closed"))
         self.pair.close()
 
     def pause_writing(self) -> None:  # the broker reads slower than the client sends

@@ -31,7 +31,8 @@ class BrokerDirectory:
         self.last_refresh_error: str | None = None
         self._timeout_s = timeout_s
         self._on_change = on_change
-        self._admin = AdminClient({**kafka_properties, "client.id": "kafka-gateway-directory"})
+        self._admin_properties = {**kafka_properties, "client.id": "kafka-gateway-directory"}
+        self._admin: AdminClient | None = None  # made at the first refresh: a directory that is only told costs nothing
         self._refreshing: asyncio.Future[None] | None = None
         self._last_attempt = 0.0
 
@@ -43,6 +44,8 @@ class BrokerDirectory:
                 self._on_change(self.brokers)
 
     def _describe(self) -> tuple[str | None, list[BrokerInfo]]:
+        if self._admin is None:
+            self._admin = AdminClient(self._admin_properties)
         result = self._admin.describe_cluster(request_timeout=self._timeout_s).result(timeout=self._timeout_s + 1)
         return result.cluster_id, [BrokerInfo(n.id, n.host, n.port, n.rack) for n in result.nodes]
 

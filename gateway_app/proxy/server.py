@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import socket
 import time
@@ -12,95 +11,71 @@ from typing import Callable
 from ..cluster.membership import group_name, topic_name
 from ..config import Settings
 from ..protocol.reserved import ReservedNames
-from ..metrics import Metrics, api_name
+from ..metrics import Metrics
 from ..protocol.headers import MalformedFrame
-from ..topology import BrokerInfo, BrokerOutOfRange, Topology
 from . import proxy_protocol
-from .connection import ClientProtocol, ConnectionPair, UpstreamError, UpstreamProtocol
-from .directory import BrokerDirectory
-from .tls import TLS_HANDSHAKE_TIMEOUT_S, client_context, handshake_failure_reason, upstream_context
+from .connection import ClientProtocol, ConnectionPair, Rules
+from .incidents import Incidents
+from .routes import Routes
+from .tls import TLS_HANDSHAKE_TIMEOUT_S, client_context, handshake_failure_reason
 
 log = logging.getLogger(__name__)
 
 PROXY_HEADER_TIMEOUT_S = 5.0
 SWEEP_INTERVAL_S = 1.0  # deadlines are checked this often: they fire up to a second late
-LIMIT_LOG_INTERVAL_S = 10.0
-MAX_LOG_KEYS = 10_000
+
+
+def rules_of(settings: Settings, client_tls: bool) -> Rules:
+    return Rules(settings.max_frame_bytes, settings.max_in_flight, settings.max_assembled_bytes,
+                 ReservedNames.of(group_name(settings.cluster_id), topic_name(settings.cluster_id)), client_tls)
 
 
 class Gateway:
-    """Listeners, live connection pairs, and the addresses the rewriters consult (through each
-    connection's ClientRewriteContext)."""
+    """Listeners and the live connection pairs: accepts, admits under the connection limits, closes at
+    deadlines, drains. Where a connection goes is its `Routes`' business."""
 
-    def __init__(self, settings: Settings, topology: Topology, directory: BrokerDirectory, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, routes: Routes, metrics: Metrics) -> None:
         self.settings = settings
-        self.topology = topology
-        self.directory = directory
+        self.routes = routes
+        self.plan = routes.plan
         self.metrics = metrics
+        self.incidents = Incidents(metrics)
         self.client_ssl = client_context(settings)
-        self.upstream_ssl = upstream_context(settings)
+        self.rules = rules_of(settings, self.client_ssl is not None)
         self.pairs: set[ConnectionPair] = set()
         self.listening = False
         self._servers: list[asyncio.AbstractServer] = []
         self._sockets: list[socket.socket] = []
         self._accept_tasks: list[asyncio.Task[None]] = []
-        self._bootstrap_turn = itertools.count()
-        self._reported_out_of_range: set[int] = set()
         self._per_source: dict[str, int] = {}  # client address -> open connections (entries removed at 0)
         self._closing: dict[ConnectionPair, float] = {}  # closed, unsent bytes still queued -> abort deadline
-        self._limit_logged: dict[str, float] = {}  # limit reason -> when it was last logged
         self._sweeper: asyncio.Task[None] | None = None
-        self.reserved_names = ReservedNames.of(group_name(settings.cluster_id), topic_name(settings.cluster_id))
-
-    # --- what each connection's ClientRewriteContext asks -------------------------------------
-
-    def learn(self, broker: BrokerInfo) -> None:
-        self.directory.learn(broker)
-
-    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
-        try:
-            return self.topology.broker_endpoint(broker_id, rack)
-        except BrokerOutOfRange as error:
-            self.metrics.broker_out_of_range.labels(str(broker_id)).inc()
-            if broker_id not in self._reported_out_of_range:
-                self._reported_out_of_range.add(broker_id)
-                log.error("%s; it is left out of responses", error)
-            return None
-
-    def refused_reserved(self, pair: ConnectionPair, api_key: int, kind: str) -> None:
-        self.metrics.reserved_refused.labels(api_name(api_key), kind).inc()
-        self._log_limited(f"reserved:{pair.peer}", "refused %s from %s: it names the gateway cluster's own %s",
-                          api_name(api_key), pair.peer, kind)
-
-    def brokers_out_of_range(self) -> list[int]:
-        plan = self.topology.plan
-        return sorted(b for b in self.directory.brokers if not plan.min_broker_id <= b <= plan.max_broker_id)
 
     # --- listeners -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         host = self.settings.bind_host
-        for port in self.topology.plan.ports():
-            broker_id = self.topology.plan.broker_for_port(port)
+        for port in self.plan.ports():
             if self.settings.proxy_protocol or self.client_ssl is not None:  # we accept ourselves, see tls.py
                 sock = socket.create_server((host, port), backlog=1024, reuse_port=False)
                 sock.setblocking(False)
                 self._sockets.append(sock)
-                self._accept_tasks.append(asyncio.ensure_future(self._accept(sock, port, broker_id)))
+                self._accept_tasks.append(asyncio.ensure_future(self._accept(sock, port)))
             else:
                 self._servers.append(await loop.create_server(
-                    self._factory(port, broker_id), host, port, reuse_address=True, backlog=1024))
+                    self._factory(port), host, port, reuse_address=True, backlog=1024))
         self.listening = True
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
-        log.info("listening on %s ports %d..%d (bootstrap %d)%s", host, self.topology.plan.port_start,
-                 self.topology.plan.ports()[-1], self.topology.plan.bootstrap_port,
+        log.info("listening on %s ports %d..%d (bootstrap %d)%s", host, self.plan.port_start,
+                 self.plan.ports()[-1], self.plan.bootstrap_port,
                  " with TLS" if self.client_ssl else "")
 
-    def _factory(self, port: int, broker_id: int | None, peer: str | None = None) -> Callable[[], ClientProtocol]:
-        return lambda: ClientProtocol(ConnectionPair(self, port, broker_id, peer))
+    def _factory(self, port: int, peer: str | None = None) -> Callable[[], ClientProtocol]:
+        return lambda: ClientProtocol(ConnectionPair(self.routes, self.rules, self.incidents, port, peer,
+                                                     on_open=self.register, on_close=self.unregister))
 
-    async def _accept(self, sock: socket.socket, port: int, broker_id: int | None) -> None:
+    async def _accept(self, sock: socket.socket, port: int) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -109,9 +84,9 @@ class Gateway:
                 log.warning("accept failed: %s", error)
                 await asyncio.sleep(0.1)
                 continue
-            asyncio.ensure_future(self._start_accepted(client, port, broker_id))
+            asyncio.ensure_future(self._start_accepted(client, port))
 
-    async def _start_accepted(self, client: socket.socket, port: int, broker_id: int | None) -> None:
+    async def _start_accepted(self, client: socket.socket, port: int) -> None:
         """The PROXY header if one is expected, then the TLS handshake if TLS is on, then the connection pair."""
         loop = asyncio.get_running_loop()
         peer: str | None = None
@@ -125,7 +100,7 @@ class Gateway:
                 client.close()
                 return
         if self.client_ssl is None:
-            await loop.connect_accepted_socket(self._factory(port, broker_id, peer), client)
+            await loop.connect_accepted_socket(self._factory(port, peer), client)
             return
         if peer is None:
             try:
@@ -134,7 +109,7 @@ class Gateway:
             except OSError:
                 peer = "?"
         try:
-            await loop.connect_accepted_socket(self._factory(port, broker_id, peer), client, ssl=self.client_ssl,
+            await loop.connect_accepted_socket(self._factory(port, peer), client, ssl=self.client_ssl,
                                                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
             self.tls_failed(peer, port, error)
@@ -154,10 +129,10 @@ class Gateway:
             pair.peer = f"{peername[0]}:{peername[1]}" if peername else "?"
         source = pair.peer.rpartition(":")[0] or pair.peer
         if len(self.pairs) >= self.settings.max_connections:
-            self._refuse_connection(pair, "node_limit", f"{len(self.pairs)} open, GATEWAY_MAX_CONNECTIONS")
+            self.incidents.connection_refused(pair, "node_limit", f"{len(self.pairs)} open, GATEWAY_MAX_CONNECTIONS")
             return False
         if self._per_source.get(source, 0) >= self.settings.max_connections_per_source:
-            self._refuse_connection(pair, "source_limit", f"{self._per_source[source]} open from {source}, "
+            self.incidents.connection_refused(pair, "source_limit", f"{self._per_source[source]} open from {source}, "
                                                           "GATEWAY_MAX_CONNECTIONS_PER_SOURCE")
             return False
         self._per_source[source] = self._per_source.get(source, 0) + 1
@@ -182,19 +157,6 @@ class Gateway:
             client = pair.client
             if client is not None and client.get_write_buffer_size():  # close() waits for them to be read
                 self._closing[pair] = time.monotonic() + self.settings.client_write_timeout_s
-
-    def _refuse_connection(self, pair: ConnectionPair, reason: str, detail: str) -> None:
-        self.metrics.connections_refused.labels(reason).inc()
-        self._log_limited(reason, "closing client %s on port %d: %s (%s)", pair.peer, pair.port, reason, detail)
-
-    def _log_limited(self, key: str, message: str, *args: object) -> None:
-        """One line per key and LIMIT_LOG_INTERVAL_S: a flood of refusals must not become a flood of logs."""
-        now = time.monotonic()
-        if now - self._limit_logged.get(key, -LIMIT_LOG_INTERVAL_S) >= LIMIT_LOG_INTERVAL_S:
-            if len(self._limit_logged) >= MAX_LOG_KEYS:
-                self._limit_logged.clear()
-            self._limit_logged[key] = now
-            log.warning(message, *args)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -226,52 +188,11 @@ class Gateway:
                 pair.client.abort()
 
     def _expire(self, pair: ConnectionPair, reason: str, abort: bool) -> None:
-        self._refuse_connection(pair, reason, "deadline passed")
+        self.incidents.connection_refused(pair, reason, "deadline passed")
         if abort:
             pair.abort()
         else:
             pair.close()
-
-    async def open_upstream(self, pair: ConnectionPair) -> tuple[asyncio.Transport, str]:
-        if pair.broker_id is None:
-            candidates = self.directory.bootstrap_candidates()
-            start = next(self._bootstrap_turn) % len(candidates)
-            targets = [(candidates[(start + i) % len(candidates)], "bootstrap") for i in range(len(candidates))]
-        else:
-            address = await self.directory.address(pair.broker_id)
-            if address is None:
-                raise UpstreamError("unknown_broker", f"no address known for broker {pair.broker_id}")
-            targets = [(address, str(pair.broker_id))]
-        last_error: Exception | None = None
-        for (host, port), label in targets:
-            try:
-                transport = await self._connect(pair, host, port)
-            except (OSError, asyncio.TimeoutError) as error:
-                last_error = error
-                self.metrics.upstream_errors.labels("connect_failed").inc()
-                log.warning("cannot connect to broker %s:%d for %s: %r", host, port, pair.peer, error)
-                continue
-            return transport, label
-        raise UpstreamError("no_broker_reachable", repr(last_error))
-
-    async def _connect(self, pair: ConnectionPair, host: str, port: int) -> asyncio.Transport:
-        loop = asyncio.get_running_loop()
-        transport, _ = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamProtocol(pair), host, port, ssl=self.upstream_ssl,
-                                   server_hostname=host if self.upstream_ssl else None),
-            self.settings.upstream_connect_timeout_s)
-        return transport
-
-    def malformed(self, pair: ConnectionPair, error: MalformedFrame) -> None:
-        self.metrics.malformed_frames.labels(error.reason).inc()
-        # One line per source and reason every LIMIT_LOG_INTERVAL_S: a flood of bad frames is counted in full
-        # but must not become a flood of log lines.
-        self._log_limited(f"malformed:{error.reason}:{pair.source or pair.peer}", "closing client %s on port %d: %s",
-                          pair.peer, pair.port, error)
-
-    def upstream_failed(self, pair: ConnectionPair, error: UpstreamError) -> None:
-        self.metrics.upstream_errors.labels(error.reason).inc()
-        log.warning("closing client %s on port %d, broker side failed: %s", pair.peer, pair.port, error)
 
     # --- shutdown --------------------------------------------------------------------------------
 

@@ -7,8 +7,11 @@ import struct
 from bench.metadata_load import metadata_request
 from gateway_app.metrics import Metrics
 from gateway_app.protocol.reserved import ReservedNames
-from gateway_app.protocol.headers import MalformedFrame
-from gateway_app.proxy.connection import ConnectionPair
+from gateway_app.proxy.connection import ConnectionPair, Rules
+from gateway_app.proxy.directory import BrokerDirectory
+from gateway_app.proxy.incidents import Incidents
+from gateway_app.proxy.routes import Routes
+from gateway_app.topology import PortPlan, StaticTopology
 
 
 class _Transport:
@@ -26,45 +29,34 @@ class _Transport:
         self.aborted = True
 
 
-class _Settings:
-    max_frame_bytes = 1024 * 1024
-    max_in_flight = 500
-    max_assembled_bytes = 1024 * 1024
+def _refused(metrics: Metrics) -> list[str]:
+    return [sample.labels["reason"] for family in metrics.malformed_frames.collect() for sample in family.samples
+            if sample.name.endswith("_total") and sample.value]
 
 
-class _Gateway:
-    settings = _Settings()
-
-    def __init__(self) -> None:
-        self.metrics = Metrics()
-        self.refused: list[str] = []
-        self.reserved_names = ReservedNames.of("_gateway_test", "_gateway_test_members")
-
-    def malformed(self, pair: ConnectionPair, error: MalformedFrame) -> None:
-        self.refused.append(error.reason)
-
-    def unregister(self, pair: ConnectionPair) -> None:
-        pass
-
-
-def _pair_still_connecting() -> tuple[ConnectionPair, _Gateway]:
-    gateway = _Gateway()
-    pair = ConnectionPair(gateway, 6969, None, "test")  # type: ignore[arg-type]
+def _pair_still_connecting() -> tuple[ConnectionPair, Metrics, list[ConnectionPair]]:
+    metrics = Metrics()
+    routes = Routes(StaticTopology(PortPlan(6969, 1, 8), "198.18.0.9"), BrokerDirectory({}, (), 1.0), metrics)
+    rules = Rules(max_frame_bytes=1024 * 1024, max_in_flight=500, max_assembled_bytes=1024 * 1024,
+                  reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"))
+    ended: list[ConnectionPair] = []
+    pair = ConnectionPair(routes, rules, Incidents(metrics), 6969, "test", on_close=ended.append)
     pair.client = _Transport()  # type: ignore[assignment]
     pair._connecting = True  # the first request opened the broker connection; the connect has not finished
-    return pair, gateway
+    return pair, metrics, ended
 
 
 def test_a_bad_frame_is_refused_before_the_broker_connection_is_up() -> None:
-    pair, gateway = _pair_still_connecting()
+    pair, metrics, ended = _pair_still_connecting()
     pair.from_client(struct.pack(">i", 2 * 1024 * 1024) + b"x" * 64)  # over max_frame_bytes
-    assert gateway.refused == ["oversized"] and pair.client.aborted and pair.closed
+    assert _refused(metrics) == ["oversized"] and pair.client.aborted and pair.closed
+    assert ended == [pair], "the owner is told once that the connection ended"
 
 
 def test_good_frames_wait_for_the_broker_connection_in_order() -> None:
-    pair, gateway = _pair_still_connecting()
+    pair, metrics, ended = _pair_still_connecting()
     frames = metadata_request(1) + metadata_request(2)
     pair.from_client(frames[:10])
     pair.from_client(frames[10:])
-    assert gateway.refused == [] and b"".join(pair._early) == frames
+    assert _refused(metrics) == [] and ended == [] and b"".join(pair._early) == frames
     assert [entry.correlation_id for entry in pair.in_flight] == [1, 2]

@@ -9,7 +9,11 @@ import struct
 from bench.metadata_load import metadata_request
 from gateway_app.metrics import Metrics
 from gateway_app.protocol.reserved import ReservedNames
-from gateway_app.proxy.connection import ConnectionPair
+from gateway_app.proxy.connection import ConnectionPair, Rules
+from gateway_app.proxy.directory import BrokerDirectory
+from gateway_app.proxy.incidents import Incidents
+from gateway_app.proxy.routes import Routes
+from gateway_app.topology import PortPlan, StaticTopology
 from gateway_app.proxy.handover import answers_api_versions
 
 
@@ -28,22 +32,14 @@ class _Transport:
         self.reading = True
 
 
-class _Settings:
-    max_frame_bytes = 1024 * 1024
-    max_in_flight = 500
-    max_assembled_bytes = 1024 * 1024
-
-
-class _Gateway:
-    settings = _Settings()
-
-    def __init__(self) -> None:
-        self.metrics = Metrics()
-        self.reserved_names = ReservedNames.of("_gateway_test", "_gateway_test_members")
-
-
 def _connected_pair() -> ConnectionPair:
-    pair = ConnectionPair(_Gateway(), 6970, 1, "test")  # type: ignore[arg-type]
+    """A connection on broker 1's port of a single node, its broker connection up."""
+    metrics = Metrics()
+    routes = Routes(StaticTopology(PortPlan(6969, 1, 8), "198.18.0.9"), BrokerDirectory({}, (), 1.0), metrics)
+    rules = Rules(max_frame_bytes=1024 * 1024, max_in_flight=500, max_assembled_bytes=1024 * 1024,
+                  reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"))
+    pair = ConnectionPair(routes, rules, Incidents(metrics), 6970, "test")
+    assert pair.broker_id == 1
     pair.client, pair.upstream = _Transport(), _Transport()  # type: ignore[assignment]
     return pair
 
