@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import io
 import json
 import struct
 import time
@@ -22,11 +21,11 @@ from kio.schema.errors import ErrorCode
 from kio.schema.metadata.v12 import response as metadata_response
 from kio.schema.produce.v12 import response as produce_response
 from kio.schema.request_header.v2.header import RequestHeader
-from kio.serial import entity_writer
 from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from bench.metadata_load import metadata_request
 from gateway_app.metrics import Metrics
+from gateway_app.protocol.kio_adapter import encode
 from gateway_app.protocol.reserved import ReservedNames
 from gateway_app.proxy.connection import ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
@@ -51,18 +50,12 @@ RULES = Rules(max_frame_bytes=100 * 1024 * 1024, max_in_flight=2**31,  # every r
               max_assembled_bytes=16 * 1024 * 1024, reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"))
 
 
-def _encode(schema, value) -> bytes:
-    buffer = io.BytesIO()
-    entity_writer(schema)(buffer, value)
-    return buffer.getvalue()
-
-
 def _framed(payload: bytes) -> bytes:
     return struct.pack(">i", len(payload)) + payload
 
 
 def produce_request(correlation_id: int, size: int) -> bytes:
-    header = _encode(RequestHeader, RequestHeader(request_api_key=i16(0), request_api_version=i16(12),
+    header = encode(RequestHeader(request_api_key=i16(0), request_api_version=i16(12),
                                                   correlation_id=i32(correlation_id), client_id="producer-1"))
     body = b"\x00" + struct.pack(">hi", -1, 30_000)  # no transactional id, acks=all, timeout
     return _framed(header + body + bytes(size - len(header) - len(body) - 4))
@@ -73,7 +66,7 @@ def produce_response_frame(correlation_id: int) -> bytes:
         index=i32(0), error_code=ErrorCode.none, base_offset=i64(100), log_start_offset=i64(0), record_errors=())
     body = produce_response.ProduceResponse(responses=(produce_response.TopicProduceResponse(
         name="bench-default", partition_responses=(partition,)),))
-    return _framed(struct.pack(">i", correlation_id) + b"\x00" + _encode(produce_response.ProduceResponse, body))
+    return _framed(struct.pack(">i", correlation_id) + b"\x00" + encode(body))
 
 
 def metadata_response_frame(correlation_id: int, topics: int) -> bytes:
@@ -88,7 +81,7 @@ def metadata_response_frame(correlation_id: int, topics: int) -> bytes:
         topics=tuple(metadata_response.MetadataResponseTopic(
             error_code=ErrorCode.none, name=f"topic-{n}", topic_id=uuid.UUID(int=n + 1), is_internal=False,
             partitions=(partition,) * 3, topic_authorized_operations=i32(-2147483648)) for n in range(topics)))
-    return _framed(struct.pack(">i", correlation_id) + b"\x00" + _encode(metadata_response.MetadataResponse, body))
+    return _framed(struct.pack(">i", correlation_id) + b"\x00" + encode(body))
 
 
 def _best_us(frames: int, passes: int, feed_requests, feed_responses) -> tuple[float, float]:

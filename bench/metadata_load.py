@@ -7,7 +7,6 @@ Run as a separate process so the load generator does not share a core with what 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import struct
 import sys
@@ -15,8 +14,9 @@ import time
 
 from kio.schema.metadata.v12.request import MetadataRequest
 from kio.schema.request_header.v2.header import RequestHeader
-from kio.serial import entity_writer
 from kio.static.primitive import i16, i32
+
+from gateway_app.protocol.kio_adapter import encode
 
 CONNECTIONS = 4
 PIPELINE_DEPTH = 16
@@ -26,10 +26,7 @@ def metadata_request(correlation_id: int) -> bytes:
     header = RequestHeader(request_api_key=i16(3), request_api_version=i16(12),
                            correlation_id=i32(correlation_id), client_id="kgw-bench")
     body = MetadataRequest(topics=(), allow_auto_topic_creation=False, include_topic_authorized_operations=False)
-    buf = io.BytesIO()
-    entity_writer(RequestHeader)(buf, header)
-    entity_writer(MetadataRequest)(buf, body)
-    payload = buf.getvalue()
+    payload = encode(header) + encode(body)
     return struct.pack(">i", len(payload)) + payload
 
 

@@ -25,12 +25,12 @@ from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial.readers import read_int8
 
+from .api_keys import DESCRIBE_CLUSTER, FIND_COORDINATOR, METADATA
 from .broker_lists import broker_list_layout, rewrite_broker_list
-from .codec import decode_response, encode
+from .kio_adapter import decode_response, encode
 from .context import RewriteContext
 from .schema_walk import Skip, skip_to_field
 
-METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER = 3, 10, 60
 BROKER_ENDPOINTS = 1  # DescribeCluster endpoint_type for brokers (2 = controllers)
 
 

@@ -11,11 +11,10 @@ from dataclasses import replace
 from kio.schema.errors import ErrorCode
 from kio.serial.readers import read_int16
 
-from .codec import decode_response, encode
+from .api_keys import API_VERSIONS
 from .context import RewriteContext
+from .kio_adapter import decode_response, encode
 from .policy import cap
-
-API_VERSIONS = 18
 
 
 def rewrite_api_versions(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:

@@ -13,13 +13,11 @@ the kio-based rewriters do.
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
 
 from kio.index import load_response_schema
-from kio.serial._introspect import EntityTupleField, classify_field, get_field_tag
 from kio.serial.readers import (
     read_compact_string,
     read_compact_string_nullable,
@@ -32,6 +30,7 @@ from kio.serial.writers import write_compact_string, write_legacy_string, write_
 
 from ..topology import BrokerInfo
 from .context import RewriteContext
+from .kio_adapter import EntityTupleField, classify_field, encoded, get_field_tag
 from .schema_walk import Skip, WalkError, entity_skip, skip_to_field
 
 INT32 = struct.Struct(">i")
@@ -60,15 +59,9 @@ def broker_list_layout(api_key: int, api_version: int, id_field: str) -> BrokerL
                             len(names) > 3 and names[3] == "rack")
 
 
-def _encoded(write, value) -> bytes:
-    buffer = io.BytesIO()
-    write(buffer, value)
-    return buffer.getvalue()
-
-
 @lru_cache(maxsize=256)  # gateway hosts: a handful
 def _encoded_host(host: str, flexible: bool) -> bytes:
-    return _encoded(write_compact_string if flexible else write_legacy_string, host)
+    return encoded(write_compact_string if flexible else write_legacy_string, host)
 
 
 def rewrite_broker_list(layout: BrokerListLayout, body: memoryview, ctx: RewriteContext,
@@ -116,5 +109,5 @@ def _rewrite(layout: BrokerListLayout, body: memoryview, ctx: RewriteContext,
                         INT32.pack(endpoint[1]), body[offset:entry_end])
             kept += 1
         offset = entry_end
-    header = _encoded(write_unsigned_varint, kept + 1) if flexible else INT32.pack(kept)
+    header = encoded(write_unsigned_varint, kept + 1) if flexible else INT32.pack(kept)
     return body[:start], b"".join([header, *entries]), body[offset:]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from ..topology import BrokerInfo
 from .reserved import ReservedNames
+
+
+Chunks = Sequence[bytes | memoryview]  # a rewritten body in pieces, the broker's own bytes reused where unchanged
 
 
 class RewriteContext(Protocol):

@@ -15,13 +15,14 @@ from functools import cache
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
 
+from ..close_reasons import CloseReason
+from .api_keys import API_VERSIONS
 from .schema_walk import skip_tagged_fields
 
 SIZE = struct.Struct(">i")
 REQUEST_FIXED = struct.Struct(">hhi")  # api_key, api_version, correlation_id
 CORRELATION = struct.Struct(">i")
 CLIENT_ID_LENGTH = struct.Struct(">h")
-API_VERSIONS = 18
 
 
 class MalformedFrame(ValueError):
@@ -35,9 +36,9 @@ class MalformedFrame(ValueError):
 def frame_size(prefix: bytes | memoryview, limit: int) -> int:
     (size,) = SIZE.unpack_from(prefix)
     if size < 0:
-        raise MalformedFrame("negative_size", f"frame size {size}")
+        raise MalformedFrame(CloseReason.NEGATIVE_SIZE, f"frame size {size}")
     if size > limit:
-        raise MalformedFrame("oversized", f"frame of {size} bytes exceeds the limit of {limit}")
+        raise MalformedFrame(CloseReason.OVERSIZED, f"frame of {size} bytes exceeds the limit of {limit}")
     return size
 
 
@@ -90,20 +91,20 @@ def request_route(frame: memoryview) -> tuple[int, int, int, int | None]:
     """api_key, api_version, correlation_id and body offset (None if the header layout is unknown) of a
     request frame (size prefix excluded): what relaying needs, without decoding the client id."""
     if len(frame) < REQUEST_FIXED.size + 2:
-        raise MalformedFrame("short_header", f"request of {len(frame)} bytes has no complete header")
+        raise MalformedFrame(CloseReason.SHORT_HEADER, f"request of {len(frame)} bytes has no complete header")
     api_key, api_version, correlation_id = REQUEST_FIXED.unpack_from(frame)
     if api_key < 0 or api_version < 0:
-        raise MalformedFrame("bad_header", f"api key {api_key} version {api_version}")
+        raise MalformedFrame(CloseReason.BAD_HEADER, f"api key {api_key} version {api_version}")
     flexible = request_is_flexible(api_key, api_version)
     (length,) = CLIENT_ID_LENGTH.unpack_from(frame, REQUEST_FIXED.size)
     offset = REQUEST_FIXED.size + 2 + (length if length > 0 else 0)
     if offset > len(frame):
-        raise MalformedFrame("bad_header", f"client id of {length} bytes runs past the frame")
+        raise MalformedFrame(CloseReason.BAD_HEADER, f"client id of {length} bytes runs past the frame")
     if flexible:
         try:
             offset = skip_tagged_fields(frame, offset)
         except Exception as error:  # kio's readers raise their own decode errors on garbage
-            raise MalformedFrame("bad_header", f"api key {api_key} v{api_version}: {error}") from None
+            raise MalformedFrame(CloseReason.BAD_HEADER, f"api key {api_key} v{api_version}: {error}") from None
     return api_key, api_version, correlation_id, offset if flexible is not None else None
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from kio.schema.errors import ErrorCode
 
-from .codec import decode_response, encode
+from .kio_adapter import decode_response, encode
 from .context import RewriteContext
 from .reserved import RESERVED_MARK
 

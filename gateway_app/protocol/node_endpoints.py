@@ -9,23 +9,16 @@ it, so records are never copied. When there are no endpoints (the common case) n
 
 from __future__ import annotations
 
-import io
 from dataclasses import Field, fields, replace
 from functools import cache
-from typing import Sequence
 
 from kio.index import load_response_schema
-from kio.serial._introspect import get_field_tag
-from kio.serial._parse import get_field_reader
-from kio.serial._serialize import get_field_writer
-from kio.serial.readers import read_unsigned_varint
-from kio.serial.writers import write_unsigned_varint
 
 from ..topology import BrokerInfo
-from .context import RewriteContext
-from .schema_walk import tag_section_offsets, top_level_offsets
+from .context import Chunks, RewriteContext
+from .kio_adapter import encoded, get_field_reader, get_field_tag, get_field_writer
+from .schema_walk import read_tags, tag_section_offsets, top_level_offsets, write_tags
 
-Chunks = Sequence[bytes | memoryview]
 FIELD = "node_endpoints"
 
 
@@ -47,32 +40,7 @@ def _rewrite_endpoints(endpoints: tuple, ctx: RewriteContext) -> tuple:
 
 
 def _encode_field(field: Field, is_tag: bool, value: tuple) -> bytes:
-    buffer = io.BytesIO()
-    get_field_writer(field, flexible=True, is_request_header=False, is_tag=is_tag)(buffer, value)
-    return buffer.getvalue()
-
-
-def _read_tags(section: memoryview) -> list[tuple[int, memoryview]]:
-    count, offset = read_unsigned_varint(section, 0)
-    tags = []
-    for _ in range(count):
-        tag, size = read_unsigned_varint(section, offset)
-        offset += size
-        length, size = read_unsigned_varint(section, offset)
-        offset += size
-        tags.append((tag, section[offset:offset + length]))
-        offset += length
-    return tags
-
-
-def _write_tags(tags: list[tuple[int, bytes | memoryview]]) -> bytes:
-    buffer = io.BytesIO()
-    write_unsigned_varint(buffer, len(tags))
-    for tag, value in tags:
-        write_unsigned_varint(buffer, tag)
-        write_unsigned_varint(buffer, len(value))
-        buffer.write(value)
-    return buffer.getvalue()
+    return encoded(get_field_writer(field, flexible=True, is_request_header=False, is_tag=is_tag), value)
 
 
 def rewrite_node_endpoints(api_key: int, body: memoryview, api_version: int, ctx: RewriteContext) -> Chunks | None:
@@ -87,10 +55,10 @@ def rewrite_node_endpoints(api_key: int, body: memoryview, api_version: int, ctx
     start, end = tag_section_offsets(schema, body)
     if end - start == 1:  # a tag section with no tags (the byte is the count, 0): nothing to rewrite
         return None
-    tags = _read_tags(body[start:end])
+    tags, _ = read_tags(body[start:end], 0)
     for index, (item_tag, value) in enumerate(tags):
         if item_tag == tag:
             endpoints, _ = get_field_reader(schema, field, False, True)(value, 0)
             tags[index] = (tag, _encode_field(field, True, _rewrite_endpoints(endpoints, ctx)))
-            return body[:start], _write_tags(tags)
+            return body[:start], write_tags(tags)
     return None

@@ -24,8 +24,7 @@ from enum import Enum
 
 from kio.schema.index import api_key_map, schema_name_map
 
-
-API_VERSIONS = 18
+from .api_keys import API_VERSIONS
 
 
 class Handling(Enum):

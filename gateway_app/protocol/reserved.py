@@ -32,7 +32,7 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
-from .codec import encode
+from .kio_adapter import encode
 from .schema_walk import (
     EntityField,
     EntityTupleField,

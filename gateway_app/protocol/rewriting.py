@@ -3,34 +3,38 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable
 
 from .addresses import rewrite_describe_cluster, rewrite_find_coordinator, rewrite_metadata
 from .api_versions import rewrite_api_versions
-from .context import RewriteContext
+from .api_keys import (
+    API_VERSIONS, DESCRIBE_CLUSTER, DESCRIBE_CONFIGS, DESCRIBE_TOPIC_PARTITIONS, FETCH, FIND_COORDINATOR, LIST_GROUPS,
+    METADATA, PRODUCE, SHARE_ACKNOWLEDGE, SHARE_FETCH,
+)
+from .context import Chunks, RewriteContext
 from .hiding import hide_metadata_topics, rewrite_describe_configs, rewrite_describe_topic_partitions, rewrite_list_groups
 from .node_endpoints import rewrite_node_endpoints
 from .policy import POLICIES, Handling
 
-Chunks = Sequence[bytes | memoryview]
 Rewriter = Callable[[memoryview, int, RewriteContext], "bytes | Chunks | None"]
+
 
 def _metadata(body: memoryview, api_version: int, ctx: RewriteContext) -> Chunks:
     return hide_metadata_topics(body, rewrite_metadata(body, api_version, ctx), api_version, ctx)
 
 
 REWRITERS: dict[int, Rewriter] = {
-    0: partial(rewrite_node_endpoints, 0),
-    1: partial(rewrite_node_endpoints, 1),
-    3: _metadata,
-    10: rewrite_find_coordinator,
-    16: rewrite_list_groups,
-    18: rewrite_api_versions,
-    32: rewrite_describe_configs,
-    60: rewrite_describe_cluster,
-    75: rewrite_describe_topic_partitions,
-    78: partial(rewrite_node_endpoints, 78),
-    79: partial(rewrite_node_endpoints, 79),
+    PRODUCE: partial(rewrite_node_endpoints, PRODUCE),
+    FETCH: partial(rewrite_node_endpoints, FETCH),
+    METADATA: _metadata,
+    FIND_COORDINATOR: rewrite_find_coordinator,
+    LIST_GROUPS: rewrite_list_groups,
+    API_VERSIONS: rewrite_api_versions,
+    DESCRIBE_CONFIGS: rewrite_describe_configs,
+    DESCRIBE_CLUSTER: rewrite_describe_cluster,
+    DESCRIBE_TOPIC_PARTITIONS: rewrite_describe_topic_partitions,
+    SHARE_FETCH: partial(rewrite_node_endpoints, SHARE_FETCH),
+    SHARE_ACKNOWLEDGE: partial(rewrite_node_endpoints, SHARE_ACKNOWLEDGE),
 }
 
 # Every API the policy marks REWRITE has a rewriter, and nothing else does.

@@ -13,18 +13,14 @@ from dataclasses import Field, fields
 from functools import cache
 from typing import Callable
 
-from kio.serial._introspect import (
-    EntityField,
-    EntityTupleField,
-    PrimitiveField,
-    PrimitiveTupleField,
-    classify_field,
-    get_field_tag,
-    get_schema_field_type,
-    is_optional,
-)
+import io
+
 from kio.serial.readers import read_int8, read_int16, read_int32, read_unsigned_varint
+from kio.serial.writers import write_unsigned_varint
 from kio.static.protocol import Entity
+
+from .kio_adapter import (EntityField, EntityTupleField, PrimitiveField, PrimitiveTupleField, classify_field,
+                          get_field_tag, get_schema_field_type, is_optional)
 
 Skip = Callable[[memoryview, int], int]  # (buffer, offset) -> offset after the item
 
@@ -41,15 +37,35 @@ _FIXED_WIDTH = {
 _LENGTH_PREFIXED = {"string", "bytes", "records"}
 
 
-def skip_tagged_fields(buffer: memoryview, offset: int) -> int:
+def read_tags(buffer: memoryview, offset: int) -> tuple[list[tuple[int, memoryview]], int]:
+    """The (tag, value) pairs of the tag section at offset, and the offset after it."""
     count, size = read_unsigned_varint(buffer, offset)
     offset += size
+    tags = []
     for _ in range(count):
-        _, size = read_unsigned_varint(buffer, offset)
+        tag, size = read_unsigned_varint(buffer, offset)
         offset += size
         length, size = read_unsigned_varint(buffer, offset)
-        offset += size + length
-    return offset
+        offset += size
+        tags.append((tag, buffer[offset:offset + length]))
+        offset += length
+    return tags, offset
+
+
+def write_tags(tags: list[tuple[int, bytes | memoryview]]) -> bytes:
+    buffer = io.BytesIO()
+    write_unsigned_varint(buffer, len(tags))
+    for tag, value in tags:
+        write_unsigned_varint(buffer, tag)
+        write_unsigned_varint(buffer, len(value))
+        buffer.write(value)
+    return buffer.getvalue()
+
+
+def skip_tagged_fields(buffer: memoryview, offset: int) -> int:
+    if buffer[offset] == 0:  # no tags, nearly always: one byte
+        return offset + 1
+    return read_tags(buffer, offset)[1]
 
 
 # Skip functions are generated as straight-line Python per entity (one call per nested item instead of

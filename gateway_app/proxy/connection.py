@@ -22,6 +22,8 @@ from typing import Callable
 from kio.serial.errors import SerialError
 from kio.serial.readers import read_int16, read_nullable_legacy_string, read_compact_string_nullable
 
+from ..close_reasons import CloseReason
+from ..protocol.api_keys import FETCH, METADATA, PRODUCE
 from ..protocol.headers import (
     CORRELATION, SIZE, MalformedFrame, request_route, response_body_offset, response_header_is_flexible,
 )
@@ -36,7 +38,6 @@ from .routes import Routes, UpstreamError
 
 log = logging.getLogger(__name__)
 
-PRODUCE, FETCH, METADATA = 0, 1, 3
 FIRST_FLEXIBLE_PRODUCE = 9
 # Why a client's reading is paused (several can hold at once; reading resumes when none does).
 PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT, PAUSED_HANDOVER = 1, 2, 4, 8
@@ -220,7 +221,7 @@ class ConnectionPair:
             self.close()
             return
         except Exception as error:  # never let a connect problem escape into the loop
-            self.incidents.upstream_failed(self, UpstreamError("connect_failed", repr(error)))
+            self.incidents.upstream_failed(self, UpstreamError(CloseReason.CONNECT_FAILED, repr(error)))
             self.close()
             return
         if self.closed:  # the client left while we were connecting
@@ -290,7 +291,7 @@ class ConnectionPair:
             raise
         is_allowed, rewrite = relay_handling(api_key, api_version)
         if not is_allowed:
-            raise MalformedFrame("api_not_allowed", f"api key {api_key} v{api_version} is not relayed")
+            raise MalformedFrame(CloseReason.API_NOT_ALLOWED, f"api key {api_key} v{api_version} is not relayed")
         try:
             expects_response = self._expects_response(frame, api_key, api_version, body_offset)
             self._check_names(frame, api_key, api_version, body_offset)
@@ -306,7 +307,7 @@ class ConnectionPair:
 
     def _collect_request(self, size: int) -> Decision:
         if size > self._assembled_limit:
-            raise MalformedFrame("oversized_assembly", f"request of {size} bytes must be checked whole; "
+            raise MalformedFrame(CloseReason.OVERSIZED_ASSEMBLY, f"request of {size} bytes must be checked whole; "
                                  f"GATEWAY_MAX_ASSEMBLED_BYTES is {self._assembled_limit}")
         return Decision.COLLECT
 
@@ -319,7 +320,7 @@ class ConnectionPair:
             expects_response = self._expects_response(view, api_key, api_version, body_offset)
             self._check_names(view, api_key, api_version, body_offset)
         except _Truncated as error:
-            raise MalformedFrame("bad_request", f"api key {api_key} v{api_version}: {error}") from None
+            raise MalformedFrame(CloseReason.BAD_REQUEST, f"api key {api_key} v{api_version}: {error}") from None
         except Reserved as hit:
             if api_key != METADATA:
                 self._refuse(view, api_key, api_version, correlation_id, body_offset, hit.kind)
@@ -339,7 +340,7 @@ class ConnectionPair:
         try:
             return produce_expects_response(frame, body_offset, api_version)
         except Exception as error:  # kio readers on a truncated produce header
-            raise MalformedFrame("bad_header", f"produce header: {error!r}") from None
+            raise MalformedFrame(CloseReason.BAD_HEADER, f"produce header: {error!r}") from None
 
     def _check_names(self, frame: memoryview, api_key: int, api_version: int, body_offset: int | None) -> None:
         """Raises Reserved if the request names a reserved topic or group, _Truncated if the bytes at
@@ -377,7 +378,7 @@ class ConnectionPair:
         try:
             body = refusal_body(api_key, api_version, request[body_offset:], kind)
         except Exception as error:
-            raise MalformedFrame("unanswerable", f"api key {api_key} v{api_version} refusal: {error!r}") from None
+            raise MalformedFrame(CloseReason.UNANSWERABLE, f"api key {api_key} v{api_version} refusal: {error!r}") from None
         header = CORRELATION.pack(correlation_id) + (b"\0" if response_header_is_flexible(api_key, api_version) else b"")
         response = SIZE.pack(len(header) + len(body)) + header + body
         if not self.in_flight and self.responses.at_boundary():
@@ -422,13 +423,13 @@ class ConnectionPair:
         if self._refusals:
             self._write_refusals()
         if not self.in_flight:
-            raise UpstreamError("unexpected_response", f"response {correlation_id} with nothing in flight")
+            raise UpstreamError(CloseReason.UNEXPECTED_RESPONSE, f"response {correlation_id} with nothing in flight")
         entry = self.in_flight[0]
         if entry.correlation_id != correlation_id:
-            raise UpstreamError("correlation_mismatch", f"expected {entry.correlation_id}, got {correlation_id}")
+            raise UpstreamError(CloseReason.CORRELATION_MISMATCH, f"expected {entry.correlation_id}, got {correlation_id}")
         if entry.rewrite:
             if size > self._assembled_limit and entry.api_key not in (PRODUCE, FETCH):
-                raise UpstreamError("oversized_rewrite", f"response of {size} bytes to decode exceeds "
+                raise UpstreamError(CloseReason.OVERSIZED_REWRITE, f"response of {size} bytes to decode exceeds "
                                     f"GATEWAY_MAX_ASSEMBLED_BYTES ({self._assembled_limit})")
             return Decision.COLLECT
         self.in_flight.popleft()
@@ -451,7 +452,7 @@ class ConnectionPair:
             self.rewrite_context.names_reserved = entry.names_reserved
             result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.rewrite_context)
         except Exception as error:
-            raise UpstreamError("undecodable_response",
+            raise UpstreamError(CloseReason.UNDECODABLE_RESPONSE,
                                 f"api key {entry.api_key} v{entry.api_version}: {error!r}") from None
         if result is None:
             self.client.write(frame)
@@ -524,7 +525,8 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.pair.closed:
-            self.pair.incidents.upstream_failed(self.pair, UpstreamError("broker_closed", repr(exc) if exc else "closed"))
+            error = UpstreamError(CloseReason.BROKER_CLOSED, repr(exc) if exc else "closed")
+            self.pair.incidents.upstream_failed(self.pair, error)
         self.pair.close()
 
     def pause_writing(self) -> None:  # the broker reads slower than the client sends

@@ -12,6 +12,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Callable
 
+from ..close_reasons import CloseReason
 from ..protocol.headers import SIZE, MalformedFrame, frame_size
 
 HEAD_LIMIT = 70_000  # enough for any request header plus Produce's transactional id and acks
@@ -93,7 +94,7 @@ class FrameStream:
                         self._parts = [prefix]
                         self._collect_left = 4 + size - take
                 else:  # the whole head is here and still cannot be parsed
-                    raise MalformedFrame("bad_header", "frame header cannot be parsed")
+                    raise MalformedFrame(CloseReason.BAD_HEADER, "frame header cannot be parsed")
                 return pos + take
         if self._head:
             wanted = self._wanted(self._head)
@@ -115,7 +116,7 @@ class FrameStream:
             decision = self._decide(prefix, size)
         if decision is Decision.NEED_MORE:
             if complete or len(prefix) >= HEAD_LIMIT:
-                raise MalformedFrame("bad_header", "frame header cannot be parsed")
+                raise MalformedFrame(CloseReason.BAD_HEADER, "frame header cannot be parsed")
             self._stash(prefix)
             return pos
         consumed = len(prefix)

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge
 
+from ..protocol.api_keys import API_VERSIONS
 from .proxy_protocol import LOCAL, SIGNATURE
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class HandoverPolicy:
 
 # --- is the mapped node ready? ---------------------------------------------------------------------
 
-API_VERSIONS_V0 = struct.pack(">hhih", 18, 0, 0x6b67, 8) + b"handover"  # key, version, correlation, client id
+API_VERSIONS_V0 = struct.pack(">hhih", API_VERSIONS, 0, 0x6b67, 8) + b"handover"  # key, version, correlation, client id
 
 
 def _probe_tls_context(settings: "Settings") -> ssl.SSLContext | None:

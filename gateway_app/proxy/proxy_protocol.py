@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import struct
 
+from ..close_reasons import CloseReason
 from ..protocol.headers import MalformedFrame
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -24,7 +25,7 @@ async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, si
     while len(data) < size:
         chunk = await loop.sock_recv(sock, size - len(data))
         if not chunk:
-            raise MalformedFrame("proxy_header", "connection closed inside the PROXY header")
+            raise MalformedFrame(CloseReason.PROXY_HEADER, "connection closed inside the PROXY header")
         data += chunk
     return bytes(data)
 
@@ -34,13 +35,13 @@ def parse_address_block(version_command: int, family: int, block: bytes) -> str 
     if version_command == LOCAL:
         return None
     if version_command != PROXY:
-        raise MalformedFrame("proxy_header", f"unsupported version/command 0x{version_command:02x}")
+        raise MalformedFrame(CloseReason.PROXY_HEADER, f"unsupported version/command 0x{version_command:02x}")
     address = _ADDRESSES.get(family >> 4)
     if address is None:
         return None
     layout = address[1]
     if len(block) < layout.size:
-        raise MalformedFrame("proxy_header", "address block too short")
+        raise MalformedFrame(CloseReason.PROXY_HEADER, "address block too short")
     source, _, source_port, _ = layout.unpack_from(block)
     return f"{ipaddress.ip_address(source)}:{source_port}"
 
@@ -49,7 +50,7 @@ async def read_header(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> s
     """Consume exactly the PROXY v2 header from a fresh socket (before any TLS) and return the client."""
     signature, version_command, family, length = FIXED.unpack(await _recv_exactly(loop, sock, FIXED.size))
     if signature != SIGNATURE:
-        raise MalformedFrame("proxy_header", "missing PROXY v2 signature")
+        raise MalformedFrame(CloseReason.PROXY_HEADER, "missing PROXY v2 signature")
     if length > MAX_ADDRESS_BLOCK:
-        raise MalformedFrame("proxy_header", f"address block of {length} bytes")
+        raise MalformedFrame(CloseReason.PROXY_HEADER, f"address block of {length} bytes")
     return parse_address_block(version_command, family, await _recv_exactly(loop, sock, length))

@@ -16,6 +16,7 @@ import logging
 import ssl
 from typing import Callable
 
+from ..close_reasons import CloseReason
 from ..metrics import Metrics
 from ..topology import BrokerInfo, BrokerOutOfRange, PortPlan, Topology
 from .directory import BrokerDirectory
@@ -66,7 +67,7 @@ class Routes:
         else:
             address = await self.directory.address(broker_id)
             if address is None:
-                raise UpstreamError("unknown_broker", f"no address known for broker {broker_id}")
+                raise UpstreamError(CloseReason.UNKNOWN_BROKER, f"no address known for broker {broker_id}")
             targets = [(address, str(broker_id))]
         last_error: Exception | None = None
         for (host, port), label in targets:
@@ -74,11 +75,11 @@ class Routes:
                 transport = await self._connect(protocol, host, port)
             except (OSError, asyncio.TimeoutError) as error:
                 last_error = error
-                self.metrics.upstream_errors.labels("connect_failed").inc()
+                self.metrics.upstream_errors.labels(CloseReason.CONNECT_FAILED).inc()
                 log.warning("cannot connect to broker %s:%d for %s: %r", host, port, peer, error)
                 continue
             return transport, label
-        raise UpstreamError("no_broker_reachable", repr(last_error))
+        raise UpstreamError(CloseReason.NO_BROKER_REACHABLE, repr(last_error))
 
     async def _connect(self, protocol: Callable[[], asyncio.Protocol], host: str, port: int) -> asyncio.Transport:
         loop = asyncio.get_running_loop()

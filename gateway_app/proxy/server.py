@@ -8,6 +8,7 @@ import socket
 import time
 from typing import Callable
 
+from ..close_reasons import CloseReason
 from ..cluster.membership import group_name, topic_name
 from ..config import Settings
 from ..protocol.reserved import ReservedNames
@@ -94,7 +95,7 @@ class Gateway:
             try:
                 peer = await asyncio.wait_for(proxy_protocol.read_header(loop, client), PROXY_HEADER_TIMEOUT_S)
             except (MalformedFrame, asyncio.TimeoutError, OSError) as error:
-                reason = getattr(error, "reason", "proxy_header")
+                reason = getattr(error, "reason", CloseReason.PROXY_HEADER)
                 self.metrics.malformed_frames.labels(reason).inc()
                 log.warning("closing connection on port %d: bad PROXY header (%s)", port, error or "timeout")
                 client.close()
@@ -129,10 +130,10 @@ class Gateway:
             pair.peer = f"{peername[0]}:{peername[1]}" if peername else "?"
         source = pair.peer.rpartition(":")[0] or pair.peer
         if len(self.pairs) >= self.settings.max_connections:
-            self.incidents.connection_refused(pair, "node_limit", f"{len(self.pairs)} open, GATEWAY_MAX_CONNECTIONS")
+            self.incidents.connection_refused(pair, CloseReason.NODE_LIMIT, f"{len(self.pairs)} open, GATEWAY_MAX_CONNECTIONS")
             return False
         if self._per_source.get(source, 0) >= self.settings.max_connections_per_source:
-            self.incidents.connection_refused(pair, "source_limit", f"{self._per_source[source]} open from {source}, "
+            self.incidents.connection_refused(pair, CloseReason.SOURCE_LIMIT, f"{self._per_source[source]} open from {source}, "
                                                           "GATEWAY_MAX_CONNECTIONS_PER_SOURCE")
             return False
         self._per_source[source] = self._per_source.get(source, 0) + 1
@@ -172,19 +173,19 @@ class Gateway:
         for pair in list(self.pairs):
             if pair.last_request is None:
                 if now - pair.accepted > s.first_request_timeout_s:
-                    self._expire(pair, "first_request_timeout", abort=True)
+                    self._expire(pair, CloseReason.FIRST_REQUEST_TIMEOUT, abort=True)
             elif pair.write_paused_since is not None:
                 if now - pair.write_paused_since > s.client_write_timeout_s:
-                    self._expire(pair, "client_not_reading", abort=True)
+                    self._expire(pair, CloseReason.CLIENT_NOT_READING, abort=True)
             elif now - pair.last_request > s.idle_timeout_s and not pair.in_flight:
                 # Also a client that started a request and stalled mid-frame: nothing waits on the broker.
-                self._expire(pair, "idle_timeout", abort=not pair.idle())
+                self._expire(pair, CloseReason.IDLE_TIMEOUT, abort=not pair.idle())
         for pair, deadline in list(self._closing.items()):
             if pair.client is None or not pair.client.get_write_buffer_size():
                 del self._closing[pair]
             elif now > deadline:
                 del self._closing[pair]
-                self.metrics.connections_refused.labels("client_not_reading").inc()
+                self.metrics.connections_refused.labels(CloseReason.CLIENT_NOT_READING).inc()
                 pair.client.abort()
 
     def _expire(self, pair: ConnectionPair, reason: str, abort: bool) -> None:

@@ -16,7 +16,7 @@ import pytest
 from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
-from kio.serial._introspect import EntityField, EntityTupleField, PrimitiveField, PrimitiveTupleField, classify_field
+from gateway_app.protocol.kio_adapter import EntityField, EntityTupleField, PrimitiveField, PrimitiveTupleField, classify_field
 from kio.static.primitive import i32Timedelta, i64Timedelta
 
 from gateway_app.protocol.policy import POLICIES, Handling, needs_rewrite

@@ -19,7 +19,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
 from gateway_app.protocol import reserved
-from gateway_app.protocol.codec import encode
+from gateway_app.protocol.kio_adapter import encode
 from gateway_app.protocol.hiding import REDACTED_CONFIGS, hide_reserved_topics, rewrite_describe_configs, rewrite_list_groups
 from gateway_app.protocol.policy import _HANDLING, POLICIES
 from gateway_app.protocol.schema_walk import (
