@@ -24,6 +24,8 @@ from kio.schema.request_header.v2.header import RequestHeader
 from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from bench.metadata_load import metadata_request
+from gateway_app.broker_addresses import PortPlan
+from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
 from gateway_app.protocol.kio_adapter import encode
 from gateway_app.protocol.reserved import ReservedNames
@@ -31,7 +33,6 @@ from gateway_app.proxy.connection import ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
-from gateway_app.topology import PortPlan, StaticTopology
 
 
 class _CountingTransport:

@@ -7,7 +7,7 @@ import logging
 import signal
 import ssl
 import time
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from .config import Settings
 from .http import HttpServer
@@ -19,27 +19,10 @@ from .proxy.server import Gateway
 from .proxy.tls import upstream_context
 from .readiness import CheckResult, Flag, Readiness
 from .cluster.topology import ClusterTopology
-from .topology import Topology
 
 log = logging.getLogger(__name__)
 
 DIRECTORY_REFRESH_S = 30.0
-
-
-@runtime_checkable
-class Lifecycle(Protocol):
-    """A topology that runs something (cluster membership): started before listening, stopped first on SIGTERM."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-def build_topology(settings: Settings, node: "Node") -> Topology:
-    """The one place that decides how brokers map to gateway nodes (the cluster layer swaps in here)."""
-    topology = ClusterTopology(settings, node.metrics.registry)
-    node.readiness.add("cluster_membership", topology.readiness_check)
-    return topology
 
 
 def _one_line_loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -58,15 +41,17 @@ class Node:
         self.settings = settings
         self.metrics = Metrics()
         self.readiness = Readiness()
+        self.topology = ClusterTopology(settings, self.metrics.registry)  # membership runs in both load balancing modes
+        self.readiness.add("cluster_membership", self.topology.readiness_check)
         self.directory = BrokerDirectory(
             {**settings.kafka_properties}, settings.bootstrap_servers, settings.upstream_connect_timeout_s,
-            on_change=lambda brokers: self.metrics.known_brokers.set(len(brokers)))
-        self.topology = build_topology(settings, self)
+            on_change=lambda brokers: self.metrics.known_brokers.set(len(brokers)),
+            on_described=self.topology.brokers_described)
         self.routes = Routes(self.topology, self.directory, self.metrics, upstream_context(settings),
                              settings.upstream_connect_timeout_s)
         self.gateway = Gateway(settings, self.routes, self.metrics)
         self.handover = (HandoverRunner(settings, self.gateway, self.topology, self.metrics.registry)
-                         if isinstance(self.topology, ClusterTopology) and settings.internal_load_balancing else None)
+                         if settings.internal_load_balancing else None)
         self.http = HttpServer(settings, self.readiness, self.metrics, self.cluster_view)
         self.not_draining = Flag(True, "serving", "draining for shutdown")
         self.readiness.add("listeners", lambda: CheckResult(self.gateway.listening, "Kafka ports bound"))
@@ -115,8 +100,7 @@ class Node:
         try:
             await self.http.start(self.settings.http_bind_host, self.settings.http_port)
             await self.directory.refresh()
-            if isinstance(self.topology, Lifecycle):
-                await self.topology.start()
+            await self.topology.start()  # cluster membership: joined before listening
             await self.gateway.start()
         except OSError as error:  # a port in use or an address not on this host: say so, exit non-zero
             log.error("cannot start: %s", error)
@@ -140,8 +124,7 @@ class Node:
         self.not_draining.ok = False
         if self.handover is not None:
             self.handover.stop()  # the drain closes every connection now
-        if isinstance(self.topology, Lifecycle):
-            await self.topology.stop()
+        await self.topology.stop()  # leave first: the others stop naming this node
         await self.gateway.stop_accepting()
         aborted = await self.gateway.drain(self.settings.drain_timeout_s)
         log.info("drained; %d connections aborted at the timeout", aborted)

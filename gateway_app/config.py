@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .cluster.member import Member, RecordRejected, validate_member
-from .topology import PortPlan
+from .broker_addresses import PortPlan
 
 
 class ConfigError(ValueError):

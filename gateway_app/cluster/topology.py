@@ -5,9 +5,9 @@ Internal load balancing on: each broker is advertised at the live node the mappi
 host (the load balancer), exactly like StaticTopology. Membership runs in both modes, so readiness,
 metrics and the cluster view mean the same thing whichever mode is configured.
 
-Brokers and their racks come from the backing cluster (AdminClient.describe_cluster, refreshed
-periodically) and from the rack hints the rewriters pass with every broker they rewrite, so a new
-broker is mapped the first time a Metadata response names it. Everything here runs on the asyncio
+Brokers and their racks come from the node's one BrokerDirectory (its DescribeCluster, see
+`brokers_described`) and from the rack hints the rewriters pass with every broker they rewrite, so a
+new broker is mapped the first time a Metadata response names it. Everything here runs on the asyncio
 loop; membership hands its views over with call_soon_threadsafe.
 
 A broker that moves to another node keeps its id and changes its advertised address. Kafka's Java
@@ -39,12 +39,11 @@ import logging
 import time
 from typing import Any, Mapping
 
-from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from ..config import Settings
 from ..readiness import CheckResult
-from ..topology import BrokerInfo, StaticTopology, mapping_view
+from ..broker_addresses import BrokerInfo, BrokerOutOfRange, PortPlan, Topology
 from .mapping import BrokerRack, assign
 from .member import Member
 from .membership import Membership, View
@@ -52,12 +51,43 @@ from .metrics import ClusterMetrics
 
 log = logging.getLogger(__name__)
 
-BROKER_REFRESH_S = 30.0
-BROKER_RETRY_S = 5.0
 # After a member leaves, how long lookups of the coordinators it served are refused (once per client
 # connection). The window outlasts librdkafka noticing a silently dead host (its heartbeat times out
 # after socket.timeout.ms, 60 s by default).
 COORDINATOR_RESET_WINDOW_S = 90.0
+
+
+class StaticTopology:
+    """Every broker at this node's advertised host on that broker's port.
+
+    This is the whole truth for a single node and for external load balancing, where the
+    advertised host is the load balancer's name.
+    """
+
+    def __init__(self, plan: PortPlan, advertised_host: str) -> None:
+        self.plan = plan
+        self.advertised_host = advertised_host
+
+    def broker_endpoint(self, broker_id: int, broker_rack: str | None) -> tuple[str, int]:
+        return self.advertised_host, self.plan.port_for_broker(broker_id)
+
+    def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:
+        return True  # the advertised host never changes
+
+    def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
+        return {"mode": "static", "mapping": mapping_view(self, brokers)}
+
+
+def mapping_view(topology: Topology, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
+    """broker id -> advertised endpoint (or the error) for every known broker."""
+    mapping: dict[str, Any] = {}
+    for broker_id, broker in sorted(brokers.items()):
+        try:
+            host, port = topology.broker_endpoint(broker_id, broker.rack)
+            mapping[str(broker_id)] = {"host": host, "port": port, "rack": broker.rack}
+        except BrokerOutOfRange as error:
+            mapping[str(broker_id)] = {"error": str(error), "rack": broker.rack}
+    return mapping
 
 
 class ClusterTopology:
@@ -74,7 +104,6 @@ class ClusterTopology:
         self.mapping_changed_at = clock()  # when the mapping last changed: handovers wait for it to settle
         self._leaving = False
         self._membership: Membership | None = None
-        self._broker_refresh: asyncio.Task[None] | None = None
         self._served_by: dict[int, set[str]] = {}  # broker id -> node ids the mapping ever gave it to
         self._unsettled_until: dict[int, float] = {}  # broker id -> end of its coordinator reset window
         self._clock = clock
@@ -91,14 +120,11 @@ class ClusterTopology:
             metrics=self.metrics,
         )
         self._membership.start()
-        self._broker_refresh = asyncio.create_task(self._refresh_brokers_forever(), name="cluster-broker-refresh")
 
     async def stop(self) -> None:
         """Leave the cluster (SIGTERM): others stop naming this node; this node stops naming itself."""
         self._leaving = True
         self._recompute()
-        if self._broker_refresh is not None:
-            self._broker_refresh.cancel()
         if self._membership is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._membership.stop)
 
@@ -216,20 +242,13 @@ class ClusterTopology:
             self._brokers[broker_id] = BrokerRack(broker_id, rack)
             self._recompute()
 
-    async def _refresh_brokers_forever(self) -> None:
-        admin = AdminClient(self.settings.kafka_properties)
-        while True:
-            try:
-                cluster = await asyncio.wrap_future(admin.describe_cluster(request_timeout=10))
-            except Exception as error:
-                log.warning("cannot describe the backing cluster: %s", error)
-                await asyncio.sleep(BROKER_RETRY_S)
-                continue
-            brokers = {node.id: BrokerRack(node.id, node.rack) for node in cluster.nodes}
-            if brokers != self._brokers:
-                self._brokers = brokers
-                self._recompute()
-            await asyncio.sleep(BROKER_REFRESH_S)
+    def brokers_described(self, brokers: list[BrokerInfo]) -> None:
+        """The backing cluster's brokers as the directory's DescribeCluster found them (at start, every
+        DIRECTORY_REFRESH_S and on demand): the set the mapping is computed over, replaced as a whole."""
+        described = {b.broker_id: BrokerRack(b.broker_id, b.rack) for b in brokers}
+        if described != self._brokers:
+            self._brokers = described
+            self._recompute()
 
     def _recompute(self) -> None:
         members = [m for m in self._members if not (self._leaving and m.node_id == self.me.node_id)] or [self.me]

@@ -28,7 +28,7 @@ from kio.serial.readers import (
 )
 from kio.serial.writers import write_compact_string, write_legacy_string, write_unsigned_varint
 
-from ..topology import BrokerInfo
+from ..broker_addresses import BrokerInfo
 from .context import RewriteContext
 from .kio_adapter import EntityTupleField, classify_field, encoded, get_field_tag
 from .schema_walk import Skip, WalkError, entity_skip, skip_to_field

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from ..topology import BrokerInfo
+from ..broker_addresses import BrokerInfo
 from .reserved import ReservedNames
 
 

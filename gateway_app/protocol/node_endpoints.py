@@ -14,7 +14,7 @@ from functools import cache
 
 from kio.index import load_response_schema
 
-from ..topology import BrokerInfo
+from ..broker_addresses import BrokerInfo
 from .context import Chunks, RewriteContext
 from .kio_adapter import encoded, get_field_reader, get_field_tag, get_field_writer
 from .schema_walk import read_tags, tag_section_offsets, top_level_offsets, write_tags

@@ -1,5 +1,10 @@
 """One client connection and its broker connection.
 
+A pair knows the node only through `Routes` (proxy/routes.py: the broker its port stands for, how to
+dial it, the addresses the rewriters advertise), its `Rules` (limits, reserved names) and `Incidents`
+(what is counted and logged), and tells its owner (proxy/server.py) that it opened and ended through
+the on_open / on_close callbacks.
+
 Requests flow client -> broker untouched; each one that expects a response leaves an in-flight
 entry (correlation id, API, version, whether the response needs rewriting). Kafka answers in
 order on a connection, so the response at the head of the queue is always the oldest entry's.
@@ -31,7 +36,7 @@ from ..protocol.policy import relay_handling
 from ..protocol.reserved import Reserved, ReservedNames, refusal_body, request_checker
 from ..protocol.rewriting import REWRITERS
 from ..metrics import ApiMetrics, Metrics
-from ..topology import BrokerInfo
+from ..broker_addresses import BrokerInfo
 from .framing import Decision, FrameStream
 from .incidents import Incidents
 from .routes import Routes, UpstreamError

@@ -1,8 +1,9 @@
 """Where the real brokers are: broker id -> (host, port, rack) of the backing cluster.
 
-Learned from the gateway's own DescribeCluster at start and on demand (confluent-kafka, so the
-KAFKA_* TLS/SASL settings apply), and from every Metadata/DescribeCluster/NodeEndpoints response
-that passes through the data plane.
+Learned from the gateway's own DescribeCluster at start, every DIRECTORY_REFRESH_S (app.py) and on
+demand (confluent-kafka, so the KAFKA_* TLS/SASL settings apply), and from every
+Metadata/DescribeCluster/NodeEndpoints response that passes through the data plane. The node's one
+AdminClient describe: the cluster mapping gets each answer too (ClusterTopology.brokers_described).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Callable
 
 from confluent_kafka.admin import AdminClient
 
-from ..topology import BrokerInfo
+from ..broker_addresses import BrokerInfo
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ REFRESH_DEBOUNCE_S = 2.0
 
 class BrokerDirectory:
     def __init__(self, kafka_properties: dict[str, str], bootstrap: tuple[tuple[str, int], ...],
-                 timeout_s: float, on_change: Callable[[dict[int, BrokerInfo]], None] | None = None) -> None:
+                 timeout_s: float, on_change: Callable[[dict[int, BrokerInfo]], None] | None = None,
+                 on_described: Callable[[list[BrokerInfo]], None] | None = None) -> None:
         self.bootstrap = bootstrap
         self.brokers: dict[int, BrokerInfo] = {}
         self.cluster_id: str | None = None
@@ -31,6 +33,7 @@ class BrokerDirectory:
         self.last_refresh_error: str | None = None
         self._timeout_s = timeout_s
         self._on_change = on_change
+        self._on_described = on_described  # the cluster mapping's brokers: each DescribeCluster answer whole
         self._admin_properties = {**kafka_properties, "client.id": "kafka-gateway-directory"}
         self._admin: AdminClient | None = None  # made at the first refresh: a directory that is only told costs nothing
         self._refreshing: asyncio.Future[None] | None = None
@@ -74,6 +77,8 @@ class BrokerDirectory:
         self.last_refresh_ok = time.monotonic()
         for broker in brokers:
             self.learn(broker)
+        if self._on_described:
+            self._on_described(brokers)
 
     async def address(self, broker_id: int) -> tuple[str, int] | None:
         """The broker's real address, refreshing once (debounced) if it is not known yet."""

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..close_reasons import CloseReason
 from ..metrics import Metrics
-from ..topology import BrokerInfo, BrokerOutOfRange, PortPlan, Topology
+from ..broker_addresses import BrokerInfo, BrokerOutOfRange, PortPlan, Topology
 from .directory import BrokerDirectory
 
 log = logging.getLogger(__name__)

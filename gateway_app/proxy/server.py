@@ -1,4 +1,9 @@
-"""The node's Kafka listeners: one per port of the plan, the port deciding the upstream broker."""
+"""The node's Kafka listeners: one per port of the plan, the port deciding the upstream broker.
+
+`Gateway` accepts (PROXY header and TLS first when configured), makes a ConnectionPair for each client
+(proxy/connection.py) with the node's `Routes`, admits it under the connection limits (on_open), keeps
+the registry of live pairs (handover.py reads it), closes pairs at their deadlines and drains on SIGTERM.
+"""
 
 from __future__ import annotations
 

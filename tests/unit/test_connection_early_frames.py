@@ -5,13 +5,14 @@ from __future__ import annotations
 import struct
 
 from bench.metadata_load import metadata_request
+from gateway_app.broker_addresses import PortPlan
+from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
 from gateway_app.protocol.reserved import ReservedNames
 from gateway_app.proxy.connection import ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
-from gateway_app.topology import PortPlan, StaticTopology
 
 
 class _Transport:

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from gateway_app.cluster.member import Member
 from gateway_app.cluster.topology import ClusterTopology
 from gateway_app.config import load_settings
-from gateway_app.topology import BrokerOutOfRange
+from gateway_app.broker_addresses import BrokerOutOfRange
 
 A = Member("gw-a", "10.0.0.1", "rack-a", 6969, 10)
 B = Member("gw-b", "10.0.0.2", "rack-b", 6969, 10)

@@ -22,7 +22,8 @@ from kio.static.primitive import i32Timedelta, i64Timedelta
 from gateway_app.protocol.policy import POLICIES, Handling, needs_rewrite
 from gateway_app.protocol.rewriting import REWRITERS
 from gateway_app.protocol.schema_walk import WalkError
-from gateway_app.topology import BrokerInfo, PortPlan, StaticTopology
+from gateway_app.broker_addresses import BrokerInfo, PortPlan
+from gateway_app.cluster.topology import StaticTopology
 
 PLAN = PortPlan(port_start=6969, min_broker_id=1, port_count=10)
 GATEWAY = "gw.example"

@@ -1,8 +1,10 @@
-"""Where each broker is advertised: the seam between the data plane and the cluster layer.
+"""Broker addresses on both sides of the gateway: the types the data plane and the cluster layer share.
 
-The rewriters only ever ask a `Topology` "which (host, port) should a client use for broker N?".
-`StaticTopology` answers with this node's advertised host (single node, or external load balancer
-mode); the cluster layer provides a topology that spreads brokers over live gateway nodes.
+- `BrokerInfo`: a real broker of the backing cluster (id, host, port, rack);
+- `PortPlan`: the gateway's ports (the bootstrap port, then one per broker id) and the math between
+  them, `BrokerOutOfRange` for an id that has no port;
+- `Topology`: the one question the rewriters ask (through proxy/routes.py), "which (host, port) should
+  a client use for broker N?"; gateway_app/cluster/topology.py answers it.
 """
 
 from __future__ import annotations
@@ -85,36 +87,3 @@ class Topology(Protocol):
     def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
         """JSON-ready description of the mapping (and members, for a clustered topology)."""
         ...
-
-
-class StaticTopology:
-    """Every broker at this node's advertised host on that broker's port.
-
-    This is the whole truth for a single node and for external load balancing, where the
-    advertised host is the load balancer's name.
-    """
-
-    def __init__(self, plan: PortPlan, advertised_host: str) -> None:
-        self.plan = plan
-        self.advertised_host = advertised_host
-
-    def broker_endpoint(self, broker_id: int, broker_rack: str | None) -> tuple[str, int]:
-        return self.advertised_host, self.plan.port_for_broker(broker_id)
-
-    def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:
-        return True  # the advertised host never changes
-
-    def view(self, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
-        return {"mode": "static", "mapping": mapping_view(self, brokers)}
-
-
-def mapping_view(topology: Topology, brokers: Mapping[int, BrokerInfo]) -> dict[str, Any]:
-    """broker id -> advertised endpoint (or the error) for every known broker."""
-    mapping: dict[str, Any] = {}
-    for broker_id, broker in sorted(brokers.items()):
-        try:
-            host, port = topology.broker_endpoint(broker_id, broker.rack)
-            mapping[str(broker_id)] = {"host": host, "port": port, "rack": broker.rack}
-        except BrokerOutOfRange as error:
-            mapping[str(broker_id)] = {"error": str(error), "rack": broker.rack}
-    return mapping
