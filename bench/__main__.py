@@ -34,12 +34,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.layout import CLUSTER_SECRET
+from lab.gateway_process import GatewayNode, unique
 from lab.state import LabState
 
 from . import perf_tools
@@ -60,36 +59,15 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def gateway_node(lab: LabState, extra_env: dict[str, str], address: str | None = None, advertised: str | None = None):
     """One gateway node, a cluster of its own, on `address` (default: the benchmark's); yields (PID, bootstrap)."""
     address = address or lab.gateway_addresses[GATEWAY_ADDRESS_INDEX]
-    env = {
-        **os.environ,
-        "GATEWAY_BIND_HOST": address, "GATEWAY_ADVERTISED_HOST": advertised or address,
-        "GATEWAY_PORT_START": str(PORT_START), "GATEWAY_PORT_COUNT": str(GATEWAY_PORT_COUNT),
-        "GATEWAY_HTTP_PORT": str(HTTP_PORT),
-        "GATEWAY_CLUSTER_ID": f"bench-{uuid.uuid4().hex[:6]}", "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
-        "GATEWAY_NODE_ID": f"bench-{address}",
-        "GATEWAY_LOG_LEVEL": "warning", "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers, **extra_env,
-    }
-    log = open(lab.layout.log_dir / f"bench-gateway-{address}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway_app"], env=env, cwd=REPO, stdout=log, stderr=log)
+    node = GatewayNode(lab, address, PORT_START, HTTP_PORT, lab.layout.log_dir, log_name=f"bench-gateway-{address}.log",
+                       GATEWAY_ADVERTISED_HOST=advertised or address, GATEWAY_PORT_COUNT=str(GATEWAY_PORT_COUNT),
+                       GATEWAY_CLUSTER_ID=unique("bench"), GATEWAY_NODE_ID=f"bench-{address}",
+                       GATEWAY_LOG_LEVEL="warning", **extra_env)
+    node.start(timeout_s=60)
     try:
-        deadline = time.monotonic() + 60
-        while not _ready(address):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gateway did not become ready; see {log.name}")
-            time.sleep(0.3)
-        yield proc.pid, f"{address}:{PORT_START}"
+        yield node.process.pid, node.bootstrap
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        log.close()
-
-
-def _ready(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{address}:{HTTP_PORT}/health/ready", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
+        node.stop(timeout_s=60)
 
 
 def relayed(address: str) -> dict[str, float]:

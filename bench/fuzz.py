@@ -30,7 +30,7 @@ from pathlib import Path
 from lab.state import LabState
 
 from .__main__ import HTTP_PORT, gateway_node
-from .metadata_load import metadata_request
+from lab.frames import metadata_request
 
 PORT_COUNT = 10
 FUZZ_CLUSTER = "fuzz"

@@ -23,7 +23,6 @@ from kio.schema.produce.v12 import response as produce_response
 from kio.schema.request_header.v2.header import RequestHeader
 from kio.static.primitive import i16, i32, i32Timedelta, i64
 
-from bench.metadata_load import metadata_request
 from gateway_app.broker_addresses import PortPlan
 from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
@@ -33,6 +32,7 @@ from gateway_app.proxy.connection import ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
+from lab.frames import metadata_request
 
 
 class _CountingTransport:

@@ -23,8 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from lab.state import LabState
-from tests.e2e import dataplane_support
-from tests.e2e.dataplane_support import GatewayNode
+from lab.gateway_process import REPO, GatewayNode
 
 PATHS = ("/metrics", "/health/ready", "/cluster")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -48,12 +47,9 @@ def time_path(node: GatewayNode, path: str, requests: int) -> tuple[list[float],
 
 
 def start_node(lab: LabState, source: Path, address: str, port_start: int) -> GatewayNode:
-    node = GatewayNode(lab, address, port_start, port_start + 90, Path(tempfile.mkdtemp(prefix="kgw-http-scrape-")))
-    dataplane_support.REPO, saved = source, dataplane_support.REPO  # the node runs `python -m gateway_app` there
-    try:
-        return node.start(timeout_s=120)
-    finally:
-        dataplane_support.REPO = saved
+    node = GatewayNode(lab, address, port_start, port_start + 90, Path(tempfile.mkdtemp(prefix="kgw-http-scrape-")),
+                       source=source)  # the node runs `python -m gateway_app` there
+    return node.start(timeout_s=120)
 
 
 def main() -> None:
@@ -64,10 +60,10 @@ def main() -> None:
     parser.add_argument("--port-start", type=int, default=17800)
     args = parser.parse_args()
     lab = LabState.load(int(os.environ.get("KGW_LAB_INSTANCE", "0")))
-    sources = {"this checkout": dataplane_support.REPO}
+    sources = {"this checkout": REPO}
     if args.against:
         exported = Path(tempfile.mkdtemp(prefix="kgw-http-scrape-src-"))
-        archive = subprocess.run(["git", "archive", args.against, "gateway_app"], cwd=dataplane_support.REPO,
+        archive = subprocess.run(["git", "archive", args.against, "gateway_app"], cwd=REPO,
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(exported)], input=archive, check=True)
         sources[args.against] = exported

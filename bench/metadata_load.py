@@ -12,22 +12,10 @@ import struct
 import sys
 import time
 
-from kio.schema.metadata.v12.request import MetadataRequest
-from kio.schema.request_header.v2.header import RequestHeader
-from kio.static.primitive import i16, i32
-
-from gateway_app.protocol.kio_adapter import encode
+from lab.frames import metadata_request
 
 CONNECTIONS = 4
 PIPELINE_DEPTH = 16
-
-
-def metadata_request(correlation_id: int) -> bytes:
-    header = RequestHeader(request_api_key=i16(3), request_api_version=i16(12),
-                           correlation_id=i32(correlation_id), client_id="kgw-bench")
-    body = MetadataRequest(topics=(), allow_auto_topic_creation=False, include_topic_authorized_operations=False)
-    payload = encode(header) + encode(body)
-    return struct.pack(">i", len(payload)) + payload
 
 
 async def _connection(host: str, port: int, deadline: float) -> int:

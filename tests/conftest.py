@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from lab.state import LabState
 
-from lab.state import LabState  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 INSTANCE = int(os.environ.get("KGW_LAB_INSTANCE", "0"))  # another instance runs a second lab beside the first

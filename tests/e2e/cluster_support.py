@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import os
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -20,13 +16,11 @@ from typing import Callable
 import pytest
 from confluent_kafka import ElectionType
 from confluent_kafka.admin import AdminClient
-from kio.schema.metadata.v12.request import MetadataRequest
 from kio.schema.metadata.v12.response import MetadataResponse
-from kio.schema.request_header.v2.header import RequestHeader
-from kio.serial import entity_reader, entity_writer
+from kio.serial import entity_reader
 
-from gateway_app.cluster.membership import group_name, topic_name
-from lab.layout import CLUSTER_SECRET
+from lab import gateway_process
+from lab.frames import metadata_request, recv_exactly
 
 REPO = Path(__file__).resolve().parents[2]
 PORT_START = 6969
@@ -54,11 +48,7 @@ def cluster_id(lab):
 
 def forget_cluster(lab, cid: str) -> None:
     """Delete a test cluster's members topic and group."""
-    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
-    for future in admin.delete_topics([topic_name(cid)], request_timeout=10).values():
-        future.exception()
-    for future in admin.delete_consumer_groups([group_name(cid)], request_timeout=10).values():
-        future.exception()
+    gateway_process.forget_cluster(lab.bootstrap_servers, cid)
 
 
 def offsets_partitions(lab) -> dict:
@@ -100,13 +90,10 @@ def offsets_partition(group: str, partitions: int) -> int:
 
 def metadata_brokers(host: str, port: int = PORT_START, timeout_s: float = 3.0) -> dict[int, tuple[str, int, str | None]]:
     """Ask one gateway node for Metadata v12 on a fresh connection: broker id -> (host, port, rack)."""
-    body = io.BytesIO()
-    entity_writer(RequestHeader)(body, RequestHeader(request_api_key=3, request_api_version=12, correlation_id=1, client_id="cluster-test"))
-    entity_writer(MetadataRequest)(body, MetadataRequest(topics=(), allow_auto_topic_creation=False, include_topic_authorized_operations=False))
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        sock.sendall(struct.pack(">i", len(body.getvalue())) + body.getvalue())
-        size = struct.unpack(">i", _read_exactly(sock, 4))[0]
-        frame = memoryview(_read_exactly(sock, size))
+        sock.sendall(metadata_request(1, "cluster-test"))
+        size = struct.unpack(">i", recv_exactly(sock, 4))[0]
+        frame = memoryview(recv_exactly(sock, size))
     response = _decode(frame)
     return {int(b.node_id): (b.host, int(b.port), b.rack) for b in response.brokers}
 
@@ -119,17 +106,6 @@ def _decode(frame: memoryview) -> MetadataResponse:
     return entity_reader(MetadataResponse)(frame[5:], 0)[0]
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = sock.recv(remaining)
-        if not chunk:
-            raise ConnectionError("connection closed mid-frame")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
 def http_get(host: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(f"http://{host}:{HTTP_PORT}{path}", timeout=timeout_s) as response:
@@ -140,44 +116,32 @@ def http_get(host: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-class GatewayNode:
-    """One `python -m gateway_app` process bound to a lab gateway address on the controller."""
+class GatewayNode(gateway_process.GatewayNode):
+    """One member of a test's gateway cluster on a lab gateway address, started at once (see wait_ready)."""
 
     def __init__(self, lab, cluster_id: str, node_id: str, rack: str | None, address: str, log_dir: Path,
                  internal_load_balancing: bool = True, advertised_host: str | None = None) -> None:
+        super().__init__(lab, address, PORT_START, HTTP_PORT, log_dir, log_name=f"{node_id}.log",
+                         GATEWAY_CLUSTER_ID=cluster_id, GATEWAY_NODE_ID=node_id, GATEWAY_RACK_ID=rack or "",
+                         GATEWAY_ADVERTISED_HOST=advertised_host or address,
+                         GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING=str(internal_load_balancing).lower())
         self.node_id = node_id
-        self.address = address
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": lab.bootstrap_servers,
-            "GATEWAY_CLUSTER_ID": cluster_id,
-            "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
-            "GATEWAY_NODE_ID": node_id,
-            "GATEWAY_RACK_ID": rack or "",
-            "GATEWAY_BIND_HOST": address,
-            "GATEWAY_ADVERTISED_HOST": advertised_host or address,
-            "GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING": str(internal_load_balancing).lower(),
-            "GATEWAY_DRAIN_TIMEOUT_S": "5",
-        }
-        self.log_path = log_dir / f"{node_id}.log"
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway_app"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.launch()
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.process is not None
+        return self.process
 
     def ready(self) -> bool:
-        return http_get(self.address, "/health/ready")[0] == 200
+        return self.http("/health/ready")[0] == 200
 
     def wait_ready(self, timeout_s: float = 40) -> None:
         wait_until(lambda: self.ready() or self.proc.poll() is not None, timeout_s, f"{self.node_id} ready", 0.2)
         assert self.proc.poll() is None, f"{self.node_id} exited:\n{self.log_path.read_text()[-3000:]}"
 
     def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        return super().terminate(20)
 
 
 class PortForwarder:

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from gateway_app.cluster.member import Member
+from gateway_app.cluster.membership import Membership
+from lab.layout import CLUSTER_SECRET
+from tests.e2e.cluster_support import cluster_id, wait_until  # noqa: F401  (cluster_id is a fixture)
 
-from gateway_app.cluster.member import Member  # noqa: E402
-from gateway_app.cluster.membership import Membership  # noqa: E402
-from lab.layout import CLUSTER_SECRET  # noqa: E402
-from tests.e2e.cluster_support import cluster_id, wait_until  # noqa: E402,F401  (cluster_id is a fixture)
+REPO = Path(__file__).resolve().parents[2]
 
 SESSION_TIMEOUT_S = 10.0  # the product default
 
@@ -53,7 +52,7 @@ class MemberProc:
     def __init__(self, node_id: str, rack: str, host: str, cluster_id: str, bootstrap: str) -> None:
         self.node_id = node_id
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, node_id, rack, host, cluster_id, bootstrap],
+            [sys.executable, "-m", "tests.e2e.test_cluster_membership", node_id, rack, host, cluster_id, bootstrap],
             stdout=subprocess.PIPE, text=True, cwd=REPO,
         )
         self.events: list[dict] = []

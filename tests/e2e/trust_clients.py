@@ -7,7 +7,6 @@ is bounded in count and time.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import resource
 import socket
@@ -17,12 +16,9 @@ from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
-from kio.schema.metadata.v12.request import MetadataRequest
-from kio.schema.request_header.v2.header import RequestHeader
-from kio.serial import entity_writer
-from kio.static.primitive import i16, i32
 
-from tests.e2e.dataplane_support import _recv_exactly
+from lab import frames
+from lab.frames import recv_exactly
 
 TIMEOUT_S = 30.0
 
@@ -124,8 +120,8 @@ def hold(args: argparse.Namespace) -> dict[str, Any]:
         sockets.append(sock)
         try:
             sock.sendall(metadata_request(correlation))
-            size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
-            _recv_exactly(sock, size)
+            size = struct.unpack(">i", recv_exactly(sock, 4))[0]
+            recv_exactly(sock, size)
             answered += 1
         except OSError:
             refused += 1
@@ -136,13 +132,7 @@ def hold(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def metadata_request(correlation_id: int) -> bytes:
-    buffer = io.BytesIO()
-    entity_writer(RequestHeader)(buffer, RequestHeader(request_api_key=i16(3), request_api_version=i16(12),
-                                                       correlation_id=i32(correlation_id), client_id="trust"))
-    entity_writer(MetadataRequest)(buffer, MetadataRequest(topics=None, allow_auto_topic_creation=False,
-                                                          include_topic_authorized_operations=False))
-    payload = buffer.getvalue()
-    return struct.pack(">i", len(payload)) + payload
+    return frames.metadata_request(correlation_id, "trust", all_topics=True)
 
 
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,8 +143,8 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
         sock.sendall(b"".join(metadata_request(n) for n in range(args.count)))
         order = []
         for _ in range(args.count):
-            size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
-            order.append(struct.unpack(">i", _recv_exactly(sock, size)[:4])[0])
+            size = struct.unpack(">i", recv_exactly(sock, 4))[0]
+            order.append(struct.unpack(">i", recv_exactly(sock, size)[:4])[0])
     return {"responses": len(order), "in_order": order == list(range(args.count))}
 
 

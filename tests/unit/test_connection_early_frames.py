@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 
-from bench.metadata_load import metadata_request
 from gateway_app.broker_addresses import PortPlan
 from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
@@ -13,6 +12,7 @@ from gateway_app.proxy.connection import ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
+from lab.frames import metadata_request
 
 
 class _Transport:
