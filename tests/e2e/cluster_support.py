@@ -120,11 +120,11 @@ class GatewayNode(gateway_process.GatewayNode):
     """One member of a test's gateway cluster on a lab gateway address, started at once (see wait_ready)."""
 
     def __init__(self, lab, cluster_id: str, node_id: str, rack: str | None, address: str, log_dir: Path,
-                 internal_load_balancing: bool = True, advertised_host: str | None = None) -> None:
+                 internal_load_balancing: bool = True, advertised_host: str | None = None, **env: str) -> None:
         super().__init__(lab, address, PORT_START, HTTP_PORT, log_dir, log_name=f"{node_id}.log",
                          GATEWAY_CLUSTER_ID=cluster_id, GATEWAY_NODE_ID=node_id, GATEWAY_RACK_ID=rack or "",
                          GATEWAY_ADVERTISED_HOST=advertised_host or address,
-                         GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING=str(internal_load_balancing).lower())
+                         GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING=str(internal_load_balancing).lower(), **env)
         self.node_id = node_id
         self.launch()
 

@@ -151,13 +151,13 @@ def out_of_rack_bytes(nodes: dict[str, GatewayNode]) -> float:
 
 
 @pytest.fixture
-def gateway(lab, cluster_id, tmp_path, monkeypatch):
+def gateway(lab, cluster_id, tmp_path):
     """start(name, rack, address) -> a gateway node of this test's cluster (killed at the end)."""
-    monkeypatch.setenv("GATEWAY_HANDOVER_ENABLED", "false" if BASELINE else "true")
     started: list[GatewayNode] = []
 
     def start(name: str, rack: str | None, address: str) -> GatewayNode:
-        node = GatewayNode(lab, cluster_id, name, rack, address, tmp_path)
+        node = GatewayNode(lab, cluster_id, name, rack, address, tmp_path,
+                           GATEWAY_HANDOVER_ENABLED="false" if BASELINE else "true")
         started.append(node)
         return node
 
