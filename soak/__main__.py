@@ -1,15 +1,22 @@
 """``python -m soak``: a gateway cluster under continuous client load while nodes die and brokers restart, counted.
 
 Three gateway nodes (one per rack) run on spare controller addresses of the lab. The cluster e2e tests' client
-load runs through them from the client namespace — a librdkafka producer and Kafka's Java console producer
-(idempotent, acks=all) and a two-member Java consumer group — while a seeded chaos loop, every --interval
-seconds, takes one node down (alternately kill -9 and SIGTERM), brings it back after --down seconds, and every
---broker-every rounds restarts one broker as well. At the end every acknowledged message must have been consumed
-exactly once by the group; the counts and the chaos events go to a JSON file.
+load runs through them from the client namespace — a librdkafka producer and Kafka's VerifiableProducer (both with
+their clients' defaults for an idempotent producer, acks=all) and a two-member VerifiableConsumer group — while a
+seeded chaos loop, every --interval seconds, takes one node down (alternately kill -9 and SIGTERM), brings it back
+after --down seconds, and every --broker-every rounds restarts one broker as well. A second, direct leg — the same
+clients on a topic of their own, on the controller, bootstrapped from the brokers — lives through the same broker
+restarts without any gateway: the control that says what a broker restart does to applications on its own.
+
+Every client reports each record's outcome (acknowledged, or the error the application was told) and the group
+reports every record and every failed commit (tests/e2e/client_outcomes.py). The soak fails when a leg lost or
+duplicated an acknowledged message, or when the gateway leg was told of an error that the direct leg was not also
+told of during the same broker restart (an error outside any broker restart is the gateway's by definition). The
+figures of both legs and the chaos events go to a JSON file.
 
 Everything is bounded: the load is --rate messages/s per producer for --minutes, the chaos loop stops when the
 load has been sent, and every wait has a timeout. Do not run it beside the test suite or the benchmark: it uses
-the lab's spare controller addresses 198.18.0.6-8 (instance 0) and port 6969.
+three of the lab's spare controller addresses (198.18.0.6-8 on instance 0) and port 6969.
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ from confluent_kafka.admin import AdminClient
 
 from gateway_app.cluster.membership import group_name, topic_name
 from lab.state import LabState
+from tests.e2e import client_outcomes as outcomes
 from tests.e2e.cluster_load import ClientLoad
 from tests.e2e.cluster_support import PORT_START, GatewayNode
 
 REPO = Path(__file__).resolve().parent.parent
 RACKS = ("rack-a", "rack-b", "rack-c")
 FIRST_ADDRESS_INDEX = 4  # gateway_addresses[4:7]: clear of the cluster tests' [0:4] and the benchmark's [-1]
+READY_S = 180  # a node or a consumer group may start slowly on a busy machine; a soak is not a timing test
+BROKER_ERROR_GRACE_S = 35  # after a restart returns: a request stuck on the old broker times out in 30 s (Java default)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,7 +67,7 @@ class Cluster:
         self.addresses = dict(zip(RACKS, lab.gateway_addresses[FIRST_ADDRESS_INDEX:FIRST_ADDRESS_INDEX + 3]))
         self.nodes = {rack: self._start(rack) for rack in RACKS}
         for node in self.nodes.values():
-            node.wait_ready()
+            node.wait_ready(READY_S)
 
     @property
     def bootstrap(self) -> str:
@@ -76,7 +86,7 @@ class Cluster:
     def bring_back(self, rack: str) -> float:
         started = time.monotonic()
         self.nodes[rack] = self._start(rack)
-        self.nodes[rack].wait_ready()
+        self.nodes[rack].wait_ready(READY_S)
         return time.monotonic() - started
 
     def stop(self) -> None:
@@ -94,7 +104,8 @@ def restart_broker(lab: LabState, broker_id: int) -> None:
 
 
 def chaos(args: argparse.Namespace, lab: LabState, cluster: Cluster, load: ClientLoad) -> list[dict]:
-    """Rounds until the producers are done (or their time is up); returns what was done when."""
+    """Rounds until the gateway leg's producers are done (or their time is up); returns what was done when
+    ("t" seconds into the run; "at" and "broker_window" in wall-clock time, as the clients report)."""
     rng = random.Random(args.seed)
     events: list[dict] = []
     began = time.monotonic()
@@ -106,19 +117,43 @@ def chaos(args: argparse.Namespace, lab: LabState, cluster: Cluster, load: Clien
             break
         round_no += 1
         rack, hard = rng.choice(RACKS), round_no % 2 == 1
-        event = {"t": round(time.monotonic() - began, 1), "node": f"soak-{rack}", "signal": "KILL" if hard else "TERM"}
+        event = {"t": round(time.monotonic() - began, 1), "at": round(time.time(), 3), "node": f"soak-{rack}",
+                 "signal": "KILL" if hard else "TERM"}
         cluster.take_down(rack, hard)
         time.sleep(args.down)
         event["back_after_s"] = round(args.down + cluster.bring_back(rack), 1)
         if args.broker_every and round_no % args.broker_every == 0:
             broker_id = rng.choice([b.id for b in lab.brokers])
-            started = time.monotonic()
+            started, wall = time.monotonic(), time.time()
             restart_broker(lab, broker_id)
             event["broker_restarted"] = broker_id
             event["broker_back_after_s"] = round(time.monotonic() - started, 1)
+            event["broker_window"] = [round(wall, 3), round(time.time() + BROKER_ERROR_GRACE_S, 3)]
         print(f"soak: {json.dumps(event)}", flush=True)
         events.append(event)
     return events
+
+
+def broker_windows(events: list[dict]) -> list[tuple[float, float]]:
+    """Each broker restart's window, cut short where the next node is taken down: an error after that point may be
+    the node's doing, and is not excused by the broker restart."""
+    downs = [e["at"] for e in events]
+    windows = []
+    for event in events:
+        if "broker_window" in event:
+            start, end = event["broker_window"]
+            windows.append((start, min([end, *(t for t in downs if t > start)])))
+    return windows
+
+
+def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
+    """Both legs' figures, the gateway-only errors, and the verdict."""
+    unexplained = outcomes.unexplained(gateway.pop("_errors"), direct.pop("_errors"), broker_windows(events))
+    gateway_only = [{"client": client, "error": name, "at": t} for client, name, t in unexplained]
+    lost = [f"{leg}: {p}" for leg, fig in (("gateway", gateway), ("direct", direct)) for p in outcomes.problems(fig)
+            if "acked but never consumed" in p or "more than once" in p or "no producer sent" in p]
+    return {"gateway": gateway, "direct": direct, "gateway_only_errors": gateway_only,
+            "ok": not lost and not gateway_only, "failure": lost + [f"gateway only: {e}" for e in gateway_only]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,22 +164,29 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         cluster = Cluster(lab, workdir)
         load = ClientLoad(lab, workdir, cluster.bootstrap, count, args.rate)
+        control = ClientLoad(lab, workdir, lab.bootstrap_servers, count, args.rate, direct=True)
         print(f"soak: cluster {cluster.cluster_id} at {cluster.bootstrap}; {count} messages per producer at "
-              f"{args.rate}/s, topic {load.topic}", flush=True)
+              f"{args.rate}/s on each leg; gateway leg topic {load.topic}, direct leg topic {control.topic}", flush=True)
         result: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "cluster": cluster.cluster_id}
         try:
-            load.start()
+            control.start(READY_S)
+            load.start(READY_S)
             result["events"] = chaos(args, lab, cluster, load)
-            result["counts"] = load.finish_and_verify()
-            result["ok"] = True
+            result.update(judge(load.finish(), control.finish(), result["events"]))
         except AssertionError as error:
-            result["ok"], result["failure"] = False, str(error)
+            result["ok"], result["failure"] = False, [str(error)]
         finally:
-            load.stop()
+            for leg in (load, control):
+                leg.stop()
             cluster.stop()
-            load.delete()
+            for leg in (load, control):
+                leg.delete()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"soak: {'OK' if result['ok'] else 'FAILED'}: {json.dumps(result.get('counts') or result.get('failure'))}")
+    for leg in ("gateway", "direct"):
+        if leg in result:
+            print(f"soak: {leg} leg\n{outcomes.summary(result[leg])}")
+    print(f"soak: gateway-only application errors: {len(result.get('gateway_only_errors', []))}")
+    print(f"soak: {'OK' if result['ok'] else 'FAILED: ' + '; '.join(result['failure'])[:2000]}")
     print(f"soak: results in {args.out}")
     return 0 if result["ok"] else 1
 

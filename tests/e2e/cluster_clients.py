@@ -1,11 +1,13 @@
 """Kafka client programs (real librdkafka via confluent-kafka) that the cluster e2e tests run in the
-lab's client namespace, plus the Java console producer command line.
+lab's client namespace, plus the command lines of Kafka's VerifiableProducer / VerifiableConsumer.
 
-    python cluster_clients.py produce BOOTSTRAP TOPIC PREFIX COUNT RATE ACKED_FILE
+    python cluster_clients.py produce BOOTSTRAP TOPIC PREFIX COUNT RATE EVENTS_FILE
     python cluster_clients.py consume BOOTSTRAP TOPIC GROUP OUT_FILE READY_FILE STOP_FILE MAX_S
 
-produce: COUNT unique values PREFIX-i at RATE/s, idempotent, acks=all; every acknowledged value is
-written to ACKED_FILE; a JSON summary goes to stdout. Bounded by the count plus a 90 s flush.
+produce: COUNT unique values PREFIX-i at RATE/s with librdkafka's defaults for an idempotent producer
+(acks=all); every delivery callback writes one JSON line to EVENTS_FILE, {"value", "error": null or the
+error's name, "t": time.time()} (tests/e2e/client_outcomes.py reads them); a JSON summary goes to stdout.
+Bounded by the count plus a FLUSH_S flush.
 consume: one member of GROUP; writes each value to OUT_FILE, commits synchronously after each batch,
 touches READY_FILE once it has partitions, and stops when STOP_FILE exists and nothing arrived for
 5 s, or after MAX_S seconds. On stderr: assignments, failed commits, "commit ok again at T"
@@ -23,39 +25,55 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer
 
 IDLE_STOP_S = 5.0
-CONSUMER_IDLE_EXIT_MS = 120000  # a backstop: the tests stop the console consumers once the group committed everything
 METADATA_REFRESH_MS = 5000  # default 5 min; short so a joining gateway node gets traffic within the test
+FLUSH_S = 150  # beyond librdkafka's and Java's default delivery timeouts (120 s), so every record gets an outcome
+# The Java tools log through log4j2; without a configuration its default goes to stdout, which carries their events.
+LOG4J2 = """status = warn
+appender.err.type = Console
+appender.err.name = err
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = err
+"""
 
 
-def java_console_producer(lab, bootstrap: str, topic: str) -> list[str]:
-    return lab.client_cmd([
-        "java", "-Xmx256m", "-cp", lab.java_classpath, "org.apache.kafka.tools.ConsoleProducer",
-        "--bootstrap-server", bootstrap, "--topic", topic,
-        "--producer-property", "acks=all", "--producer-property", "enable.idempotence=true",
-        "--producer-property", "linger.ms=5", "--producer-property", f"metadata.max.age.ms={METADATA_REFRESH_MS}",
-    ])
+def _java(lab, workdir: Path, main_class: str, bootstrap: str, topic: str, *args: str) -> list[str]:
+    log4j = workdir / "log4j2.properties"
+    log4j.write_text(LOG4J2)
+    config = workdir / "client.properties"  # Kafka's defaults but for how soon a client sees a new mapping
+    config.write_text(f"metadata.max.age.ms={METADATA_REFRESH_MS}\n")
+    config_flag = "--producer.config" if main_class.endswith("Producer") else "--consumer.config"
+    return ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={log4j}", "-cp",
+            lab.java_classpath, main_class, "--bootstrap-server", bootstrap, "--topic", topic, config_flag, str(config), *args]
 
 
-def java_console_consumer(lab, bootstrap: str, topic: str, group: str) -> list[str]:
-    """One group member printing each value; exits 0 once nothing arrived for CONSUMER_IDLE_EXIT_MS, 143 on SIGTERM."""
-    return lab.client_cmd([
-        "java", "-Xmx256m", "-cp", lab.java_classpath, "org.apache.kafka.tools.consumer.ConsoleConsumer",
-        "--bootstrap-server", bootstrap, "--topic", topic, "--group", group, "--from-beginning",
-        "--timeout-ms", str(CONSUMER_IDLE_EXIT_MS), "--consumer-property", f"metadata.max.age.ms={METADATA_REFRESH_MS}",
-    ])
+def verifiable_producer(lab, workdir: Path, bootstrap: str, topic: str, count: int, rate: float, prefix: int) -> list[str]:
+    """Kafka's VerifiableProducer with the Java client's defaults (idempotent, acks=all, delivery.timeout.ms 120 s):
+    values PREFIX.i; a producer_send_success or producer_send_error JSON event per record on stdout."""
+    return _java(lab, workdir, "org.apache.kafka.tools.VerifiableProducer", bootstrap, topic, "--max-messages", str(count),
+                 "--throughput", str(int(rate)), "--value-prefix", str(prefix))
 
 
-def produce(bootstrap: str, topic: str, prefix: str, count: str, rate: str, acked_file: str) -> None:
+def verifiable_consumer(lab, workdir: Path, bootstrap: str, topic: str, group: str) -> list[str]:
+    """One member of GROUP (Kafka's VerifiableConsumer, synchronous commit after every poll): a record_data event
+    per record and an offsets_committed event (success or the error) per commit on stdout; runs until SIGTERM."""
+    return _java(lab, workdir, "org.apache.kafka.tools.VerifiableConsumer", bootstrap, topic, "--group-id", group,
+                 "--verbose", "--reset-policy", "earliest")
+
+
+def produce(bootstrap: str, topic: str, prefix: str, count: str, rate: str, events_file: str) -> None:
     producer = Producer({
-        "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-        "message.timeout.ms": 90000, "linger.ms": 5, "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
+        "bootstrap.servers": bootstrap, "enable.idempotence": True,
+        "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
     })
     failures: list[str] = []
-    with open(acked_file, "w") as acked:
+    with open(events_file, "w") as events:
         def delivered(error, message) -> None:
-            if error is None:
-                acked.write(message.value().decode() + "\n")
-            else:
+            name = None if error is None else error.name()
+            events.write(json.dumps({"value": message.value().decode(), "error": name, "t": time.time()}) + "\n")
+            if error is not None:
                 failures.append(str(error))
 
         start = time.monotonic()
@@ -65,7 +83,7 @@ def produce(bootstrap: str, topic: str, prefix: str, count: str, rate: str, acke
                 producer.poll(pause)
             producer.produce(topic, f"{prefix}-{i}".encode(), on_delivery=delivered)
             producer.poll(0)
-        unflushed = producer.flush(90)
+        unflushed = producer.flush(FLUSH_S)
     print(json.dumps({"failed": len(failures), "unflushed": unflushed, "errors": failures[:5]}), flush=True)
 
 

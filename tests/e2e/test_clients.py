@@ -11,6 +11,7 @@ import re
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.e2e.cluster_clients import LOG4J2
 from tests.e2e.dataplane_support import node_fixture, run_client, run_in_client_netns, unique
 
 pytestmark = pytest.mark.lab
@@ -31,17 +32,6 @@ def new_topic(lab, prefix: str, partitions: int = 3) -> str:
     admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
     admin.create_topics([NewTopic(topic, partitions, 3)], request_timeout=30)[topic].result(40)
     return topic
-
-
-LOG4J2 = """status = warn
-appender.err.type = Console
-appender.err.name = err
-appender.err.target = SYSTEM_ERR
-appender.err.layout.type = PatternLayout
-appender.err.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.err.ref = err
-"""
 
 
 @pytest.fixture(scope="module")

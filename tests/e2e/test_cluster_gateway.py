@@ -18,7 +18,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from gateway_app.cluster.mapping import score
-from tests.e2e.cluster_load import CLIENTS, ClientLoad
+from tests.e2e import client_outcomes as outcomes
+from tests.e2e.cluster_clients import verifiable_producer
+from tests.e2e.cluster_load import CLIENTS, JAVA_PREFIX, ClientLoad
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
     PORT_START, GatewayNode, PortForwarder, cluster_id, elect_preferred_leaders, http_get, metadata_brokers, offsets_leaders,
     offsets_partition, wait_until,
@@ -105,6 +107,28 @@ def client_load(lab, tmp_path):
 
 @pytest.mark.lab
 @pytest.mark.timeout(150)
+def test_every_producer_of_the_counted_load_reports_a_send_that_failed(lab, start_node, tmp_path):
+    """The chaos tests' verdict rests on the clients' own reports: a record sent to a topic that cannot exist must
+    come back as a failure, by name, from each producer the load runs — not be counted as acknowledged."""
+    node = start_node("gw-rack-a", "rack-a", lab.gateway_addresses[0])
+    node.wait_ready()
+    bootstrap, topic = f"{node.address}:{PORT_START}", "no such topic!"
+    lib = subprocess.Popen(lab.client_cmd([sys.executable, str(CLIENTS), "produce", bootstrap, topic, "lib", "3", "100",
+                                           str(tmp_path / "lib.events")]), stdout=subprocess.DEVNULL)
+    java = subprocess.run(lab.client_cmd(verifiable_producer(lab, tmp_path, bootstrap, topic, 3, 100, JAVA_PREFIX)),
+                          capture_output=True, text=True, timeout=120)
+    producers = [outcomes.librdkafka_producer("librdkafka-producer", 3, (tmp_path / "lib.events").read_text().splitlines(),
+                                              lib.wait(60)),
+                 outcomes.verifiable_producer("java-producer", 3, java.stdout.splitlines(), java.returncode)]
+    result = outcomes.figures(producers, [])
+    print(f"\n{outcomes.summary(result)}")
+    assert result["producers"]["librdkafka-producer"]["errors"] == {"TOPIC_EXCEPTION": 3}
+    assert result["producers"]["java-producer"]["errors"] == {"InvalidTopicException": 3}
+    assert outcomes.problems(result) == ["3x librdkafka-producer: TOPIC_EXCEPTION", "3x java-producer: InvalidTopicException"]
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(150)
 def test_kill_9_of_a_node_under_load_clients_carry_on_exactly_once(lab, start_node, client_load):
     """The victim is the node serving the consumer group's coordinator broker: the hardest case."""
     nodes = three_racks(lab, start_node)
@@ -161,7 +185,7 @@ def test_librdkafka_consumer_group_survives_the_death_of_its_coordinators_node(l
         str(tmp_path / "ready"), str(tmp_path / "stop"), "90"]), stderr=consumer_log.open("w"))
     wait_until(lambda: (tmp_path / "ready").exists(), 30, "the librdkafka consumer to get partitions", 0.2)
     producer = load.spawn(lab.client_cmd([sys.executable, str(CLIENTS), "produce", bootstrap, load.topic, "lib", "1500", "100",
-                                           str(tmp_path / "acked")]), stdout=subprocess.PIPE, text=True)
+                                           str(tmp_path / "sent")]), stdout=subprocess.PIPE, text=True)
     time.sleep(4)
     victim = nodes[lab.broker(coordinator_of(lab, load.group)).rack]
     survivors = [node for node in nodes.values() if node is not victim]
@@ -170,8 +194,10 @@ def test_librdkafka_consumer_group_survives_the_death_of_its_coordinators_node(l
     summary = json.loads(producer.communicate(timeout=120)[0])
     (tmp_path / "stop").touch()
     assert consumer.wait(100) == 0
-    assert producer.returncode == 0 and summary["failed"] == 0 and summary["unflushed"] == 0, summary
-    acked = (tmp_path / "acked").read_text().split()
+    sent = outcomes.librdkafka_producer("librdkafka-producer", 1500, (tmp_path / "sent").read_text().splitlines(),
+                                        producer.returncode)
+    assert outcomes.errors([sent], []) == [], summary
+    acked = list(sent.acked)
     consumed = Counter((tmp_path / "consumed").read_text().split())
     missing = set(acked) - set(consumed)
     duplicated = {v: n for v, n in consumed.items() if n > 1}

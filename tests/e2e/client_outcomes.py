@@ -1,0 +1,180 @@
+"""What every client of a counted load was told, message by message, and the figures the chaos tests and the soak
+judge it by: per client acked, failed (by error name), consumed, missing, duplicated and the longest pauses.
+
+The clients report through channels the harness owns: Kafka's VerifiableProducer / VerifiableConsumer print one
+JSON event per record and per commit on stdout, and the librdkafka producer of cluster_clients.py writes one JSON
+line per delivery callback. Nothing here counts a record as acknowledged unless its client said so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+NO_OUTCOME = "NoOutcome"  # a record the client was asked to send and never reported either way
+EXIT = "ExitCode"  # a client process that ended other than by our SIGTERM or its own clean end
+
+
+@dataclass
+class ProducerLog:
+    name: str
+    sent: int  # how many records the client was asked to send
+    acked: dict[str, float] = field(default_factory=dict)  # value -> wall time of the acknowledgement
+    failed: list[tuple[str, str, float]] = field(default_factory=list)  # (value, error name, wall time)
+    exit_code: int | None = 0
+
+
+@dataclass
+class ConsumerLog:
+    name: str
+    records: list[tuple[str, float]] = field(default_factory=list)  # (value, wall time it was handed over)
+    commit_errors: list[tuple[str, float]] = field(default_factory=list)  # (error name, wall time)
+    exit_code: int | None = 0
+
+
+def _events(lines: Iterable[str]) -> Iterable[dict]:
+    for line in lines:  # anything else on stdout (a stray log line) is not an event
+        if line.startswith("{"):
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def error_name(exception: str) -> str:
+    """'org.apache.kafka.common.errors.TimeoutException' -> 'TimeoutException'."""
+    return exception.rsplit(".", 1)[-1] or "UnknownError"
+
+
+def verifiable_producer(name: str, sent: int, lines: Iterable[str], exit_code: int | None) -> ProducerLog:
+    log = ProducerLog(name, sent, exit_code=exit_code)
+    for event in _events(lines):
+        if event.get("name") == "producer_send_success":
+            log.acked[event["value"]] = event["timestamp"] / 1000
+        elif event.get("name") == "producer_send_error":
+            log.failed.append((event["value"], error_name(event.get("exception", "")), event["timestamp"] / 1000))
+    return log
+
+
+def librdkafka_producer(name: str, sent: int, lines: Iterable[str], exit_code: int | None) -> ProducerLog:
+    log = ProducerLog(name, sent, exit_code=exit_code)
+    for event in _events(lines):
+        if event.get("error") is None:
+            log.acked[event["value"]] = event["t"]
+        else:
+            log.failed.append((event["value"], event["error"], event["t"]))
+    return log
+
+
+def verifiable_consumer(name: str, lines: Iterable[str], exit_code: int | None) -> ConsumerLog:
+    log = ConsumerLog(name, exit_code=exit_code)
+    for event in _events(lines):
+        if event.get("name") == "record_data":
+            log.records.append((event["value"], event["timestamp"] / 1000))
+        elif event.get("name") == "offsets_committed" and not event.get("success", True):
+            log.commit_errors.append((error_name(event.get("error") or ""), event["timestamp"] / 1000))
+    return log
+
+
+def longest_gap(times: Iterable[float]) -> float:
+    ordered = sorted(times)
+    return round(max((b - a for a, b in zip(ordered, ordered[1:])), default=0.0), 2)
+
+
+def longest_wait(records: list[tuple[str, float]], acked: dict[str, float]) -> float:
+    """The longest time between consecutive records handed over while a record already acknowledged was waiting:
+    a gap counts only when a record consumed after it had been acknowledged before it began (a consumer is not
+    paused while its producers have not started, or have finished)."""
+    ordered = sorted((t, acked.get(value, t)) for value, t in records)
+    longest, earliest_ack_after = 0.0, float("inf")
+    for (a, _), (b, ack) in zip(reversed(ordered[:-1]), reversed(ordered[1:])):
+        earliest_ack_after = min(earliest_ack_after, ack)
+        if earliest_ack_after <= a:
+            longest = max(longest, b - a)
+    return round(longest, 2)
+
+
+def errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[tuple[str, str, float | None]]:
+    """Every application-visible error: (client, error name, wall time or None when it has no time)."""
+    found: list[tuple[str, str, float | None]] = []
+    for p in producers:
+        found += [(p.name, name, t) for _, name, t in p.failed]
+        found += [(p.name, NO_OUTCOME, None)] * max(0, p.sent - len(p.acked) - len(p.failed))
+        if p.exit_code != 0:
+            found.append((p.name, f"{EXIT} {p.exit_code}", None))
+    for c in consumers:
+        found += [(c.name, name, t) for name, t in c.commit_errors]
+        if c.exit_code != 0:
+            found.append((c.name, f"{EXIT} {c.exit_code}", None))
+    return found
+
+
+def figures(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> dict:
+    """Per client: what it was told and what became of its records at the consumer group."""
+    consumed = Counter(value for c in consumers for value, _ in c.records)
+    result: dict = {"producers": {}, "consumers": {}}
+    for p in producers:
+        mine = set(p.acked) | {value for value, _, _ in p.failed}
+        result["producers"][p.name] = {
+            "sent": p.sent, "acked": len(p.acked), "failed": len(p.failed),
+            "errors": dict(Counter(name for _, name, _ in p.failed)),
+            "no_outcome": max(0, p.sent - len(p.acked) - len(p.failed)), "exit_code": p.exit_code,
+            "consumed": sum(consumed[v] for v in mine),
+            "missing": sum(1 for v in p.acked if v not in consumed),
+            "duplicated": sum(1 for v in mine if consumed[v] > 1),
+            "failed_but_consumed": sum(1 for v, _, _ in p.failed if v in consumed),
+            "longest_produce_pause_s": longest_gap(p.acked.values()),
+        }
+    acked = {value: t for p in producers for value, t in p.acked.items()}
+    for c in consumers:
+        result["consumers"][c.name] = {
+            "consumed": len(c.records), "commit_errors": dict(Counter(name for name, _ in c.commit_errors)),
+            "exit_code": c.exit_code, "longest_consume_pause_s": longest_wait(c.records, acked),
+        }
+    known = set().union(*(set(p.acked) | {v for v, _, _ in p.failed} for p in producers)) if producers else set()
+    result["group"] = {"consumed": sum(consumed.values()), "distinct": len(consumed),
+                       "unknown": sum(1 for v in consumed if v not in known),
+                       "longest_consume_pause_s": longest_wait([r for c in consumers for r in c.records], acked)}
+    result["application_errors"] = dict(Counter(f"{client}: {name}" for client, name, _ in errors(producers, consumers)))
+    return result
+
+
+def problems(result: dict) -> list[str]:
+    """What breaks the promise: a lost or duplicated record, or any error an application was told."""
+    found = [f"{name}: {fig['missing']} acked but never consumed" for name, fig in result["producers"].items() if fig["missing"]]
+    found += [f"{name}: {fig['duplicated']} consumed more than once" for name, fig in result["producers"].items() if fig["duplicated"]]
+    found += [f"{count}x {error}" for error, count in result["application_errors"].items()]
+    if result["group"]["unknown"]:
+        found.append(f"the group consumed {result['group']['unknown']} values no producer sent")
+    return found
+
+
+def unexplained(gateway: list[tuple[str, str, float | None]], direct: list[tuple[str, str, float | None]],
+                windows: list[tuple[float, float]]) -> list[tuple[str, str, float | None]]:
+    """The gateway leg's errors that the direct leg does not also show: an error counts as explained only when it
+    falls in a broker-restart window (wall-clock start, end) in which the direct leg got an error of the same name."""
+    def window(t: float | None) -> int | None:
+        return next((i for i, (start, end) in enumerate(windows) if t is not None and start <= t <= end), None)
+
+    shown = {(name, window(t)) for _, name, t in direct if window(t) is not None}
+    return [(client, name, t) for client, name, t in gateway if window(t) is None or (name, window(t)) not in shown]
+
+
+def summary(result: dict) -> str:
+    """One line per client, for test output and the soak's printout."""
+    lines = []
+    for name, fig in result["producers"].items():
+        errs = ", ".join(f"{n} {k}" for k, n in fig["errors"].items()) or "none"
+        lines.append(f"  {name}: acked {fig['acked']}/{fig['sent']}, failed {fig['failed']} ({errs}), no outcome "
+                     f"{fig['no_outcome']}, consumed {fig['consumed']}, missing {fig['missing']}, duplicated "
+                     f"{fig['duplicated']}, longest produce pause {fig['longest_produce_pause_s']} s")
+    for name, fig in result["consumers"].items():
+        errs = ", ".join(f"{n} {k}" for k, n in fig["commit_errors"].items()) or "none"
+        lines.append(f"  {name}: consumed {fig['consumed']}, commit errors {errs}, exit {fig['exit_code']}, "
+                     f"longest consume pause {fig['longest_consume_pause_s']} s")
+    group = result["group"]
+    lines.append(f"  group: consumed {group['consumed']} ({group['distinct']} distinct), longest consume pause "
+                 f"{group['longest_consume_pause_s']} s")
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""The per-client figures of the chaos tests and the soak (tests/e2e/client_outcomes.py) on the events the real
+clients print: each check fails when its condition is broken."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e import client_outcomes as outcomes
+
+T0 = 1_764_000_000.0
+
+
+def java_send(value: str, t: float, error: str | None = None) -> str:
+    if error is None:
+        return json.dumps({"timestamp": int(t * 1000), "name": "producer_send_success", "key": None, "value": value,
+                           "offset": 1, "topic": "t", "partition": 0})
+    return json.dumps({"timestamp": int(t * 1000), "name": "producer_send_error", "key": None, "value": value, "topic": "t",
+                       "exception": f"class org.apache.kafka.common.errors.{error}", "message": "boom"})
+
+
+def lib_send(value: str, t: float, error: str | None = None) -> str:
+    return json.dumps({"value": value, "error": error, "t": t})
+
+
+def record(value: str, t: float) -> str:
+    return json.dumps({"timestamp": int(t * 1000), "name": "record_data", "key": None, "value": value, "topic": "t",
+                       "partition": 0, "offset": 0})
+
+
+def commit(t: float, error: str | None = None) -> str:
+    return json.dumps({"timestamp": int(t * 1000), "name": "offsets_committed", "offsets": [], "success": error is None,
+                       **({"error": error} if error else {})})
+
+
+def load(java: list[str], lib: list[str], group: list[list[str]], sent: int = 3) -> dict:
+    producers = [outcomes.verifiable_producer("java", sent, java, 0), outcomes.librdkafka_producer("lib", sent, lib, 0)]
+    consumers = [outcomes.verifiable_consumer(f"c{i}", lines, 0) for i, lines in enumerate(group)]
+    return outcomes.figures(producers, consumers)
+
+
+def healthy() -> tuple[list[str], list[str], list[list[str]]]:
+    java = [java_send(f"1.{i}", T0 + i) for i in range(3)]
+    lib = [lib_send(f"lib-{i}", T0 + i) for i in range(3)]
+    group = [[record(f"1.{i}", T0 + i + 0.5) for i in range(3)] + ["[a stray log line]"],
+             [record(f"lib-{i}", T0 + i + 0.5) for i in range(3)] + [commit(T0 + 3)]]
+    return java, lib, group
+
+
+def test_a_clean_run_has_no_problems_and_counts_every_client():
+    result = load(*healthy())
+    assert outcomes.problems(result) == []
+    assert result["producers"]["java"] == {
+        "sent": 3, "acked": 3, "failed": 0, "errors": {}, "no_outcome": 0, "exit_code": 0, "consumed": 3, "missing": 0,
+        "duplicated": 0, "failed_but_consumed": 0, "longest_produce_pause_s": 1.0}
+    assert result["consumers"]["c0"]["consumed"] == 3 and result["group"] == {
+        "consumed": 6, "distinct": 6, "unknown": 0, "longest_consume_pause_s": 0.0}  # each record read 0.5 s after its ack
+
+
+def test_a_failed_send_is_an_application_error_by_name_even_when_the_record_arrived():
+    java, lib, group = healthy()
+    java[1] = java_send("1.1", T0 + 1, "TimeoutException")
+    lib[2] = lib_send("lib-2", T0 + 2, "_MSG_TIMED_OUT")
+    result = load(java, lib, group)
+    assert result["producers"]["java"]["errors"] == {"TimeoutException": 1}
+    assert result["producers"]["java"]["failed_but_consumed"] == 1
+    assert outcomes.problems(result) == ["1x java: TimeoutException", "1x lib: _MSG_TIMED_OUT"]
+
+
+def test_a_missing_record_is_reported_missing():
+    java, lib, group = healthy()
+    del group[0][1]
+    result = load(java, lib, group)
+    assert result["producers"]["java"]["missing"] == 1
+    assert outcomes.problems(result) == ["java: 1 acked but never consumed"]
+
+
+def test_a_duplicate_is_reported():
+    java, lib, group = healthy()
+    group[1].append(record("lib-0", T0 + 9))
+    result = load(java, lib, group)
+    assert result["producers"]["lib"]["duplicated"] == 1
+    assert outcomes.problems(result) == ["lib: 1 consumed more than once"]
+
+
+def test_a_record_without_outcome_a_failed_commit_and_a_crash_are_errors():
+    java, lib, group = healthy()
+    producers = [outcomes.verifiable_producer("java", 4, java, 0), outcomes.librdkafka_producer("lib", 3, lib, 1)]
+    consumers = [outcomes.verifiable_consumer("c0", group[0] + [commit(T0 + 4, "CommitFailedException")], 0),
+                 outcomes.verifiable_consumer("c1", group[1], 0)]
+    assert sorted(outcomes.problems(outcomes.figures(producers, consumers))) == [
+        "1x c0: CommitFailedException", "1x java: NoOutcome", "1x lib: ExitCode 1"]
+
+
+def test_pauses_are_the_longest_gaps_between_acknowledgements_and_between_records_while_one_waited():
+    java, lib, group = healthy()
+    java.append(java_send("1.3", T0 + 12.5))
+    group[0].append(record("1.3", T0 + 13))
+    java.append(java_send("1.4", T0 + 13))
+    group[0].append(record("1.4", T0 + 23.5))  # acknowledged at T0 + 13, read only 10.5 s after the one before
+    result = load(java, lib, group, sent=5)
+    assert result["producers"]["java"]["longest_produce_pause_s"] == 10.5
+    assert result["consumers"]["c0"]["longest_consume_pause_s"] == 10.5
+    assert result["consumers"]["c1"]["longest_consume_pause_s"] == 0.0
+    assert result["group"]["longest_consume_pause_s"] == 10.5
+
+
+def test_a_consumer_with_nothing_to_read_is_not_paused():
+    java, lib, group = healthy()
+    java.append(java_send("1.3", T0 + 12.5))  # nothing was sent between T0 + 2 and T0 + 12.5
+    group[0].append(record("1.3", T0 + 13))
+    result = load(java, lib, group, sent=4)
+    assert result["consumers"]["c0"]["longest_consume_pause_s"] == 0.0
+    assert result["group"]["longest_consume_pause_s"] == 0.0
+
+
+def test_only_errors_the_direct_leg_shared_in_the_same_broker_restart_are_explained():
+    windows = [(T0, T0 + 30)]
+    direct = [("java", "TimeoutException", T0 + 5)]
+    gateway = [("java", "TimeoutException", T0 + 20),  # same kind, same restart: explained
+               ("lib", "_MSG_TIMED_OUT", T0 + 20),  # a kind the direct leg did not see
+               ("java", "TimeoutException", T0 + 40),  # outside any broker restart: a node's doing
+               ("lib", "NoOutcome", None)]
+    assert outcomes.unexplained(gateway, direct, windows) == gateway[1:]
+    assert outcomes.unexplained(gateway, [], windows) == gateway
