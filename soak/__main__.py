@@ -42,7 +42,7 @@ from tests.e2e.cluster_support import PORT_START, GatewayNode
 REPO = Path(__file__).resolve().parent.parent
 RACKS = ("rack-a", "rack-b", "rack-c")
 FIRST_ADDRESS_INDEX = 4  # gateway_addresses[4:7]: clear of the cluster tests' [0:4] and the benchmark's [-1]
-READY_S = 180  # a node or a consumer group may start slowly on a busy machine; a soak is not a timing test
+READY_S = 600  # a node or a consumer group may start slowly on a busy machine; a soak is not a timing test
 BROKER_ERROR_GRACE_S = 35  # after a restart returns: a request stuck on the old broker times out in 30 s (Java default)
 
 
@@ -66,8 +66,13 @@ class Cluster:
         self.cluster_id = f"soak-{uuid.uuid4().hex[:6]}"
         self.addresses = dict(zip(RACKS, lab.gateway_addresses[FIRST_ADDRESS_INDEX:FIRST_ADDRESS_INDEX + 3]))
         self.nodes = {rack: self._start(rack) for rack in RACKS}
-        for node in self.nodes.values():
-            node.wait_ready(READY_S)
+        try:
+            for node in self.nodes.values():
+                node.wait_ready(READY_S)
+        except BaseException:
+            for node in self.nodes.values():
+                node.kill()
+            raise
 
     @property
     def bootstrap(self) -> str:
@@ -100,7 +105,7 @@ class Cluster:
 
 def restart_broker(lab: LabState, broker_id: int) -> None:
     subprocess.run([sys.executable, "-m", "lab", "--instance", str(lab.instance), "broker", "restart", str(broker_id)],
-                   cwd=REPO, check=True, capture_output=True, timeout=180)
+                   cwd=REPO, check=True, capture_output=True, timeout=READY_S)
 
 
 def chaos(args: argparse.Namespace, lab: LabState, cluster: Cluster, load: ClientLoad) -> list[dict]:
@@ -169,12 +174,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.rate}/s on each leg; gateway leg topic {load.topic}, direct leg topic {control.topic}", flush=True)
         result: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "cluster": cluster.cluster_id}
         try:
-            control.start(READY_S)
-            load.start(READY_S)
+            for leg in (control, load):  # both groups settle before either leg sends: the legs run side by side
+                leg.start_group()
+            for leg in (control, load):
+                leg.wait_group(READY_S)
+            for leg in (control, load):
+                leg.start_producers()
             result["events"] = chaos(args, lab, cluster, load)
             result.update(judge(load.finish(), control.finish(), result["events"]))
-        except AssertionError as error:
-            result["ok"], result["failure"] = False, [str(error)]
+        except (AssertionError, subprocess.SubprocessError) as error:  # a wait or a broker restart that gave up
+            result["ok"], result["failure"] = False, [f"{type(error).__name__}: {error}"]
         finally:
             for leg in (load, control):
                 leg.stop()

@@ -71,12 +71,21 @@ class ClientLoad:
             group.state == ConsumerGroupState.STABLE
 
     def start(self, settle_s: float = 60) -> None:
+        self.start_group()
+        self.wait_group(settle_s)
+        self.start_producers()
+
+    def start_group(self) -> None:
         self.consumers = [
             self.spawn(self._cmd(verifiable_consumer(self.lab, self.workdir, self.bootstrap, self.topic, self.group)),
                        stdout=self._out(f"consumer-{i}.events"), stderr=self._out(f"consumer-{i}.stderr"))
             for i in range(CONSUMERS)
         ]
+
+    def wait_group(self, settle_s: float) -> None:
         wait_until(self._group_stable, settle_s, "the consumer group to settle with two members", 0.5)
+
+    def start_producers(self) -> None:
         self.librdkafka = self.spawn(
             self._cmd([sys.executable, str(CLIENTS), "produce", self.bootstrap, self.topic, "lib",
                        str(self.count), str(self.rate), str(self.workdir / "librdkafka-producer.events")]),
@@ -145,10 +154,11 @@ class ClientLoad:
 
     def stop(self) -> None:
         self.commits.close()
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
+        running = [proc for proc in self.procs if proc.poll() is None]
+        for proc in running:
+            proc.kill()
+        for proc in running:
+            proc.wait(60)  # SIGKILL cannot be refused, but a busy machine may take a while to reap a JVM
 
     def delete(self) -> None:
         """Remove the topic and the group from the backing cluster (best effort)."""
