@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 
 IDLE_STOP_S = 5.0
 METADATA_REFRESH_MS = 5000  # default 5 min; short so a joining gateway node gets traffic within the test
+JAVA_DEFAULT_RETRIES = 2147483647  # the Java producer's default: retry until delivery.timeout.ms
 FLUSH_S = 150  # beyond librdkafka's and Java's default delivery timeouts (120 s), so every record gets an outcome
 # The Java tools log through log4j2; without a configuration its default goes to stdout, which carries their events.
 LOG4J2 = """status = warn
@@ -42,9 +43,12 @@ rootLogger.appenderRef.err.ref = err
 def _java(lab, workdir: Path, main_class: str, bootstrap: str, topic: str, *args: str) -> list[str]:
     log4j = workdir / "log4j2.properties"
     log4j.write_text(LOG4J2)
-    config = workdir / "client.properties"  # Kafka's defaults but for how soon a client sees a new mapping
-    config.write_text(f"metadata.max.age.ms={METADATA_REFRESH_MS}\n")
-    config_flag = "--producer.config" if main_class.endswith("Producer") else "--consumer.config"
+    producer = main_class.endswith("Producer")
+    # Kafka's defaults but for how soon a client sees a new mapping. VerifiableProducer sets retries=0 before it
+    # reads this file, which also turns idempotence off (Kafka 4.1.1's tool); the file puts the client's default back.
+    config = workdir / ("producer.properties" if producer else "consumer.properties")
+    config.write_text(f"metadata.max.age.ms={METADATA_REFRESH_MS}\n" + (f"retries={JAVA_DEFAULT_RETRIES}\n" if producer else ""))
+    config_flag = "--producer.config" if producer else "--consumer.config"
     return ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={log4j}", "-cp",
             lab.java_classpath, main_class, "--bootstrap-server", bootstrap, "--topic", topic, config_flag, str(config), *args]
 

@@ -28,6 +28,8 @@ class ClientLoad:
     VerifiableConsumer) on a fresh topic, in the client namespace — or on the controller, beside the brokers, when
     `direct` (the soak's control leg; the bootstrap is then the brokers')."""
 
+    group_settle_s = 60.0  # how long start() waits for the two consumers to form the group (two JVMs starting)
+
     def __init__(self, lab, workdir: Path, bootstrap: str, count: int, rate: float, direct: bool = False) -> None:
         self.lab, self.bootstrap, self.count, self.rate, self.direct = lab, bootstrap, count, rate, direct
         self.topic = f"cluster-load-{uuid.uuid4().hex[:8]}"
@@ -70,9 +72,9 @@ class ClientLoad:
         return len(group.members) == CONSUMERS and all(m.assignment.topic_partitions for m in group.members) and \
             group.state == ConsumerGroupState.STABLE
 
-    def start(self, settle_s: float = 60) -> None:
+    def start(self) -> None:
         self.start_group()
-        self.wait_group(settle_s)
+        self.wait_group(self.group_settle_s)
         self.start_producers()
 
     def start_group(self) -> None:
