@@ -4,8 +4,12 @@ clients print: each check fails when its condition is broken."""
 from __future__ import annotations
 
 import json
+import types
+from pathlib import Path
 
+import soak.__main__ as soak
 from tests.e2e import client_outcomes as outcomes
+from tests.e2e.cluster_clients import verifiable_consumer, verifiable_producer
 
 T0 = 1_764_000_000.0
 
@@ -122,3 +126,19 @@ def test_only_errors_the_direct_leg_shared_in_the_same_broker_restart_are_explai
                ("lib", "NoOutcome", None)]
     assert outcomes.unexplained(gateway, direct, windows) == gateway[1:]
     assert outcomes.unexplained(gateway, [], windows) == gateway
+
+
+def test_the_verifiable_producer_runs_with_the_java_clients_default_retries(tmp_path):
+    """Kafka's VerifiableProducer sets retries=0 (which also turns idempotence off) before it reads the config file:
+    the file must put the client's default back, or a node's clean leave tells the application NetworkException."""
+    lab = types.SimpleNamespace(java_classpath="kafka/libs/*")
+    argv = verifiable_producer(lab, tmp_path, "gw:6969", "t", 10, 100, 1)
+    config = Path(argv[argv.index("--producer.config") + 1]).read_text().splitlines()
+    assert f"retries={2**31 - 1}" in config
+    consumer = verifiable_consumer(lab, tmp_path, "gw:6969", "t", "g")
+    assert not any(line.startswith("retries") for line in Path(consumer[consumer.index("--consumer.config") + 1]).read_text().splitlines())
+
+
+def test_the_soak_excuses_errors_only_until_the_next_node_goes_down():
+    events = [{"at": T0, "broker_window": [T0 + 10, T0 + 60]}, {"at": T0 + 30}, {"at": T0 + 90, "broker_window": [T0 + 100, T0 + 135]}]
+    assert soak.broker_windows(events) == [(T0 + 10, T0 + 30), (T0 + 100, T0 + 135)]
