@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 RACKS = ("rack-a", "rack-b", "rack-c")
 FIRST_ADDRESS_INDEX = 4  # gateway_addresses[4:7]: clear of the cluster tests' [0:4] and the benchmark's [-1]
 READY_S = 600  # a node or a consumer group may start slowly on a busy machine; a soak is not a timing test
+EXIT_S = 60  # a SIGTERM'd node drains (5 s here) and leaves its group (up to 10 s); measured over 20 s at load 40
 BROKER_ERROR_GRACE_S = 35  # after a restart returns: a request stuck on the old broker times out in 30 s (Java default)
 
 
@@ -81,12 +83,20 @@ class Cluster:
     def _start(self, rack: str) -> GatewayNode:
         return GatewayNode(self.lab, self.cluster_id, f"soak-{rack}", rack, self.addresses[rack], self.workdir)
 
-    def take_down(self, rack: str, hard: bool) -> None:
+    def take_down(self, rack: str, hard: bool) -> dict:
+        """kill -9, or SIGTERM and wait for the exit; what happened goes into the round's event. A node that has not
+        exited after EXIT_S is killed and the round says so: the soak counts on, and the report names it."""
         node = self.nodes[rack]
         if hard:
             node.kill()
-        else:
-            node.terminate()
+            return {}
+        started = time.monotonic()
+        node.proc.send_signal(signal.SIGTERM)
+        try:
+            return {"exit_code": node.proc.wait(EXIT_S), "exit_after_s": round(time.monotonic() - started, 1)}
+        except subprocess.TimeoutExpired:
+            node.kill()
+            return {"exit_code": None, "exit_after_s": None, "killed_after_s": EXIT_S}
 
     def bring_back(self, rack: str) -> float:
         started = time.monotonic()
@@ -95,9 +105,9 @@ class Cluster:
         return time.monotonic() - started
 
     def stop(self) -> None:
-        for node in self.nodes.values():
+        for rack, node in self.nodes.items():
             if node.proc.poll() is None:
-                node.terminate()
+                self.take_down(rack, hard=False)
         admin = AdminClient({"bootstrap.servers": self.lab.bootstrap_servers})
         admin.delete_topics([topic_name(self.cluster_id)], request_timeout=10)[topic_name(self.cluster_id)].exception()
         admin.delete_consumer_groups([group_name(self.cluster_id)], request_timeout=10)[group_name(self.cluster_id)].exception()
@@ -124,7 +134,7 @@ def chaos(args: argparse.Namespace, lab: LabState, cluster: Cluster, load: Clien
         rack, hard = rng.choice(RACKS), round_no % 2 == 1
         event = {"t": round(time.monotonic() - began, 1), "at": round(time.time(), 3), "node": f"soak-{rack}",
                  "signal": "KILL" if hard else "TERM"}
-        cluster.take_down(rack, hard)
+        event.update(cluster.take_down(rack, hard))
         time.sleep(args.down)
         event["back_after_s"] = round(args.down + cluster.bring_back(rack), 1)
         if args.broker_every and round_no % args.broker_every == 0:
@@ -182,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 leg.start_producers()
             result["events"] = chaos(args, lab, cluster, load)
             result.update(judge(load.finish(), control.finish(), result["events"]))
+            stuck = [e["node"] for e in result["events"] if "killed_after_s" in e]
+            if stuck:
+                result["ok"] = False
+                result["failure"].append(f"SIGTERM'd nodes not exited after {EXIT_S} s: {stuck}")
         except (AssertionError, subprocess.SubprocessError) as error:  # a wait or a broker restart that gave up
             result["ok"], result["failure"] = False, [f"{type(error).__name__}: {error}"]
         finally:

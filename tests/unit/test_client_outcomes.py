@@ -4,6 +4,9 @@ clients print: each check fails when its condition is broken."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 import types
 from pathlib import Path
 
@@ -142,3 +145,17 @@ def test_the_verifiable_producer_runs_with_the_java_clients_default_retries(tmp_
 def test_the_soak_excuses_errors_only_until_the_next_node_goes_down():
     events = [{"at": T0, "broker_window": [T0 + 10, T0 + 60]}, {"at": T0 + 30}, {"at": T0 + 90, "broker_window": [T0 + 100, T0 + 135]}]
     assert soak.broker_windows(events) == [(T0 + 10, T0 + 30), (T0 + 100, T0 + 135)]
+
+
+def test_a_node_that_ignores_sigterm_is_killed_and_named_not_waited_on_forever(monkeypatch):
+    monkeypatch.setattr(soak, "EXIT_S", 0.5)
+    cluster = soak.Cluster.__new__(soak.Cluster)
+    stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 30"])
+    obedient = subprocess.Popen(["sleep", "30"])
+    killed = []
+    cluster.nodes = {rack: types.SimpleNamespace(proc=proc, kill=lambda proc=proc: (killed.append(proc), proc.kill(), proc.wait()))
+                     for rack, proc in (("rack-a", stubborn), ("rack-b", obedient))}
+    time.sleep(0.2)  # the shell has set its trap
+    assert cluster.take_down("rack-a", hard=False) == {"exit_code": None, "exit_after_s": None, "killed_after_s": 0.5}
+    assert killed == [stubborn]
+    assert cluster.take_down("rack-b", hard=False)["exit_code"] == -signal.SIGTERM
