@@ -1,6 +1,6 @@
 """Connections follow the mapping (gateway_app/proxy/handover.py), end to end: gateway processes on the controller,
-the lab's brokers, and real clients in the client namespace — Kafka's Java console producer (idempotent) and a
-two-member Java console consumer group plus a librdkafka producer (tests/e2e/cluster_load.py), a librdkafka latency
+the lab's brokers, and real clients in the client namespace — Kafka's VerifiableProducer (idempotent) and a
+two-member VerifiableConsumer group plus a librdkafka producer (tests/e2e/cluster_load.py), a librdkafka latency
 probe, kafka-python and aiokafka (tests/e2e/handover_clients.py) — counting every message.
 
 Each test disturbs the cluster (a rolling restart, a kill -9 and return, a node joining), waits until the last node
