@@ -25,8 +25,10 @@ from confluent_kafka.admin import AdminClient
 from gateway_app.cluster.membership import group_name, topic_name
 
 from .layout import CLUSTER_SECRET
+from .polling import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
+CLUSTER_PORT_START, CLUSTER_HTTP_PORT = 6969, 8888  # the ports of a cluster node (ClusterNode)
 PYTHON = sys.executable
 
 
@@ -145,3 +147,31 @@ class GatewayNode:
             if all(found.get(k) == v for k, v in labels.items()):
                 total += float(match.group(3))
         return total
+
+
+class ClusterNode(GatewayNode):
+    """One member of a gateway cluster (tests, soak) on a lab gateway address, started at once (see wait_ready)."""
+
+    def __init__(self, lab: Any, cluster_id: str, node_id: str, rack: str | None, address: str, log_dir: Path,
+                 internal_load_balancing: bool = True, advertised_host: str | None = None, **env: str) -> None:
+        super().__init__(lab, address, CLUSTER_PORT_START, CLUSTER_HTTP_PORT, log_dir, log_name=f"{node_id}.log",
+                         GATEWAY_CLUSTER_ID=cluster_id, GATEWAY_NODE_ID=node_id, GATEWAY_RACK_ID=rack or "",
+                         GATEWAY_ADVERTISED_HOST=advertised_host or address,
+                         GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING=str(internal_load_balancing).lower(), **env)
+        self.node_id = node_id
+        self.launch()
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.process is not None
+        return self.process
+
+    def ready(self) -> bool:
+        return self.http("/health/ready")[0] == 200
+
+    def wait_ready(self, timeout_s: float = 40) -> None:
+        wait_until(lambda: self.ready() or self.proc.poll() is not None, timeout_s, f"{self.node_id} ready", 0.2)
+        assert self.proc.poll() is None, f"{self.node_id} exited:\n{self.log_path.read_text()[-3000:]}"
+
+    def terminate(self, timeout_s: float = 20.0) -> int:
+        return super().terminate(timeout_s)

@@ -9,7 +9,7 @@ clients on a topic of their own, on the controller, bootstrapped from the broker
 restarts without any gateway: the control that says what a broker restart does to applications on its own.
 
 Every client reports each record's outcome (acknowledged, or the error the application was told) and the group
-reports every record and every failed commit (tests/e2e/client_outcomes.py). The soak fails when a leg lost or
+reports every record and every failed commit (lab/clients/outcomes.py). The soak fails when a leg lost or
 duplicated an acknowledged message, or when the gateway leg was told of an error that the direct leg was not also
 told of during the same broker restart (an error outside any broker restart is the gateway's by definition). The
 figures of both legs and the chaos events go to a JSON file.
@@ -36,9 +36,9 @@ from confluent_kafka.admin import AdminClient
 
 from gateway_app.cluster.membership import group_name, topic_name
 from lab.state import LabState
-from tests.e2e import client_outcomes as outcomes
-from tests.e2e.cluster_load import ClientLoad
-from tests.e2e.cluster_support import PORT_START, GatewayNode
+from lab.clients import outcomes
+from lab.clients.load import ClientLoad
+from lab.gateway_process import CLUSTER_PORT_START as PORT_START, ClusterNode as GatewayNode
 
 REPO = Path(__file__).resolve().parent.parent
 RACKS = ("rack-a", "rack-b", "rack-c")

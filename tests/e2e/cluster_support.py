@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import subprocess
 import threading
-import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from confluent_kafka import ElectionType
@@ -20,22 +17,13 @@ from kio.schema.metadata.v12.response import MetadataResponse
 from kio.serial import entity_reader
 
 from lab import gateway_process
+from lab.gateway_process import CLUSTER_HTTP_PORT as HTTP_PORT, CLUSTER_PORT_START as PORT_START
+from lab.gateway_process import ClusterNode as GatewayNode  # noqa: F401  (the tests' name for it)
+from lab.polling import wait_until  # noqa: F401  (re-exported to the tests)
 from lab.frames import metadata_request, recv_exactly
 
 REPO = Path(__file__).resolve().parents[2]
-PORT_START = 6969
 OFFSETS_TOPIC = "__consumer_offsets"
-HTTP_PORT = 8888
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05) -> float:
-    """Seconds it took for predicate() to hold; AssertionError after timeout_s."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture
@@ -114,34 +102,6 @@ def http_get(host: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         return error.code, error.read()
     except OSError:
         return 0, b""
-
-
-class GatewayNode(gateway_process.GatewayNode):
-    """One member of a test's gateway cluster on a lab gateway address, started at once (see wait_ready)."""
-
-    def __init__(self, lab, cluster_id: str, node_id: str, rack: str | None, address: str, log_dir: Path,
-                 internal_load_balancing: bool = True, advertised_host: str | None = None, **env: str) -> None:
-        super().__init__(lab, address, PORT_START, HTTP_PORT, log_dir, log_name=f"{node_id}.log",
-                         GATEWAY_CLUSTER_ID=cluster_id, GATEWAY_NODE_ID=node_id, GATEWAY_RACK_ID=rack or "",
-                         GATEWAY_ADVERTISED_HOST=advertised_host or address,
-                         GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING=str(internal_load_balancing).lower(), **env)
-        self.node_id = node_id
-        self.launch()
-
-    @property
-    def proc(self) -> subprocess.Popen[bytes]:
-        assert self.process is not None
-        return self.process
-
-    def ready(self) -> bool:
-        return self.http("/health/ready")[0] == 200
-
-    def wait_ready(self, timeout_s: float = 40) -> None:
-        wait_until(lambda: self.ready() or self.proc.poll() is not None, timeout_s, f"{self.node_id} ready", 0.2)
-        assert self.proc.poll() is None, f"{self.node_id} exited:\n{self.log_path.read_text()[-3000:]}"
-
-    def terminate(self) -> int:
-        return super().terminate(20)
 
 
 class PortForwarder:

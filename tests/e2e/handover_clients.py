@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-METADATA_REFRESH_MS = 5000  # as tests/e2e/cluster_clients.py: the tests wait "one metadata refresh"
+METADATA_REFRESH_MS = 5000  # as lab/clients/cluster_clients.py: the tests wait "one metadata refresh"
 FLUSH_S = 60
 STOP_FILE = ""
 

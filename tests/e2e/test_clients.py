@@ -11,7 +11,7 @@ import re
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.e2e.cluster_clients import LOG4J2
+from lab.clients.cluster_clients import LOG4J2
 from tests.e2e.dataplane_support import node_fixture, run_client, run_in_client_netns, unique
 
 pytestmark = pytest.mark.lab

@@ -18,9 +18,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from gateway_app.cluster.mapping import score
-from tests.e2e import client_outcomes as outcomes
-from tests.e2e.cluster_clients import verifiable_producer
-from tests.e2e.cluster_load import CLIENTS, JAVA_PREFIX, ClientLoad
+from lab.clients import outcomes
+from lab.clients.cluster_clients import verifiable_producer
+from lab.clients.load import CLIENTS, JAVA_PREFIX, ClientLoad
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
     PORT_START, GatewayNode, PortForwarder, cluster_id, elect_preferred_leaders, http_get, metadata_brokers, offsets_leaders,
     offsets_partition, wait_until,

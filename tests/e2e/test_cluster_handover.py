@@ -1,6 +1,6 @@
 """Connections follow the mapping (gateway_app/proxy/handover.py), end to end: gateway processes on the controller,
 the lab's brokers, and real clients in the client namespace — Kafka's VerifiableProducer (idempotent) and a
-two-member VerifiableConsumer group plus a librdkafka producer (tests/e2e/cluster_load.py), a librdkafka latency
+two-member VerifiableConsumer group plus a librdkafka producer (lab/clients/load.py), a librdkafka latency
 probe, kafka-python and aiokafka (tests/e2e/handover_clients.py) — counting every message.
 
 Each test disturbs the cluster (a rolling restart, a kill -9 and return, a node joining), waits until the last node
@@ -32,7 +32,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from gateway_app.cluster.mapping import BrokerRack, assign
 from gateway_app.config import SPECS
-from tests.e2e.cluster_load import ClientLoad
+from lab.clients.load import ClientLoad
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
     PORT_START, GatewayNode, cluster_id, http_get, wait_until,
 )

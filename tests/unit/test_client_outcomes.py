@@ -1,4 +1,4 @@
-"""The per-client figures of the chaos tests and the soak (tests/e2e/client_outcomes.py) on the events the real
+"""The per-client figures of the chaos tests and the soak (lab/clients/outcomes.py) on the events the real
 clients print: each check fails when its condition is broken."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import types
 from pathlib import Path
 
 import soak.__main__ as soak
-from tests.e2e import client_outcomes as outcomes
-from tests.e2e.cluster_clients import verifiable_consumer, verifiable_producer
+from lab.clients import outcomes
+from lab.clients.cluster_clients import verifiable_consumer, verifiable_producer
 
 T0 = 1_764_000_000.0
 

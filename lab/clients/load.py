@@ -1,6 +1,6 @@
 """A counted client load for gateway-cluster tests and the soak: two producers and a consumer group on a fresh
 topic, in the lab's client namespace (or, for the soak's direct leg, beside the brokers), and the check at the end:
-every acknowledged message consumed exactly once, and no client told of any error (tests/e2e/client_outcomes.py)."""
+every acknowledged message consumed exactly once, and no client told of any error (lab/clients/outcomes.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from tests.e2e import client_outcomes as outcomes
-from tests.e2e.cluster_clients import FLUSH_S, verifiable_consumer, verifiable_producer
-from tests.e2e.cluster_support import wait_until
+from lab.clients import outcomes
+from lab.clients.cluster_clients import FLUSH_S, verifiable_consumer, verifiable_producer
+from lab.polling import wait_until
 
 CLIENTS = Path(__file__).with_name("cluster_clients.py")
 JAVA_PREFIX = 1  # VerifiableProducer's values are "1.i", librdkafka's "lib-i"

@@ -6,7 +6,7 @@ lab's client namespace, plus the command lines of Kafka's VerifiableProducer / V
 
 produce: COUNT unique values PREFIX-i at RATE/s with librdkafka's defaults for an idempotent producer
 (acks=all); every delivery callback writes one JSON line to EVENTS_FILE, {"value", "error": null or the
-error's name, "t": time.time()} (tests/e2e/client_outcomes.py reads them); a JSON summary goes to stdout.
+error's name, "t": time.time()} (lab/clients/outcomes.py reads them); a JSON summary goes to stdout.
 Bounded by the count plus a FLUSH_S flush.
 consume: one member of GROUP; writes each value to OUT_FILE, commits synchronously after each batch,
 touches READY_FILE once it has partitions, and stops when STOP_FILE exists and nothing arrived for
