@@ -59,10 +59,11 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def gateway_node(lab: LabState, extra_env: dict[str, str], address: str | None = None, advertised: str | None = None):
     """One gateway node, a cluster of its own, on `address` (default: the benchmark's); yields (PID, bootstrap)."""
     address = address or lab.gateway_addresses[GATEWAY_ADDRESS_INDEX]
+    env = {"GATEWAY_ADVERTISED_HOST": advertised or address, "GATEWAY_PORT_COUNT": str(GATEWAY_PORT_COUNT),
+           "GATEWAY_CLUSTER_ID": unique("bench"), "GATEWAY_NODE_ID": f"bench-{address}", "GATEWAY_LOG_LEVEL": "warning",
+           **extra_env}  # the caller's settings win (bench.fuzz names its own cluster)
     node = GatewayNode(lab, address, PORT_START, HTTP_PORT, lab.layout.log_dir, log_name=f"bench-gateway-{address}.log",
-                       GATEWAY_ADVERTISED_HOST=advertised or address, GATEWAY_PORT_COUNT=str(GATEWAY_PORT_COUNT),
-                       GATEWAY_CLUSTER_ID=unique("bench"), GATEWAY_NODE_ID=f"bench-{address}",
-                       GATEWAY_LOG_LEVEL="warning", **extra_env)
+                       **env)
     node.start(timeout_s=60)
     try:
         yield node.process.pid, node.bootstrap
