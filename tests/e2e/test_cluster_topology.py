@@ -12,6 +12,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from gateway_app.broker_addresses import BrokerInfo
 from gateway_app.cluster.topology import ClusterTopology
 from gateway_app.config import load_settings
 from lab.layout import CLUSTER_SECRET
@@ -41,6 +42,14 @@ async def eventually(predicate, timeout_s: float, what: str) -> float:
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+async def started(lab, node: ClusterTopology) -> ClusterTopology:
+    """Start a topology and hand it the brokers as the node's BrokerDirectory does (DescribeCluster, with racks):
+    the directory is the one source of brokers, and it is not part of this test."""
+    await node.start()
+    node.brokers_described([BrokerInfo(b.id, b.address, b.port, b.rack) for b in lab.brokers])
+    return node
+
+
 def endpoints(node: ClusterTopology) -> dict[int, tuple[str, int]]:
     return {b: node.broker_endpoint(b, None) for b in (1, 2, 3)}
 
@@ -55,7 +64,7 @@ def test_three_nodes_agree_rack_local_then_a_rack_empties_and_returns(lab, clust
         registries = {rack: CollectorRegistry() for rack in RACKS}
         nodes = {rack: ClusterTopology(settings_for(lab, cluster_id, rack, addresses[rack]), registries[rack]) for rack in RACKS}
         for node in nodes.values():
-            await node.start()
+            await started(lab, node)
         try:
             rack_local = {b: (addresses[rack_of_broker[b]], 6969 + b) for b in (1, 2, 3)}
             await eventually(lambda: all(endpoints(n) == rack_local for n in nodes.values()), 40, "rack-local mapping on every node")
@@ -78,7 +87,7 @@ def test_three_nodes_agree_rack_local_then_a_rack_empties_and_returns(lab, clust
             assert nodes["rack-c"].broker_endpoint(3, "rack-c")[0] != addresses["rack-c"]  # a leaving node stops naming itself
 
             nodes["rack-c"] = ClusterTopology(settings_for(lab, cluster_id, "rack-c", addresses["rack-c"]), CollectorRegistry())
-            await nodes["rack-c"].start()
+            await started(lab, nodes["rack-c"])
             await eventually(lambda: all(endpoints(n) == rack_local for n in nodes.values()), 30, "broker 3 back in rack-c")
             view = nodes["rack-a"].view({})
             assert [m["node_id"] for m in view["members"]] == ["gw-rack-a", "gw-rack-b", "gw-rack-c"]
@@ -95,7 +104,7 @@ def test_three_nodes_agree_rack_local_then_a_rack_empties_and_returns(lab, clust
 def test_external_load_balancing_advertises_only_the_advertised_host(lab, cluster_id):
     async def scenario() -> None:
         node = ClusterTopology(settings_for(lab, cluster_id, "rack-a", "gateway-lb.example", internal=False), CollectorRegistry())
-        await node.start()
+        await started(lab, node)
         try:
             await eventually(lambda: node.readiness_check().ok, 30, "the node to join")
             assert endpoints(node) == {1: ("gateway-lb.example", 6970), 2: ("gateway-lb.example", 6971), 3: ("gateway-lb.example", 6972)}
