@@ -143,6 +143,7 @@ def add_hosts(layout: Layout, state: LabState, specs: Iterable[HostSpec], root=N
         say(f"host {host.name} booting at {host.address} (rack {host.rack or '-'}, groups {host.groups}), pid {host.pid}")
         booted.append(host)
         state.save()
+    hosts.write_known_hosts(layout, state)
     for host in booted:
         hosts.wait_for_ssh(state, host)
         say(f"host {host.name} up: ssh root@{host.address}")
@@ -155,6 +156,7 @@ def remove_host(layout: Layout, state: LabState, name: str) -> None:
     hosts.shutdown(layout, host)
     state.hosts.remove(host)
     state.save()
+    hosts.write_known_hosts(layout, state)
 
 
 def down(layout: Layout) -> None:

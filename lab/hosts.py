@@ -13,6 +13,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from . import rootfs
 from .layout import Layout
 from .shell import run, stop_pid, wait_until
 from .state import Host, LabState
@@ -56,6 +57,34 @@ def _prepare_upper(layout: Layout, state: LabState, host: Host, upper: Path) -> 
     ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (ssh_dir / "authorized_keys").write_text(Path(str(layout.ssh_key) + ".pub").read_text())
     os.chmod(ssh_dir / "authorized_keys", 0o600)
+    _ensure_host_key(upper, host.name)
+
+
+def _host_key(upper: Path) -> Path:
+    return upper / "etc/ssh/ssh_host_ed25519_key"
+
+
+def _ensure_host_key(upper: Path, name: str) -> None:
+    # Every host boots the same cached root file system, so its baked-in host keys are shared by all hosts:
+    # each host gets an ed25519 key of its own, which the lab's known_hosts lists (see write_known_hosts).
+    key = _host_key(upper)
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name} host key", "-f", str(key)])
+
+
+def write_known_hosts(layout: Layout, state: LabState) -> None:
+    """The lab's known_hosts: each host's own ed25519 key under its address, for clients that check host keys."""
+    lines = []
+    for host in state.hosts:
+        public = Path(str(_host_key(host_dir(layout, host.name) / "upper")) + ".pub")
+        if not public.exists():  # booted before hosts had keys of their own: the root file system's key
+            public = Path(str(_host_key(rootfs.rootfs_dir())) + ".pub")
+        if public.exists():
+            kind, blob = public.read_text().split()[:2]
+            lines.append(f"{host.address} {kind} {blob}")
+    layout.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    layout.known_hosts.write_text("".join(line + "\n" for line in lines))
 
 
 def boot(layout: Layout, state: LabState, rootfs: Path, host: Host) -> None:

@@ -25,7 +25,8 @@ def inventory(state: LabState) -> dict:
             "vars": {
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": state.ssh_key,
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                # the lab writes each host's own key here; the fleet doctor reads the file from these options too
+                "ansible_ssh_common_args": f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={state.ssh_known_hosts}",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "lab_kafka_bootstrap_servers": state.bootstrap_servers,
                 "lab_client_netns": state.client_netns,

@@ -127,5 +127,9 @@ class Layout:
         return self.state_dir / "ssh" / "id_ed25519"
 
     @property
+    def known_hosts(self) -> Path:
+        return self.state_dir / "ssh" / "known_hosts"
+
+    @property
     def cgroup_name(self) -> str:
         return f"kgw-lab-{self.instance}"

@@ -105,9 +105,14 @@ class LabState:
     def ssh_cmd(self, host: str, command: str) -> list[str]:
         return ["ssh", *self.ssh_options(), f"root@{self.host(host).address}", command]
 
+    @property
+    def ssh_known_hosts(self) -> str:
+        """Every lab host's own host key under its address (written by the lab as hosts boot and go)."""
+        return str(Path(self.ssh_key).parent / "known_hosts")
+
     def ssh_options(self) -> list[str]:
         return [
-            "-i", self.ssh_key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-i", self.ssh_key, "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.ssh_known_hosts}",
             "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
         ]
 
