@@ -1,0 +1,1 @@
+"""Monitoring built from code: the Grafana dashboard (monitoring/dashboard.py)."""

@@ -1,0 +1,124 @@
+"""The Grafana dashboard of the gateways, built with grafana-foundation-sdk (never edited as JSON).
+
+    .venv/bin/python -m monitoring.dashboard          # rewrite roles/gateway_monitoring/files/kafka-gateway-dashboard.json
+    .venv/bin/python -m monitoring.dashboard --check  # exit 1 if the committed file differs from this code
+
+The role installs the generated file for Grafana's file provisioning. Every query is also asked of a real Prometheus
+by the `monitoring` molecule scenario (molecule/monitoring), which fails when a panel draws nothing.
+Queries use two dashboard variables: `$datasource` (a Prometheus) and `$cluster` (the gateways' cluster label).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import dashboard, prometheus, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefresh
+
+OUTPUT = Path(__file__).resolve().parents[1] / "roles/gateway_monitoring/files/kafka-gateway-dashboard.json"
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+GW = 'cluster=~"$cluster"'
+RATE = "[$__rate_interval]"
+
+# (title, unit, [(query, legend)]): the panels in order, two per row.
+PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
+    ("Gateways per rack", "short", [
+        (f'sum by (rack) (up{{job="kafka-gateway", {GW}}})', "{{rack}} scraped up"),
+        (f"max by (rack) (gateway_cluster_members_per_rack{{{GW}}})", "{{rack}} members"),
+    ]),
+    ("Cluster members seen by each node", "short", [
+        (f"gateway_cluster_members{{{GW}}}", "{{node}}"),
+    ]),
+    ("Client connections by node and port", "short", [
+        (f"sum by (node, port) (gateway_client_connections_active{{{GW}}})", "{{node}} :{{port}}"),
+    ]),
+    ("Broker connections by node", "short", [
+        (f"sum by (node) (gateway_upstream_connections_active{{{GW}}})", "{{node}}"),
+    ]),
+    ("Requests per second by API", "reqps", [
+        (f"sum by (api) (rate(gateway_requests_total{{{GW}}}{RATE}))", "{{api}}"),
+    ]),
+    ("Request latency by API (p50, p99)", "s", [
+        (f"histogram_quantile(0.5, sum by (api, le) (rate(gateway_request_latency_seconds_bucket{{{GW}}}{RATE})))",
+         "p50 {{api}}"),
+        (f"histogram_quantile(0.99, sum by (api, le) (rate(gateway_request_latency_seconds_bucket{{{GW}}}{RATE})))",
+         "p99 {{api}}"),
+    ]),
+    ("Bytes per second in and out", "Bps", [
+        (f"sum by (direction) (rate(gateway_bytes_total{{{GW}}}{RATE}))", "{{direction}}"),
+    ]),
+    ("Upstream errors by reason", "short", [
+        (f"sum by (node, reason) (increase(gateway_upstream_errors_total{{{GW}}}{RATE}))", "{{node}} {{reason}}"),
+    ]),
+    ("Malformed client frames by reason", "short", [
+        (f"sum by (node, reason) (increase(gateway_malformed_frames_total{{{GW}}}{RATE}))", "{{node}} {{reason}}"),
+    ]),
+    ("Connections refused by limits", "short", [
+        (f"sum by (node, reason) (increase(gateway_connections_refused_total{{{GW}}}{RATE}))", "{{node}} {{reason}}"),
+    ]),
+    ("Mapping changes and epoch", "short", [
+        (f"sum by (node) (increase(gateway_cluster_mapping_changes_total{{{GW}}}{RATE}))", "{{node}} changes"),
+        (f"gateway_cluster_mapping_epoch{{{GW}}}", "{{node}} epoch"),
+    ]),
+    ("Brokers mapped to each node", "short", [
+        (f"gateway_cluster_brokers_mapped_to_this_node{{{GW}}}", "{{node}}"),
+        (f"gateway_known_brokers{{{GW}}}", "{{node}} known"),
+    ]),
+    ("HAProxy: gateways UP per port", "short", [
+        ('sum by (instance, proxy) (haproxy_server_status{job="haproxy", proxy=~"gateways_.*", state="UP"})',
+         "{{instance}} {{proxy}}"),
+    ]),
+    ("HAProxy: gateway servers not UP", "short", [
+        ('sum by (instance, server) (haproxy_server_status{job="haproxy", proxy=~"gateways_.*", state!="UP"})',
+         "{{instance}} {{server}}"),
+    ]),
+]
+
+
+def build() -> dict:
+    board = (
+        dashboard.Dashboard("Kafka gateway")
+        .uid("kafka-gateway")
+        .tags(["kafka", "gateway"])
+        .refresh("30s")
+        .time("now-1h", "now")
+        .editable()
+        .with_variable(dashboard.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+        .with_variable(
+            dashboard.QueryVariable("cluster").label("Cluster").datasource(DATASOURCE)
+            .query('label_values(up{job="kafka-gateway"}, cluster)')
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).multi(True).include_all(True))
+    )
+    for number, (title, unit, queries) in enumerate(PANELS, 1):
+        panel = timeseries.Panel().id(number).title(title).datasource(DATASOURCE).unit(unit).height(8).span(12)
+        for ref, (query, legend) in zip("ABCDEFGH", queries):
+            panel = panel.with_target(prometheus.Dataquery().expr(query).legend_format(legend).ref_id(ref))
+        board = board.with_panel(panel)
+    return json.loads(json.dumps(board.build(), cls=JSONEncoder))
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitoring.dashboard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing it")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if OUTPUT.read_text() != text:
+            print(f"{OUTPUT} differs from monitoring/dashboard.py: run python -m monitoring.dashboard", file=sys.stderr)
+            return 1
+        return 0
+    OUTPUT.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
