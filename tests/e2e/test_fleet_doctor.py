@@ -27,6 +27,8 @@ LBS = ["dr-lb1", "dr-lb2"]
 HOST_SPECS = [f"{n}:{r}@gateways" for n, r in GATEWAYS.items()] + [f"{n}@gateway_lb" for n in LBS]
 ENV_FILE = "/etc/kafka-gateway/gateway.env"
 FAULT_TIMEOUT_S = 90
+# the first test also deploys the fleet: five hosts, which takes minutes on a busy machine
+pytestmark = pytest.mark.timeout(2400)
 
 
 class Fleet:
