@@ -27,6 +27,8 @@ ENV_KEYS_REPORTED = (
     "GATEWAY_NODE_ID", "GATEWAY_RACK_ID", "GATEWAY_CLUSTER_ID", "GATEWAY_BIND_HOST", "GATEWAY_HTTP_BIND_HOST",
     "GATEWAY_HTTP_PORT", "KAFKA_BOOTSTRAP_SERVERS",
 )
+# Read on the host and sent only to the node's own /cluster (for the brokers' addresses); never reported or printed.
+ADMIN_TOKEN_KEY = "GATEWAY_HTTP_ADMIN_TOKEN"
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 UNIT_PROPERTIES = ("ActiveState", "SubState", "UnitFileState", "NRestarts", "ExecMainStartTimestamp")
 CONNECT_TIMEOUT_S = 2.0
@@ -42,21 +44,25 @@ def unit_state(unit):
 
 
 def env_file(path):
+    """The env file's owner, mode and reported keys, and (kept apart, never reported) the operator token if set."""
     try:
         st = os.stat(path)
     except OSError as error:
-        return {"error": error.strerror or str(error)}
+        return {"error": error.strerror or str(error)}, None
     facts = {"owner": _name(pwd.getpwuid, st.st_uid), "group": _name(grp.getgrgid, st.st_gid),
              "mode": "%04o" % stat.S_IMODE(st.st_mode), "values": {}}
+    token = None
     try:
         with open(path, encoding="utf-8", errors="replace") as lines:
             for line in lines:
                 key, sep, value = line.strip().partition("=")
                 if sep and key.strip() in ENV_KEYS_REPORTED:
                     facts["values"][key.strip()] = _unquote(value.strip())
+                elif sep and key.strip() == ADMIN_TOKEN_KEY:
+                    token = _unquote(value.strip()) or None
     except OSError as error:
         facts["error"] = error.strerror or str(error)
-    return facts
+    return facts, token
 
 
 def _name(lookup, number):
@@ -84,9 +90,10 @@ def installed_version(venv):
     return None
 
 
-def http_get(url):
+def http_get(url, token=None):
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
             return {"status": response.status, "body": json.loads(response.read())}
     except urllib.error.HTTPError as error:
         try:
@@ -122,13 +129,15 @@ def cluster_summary(view):
 
 
 def gateway_facts(args):
-    env = env_file(args["env_file"])
+    env, token = env_file(args["env_file"])
     values = env.get("values", {})
     host = values.get("GATEWAY_HTTP_BIND_HOST") or values.get("GATEWAY_BIND_HOST") or ""
     host = "127.0.0.1" if host in WILDCARD_HOSTS else host
     base = "http://%s:%s" % ("[%s]" % host if ":" in host else host, values.get("GATEWAY_HTTP_PORT") or args["http_port"])
     ready = http_get(base + "/health/ready")
-    cluster = http_get(base + "/cluster")
+    # without the token (or from outside GATEWAY_HTTP_ADMIN_NETWORKS) /cluster withholds the brokers' addresses:
+    # reachability is then checked against KAFKA_BOOTSTRAP_SERVERS below
+    cluster = http_get(base + "/cluster", token)
     summary = cluster_summary(cluster["body"]) if isinstance(cluster.get("body"), dict) else None
     endpoints = [b["endpoint"] for b in (summary or {}).get("brokers", {}).values() if b.get("endpoint")]
     if not endpoints:  # the node does not know (or does not show) its brokers: the configured bootstrap servers
