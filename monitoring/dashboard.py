@@ -68,6 +68,15 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         (f"gateway_cluster_brokers_mapped_to_this_node{{{GW}}}", "{{node}}"),
         (f"gateway_known_brokers{{{GW}}}", "{{node}} known"),
     ]),
+    ("Foreign connections and handovers by node (docs/handover.md)", "short", [
+        (f"sum by (node) (gateway_handover_foreign_connections{{{GW}}})", "foreign {{node}}"),
+        (f"sum by (node, outcome) (increase(gateway_handovers_total{{{GW}}}{RATE}))", "handed over {{node}} {{outcome}}"),
+        (f"sum by (node, reason) (increase(gateway_handovers_refused_total{{{GW}}}{RATE}))",
+         "refused {{node}} {{reason}}"),
+    ]),
+    ("Bytes served out of rack by node", "Bps", [
+        (f"sum by (node) (rate(gateway_out_of_rack_bytes_total{{{GW}}}{RATE}))", "{{node}}"),
+    ]),
     ("HAProxy: gateways UP per port", "short", [
         ('sum by (instance, proxy) (haproxy_server_status{job="haproxy", proxy=~"gateways_.*", state="UP"})',
          "{{instance}} {{proxy}}"),
