@@ -20,7 +20,7 @@ SCENARIO_TIMEOUT_S = 1200
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("scenario", ["default", "external_lb", "rolling_restart", "monitoring"])
+@pytest.mark.parametrize("scenario", ["default", "external_lb", "rolling_restart"])
 def test_molecule_scenario(lab: LabState, scenario: str, tmp_path: Path) -> None:
     log = tmp_path / f"molecule-{scenario}.log"
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1"}
