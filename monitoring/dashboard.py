@@ -24,6 +24,19 @@ DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 GW = 'cluster=~"$cluster"'
 RATE = "[$__rate_interval]"
 
+# A panel that can draw data in one load-balancing mode only says so first in its description; the monitoring check
+# (molecule/shared/check_monitoring.py --mode) leaves out the other mode's panels.
+INTERNAL_ONLY = "Internal load balancing only: "
+EXTERNAL_ONLY = "External load balancing (HAProxy) only: "
+DESCRIPTIONS = {
+    "Foreign connections and handovers by node (docs/handover.md)":
+        INTERNAL_ONLY + "connections a node holds for a broker the mapping gives to another node, and their handovers.",
+    "Bytes served out of rack by node":
+        INTERNAL_ONLY + "client bytes of brokers served outside their rack while it has a live node (empty when none).",
+    "HAProxy: gateways UP per port": EXTERNAL_ONLY + "gateway servers UP in each HAProxy backend.",
+    "HAProxy: gateway servers not UP": EXTERNAL_ONLY + "gateway servers DOWN, MAINT, DRAIN or NOLB.",
+}
+
 # (title, unit, [(query, legend)]): the panels in order, two per row.
 PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Gateways per rack", "short", [
@@ -104,6 +117,8 @@ def build() -> dict:
     )
     for number, (title, unit, queries) in enumerate(PANELS, 1):
         panel = timeseries.Panel().id(number).title(title).datasource(DATASOURCE).unit(unit).height(8).span(12)
+        if title in DESCRIPTIONS:
+            panel = panel.description(DESCRIPTIONS[title])
         for ref, (query, legend) in zip("ABCDEFGH", queries):
             panel = panel.with_target(prometheus.Dataquery().expr(query).legend_format(legend).ref_id(ref))
         board = board.with_panel(panel)
