@@ -4,7 +4,7 @@
     .venv/bin/python -m monitoring.dashboard --check  # exit 1 if the committed file differs from this code
 
 The role installs the generated file for Grafana's file provisioning. Every query is also asked of a real Prometheus
-by the `monitoring` molecule scenario (molecule/monitoring), which fails when a panel draws nothing.
+by the `external_lb` molecule scenario (molecule/shared/check_monitoring.py), which fails when a panel draws nothing.
 Queries use two dashboard variables: `$datasource` (a Prometheus) and `$cluster` (the gateways' cluster label).
 """
 

@@ -1,4 +1,4 @@
-"""The monitoring scenario's checks against the real Prometheus, run from the lab's client namespace.
+"""Monitoring checks against the real Prometheus of the `external_lb` scenario, run from the lab's client namespace.
 
     panels  while a producer and a consumer run through HAProxy (and one oversized frame, one request for an
             unknown broker and one connection that never sends a request provoke a malformed-frame, an

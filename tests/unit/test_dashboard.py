@@ -1,6 +1,6 @@
 """The committed Grafana dashboard is exactly what monitoring/dashboard.py builds, and covers what an operator needs.
 
-(That every panel draws data is proven on a live Prometheus by the `monitoring` molecule scenario.)
+(That every panel draws data is proven on a live Prometheus by the `external_lb` molecule scenario.)
 """
 
 from __future__ import annotations
