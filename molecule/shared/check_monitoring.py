@@ -63,8 +63,8 @@ class Traffic:
         self.topic = f"monitoring-{uuid.uuid4().hex[:8]}"
         self.stop = threading.Event()
         self.acked = self.consumed = 0
-        AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-            [NewTopic(self.topic, 3, 3)])[self.topic].result(timeout=30)
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: a dropped client cancels its futures
+        self.admin.create_topics([NewTopic(self.topic, 3, 3)])[self.topic].result(timeout=30)
         self.threads = [threading.Thread(target=self._produce, daemon=True),
                         threading.Thread(target=self._consume, daemon=True)]
         for thread in self.threads:
@@ -100,7 +100,7 @@ class Traffic:
         self.stop.set()
         for thread in self.threads:
             thread.join(60)
-        AdminClient({"bootstrap.servers": self.bootstrap}).delete_topics([self.topic])[self.topic].result(timeout=30)
+        self.admin.delete_topics([self.topic])[self.topic].result(timeout=30)
 
 
 def provoke_malformed_frame(host: str, port: int) -> None:
