@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -82,16 +82,17 @@ def producer(bootstrap: str) -> Producer:
     return Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
 
 
-def consumer(bootstrap: str, group: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
-            "session.timeout.ms": 10000,
-        }
-    )
+def consumer(bootstrap: str, group: str, on_commit: Callable[[KafkaError | None, list], None] | None = None) -> Consumer:
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": True,
+        "session.timeout.ms": 10000,
+    }
+    if on_commit is not None:
+        config["on_commit"] = on_commit
+    return Consumer(config)
 
 
 def check_roundtrip(args: argparse.Namespace) -> list[str]:
@@ -131,6 +132,8 @@ class Soak:
         self.failed: list[str] = []
         self.consumed: set[str] = set()
         self.consumer_errors: list[str] = []
+        self.commit_errors: list[str] = []
+        self.commits_ok = 0
         self.producing = threading.Event()
         self.consuming = threading.Event()
 
@@ -152,8 +155,16 @@ class Soak:
         prod.flush(TIMEOUT_S)
         self.producing.clear()
 
+    def committed(self, err: KafkaError | None, partitions: list) -> None:
+        """The auto-commit's outcome, as an application's on_commit callback is told it."""
+        errors = [err] if err is not None else [p.error for p in partitions if p.error is not None]
+        # _NO_OFFSET: an auto-commit with nothing new to commit, not a failure.
+        failures = [e.name() for e in errors if e.code() != KafkaError._NO_OFFSET]
+        self.commit_errors += failures
+        self.commits_ok += not failures and err is None
+
     def consume(self) -> None:
-        cons = consumer(self.bootstrap, f"{self.topic}-group")
+        cons = consumer(self.bootstrap, f"{self.topic}-group", on_commit=self.committed)
         cons.subscribe([self.topic])
         quiet_since = None
         while True:
@@ -187,12 +198,17 @@ def check_soak(args: argparse.Namespace) -> list[str]:
     lost = soak.acked - soak.consumed
     problems = [f"delivery failed: {e}" for e in soak.failed[:5]]
     problems += [f"fatal consumer error: {e}" for e in soak.consumer_errors[:5]]
+    problems += [f"commit failed: {e}" for e in soak.commit_errors[:5]]
+    if not soak.commits_ok:  # the callback never reported a commit: the check above would see nothing
+        problems.append("no commit was reported to on_commit")
     if lost:
         problems.append(f"{len(lost)} acknowledged messages never consumed, e.g. {sorted(lost)[:5]}")
     if len(soak.acked) < args.rate:  # less than a second's worth: the soak did not really run
         problems.append(f"only {len(soak.acked)} messages acknowledged")
     print(json.dumps({"check": "soak", "acked": len(soak.acked), "consumed": len(soak.consumed),
-                      "delivery_failures": len(soak.failed), "problems": problems}))
+                      "delivery_failures": len(soak.failed), "commits_ok": soak.commits_ok,
+                      "commit_failures": len(soak.commit_errors),
+                      "problems": problems}))
     return problems
 
 
