@@ -45,6 +45,7 @@ RACKS = ("rack-a", "rack-b", "rack-c")
 FIRST_ADDRESS_INDEX = 4  # gateway_addresses[4:7]: clear of the cluster tests' [0:4] and the benchmark's [-1]
 READY_S = 600  # a node or a consumer group may start slowly on a busy machine; a soak is not a timing test
 EXIT_S = 60  # a SIGTERM'd node drains (5 s here) and leaves its group (up to 10 s); measured over 20 s at load 40
+PAUSE_SLACK_S = 1.0  # a pause begins at the last record before the action; allow for the clocks' rounding
 BROKER_ERROR_GRACE_S = 35  # after a restart returns: a request stuck on the old broker times out in 30 s (Java default)
 
 
@@ -161,8 +162,42 @@ def broker_windows(events: list[dict]) -> list[tuple[float, float]]:
     return windows
 
 
+def chaos_marks(events: list[dict], nodes: bool) -> list[tuple[float, str]]:
+    """When each chaos action began (wall time) and what it was; the direct leg only lives through the brokers'."""
+    marks = []
+    for number, event in enumerate(events, 1):
+        if nodes:
+            marks.append((event["at"], f"round {number}: {event['signal']} {event['node']}"))
+        if "broker_window" in event:
+            marks.append((event["broker_window"][0], f"round {number}: broker {event['broker_restarted']} restart"))
+    return marks
+
+
+def attribute_pauses(figures: dict, marks: list[tuple[float, str]]) -> None:
+    """Name, beside each longest pause, the chaos actions that began while it lasted (seconds after it began), or
+    else the last one before it."""
+    for fig in [*figures["producers"].values(), *figures["consumers"].values(), figures["group"]]:
+        for prefix in ("produce", "consume"):
+            began = fig.get(f"longest_{prefix}_pause_began")
+            if began is None:
+                continue
+            ended = began + fig[f"longest_{prefix}_pause_s"]
+            inside = [(at, what) for at, what in marks if began - PAUSE_SLACK_S <= at <= ended]
+            before = [(at, what) for at, what in marks if at < began - PAUSE_SLACK_S]
+            if inside:
+                during = ", ".join(f"{what} at {at - began:+.1f} s" for at, what in sorted(inside))
+            elif before:
+                at, what = max(before)
+                during = f"no chaos action in it; the last, {what}, {began - at:.1f} s before"
+            else:
+                during = "before the first round"
+            fig[f"longest_{prefix}_pause_during"] = during
+
+
 def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
     """Both legs' figures, the gateway-only errors, and the verdict."""
+    attribute_pauses(gateway, chaos_marks(events, nodes=True))
+    attribute_pauses(direct, chaos_marks(events, nodes=False))
     unexplained = outcomes.unexplained(gateway.pop("_errors"), direct.pop("_errors"), broker_windows(events))
     gateway_only = [{"client": client, "error": name, "at": t} for client, name, t in unexplained]
     lost = [f"{leg}: {p}" for leg, fig in (("gateway", gateway), ("direct", direct)) for p in outcomes.problems(fig)

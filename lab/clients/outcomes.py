@@ -78,22 +78,32 @@ def verifiable_consumer(name: str, lines: Iterable[str], exit_code: int | None) 
     return log
 
 
-def longest_gap(times: Iterable[float]) -> float:
+Pause = tuple[float, float | None]  # (seconds, wall time it began; None when there was none)
+
+
+def longest_gap(times: Iterable[float]) -> Pause:
     ordered = sorted(times)
-    return round(max((b - a for a, b in zip(ordered, ordered[1:])), default=0.0), 2)
+    gap, began = max(((b - a, a) for a, b in zip(ordered, ordered[1:])), key=lambda pause: pause[0], default=(0.0, None))
+    return round(gap, 2), began
 
 
-def longest_wait(records: list[tuple[str, float]], acked: dict[str, float]) -> float:
+def longest_wait(records: list[tuple[str, float]], acked: dict[str, float]) -> Pause:
     """The longest time between consecutive records handed over while a record already acknowledged was waiting:
     a gap counts only when a record consumed after it had been acknowledged before it began (a consumer is not
     paused while its producers have not started, or have finished)."""
     ordered = sorted((t, acked.get(value, t)) for value, t in records)
-    longest, earliest_ack_after = 0.0, float("inf")
+    longest: Pause = (0.0, None)
+    earliest_ack_after = float("inf")
     for (a, _), (b, ack) in zip(reversed(ordered[:-1]), reversed(ordered[1:])):
         earliest_ack_after = min(earliest_ack_after, ack)
-        if earliest_ack_after <= a:
-            longest = max(longest, b - a)
-    return round(longest, 2)
+        if earliest_ack_after <= a and b - a > longest[0]:
+            longest = (b - a, a)
+    return round(longest[0], 2), longest[1]
+
+
+def _pause(prefix: str, pause: Pause) -> dict:
+    """A pause as figures: its length, and when it began (the soak names the chaos round it falls in)."""
+    return {f"longest_{prefix}_pause_s": pause[0], f"longest_{prefix}_pause_began": pause[1]}
 
 
 def errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[tuple[str, str, float | None]]:
@@ -125,18 +135,18 @@ def figures(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> dict:
             "missing": sum(1 for v in p.acked if v not in consumed),
             "duplicated": sum(1 for v in mine if consumed[v] > 1),
             "failed_but_consumed": sum(1 for v, _, _ in p.failed if v in consumed),
-            "longest_produce_pause_s": longest_gap(p.acked.values()),
+            **_pause("produce", longest_gap(p.acked.values())),
         }
     acked = {value: t for p in producers for value, t in p.acked.items()}
     for c in consumers:
         result["consumers"][c.name] = {
             "consumed": len(c.records), "commit_errors": dict(Counter(name for name, _ in c.commit_errors)),
-            "exit_code": c.exit_code, "longest_consume_pause_s": longest_wait(c.records, acked),
+            "exit_code": c.exit_code, **_pause("consume", longest_wait(c.records, acked)),
         }
     known = set().union(*(set(p.acked) | {v for v, _, _ in p.failed} for p in producers)) if producers else set()
     result["group"] = {"consumed": sum(consumed.values()), "distinct": len(consumed),
                        "unknown": sum(1 for v in consumed if v not in known),
-                       "longest_consume_pause_s": longest_wait([r for c in consumers for r in c.records], acked)}
+                       **_pause("consume", longest_wait([r for c in consumers for r in c.records], acked))}
     result["application_errors"] = dict(Counter(f"{client}: {name}" for client, name, _ in errors(producers, consumers)))
     return result
 
@@ -169,12 +179,17 @@ def summary(result: dict) -> str:
         errs = ", ".join(f"{n} {k}" for k, n in fig["errors"].items()) or "none"
         lines.append(f"  {name}: acked {fig['acked']}/{fig['sent']}, failed {fig['failed']} ({errs}), no outcome "
                      f"{fig['no_outcome']}, consumed {fig['consumed']}, missing {fig['missing']}, duplicated "
-                     f"{fig['duplicated']}, longest produce pause {fig['longest_produce_pause_s']} s")
+                     f"{fig['duplicated']}, longest produce pause {fig['longest_produce_pause_s']} s{_during(fig, 'produce')}")
     for name, fig in result["consumers"].items():
         errs = ", ".join(f"{n} {k}" for k, n in fig["commit_errors"].items()) or "none"
         lines.append(f"  {name}: consumed {fig['consumed']}, commit errors {errs}, exit {fig['exit_code']}, "
-                     f"longest consume pause {fig['longest_consume_pause_s']} s")
+                     f"longest consume pause {fig['longest_consume_pause_s']} s{_during(fig, 'consume')}")
     group = result["group"]
     lines.append(f"  group: consumed {group['consumed']} ({group['distinct']} distinct), longest consume pause "
-                 f"{group['longest_consume_pause_s']} s")
+                 f"{group['longest_consume_pause_s']} s{_during(group, 'consume')}")
     return "\n".join(lines)
+
+
+def _during(fig: dict, prefix: str) -> str:
+    during = fig.get(f"longest_{prefix}_pause_during")  # set by the soak: the chaos round the pause began in
+    return f" ({during})" if during else ""

@@ -58,9 +58,11 @@ def test_a_clean_run_has_no_problems_and_counts_every_client():
     assert outcomes.problems(result) == []
     assert result["producers"]["java"] == {
         "sent": 3, "acked": 3, "failed": 0, "errors": {}, "no_outcome": 0, "exit_code": 0, "consumed": 3, "missing": 0,
-        "duplicated": 0, "failed_but_consumed": 0, "longest_produce_pause_s": 1.0}
+        "duplicated": 0, "failed_but_consumed": 0, "longest_produce_pause_s": 1.0,
+        "longest_produce_pause_began": T0}
     assert result["consumers"]["c0"]["consumed"] == 3 and result["group"] == {
-        "consumed": 6, "distinct": 6, "unknown": 0, "longest_consume_pause_s": 0.0}  # each record read 0.5 s after its ack
+        "consumed": 6, "distinct": 6, "unknown": 0, "longest_consume_pause_s": 0.0,
+        "longest_consume_pause_began": None}  # each record read 0.5 s after its ack
 
 
 def test_a_failed_send_is_an_application_error_by_name_even_when_the_record_arrived():
@@ -109,6 +111,8 @@ def test_pauses_are_the_longest_gaps_between_acknowledgements_and_between_record
     assert result["consumers"]["c0"]["longest_consume_pause_s"] == 10.5
     assert result["consumers"]["c1"]["longest_consume_pause_s"] == 0.0
     assert result["group"]["longest_consume_pause_s"] == 10.5
+    assert result["producers"]["java"]["longest_produce_pause_began"] == T0 + 2
+    assert result["group"]["longest_consume_pause_began"] == T0 + 13
 
 
 def test_a_consumer_with_nothing_to_read_is_not_paused():
@@ -159,3 +163,25 @@ def test_a_node_that_ignores_sigterm_is_killed_and_named_not_waited_on_forever(m
     assert cluster.take_down("rack-a", hard=False) == {"exit_code": None, "exit_after_s": None, "killed_after_s": 0.5}
     assert killed == [stubborn]
     assert cluster.take_down("rack-b", hard=False)["exit_code"] == -signal.SIGTERM
+
+
+def test_the_soak_names_the_chaos_action_each_longest_pause_began_after():
+    java, lib, group = healthy()
+    java.append(java_send("1.3", T0 + 12.5))  # the producer's longest pause: T0 + 2 .. T0 + 12.5
+    group[0].append(record("1.3", T0 + 13))
+    result = load(java, lib, group, sent=4)
+    events = [{"at": T0 + 3, "signal": "KILL", "node": "soak-rack-b", "broker_window": [T0 + 9, T0 + 40], "broker_restarted": 2},
+              {"at": T0 + 60, "signal": "TERM", "node": "soak-rack-a"}]
+    soak.attribute_pauses(result, soak.chaos_marks(events, nodes=True))
+    assert result["producers"]["java"]["longest_produce_pause_during"] == (
+        "round 1: KILL soak-rack-b at +1.0 s, round 1: broker 2 restart at +7.0 s")
+    assert result["producers"]["lib"]["longest_produce_pause_during"] == "before the first round"  # lib ended at T0 + 2
+    direct = load(*healthy())
+    soak.attribute_pauses(direct, soak.chaos_marks(events, nodes=False))  # the direct leg: broker restarts only
+    assert direct["producers"]["java"]["longest_produce_pause_during"] == "before the first round"
+    late = load(java, lib, group, sent=4)
+    soak.attribute_pauses(late, [(T0 - 5, "round 1: KILL soak-rack-c")])
+    assert late["producers"]["java"]["longest_produce_pause_during"] == (
+        "no chaos action in it; the last, round 1: KILL soak-rack-c, 7.0 s before")
+    assert "longest_consume_pause_during" not in direct["group"]  # no pause at all
+    assert "longest produce pause 10.5 s (round 1: KILL soak-rack-b at +1.0 s" in outcomes.summary(result)
