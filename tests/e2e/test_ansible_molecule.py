@@ -7,7 +7,10 @@ them again (destroy); see molecule/<scenario>/ for what each one proves.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,11 +28,31 @@ def test_molecule_scenario(lab: LabState, scenario: str, tmp_path: Path) -> None
     log = tmp_path / f"molecule-{scenario}.log"
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1"}
     with log.open("w") as out:
-        proc = subprocess.run(
-            [str(VENV_BIN / "molecule"), "test", "-s", scenario],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=SCENARIO_TIMEOUT_S,
-        )
+        proc = subprocess.Popen([str(VENV_BIN / "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        timer = threading.Timer(SCENARIO_TIMEOUT_S, proc.kill)
+        timer.start()
+        began = time.monotonic()
+        try:
+            for line in proc.stdout:  # each line stamped with the seconds since the start: where the suite's time goes
+                out.write(f"{time.monotonic() - began:7.1f} {line}")
+        finally:
+            timer.cancel()
+            proc.wait()
     text = log.read_text()
+    print(f"\nmolecule {scenario}: " + ", ".join(phase_times(text)))
     assert proc.returncode == 0, f"molecule test -s {scenario} failed; last lines:\n" + "\n".join(text.splitlines()[-80:])
     for action in ("converge", "verify", "destroy"):
         assert f"{action}: Executed: Successful" in text
+
+
+def phase_times(text: str) -> list[str]:
+    """'converge 312.4 s', … from the stamped log's "[scenario > phase] Executing" / "Executed" lines."""
+    started: dict[str, float] = {}
+    times = []
+    for stamp, phase, what in re.findall(r"^\s*([\d.]+) INFO\s+\[\S+ > (\w+)\] (Executing|Executed)", text, re.M):
+        if what == "Executing":
+            started[phase] = float(stamp)
+        elif phase in started:
+            times.append(f"{phase} {float(stamp) - started.pop(phase):.1f} s")
+    return times
