@@ -26,7 +26,9 @@ def _drop_caches() -> None:
 
     from . import kafka, rootfs
 
-    for path in (kafka.KAFKA_HOME, rootfs.rootfs_dir()):
+    from .layout import DEBIAN_RELEASES
+
+    for path in (kafka.KAFKA_HOME, *(rootfs.rootfs_dir(release) for release in DEBIAN_RELEASES)):
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -55,7 +57,7 @@ def _print_status(state: LabState) -> None:
         print(f"  broker {b.id}  {b.endpoint:<20} rack {b.rack:<7} netns {b.netns:<14} pid {b.pid} {alive(b.pid)}")
     for h in state.hosts:
         print(f"  host   {h.name:<6} {h.address:<15} rack {h.rack or '-':<7} groups {','.join(h.groups) or '-':<12} "
-              f"pid {h.pid} {alive(h.pid)}")
+              f"{h.release:<8} pid {h.pid} {alive(h.pid)}")
     print(f"  client netns {state.client_netns} at {state.client_address} (no route to the brokers)")
     print(f"  gateway process addresses on the controller: {', '.join(state.gateway_addresses)}")
     print(f"  ssh: ssh -i {state.ssh_key} root@<host address>")
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("up", help="start brokers, hosts and the client namespace (idempotent)")
     p.add_argument("--hosts", nargs="*", default=list(core.DEFAULT_HOSTS),
-                   help="hosts as NAME[:RACK][@GROUP[+GROUP]] (default: %(default)s)")
+                   help="hosts as NAME[:RACK][@GROUP[+GROUP]][%%RELEASE], RELEASE bookworm (default) or trixie "
+                        "(default: %(default)s)")
     p.add_argument("--fresh-cache", action="store_true",
                    help="drop the cached jars and root file system first (to time a cold start)")
     p.set_defaults(func=cmd_up)
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("host", help="add or remove lab hosts of a running lab")
     p.add_argument("action", choices=["add", "remove"])
-    p.add_argument("names", nargs="+", help="add: NAME[:RACK][@GROUP]; remove: NAME")
+    p.add_argument("names", nargs="+", help="add: NAME[:RACK][@GROUP][%%RELEASE]; remove: NAME")
     p.set_defaults(func=cmd_host)
 
     p = sub.add_parser("broker", help="stop, start or restart one broker")

@@ -9,26 +9,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import hosts, kafka, net, rootfs
-from .layout import BROKER_IDS, Layout
+from .layout import BROKER_IDS, DEBIAN_RELEASES, DEFAULT_RELEASE, Layout
 from .shell import pid_alive, say
 from .state import Host, LabState
 
 
 @dataclass(frozen=True)
 class HostSpec:
-    """NAME[:RACK][@GROUP[+GROUP]] as given on the command line, e.g. ``gw1:rack-a@gateways``."""
+    """NAME[:RACK][@GROUP[+GROUP]][%RELEASE] as given on the command line, e.g. ``gw1:rack-a@gateways`` or
+    ``gw2:rack-b@gateways%trixie`` (the Debian release the host boots; bookworm by default)."""
 
     name: str
     rack: str | None
     groups: tuple[str, ...]
+    release: str = DEFAULT_RELEASE
 
     @classmethod
     def parse(cls, text: str) -> "HostSpec":
+        text, _, release = text.partition("%")
         text, _, groups = text.partition("@")
         name, _, rack = text.partition(":")
         if not name.isidentifier() and not name.replace("-", "").isalnum():
             raise ValueError(f"bad host name {name!r}")
-        return cls(name, rack or None, tuple(g for g in groups.split("+") if g))
+        release = release or DEFAULT_RELEASE
+        if release not in DEBIAN_RELEASES:
+            raise ValueError(f"host {name}: unknown Debian release {release!r}, the lab knows {', '.join(DEBIAN_RELEASES)}")
+        return cls(name, rack or None, tuple(g for g in groups.split("+") if g), release)
 
 
 DEFAULT_HOSTS = ("gw1:rack-a@gateways", "gw2:rack-b@gateways", "gw3:rack-c@gateways")
@@ -67,8 +73,10 @@ def up(layout: Layout, host_specs: Iterable[HostSpec]) -> LabState:
     timed = Timer(state)
     with timed("jars"):
         kafka.ensure_jars()
+    host_specs = list(host_specs)
     with timed("rootfs"):
-        root = rootfs.ensure_rootfs()
+        for release in sorted({spec.release for spec in host_specs} or {DEFAULT_RELEASE}):
+            rootfs.ensure_rootfs(release)
     with timed("network"):
         net.bridge_up(layout)
         for broker_id in BROKER_IDS:
@@ -83,7 +91,7 @@ def up(layout: Layout, host_specs: Iterable[HostSpec]) -> LabState:
     with timed("brokers"):
         start_brokers(layout, state)
     with timed("hosts"):
-        add_hosts(layout, state, host_specs, root)
+        add_hosts(layout, state, host_specs)
     state.save()
     return state
 
@@ -126,8 +134,7 @@ def stop_all_brokers(state: LabState) -> None:
     state.save()
 
 
-def add_hosts(layout: Layout, state: LabState, specs: Iterable[HostSpec], root=None) -> list[Host]:
-    root = root or rootfs.ensure_rootfs()
+def add_hosts(layout: Layout, state: LabState, specs: Iterable[HostSpec]) -> list[Host]:
     booted: list[Host] = []
     for spec in specs:
         existing = next((h for h in state.hosts if h.name == spec.name), None)
@@ -137,10 +144,12 @@ def add_hosts(layout: Layout, state: LabState, specs: Iterable[HostSpec], root=N
             state.hosts.remove(existing)
         used = {h.address for h in state.hosts}
         address = next(a for a in (layout.nspawn_host_ip(i) for i in range(200)) if a not in used)
-        host = Host(spec.name, address, spec.rack, list(spec.groups), layout.machine_name(spec.name))
+        root = rootfs.ensure_rootfs(spec.release)
+        host = Host(spec.name, address, spec.rack, list(spec.groups), layout.machine_name(spec.name), spec.release)
         state.hosts.append(host)
         hosts.boot(layout, state, root, host)
-        say(f"host {host.name} booting at {host.address} (rack {host.rack or '-'}, groups {host.groups}), pid {host.pid}")
+        say(f"host {host.name} booting {host.release} at {host.address} (rack {host.rack or '-'}, groups {host.groups}), "
+            f"pid {host.pid}")
         booted.append(host)
         state.save()
     hosts.write_known_hosts(layout, state)

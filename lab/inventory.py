@@ -13,6 +13,7 @@ def inventory(state: LabState) -> dict:
     hostvars = {
         h.name: {
             "ansible_host": h.address,
+            "lab_debian_release": h.release,
             **({"gateway_rack_id": h.rack} if h.rack else {}),
         }
         for h in state.hosts

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KAFKA_VERSION = "4.1.1"
-DEBIAN_SUITE = "bookworm"
+# Lab hosts boot from a Debian root file system per release: bookworm (Python 3.11) by default, trixie (Python 3.13)
+# for a mixed fleet ("NAME%trixie"); each is built once with debootstrap and cached.
+DEBIAN_RELEASES = ("bookworm", "trixie")
+DEFAULT_RELEASE = "bookworm"
 RACKS = ("rack-a", "rack-b", "rack-c")
 BROKER_IDS = (1, 2, 3)
 BROKER_PORT = 9092

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .layout import SASL_PORT, Layout
+from .layout import DEFAULT_RELEASE, SASL_PORT, Layout
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Host:
     rack: str | None
     groups: list[str]
     machine: str
+    release: str = DEFAULT_RELEASE
     pid: int | None = None
 
 

@@ -3,7 +3,7 @@
 
     ansible-playbook -i inventory/lab playbooks/deploy.yml
 
-KGW_LAB_HOSTS (lab host specs "NAME[:RACK][@GROUP[+GROUP]]", space separated) limits the inventory to those
+KGW_LAB_HOSTS (lab host specs "NAME[:RACK][@GROUP[+GROUP]][%RELEASE]", space separated) limits the inventory to those
 hosts: each molecule scenario works on hosts of its own beside the lab's default ones.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def lab_inventory() -> dict:
 
 def selected_names() -> set[str] | None:
     specs = os.environ.get("KGW_LAB_HOSTS", "").split()
-    return {spec.split("@")[0].split(":")[0] for spec in specs} if specs else None
+    return {re.split(r"[:@%]", spec, maxsplit=1)[0] for spec in specs} if specs else None
 
 
 def to_script_format(tree: dict, only: set[str] | None) -> dict:

@@ -40,3 +40,8 @@ def test_kgw_lab_hosts_limits_to_the_named_hosts(monkeypatch: pytest.MonkeyPatch
     assert result["gateways"] == {"hosts": ["mdf-gw1"]}
     assert result["gateway_lb"] == {"hosts": ["lb1"]}
     assert set(result["_meta"]["hostvars"]) == {"mdf-gw1", "lb1"}
+
+
+def test_kgw_lab_hosts_names_ignore_the_release_suffix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KGW_LAB_HOSTS", "mdf-gw1:rack-a@gateways%trixie lb1%bookworm")
+    assert lab_inventory.selected_names() == {"mdf-gw1", "lb1"}
