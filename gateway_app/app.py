@@ -9,6 +9,7 @@ import ssl
 import time
 from typing import Any
 
+from . import __version__
 from .config import Settings
 from .http import HttpServer
 from .metrics import Metrics
@@ -78,7 +79,8 @@ class Node:
         s = self.settings
         brokers = sorted(self.directory.brokers.values(), key=lambda b: b.broker_id)
         return {
-            "node": {"node_id": s.node_id, "cluster_id": s.cluster_id, "advertised_host": s.advertised_host,
+            "node": {"node_id": s.node_id, "version": __version__, "cluster_id": s.cluster_id,
+                     "advertised_host": s.advertised_host,
                      "rack": s.rack_id, "ports": [s.port_start, s.port_start + s.port_count - 1],
                      "internal_load_balancing": s.internal_load_balancing},
             "backing_cluster": {"cluster_id": self.directory.cluster_id, "addresses_withheld": not broker_addresses,

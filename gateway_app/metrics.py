@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from . import __version__
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BUCKET_LABELS = tuple(floatToGoString(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 
@@ -66,6 +68,9 @@ class Metrics:
             "was recognised (token, network)", ["via"], registry=r)
         self.tls_handshake_failures = Counter(
             "gateway_tls_handshake_failures", "Client TLS handshakes that failed, by reason", ["reason"], registry=r)
+        self.build_info = Gauge("gateway_build_info", "Always 1; the version label is the running gateway's",
+                                ["version"], registry=r)
+        self.build_info.labels(__version__).set(1)
 
     def api(self, api_key: int) -> "ApiMetrics":
         api = self.apis.get(api_key)

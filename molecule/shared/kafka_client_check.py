@@ -4,7 +4,7 @@
                (internal load balancing) or the load balancer (external), on that broker's gateway port
     roundtrip  produce N messages with acks=all through the gateway and consume every one back
     soak       a producer and a consumer group run until a stop file appears (bounded by --max-seconds);
-               every acknowledged message must be consumed and no delivery may fail
+               every acknowledged message must be consumed (with --exactly-once: once) and no delivery may fail
 
 Each check prints one JSON line with its findings and exits non-zero when a promise is broken.
 """
@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -131,6 +132,7 @@ class Soak:
         self.acked: set[str] = set()
         self.failed: list[str] = []
         self.consumed: set[str] = set()
+        self.deliveries: Counter[str] = Counter()  # how often the group consumed each value
         self.consumer_errors: list[str] = []
         self.commit_errors: list[str] = []
         self.commits_ok = 0
@@ -175,6 +177,7 @@ class Soak:
                         self.consumer_errors.append(str(msg.error()))
                 else:
                     self.consumed.add(msg.value().decode())
+                    self.deliveries[msg.value().decode()] += 1
             done_producing = not self.producing.is_set()
             if done_producing and self.acked <= self.consumed:
                 break
@@ -203,9 +206,13 @@ def check_soak(args: argparse.Namespace) -> list[str]:
         problems.append("no commit was reported to on_commit")
     if lost:
         problems.append(f"{len(lost)} acknowledged messages never consumed, e.g. {sorted(lost)[:5]}")
+    duplicated = sorted(value for value, count in soak.deliveries.items() if count > 1)
+    if duplicated and args.exactly_once:
+        problems.append(f"{len(duplicated)} messages consumed more than once, e.g. {duplicated[:5]}")
     if len(soak.acked) < args.rate:  # less than a second's worth: the soak did not really run
         problems.append(f"only {len(soak.acked)} messages acknowledged")
     print(json.dumps({"check": "soak", "acked": len(soak.acked), "consumed": len(soak.consumed),
+                      "duplicated": len(duplicated),
                       "delivery_failures": len(soak.failed), "commits_ok": soak.commits_ok,
                       "commit_failures": len(soak.commit_errors),
                       "problems": problems}))
@@ -242,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-file", default="/tmp/kgw-soak.stop")
     parser.add_argument("--ready-file", default="/tmp/kgw-soak.ready")
     parser.add_argument("--max-seconds", type=float, default=300)
+    parser.add_argument("--exactly-once", action="store_true", help="soak: a message consumed twice is a problem too")
     args = parser.parse_args(argv)
     problems = CHECKS[args.check](args)
     for problem in problems:

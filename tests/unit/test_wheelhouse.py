@@ -1,0 +1,89 @@
+"""roles/gateway/files/wheelhouse.py: the hosts' wheelhouse, gathered on the controller for each host's target."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "roles/gateway/files/wheelhouse.py"
+_spec = importlib.util.spec_from_file_location("wheelhouse", SCRIPT)
+wheelhouse = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(wheelhouse)
+
+TRIXIE = {
+    "implementation_name": "cpython", "implementation_version": "3.13.5", "os_name": "posix", "sys_platform": "linux",
+    "platform_machine": "x86_64", "platform_system": "Linux", "platform_python_implementation": "CPython",
+    "python_version": "3.13", "python_full_version": "3.13.5", "glibc": "2.41",
+}
+
+
+def fake_wheel(path: Path, name: str, requires: list[str], requires_python: str | None = None) -> Path:
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0"]
+    lines += [f"Requires-Python: {requires_python}"] if requires_python else []
+    lines += [f"Requires-Dist: {r}" for r in requires]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{name.replace('-', '_')}-1.0.dist-info/METADATA", "\n".join(lines) + "\n\nbody\n")
+    return path
+
+
+def test_markers_are_evaluated_for_the_host_not_the_controller() -> None:
+    lines = ['uvloop<1; sys_platform == "linux"', 'tomli; python_version < "3.11"', 'appnope; sys_platform == "darwin"',
+             "pytest; extra == 'test'", "kio<0.7,>=0.6.5"]
+    # whatever this controller is, the trixie host gets uvloop and kio and nothing else
+    assert [r.name for r in wheelhouse.requirements_for(lines, TRIXIE)] == ["uvloop", "kio"]
+    darwin_py310 = {**TRIXIE, "sys_platform": "darwin", "python_version": "3.10", "python_full_version": "3.10.1"}
+    assert [r.name for r in wheelhouse.requirements_for(lines, darwin_py310)] == ["tomli", "appnope", "kio"]
+
+
+def test_platform_tags_cover_every_manylinux_the_glibc_accepts() -> None:
+    tags = wheelhouse.platform_tags("2.41", "aarch64")
+    assert tags[0] == "manylinux_2_41_aarch64" and tags[-1] == "manylinux1_aarch64"
+    assert {"manylinux_2_28_aarch64", "manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux2010_aarch64"} <= set(tags)
+    assert "manylinux_2_42_aarch64" not in tags
+    assert all(tag.endswith("_aarch64") for tag in tags)
+
+
+def test_target_names_tell_python_glibc_and_machine_apart() -> None:
+    assert wheelhouse.target_name(TRIXIE) == "cp313-glibc2.41-x86_64"
+    assert wheelhouse.target_name({**TRIXIE, "python_version": "3.11", "glibc": "2.36"}) == "cp311-glibc2.36-x86_64"
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"python_full_version": "3.10.12", "python_version": "3.10"}, "requires Python >=3.11"),
+    ({"implementation_name": "pypy"}, "only CPython is supported"),
+    ({"glibc": ""}, "no glibc"),
+])
+def test_hosts_the_gateway_cannot_run_on_are_refused_before_any_download(tmp_path: Path, change: dict, reason: str) -> None:
+    project = fake_wheel(tmp_path / "kafka_gateway-1.0-py3-none-any.whl", "kafka-gateway", ["kio"], ">=3.11")
+    with pytest.raises(wheelhouse.TargetRefused, match=reason):
+        wheelhouse.gather(sys.executable, project, {**TRIXIE, **change}, tmp_path / "out", offline=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_offline_refuses_a_target_it_has_no_set_for(tmp_path: Path) -> None:
+    project = fake_wheel(tmp_path / "kafka_gateway-1.0-py3-none-any.whl", "kafka-gateway", ["kio"], ">=3.11")
+    with pytest.raises(wheelhouse.TargetRefused, match="no wheel set for cp313-glibc2.41-x86_64.*is false"):
+        wheelhouse.gather(sys.executable, project, TRIXIE, tmp_path / "out", offline=True)
+
+
+def test_pick_takes_the_newest_wheel_that_fits_every_constraint(tmp_path: Path) -> None:
+    for version in ("0.6.4", "0.6.5", "0.7.0"):
+        fake_wheel(tmp_path / f"kio-{version}-cp313-cp313-manylinux_2_28_x86_64.whl", "kio", [])
+    chosen = wheelhouse.pick(tmp_path, {"kio": wheelhouse.SpecifierSet(">=0.6.5,<0.7")})
+    assert chosen["kio"].name.startswith("kio-0.6.5-")
+
+
+def test_a_glibc_without_confluent_kafka_wheels_is_refused_naming_the_dependency(tmp_path: Path) -> None:
+    """Against PyPI (CI has it): confluent-kafka publishes manylinux_2_28 wheels, none for glibc 2.27."""
+    project = fake_wheel(tmp_path / "kafka_gateway-1.0-py3-none-any.whl", "kafka-gateway", ["confluent-kafka<3,>=2.6"])
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), "target", "--project-wheel", str(project),
+         "--target", json.dumps({**TRIXIE, "glibc": "2.27"})], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "no binary wheel of confluent-kafka<3,>=2.6 for CPython 3.13 on x86_64 with glibc 2.27" in json.loads(proc.stdout)["error"]
