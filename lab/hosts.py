@@ -79,7 +79,7 @@ def write_known_hosts(layout: Layout, state: LabState) -> None:
     for host in state.hosts:
         public = Path(str(_host_key(host_dir(layout, host.name) / "upper")) + ".pub")
         if not public.exists():  # booted before hosts had keys of their own: the root file system's key
-            public = Path(str(_host_key(rootfs.rootfs_dir())) + ".pub")
+            public = Path(str(_host_key(rootfs.rootfs_dir(host.release))) + ".pub")
         if public.exists():
             kind, blob = public.read_text().split()[:2]
             lines.append(f"{host.address} {kind} {blob}")

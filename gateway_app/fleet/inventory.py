@@ -96,7 +96,8 @@ def _probe_args(role: str, hv: dict[str, Any]) -> dict[str, Any]:
     install_dir = str(hv.get("gateway_install_dir") or "/opt/kafka-gateway")
     return {
         "unit": str(hv.get("gateway_service_name") or "kafka-gateway"),
-        "venv": f"{install_dir}/venv",
+        # the release the unit runs (roles/gateway/tasks/activate.yml points `current` at it)
+        "venv": f"{install_dir}/current/venv",
         "env_file": f"{hv.get('gateway_config_dir') or '/etc/kafka-gateway'}/gateway.env",
         "http_port": int(hv.get("gateway_http_port") or 8888),
         "group": str(hv.get("gateway_system_group") or "kafka-gateway"),

@@ -12,7 +12,7 @@ from gateway_app.fleet.report import table
 from gateway_app.fleet.verdict import Limits, judge, mapping_defects
 
 RACKS = {"gw1": "rack-a", "gw2": "rack-b", "gw3": "rack-c"}
-GATEWAY_ARGS = {"unit": "kafka-gateway", "venv": "/opt/kafka-gateway/venv", "env_file": "/etc/kafka-gateway/gateway.env",
+GATEWAY_ARGS = {"unit": "kafka-gateway", "venv": "/opt/kafka-gateway/current/venv", "env_file": "/etc/kafka-gateway/gateway.env",
                 "http_port": 8888, "group": "kafka-gateway"}
 BROKERS = {"1": {"rack": "rack-a", "endpoint": "10.0.1.1:9092"}, "2": {"rack": "rack-b", "endpoint": "10.0.1.2:9092"},
            "3": {"rack": "rack-c", "endpoint": "10.0.1.3:9092"}}
