@@ -17,8 +17,9 @@ from .proxy.directory import BrokerDirectory
 from .proxy.handover import HandoverRunner
 from .proxy.routes import Routes
 from .proxy.server import Gateway
-from .proxy.tls import upstream_context
+from .proxy.tls import reload_client_certificate, upstream_context
 from .readiness import CheckResult, Flag, Readiness
+from .tls_check import TlsMaterialError
 from .cluster.topology import ClusterTopology
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,28 @@ class Node:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def reload_tls(self) -> None:
+        """SIGHUP (`systemctl reload`): new handshakes use the certificate and key now on disk; established
+        connections are untouched. Material that fails the check is not taken, and the old one stays."""
+        context = self.gateway.client_ssl
+        if context is None:
+            log.info("SIGHUP: client TLS is off, nothing to reload")
+            return
+        try:
+            reload_client_certificate(context, self.settings)
+        except (TlsMaterialError, ssl.SSLError, OSError) as error:
+            self.metrics.tls_reloads.labels("failed").inc()
+            log.error("TLS reload failed, keeping the current certificate: %s", error)
+            return
+        self.metrics.tls_reloads.labels("ok").inc()
+        log.info("TLS reloaded: new handshakes present %s", self.settings.ssl_cert_file)
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_one_line_loop_errors)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         try:
             await self.http.start(self.settings.http_bind_host, self.settings.http_port)
             await self.directory.refresh()

@@ -71,6 +71,11 @@ class Metrics:
         self.build_info = Gauge("gateway_build_info", "Always 1; the version label is the running gateway's",
                                 ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
+        self.tls_reloads = Counter(
+            "gateway_tls_reloads", "Reloads of the client-facing certificate and key on SIGHUP (ok, or failed and kept the old)",
+            ["result"], registry=r)
+        for result in ("ok", "failed"):
+            self.tls_reloads.labels(result)
 
     def api(self, api_key: int) -> "ApiMetrics":
         api = self.apis.get(api_key)

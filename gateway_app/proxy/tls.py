@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import ssl
+from typing import Iterator
 
 from ..config import Settings
+from ..tls_check import TlsMaterialError, check_certificate
 
 _CLIENT_AUTH = {"none": ssl.CERT_NONE, "requested": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
@@ -56,3 +60,34 @@ def handshake_failure_reason(error: BaseException) -> str:
     if isinstance(error, (ConnectionResetError, BrokenPipeError)):
         return "connection_reset"
     return "other"
+
+
+def reload_client_certificate(context: ssl.SSLContext, settings: Settings) -> None:
+    """Load GATEWAY_SSL_CERT_FILE and GATEWAY_SSL_KEY_FILE again into the live client context (SIGHUP).
+
+    The listeners keep this one context; loading a chain into it changes what new handshakes present, while
+    established connections keep the session they have. Both files are read once and that snapshot is checked
+    (key matches, certificate valid now) before it is loaded, so a bad or half-written pair raises TlsMaterialError
+    or OSError and leaves the live context as it was.
+    """
+    cert, key = settings.ssl_cert_file, settings.ssl_key_file
+    if cert is None or key is None:
+        raise TlsMaterialError("client TLS is off (no GATEWAY_SSL_CERT_FILE)")
+    with _in_memory(cert.read_bytes()) as cert_copy, _in_memory(key.read_bytes()) as key_copy:
+        try:
+            check_certificate(cert_copy, key_copy)
+        except TlsMaterialError as error:  # name the operator's files, not the copies
+            raise TlsMaterialError(str(error).replace(cert_copy, str(cert)).replace(key_copy, str(key))) from None
+        context.load_cert_chain(cert_copy, key_copy)
+
+
+@contextlib.contextmanager
+def _in_memory(data: bytes) -> Iterator[str]:
+    """A path to an anonymous in-memory copy of `data` (memfd): OpenSSL loads from paths, and the copy must not
+    change between check and load, nor land on disk when it is a key."""
+    fd = os.memfd_create("gateway-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, data)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
