@@ -30,6 +30,7 @@ def inventory(state: LabState) -> dict:
                 "ansible_ssh_common_args": f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={state.ssh_known_hosts}",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "lab_kafka_bootstrap_servers": state.bootstrap_servers,
+                "lab_kafka_sasl_bootstrap_servers": state.sasl_bootstrap_servers,
                 "lab_client_netns": state.client_netns,
             },
             "children": groups,

@@ -5,6 +5,10 @@
     roundtrip  produce N messages with acks=all through the gateway and consume every one back
     soak       a producer and a consumer group run until a stop file appears (bounded by --max-seconds);
                every acknowledged message must be consumed (with --exactly-once: once) and no delivery may fail
+    handshake  a TLS handshake with the gateway (--ca, optional --cert/--key): prints the certificate it presents,
+               and fails unless it is --expect-cert (or, with --expect-refused, unless the gateway refuses)
+
+--config KEY=VALUE adds a librdkafka property (TLS, SASL) to every client a check makes.
 
 Each check prints one JSON line with its findings and exits non-zero when a promise is broken.
 """
@@ -12,7 +16,10 @@ Each check prints one JSON line with its findings and exits non-zero when a prom
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -25,10 +32,11 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 TIMEOUT_S = 30
+CLIENT_CONFIG: dict[str, str] = {}  # --config: extra properties of every client this run makes
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000, **CLIENT_CONFIG})
 
 
 def describe_cluster(bootstrap: str) -> list[dict[str, Any]]:
@@ -80,7 +88,8 @@ def delete_topic(bootstrap: str, topic: str) -> None:
 
 
 def producer(bootstrap: str) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    return Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                     **CLIENT_CONFIG})
 
 
 def consumer(bootstrap: str, group: str, on_commit: Callable[[KafkaError | None, list], None] | None = None) -> Consumer:
@@ -90,6 +99,7 @@ def consumer(bootstrap: str, group: str, on_commit: Callable[[KafkaError | None,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": True,
         "session.timeout.ms": 10000,
+        **CLIENT_CONFIG,
     }
     if on_commit is not None:
         config["on_commit"] = on_commit
@@ -219,6 +229,37 @@ def check_soak(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def check_handshake(args: argparse.Namespace) -> list[str]:
+    host, _, port = args.bootstrap.split(",")[0].rpartition(":")
+    context = ssl.create_default_context(cafile=args.ca)
+    if args.cert:
+        context.load_cert_chain(args.cert, args.key)
+    presented, problems = None, []
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls:
+            presented = tls.getpeercert(binary_form=True)
+            tls.sendall(b"\x00\x00\x00\x0a\x00\x12\x00\x00\x00\x00\x00\x01\xff\xff")  # ApiVersions v0
+            if not tls.recv(4):  # TLS 1.3 reports a refused client certificate at the first read
+                raise ConnectionError("closed by the gateway")
+        refused = None
+    except (ssl.SSLError, ConnectionError) as error:
+        refused = str(error)
+    fingerprint = hashlib.sha256(presented).hexdigest() if presented else None
+    if args.expect_refused:
+        if refused is None:
+            problems.append("the gateway accepted the client")
+    elif refused is not None:
+        problems.append(f"handshake failed: {refused}")
+    elif args.expect_cert:
+        expected = hashlib.sha256(ssl.PEM_cert_to_DER_cert(Path(args.expect_cert).read_text())).hexdigest()
+        if fingerprint != expected:
+            problems.append(f"the gateway presents certificate {fingerprint}, expected {expected} ({args.expect_cert})")
+    print(json.dumps({"check": "handshake", "bootstrap": args.bootstrap, "presented_sha256": fingerprint,
+                      "refused": refused, "problems": problems}))
+    return problems
+
+
 def with_topic_cleanup(check):
     """Run a check that creates a topic named in its JSON line's `topic`, then delete that topic."""
 
@@ -232,7 +273,7 @@ def with_topic_cleanup(check):
     return run
 
 
-CHECKS = {"metadata": check_metadata, "roundtrip": with_topic_cleanup(check_roundtrip), "soak": with_topic_cleanup(check_soak)}
+CHECKS = {"metadata": check_metadata, "handshake": check_handshake, "roundtrip": with_topic_cleanup(check_roundtrip), "soak": with_topic_cleanup(check_soak)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,7 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", default="/tmp/kgw-soak.ready")
     parser.add_argument("--max-seconds", type=float, default=300)
     parser.add_argument("--exactly-once", action="store_true", help="soak: a message consumed twice is a problem too")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="librdkafka property")
+    parser.add_argument("--ca", help="handshake: CA bundle the gateway's certificate must chain to")
+    parser.add_argument("--cert", help="handshake: client certificate (mTLS)")
+    parser.add_argument("--key", help="handshake: key of --cert")
+    parser.add_argument("--expect-cert", help="handshake: the certificate the gateway must present")
+    parser.add_argument("--expect-refused", action="store_true", help="handshake: the gateway must refuse the client")
     args = parser.parse_args(argv)
+    CLIENT_CONFIG.update(item.split("=", 1) for item in args.config)
     problems = CHECKS[args.check](args)
     for problem in problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)

@@ -27,7 +27,7 @@ SCENARIO_TIMEOUT_S = 1200
 # the scenario's own bound, not the suite's 900 s default (pyproject.toml), which `default` reached on a busy
 # machine; the extra minute is for the lab fixture and lets the scenario's own timer fire first
 @pytest.mark.timeout(SCENARIO_TIMEOUT_S + 60)
-@pytest.mark.parametrize("scenario", ["default", "external_lb", "rolling_restart"])
+@pytest.mark.parametrize("scenario", ["default", "external_lb", "rolling_restart", "tls"])
 def test_molecule_scenario(lab: LabState, scenario: str, tmp_path: Path) -> None:
     log = tmp_path / f"molecule-{scenario}.log"
     # unbuffered: molecule and ansible-playbook write each line as it happens, so the stamps below are the lines' times
