@@ -52,7 +52,8 @@ def install(live: Path, cert: Path, key: Path) -> None:
 def test_reload_changes_new_handshakes_only(pki, loop_name: str) -> None:
     ca, material, live = pki
     install(live, material["old"].cert, material["old"].key)
-    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "GATEWAY_SSL_CERT_FILE": str(live / "server.pem"),
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "GATEWAY_CLUSTER_SECRET": "unit-test-secret-0123456789",
+                              "GATEWAY_SSL_CERT_FILE": str(live / "server.pem"),
                               "GATEWAY_SSL_KEY_FILE": str(live / "server.key")})
     trust = ssl.create_default_context(cafile=str(ca.cert_path))
 
