@@ -6,6 +6,7 @@ address, and a client certificate; the node requires client certificates signed 
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import struct
@@ -27,18 +28,25 @@ def openssl(*args: str) -> None:
 
 
 def make_pki(directory: Path, server_ip: str) -> dict[str, str]:
-    paths = {name: str(directory / name) for name in
-             ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem", "client.key", "client.csr", "client.pem", "san.cnf")}
+    paths = {"ca.key": str(directory / "ca.key"), "ca.pem": str(directory / "ca.pem")}
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kgw-test-ca",
             "-keyout", paths["ca.key"], "-out", paths["ca.pem"])
-    Path(paths["san.cnf"]).write_text(f"subjectAltName=IP:{server_ip}\n")
-    for who, cn in (("server", server_ip), ("client", "kgw-test-client")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
-                "-keyout", paths[f"{who}.key"], "-out", paths[f"{who}.csr"])
-        extra = ["-extfile", paths["san.cnf"]] if who == "server" else []
-        openssl("x509", "-req", "-days", "2", "-in", paths[f"{who}.csr"], "-CA", paths["ca.pem"],
-                "-CAkey", paths["ca.key"], "-CAcreateserial", "-out", paths[f"{who}.pem"], *extra)
+    paths["server.pem"], paths["server.key"] = sign(directory, "server", paths, server_ip, san=f"IP:{server_ip}")
+    paths["client.pem"], paths["client.key"] = sign(directory, "client", paths, "kgw-test-client")
     return paths
+
+
+def sign(directory: Path, who: str, ca: dict[str, str], cn: str, san: str | None = None) -> tuple[str, str]:
+    """A new key and a certificate for it signed by `ca` (its ca.pem and ca.key): (certificate, key) paths."""
+    key, csr, pem = (str(directory / f"{who}.{ext}") for ext in ("key", "csr", "pem"))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", key, "-out", csr)
+    extra: list[str] = []
+    if san:
+        (directory / f"{who}-san.cnf").write_text(f"subjectAltName={san}\n")
+        extra = ["-extfile", str(directory / f"{who}-san.cnf")]
+    openssl("x509", "-req", "-days", "2", "-in", csr, "-CA", ca["ca.pem"], "-CAkey", ca["ca.key"], "-CAcreateserial",
+            "-out", pem, *extra)
+    return pem, key
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +175,58 @@ def wait_for_line(node: GatewayNode, start: str, timeout_s: float = 10.0) -> str
             return found[0]
         time.sleep(0.1)
     raise AssertionError(f"no log line with {start!r}: {node.log()[-2000:]}")
+
+
+def presented_certificate(node: GatewayNode, pki: dict[str, str]) -> bytes:
+    """The certificate a new handshake with the node presents (DER)."""
+    context = ssl.create_default_context(cafile=pki["ca.pem"])
+    context.load_cert_chain(pki["client.pem"], pki["client.key"])
+    with socket.create_connection((node.address, PORT_START), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=node.address) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def api_versions_answered(tls: ssl.SSLSocket) -> bool:
+    tls.sendall(api_versions_request())
+    size = struct.unpack(">i", tls.recv(4))[0]
+    body = b""
+    while len(body) < size:
+        body += tls.recv(size - len(body))
+    return size > 10
+
+
+def sighup_and_wait(node: GatewayNode, result: str, expected: float) -> None:
+    assert node.process is not None
+    node.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while node.metric("gateway_tls_reloads_total", result=result) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert node.metric("gateway_tls_reloads_total", result=result) == expected, node.log()[-2000:]
+
+
+def test_sighup_takes_a_renewed_certificate_and_keeps_open_connections(lab, node, pki, tmp_path):
+    """Last in this module: it replaces the node's certificate (by one of the same CA, so the tests above would
+    still pass). A renewal on disk + SIGHUP: new handshakes present the renewed certificate, a connection made
+    before keeps working; then a key of another certificate is refused and the renewed certificate stays."""
+    old = presented_certificate(node, pki)
+    context = ssl.create_default_context(cafile=pki["ca.pem"])
+    context.load_cert_chain(pki["client.pem"], pki["client.key"])
+    with socket.create_connection((node.address, PORT_START), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=node.address) as established:
+            assert api_versions_answered(established)
+            renewed_pem, renewed_key = sign(tmp_path, "renewed", pki, node.address, san=f"IP:{node.address}")
+            Path(pki["server.pem"]).write_bytes(Path(renewed_pem).read_bytes())
+            Path(pki["server.key"]).write_bytes(Path(renewed_key).read_bytes())
+            sighup_and_wait(node, "ok", 1)
+            new = presented_certificate(node, pki)
+            assert new != old
+            assert new == ssl.PEM_cert_to_DER_cert(Path(renewed_pem).read_text())
+            assert api_versions_answered(established)  # the connection made before the reload carries on
+
+    Path(pki["server.key"]).write_bytes(Path(pki["client.key"]).read_bytes())  # a key of another certificate
+    sighup_and_wait(node, "failed", 1)
+    assert presented_certificate(node, pki) == new
+    assert "TLS reload failed, keeping the current certificate" in node.log()
+    assert node.metric("gateway_tls_reloads_total", result="ok") == 1
+    assert node.alive()
+
