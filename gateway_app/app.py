@@ -98,12 +98,14 @@ class Node:
     def reload_tls(self) -> None:
         """SIGHUP (`systemctl reload`): new handshakes use the certificate and key now on disk; established
         connections are untouched. Material that fails the check is not taken, and the old one stays."""
-        context = self.gateway.client_ssl
-        if context is None:
+        if self.gateway.client_ssl is None:
             log.info("SIGHUP: client TLS is off, nothing to reload")
             return
+        contexts = [self.gateway.client_ssl]
+        if self.handover is not None and self.handover.probe_tls is not None:
+            contexts.append(self.handover.probe_tls)
         try:
-            reload_client_certificate(context, self.settings)
+            reload_client_certificate(contexts, self.settings)
         except (TlsMaterialError, ssl.SSLError, OSError) as error:
             self.metrics.tls_reloads.labels("failed").inc()
             log.error("TLS reload failed, keeping the current certificate: %s", error)

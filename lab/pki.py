@@ -4,6 +4,9 @@ certificates, and deliberately bad ones (expired, of another CA). Lab-only mater
 Uses `cryptography` (already installed with ansible-core) so that validity periods in the past can be set directly.
 
     python -m lab.pki DIR --server NAME=IP[,IP...] ... --client NAME ...   # writes DIR/ca.pem, DIR/NAME.{pem,key}
+
+--server issues a gateway node's certificate: fit for TLS server and client use, since a node presents its own
+certificate to its peers' listeners as well (handover probes).
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ class LabCA:
         self.cert_path = directory / "ca.pem"
         self.cert_path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, addresses: list[str] = (), client: bool = False, expired: bool = False) -> Issued:
-        """A certificate for `name` (server: IP SANs `addresses`; client: clientAuth), valid now unless `expired`."""
+    def issue(self, name: str, addresses: list[str] = (), client: bool = False, node: bool = False,
+              expired: bool = False) -> Issued:
+        """A certificate for `name` (server: IP SANs `addresses`; client: clientAuth; node: a gateway node's, both,
+        since a node presents it to its peers' listeners too), valid now unless `expired`."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         start, end = (now - 3 * DAY, now - DAY) if expired else (now - DAY, now + 30 * DAY)
@@ -59,8 +64,9 @@ class LabCA:
             .issuer_name(self.certificate.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if node
+                else [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         )
         if addresses:
             builder = builder.add_extension(
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     ca = LabCA(args.directory)
     for spec in args.server:
         name, _, addresses = spec.partition("=")
-        ca.issue(name, addresses.split(",") if addresses else [])
+        ca.issue(name, addresses.split(",") if addresses else [], node=True)
     for name in args.client:
         ca.issue(name, client=True)
 

@@ -280,9 +280,9 @@ class HandoverRunner:
         self.clock = clock
         self.policy = HandoverPolicy(settings.handover_settle_s, settings.handover_spread_s, settings.handover_deadline_s)
         self.metrics = HandoverMetrics(registry)
-        tls = _probe_tls_context(settings)
+        self.probe_tls = _probe_tls_context(settings)  # the node's own certificate; a SIGHUP reloads it too
         self.readiness = Readiness(
-            lambda host, port: answers_api_versions(host, port, settings.proxy_protocol, tls), clock)
+            lambda host, port: answers_api_versions(host, port, settings.proxy_protocol, self.probe_tls), clock)
         self._foreign: Counter[int] = Counter()
         self._bytes_seen: dict[ConnectionPair, int] = {}
         self._out_of_rack: Counter[int] = Counter()

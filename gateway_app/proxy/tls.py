@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from ..config import Settings
 from ..tls_check import TlsMaterialError, check_certificate
@@ -62,13 +62,14 @@ def handshake_failure_reason(error: BaseException) -> str:
     return "other"
 
 
-def reload_client_certificate(context: ssl.SSLContext, settings: Settings) -> None:
-    """Load GATEWAY_SSL_CERT_FILE and GATEWAY_SSL_KEY_FILE again into the live client context (SIGHUP).
+def reload_client_certificate(contexts: Sequence[ssl.SSLContext], settings: Settings) -> None:
+    """Load GATEWAY_SSL_CERT_FILE and GATEWAY_SSL_KEY_FILE again into the node's live contexts (SIGHUP): the
+    listeners' one context, and the one the node presents as a client to its peers' listeners (handover probes).
 
-    The listeners keep this one context; loading a chain into it changes what new handshakes present, while
-    established connections keep the session they have. Both files are read once and that snapshot is checked
-    (key matches, certificate valid now) before it is loaded, so a bad or half-written pair raises TlsMaterialError
-    or OSError and leaves the live context as it was.
+    Loading a chain into a context changes what new handshakes present, while established connections keep the
+    session they have. Both files are read once and that snapshot is checked (key matches, certificate valid now)
+    before it is loaded, so a bad or half-written pair raises TlsMaterialError or OSError and leaves the live
+    contexts as they were.
     """
     cert, key = settings.ssl_cert_file, settings.ssl_key_file
     if cert is None or key is None:
@@ -78,7 +79,8 @@ def reload_client_certificate(context: ssl.SSLContext, settings: Settings) -> No
             check_certificate(cert_copy, key_copy)
         except TlsMaterialError as error:  # name the operator's files, not the copies
             raise TlsMaterialError(str(error).replace(cert_copy, str(cert)).replace(key_copy, str(key))) from None
-        context.load_cert_chain(cert_copy, key_copy)
+        for context in contexts:
+            context.load_cert_chain(cert_copy, key_copy)
 
 
 @contextlib.contextmanager
