@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -87,3 +88,22 @@ def test_a_glibc_without_confluent_kafka_wheels_is_refused_naming_the_dependency
          "--target", json.dumps({**TRIXIE, "glibc": "2.27"})], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "no binary wheel of confluent-kafka<3,>=2.6 for CPython 3.13 on x86_64 with glibc 2.27" in json.loads(proc.stdout)["error"]
+
+
+def test_the_archive_holds_the_set_the_gateway_and_the_stamp_and_is_made_once_per_digest(tmp_path: Path) -> None:
+    result_dir = tmp_path / "cp313-glibc2.41-x86_64" / "abc"
+    result_dir.mkdir(parents=True)
+    fake_wheel(result_dir / "kio-0.6.5-cp313-cp313-manylinux_2_28_x86_64.whl", "kio", [])
+    project = fake_wheel(tmp_path / "kafka_gateway-1.0-py3-none-any.whl", "kafka-gateway", ["kio"])
+    first = wheelhouse.pack(result_dir, project, "d1")
+    with tarfile.open(first) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == ["kafka_gateway-1.0-py3-none-any.whl", "kio-0.6.5-cp313-cp313-manylinux_2_28_x86_64.whl",
+                                         ".wheelset-d1"]
+    assert {(m.uid, m.uname, m.mtime, m.mode) for m in members} == {(0, "root", 0, 0o644)}
+    # the same wheels give the same bytes; a new digest (a rebuilt gateway wheel) replaces the archive
+    made = first.read_bytes()
+    first.unlink()
+    assert wheelhouse.pack(result_dir, project, "d1").read_bytes() == made
+    second = wheelhouse.pack(result_dir, project, "d2")
+    assert sorted(p.name for p in result_dir.parent.glob("*.tar")) == [second.name] == ["abc-d2.tar"]

@@ -14,7 +14,10 @@ level of the dependency tree (`pip download --no-deps --only-binary=:all:` with 
 closed. The set goes into OUT/<target>/<key>/ (key: target + evaluated requirements), so a second run, or a new
 gateway version with the same dependencies, downloads nothing.
 
-Prints one JSON line: the set's directory, the gateway version and a digest of what a host installs; on a target
+Beside the set, one tar of everything a host installs (the dependency wheels, the gateway's wheel and a stamp file
+named after the digest): the role copies it in one transfer and unpacks it, rather than one round trip per wheel.
+
+Prints one JSON line: the set's directory, its archive, the gateway version and a digest of what a host installs; on a target
 the gateway cannot serve (Requires-Python, or no binary wheel of a dependency for it) exits 1 with a clear reason.
 """
 
@@ -28,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -48,6 +52,37 @@ LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 
 class TargetRefused(Exception):
     pass
+
+
+def stamp_name(digest: str) -> str:
+    """The file in a host's wheelhouse that says which set it holds."""
+    return f".wheelset-{digest}"
+
+
+def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # the same bytes for the same wheels, whoever built them and when
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = 0
+    info.mode = 0o644
+    return info
+
+
+def pack(result_dir: Path, project_wheel: Path, digest: str) -> Path:
+    """The tar a host unpacks into its release's wheelhouse, made once per digest; older ones of this set go."""
+    archive = result_dir.parent / f"{result_dir.name}-{digest}.tar"
+    if not archive.exists():
+        partial = archive.with_name(archive.name + ".partial")
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+            for wheel in sorted([*result_dir.glob("*.whl"), project_wheel], key=lambda w: w.name):
+                tar.add(wheel, arcname=wheel.name, filter=_owned_by_root)
+            stamp = _owned_by_root(tarfile.TarInfo(stamp_name(digest)))
+            tar.addfile(stamp)  # empty: its name is the content
+        os.replace(partial, archive)
+    for older in result_dir.parent.glob(f"{result_dir.name}-*.tar"):
+        if older != archive:
+            older.unlink(missing_ok=True)
+    return archive
 
 
 def target_name(target: dict[str, str]) -> str:
@@ -176,8 +211,10 @@ def gather(python: str, project_wheel: Path, target: dict[str, str], out: Path, 
     digest = hashlib.sha256(project_wheel.read_bytes())
     for wheel in sorted(result_dir.glob("*.whl")):
         digest.update(wheel.name.encode())
+    digest_text = digest.hexdigest()[:16]
     return {"target": target_name(target), "version": version, "project_wheel": str(project_wheel), "deps_dir": str(result_dir),
-            "wheels": sorted(w.name for w in result_dir.glob("*.whl")), "digest": digest.hexdigest()[:16],
+            "wheels": sorted(w.name for w in result_dir.glob("*.whl")), "digest": digest_text,
+            "archive": str(pack(result_dir, project_wheel, digest_text)), "stamp": stamp_name(digest_text),
             "downloaded": downloaded}
 
 
