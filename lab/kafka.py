@@ -140,10 +140,14 @@ def stop_broker(broker: Broker) -> None:
 
 
 def new_cluster_id() -> str:
-    # KRaft wants a base64url-encoded UUID, as `kafka-storage random-uuid` prints.
+    # KRaft wants a base64url-encoded UUID, as `kafka-storage random-uuid` prints. Like Kafka's Uuid.randomUuid(),
+    # never one that starts with "-": `kafka-storage format -t -x2b…` reads it as an option (1 lab up in 64 failed).
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def wait_for_brokers(bootstrap: str, expected: int, timeout: float = 300.0) -> dict[int, str | None]:
