@@ -6,8 +6,10 @@
             least one of its queries returns data from Prometheus (a panel's other queries may count events that
             did not happen, such as handovers refused); every target carries its labels
     alerts  each --fire NAME:LABEL=VALUE alert must be firing, no sooner than its rule's `for:` and no later than
-            `for:` plus two scrape and two evaluation intervals (+ slack), counted from --since (when the gateway
-            was stopped); each --quiet alert must not be firing. Prints each alert's time to fire.
+            `for:` plus two scrape and two evaluation intervals (+ slack), counted from --since (when the gateway's
+            stop began), plus --stop-s (how long the stop took: a draining node leaves the cluster and its load
+            balancers at once but answers scrapes until it exits); each --quiet alert must not be firing. Prints
+            each alert's time to fire.
 
 Prints one JSON line with its findings and exits non-zero when a promise is broken.
 """
@@ -176,7 +178,8 @@ def check_alerts(args: argparse.Namespace) -> dict[str, Any]:
     quiet = [(spec.split(":", 1)[0], dict(kv.split("=", 1) for kv in spec.split(":", 1)[1].split(",")))
              for spec in args.quiet]
     fired: dict[str, float] = {}
-    latest = max(rules[name]["duration"] for name, _ in wanted) + 2 * args.scrape_s + 2 * args.evaluation_s + SLACK_S
+    late_s = 2 * args.scrape_s + 2 * args.evaluation_s + SLACK_S + args.stop_s
+    latest = max(rules[name]["duration"] for name, _ in wanted) + late_s
     while len(fired) < len(wanted) and time.time() < args.since + latest + 5:
         alerts = prometheus(args.prometheus, "/api/v1/alerts")["alerts"]
         now = time.time()
@@ -190,7 +193,7 @@ def check_alerts(args: argparse.Namespace) -> dict[str, Any]:
     for name, labels in wanted:
         key, window = f"{name}{labels}", rules[name]["duration"]
         assert key in fired, f"{key} did not fire within {latest:.0f} s: {json.dumps(report)}"
-        assert window <= fired[key] <= window + 2 * args.scrape_s + 2 * args.evaluation_s + SLACK_S, json.dumps(report)
+        assert window <= fired[key] <= window + late_s, json.dumps(report)
     alerts = prometheus(args.prometheus, "/api/v1/alerts")["alerts"]
     for name, labels in quiet:
         assert not any(a["labels"].get("alertname") == name and all(a["labels"].get(k) == v for k, v in labels.items())
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="panels: the gateways' load-balancing mode (the other mode's panels are left out)")
     parser.add_argument("--max-seconds", type=float, default=150)
     parser.add_argument("--since", type=float, default=0.0, help="alerts: epoch seconds when the fault began")
+    parser.add_argument("--stop-s", type=float, default=0.0, help="alerts: how long the fault took to complete")
     parser.add_argument("--fire", action="append", default=[], help="alerts: NAME:LABEL=VALUE[,LABEL=VALUE]")
     parser.add_argument("--quiet", action="append", default=[], help="alerts: NAME:LABEL=VALUE that must not fire")
     parser.add_argument("--scrape-s", type=float, default=15)
