@@ -25,8 +25,9 @@ SCENARIO_TIMEOUT_S = 1200
 
 @pytest.mark.lab
 # the scenario's own bound, not the suite's 900 s default (pyproject.toml), which `default` reached on a busy
-# machine; the extra minute is for the lab fixture and lets the scenario's own timer fire first
-@pytest.mark.timeout(SCENARIO_TIMEOUT_S + 60)
+# machine. The margin covers the lab fixture when this test brings the lab up (87 s once on a loaded machine, which
+# let pytest's timer fire first: it ends pytest, not molecule's process group, which then ran on unwatched)
+@pytest.mark.timeout(SCENARIO_TIMEOUT_S + 300)
 @pytest.mark.parametrize("scenario", ["default", "external_lb", "rolling_restart", "tls"])
 def test_molecule_scenario(lab: LabState, scenario: str, tmp_path: Path) -> None:
     log = tmp_path / f"molecule-{scenario}.log"
