@@ -15,20 +15,27 @@ clients, kafka-python and aiokafka follow that on their next metadata refresh (a
 the coordinator id up in Metadata, so the id must stay a real broker id). librdkafka does too for
 produce/fetch, but its consumer-group coordinator connection copies the broker's address when the
 coordinator id is set and keeps it for as long as FindCoordinator names the same id: after the node
-serving that broker dies it reconnects to the dead address forever. The one thing that makes it
-forget is a FindCoordinator answer of COORDINATOR_NOT_AVAILABLE (it then sets the coordinator
-afresh, with the broker's current address, on the next answer). So when a member leaves, every
-broker it ever served (as far as this node saw) is *unsettled* for COORDINATOR_RESET_WINDOW_S:
-the first single-key lookup (FindCoordinator v0-3, what librdkafka sends) of its coordinator on
-each client connection is answered COORDINATOR_NOT_AVAILABLE, later ones on that connection are
-answered. A stuck librdkafka consumer forgets the dead address on its next ask; anyone else loses
-about a second per connection it asks through, as while a broker loads a coordinator. Once per
-connection, not at random: librdkafka asks again right after an answer, while it connects to the
-coordinator, and a refusal of that second ask drops the coordinator it just got, so at a random
-share of 1/2 it needed two answered asks in a row, a second apart — 0-10 s per call for 90 s after a
-node died (measured), enough to time out a committed() call now and then. Batched lookups (v4+,
-Java and kafka-python against Kafka 3.0+) are never refused. With internal load balancing off the
-addresses never move, so nothing is ever unsettled.
+at that address dies it reconnects to the dead address until the node is back. The one thing that
+makes it forget is a FindCoordinator answer of COORDINATOR_NOT_AVAILABLE (it then sets the
+coordinator afresh, with the broker's current address, on the next answer). So when a member
+leaves, *every* broker is unsettled for COORDINATOR_RESET_WINDOW_S: the first single-key lookup
+(FindCoordinator v0-3, what librdkafka sends) of its coordinator on each client connection is
+answered COORDINATOR_NOT_AVAILABLE, later ones on that connection are answered. Every broker, not
+only those this node saw the leaving member serve: a client may hold a coordinator at the leaving
+node for any broker it ever served (as a stand-in while a peer restarted, before a join moved the
+broker away), and what this node saw ends at its own last restart — after a rolling restart the
+survivors of the last node's leaving had seen none of it serve, and a consumer whose coordinator was
+still at that node's address lost its group session (found by the rolling-restart scenario).
+A stuck librdkafka consumer forgets the dead address on its next ask (it asks every second while
+its coordinator is down); anyone else loses about a second per connection it asks through, as while
+a broker loads a coordinator, and a consumer whose coordinator is up asks only every
+coordinator.query.interval.ms (10 minutes). Once per connection, not at random: librdkafka asks
+again right after an answer, while it connects to the coordinator, and a refusal of that second ask
+drops the coordinator it just got, so at a random share of 1/2 it needed two answered asks in a
+row, a second apart — 0-10 s per call for 90 s after a node died (measured), enough to time out a
+committed() call now and then. Batched lookups (v4+, Java and kafka-python against Kafka 3.0+) are
+never refused. With internal load balancing off the addresses never move, so nothing is ever
+unsettled.
 """
 
 from __future__ import annotations
@@ -104,7 +111,6 @@ class ClusterTopology:
         self.mapping_changed_at = clock()  # when the mapping last changed: handovers wait for it to settle
         self._leaving = False
         self._membership: Membership | None = None
-        self._served_by: dict[int, set[str]] = {}  # broker id -> node ids the mapping ever gave it to
         self._unsettled_until: dict[int, float] = {}  # broker id -> end of its coordinator reset window
         self._clock = clock
 
@@ -149,8 +155,8 @@ class ClusterTopology:
     def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:
         """False if a single-key FindCoordinator naming this broker, on the client connection whose
         earlier refusals are `refused` (broker id -> window; updated here), should be answered
-        COORDINATOR_NOT_AVAILABLE: once per connection and window after the node serving it left
-        (see the module docstring: it frees librdkafka consumers whose coordinator address is a node that left)."""
+        COORDINATOR_NOT_AVAILABLE: once per connection and window after a node left (see the module
+        docstring: it frees librdkafka consumers whose coordinator address is a node that left)."""
         until = self._unsettled_until.get(broker_id)
         if until is None:
             return True
@@ -219,18 +225,15 @@ class ClusterTopology:
         left = {m.node_id for m in self._members} - {m.node_id for m in view} - {self.me.node_id}
         self._members = view
         if left and self.settings.internal_load_balancing:
-            self._unsettle_brokers_served_by(left)
+            self._unsettle_every_broker(left)
         self.metrics.record_members(view)
         self._recompute()
 
-    def _unsettle_brokers_served_by(self, left: set[str]) -> None:
+    def _unsettle_every_broker(self, left: set[str]) -> None:
         until = self._clock() + COORDINATOR_RESET_WINDOW_S
-        unsettled = []
-        for broker_id, nodes in self._served_by.items():
-            if nodes & left:
-                nodes -= left
-                self._unsettled_until[broker_id] = until
-                unsettled.append(broker_id)
+        unsettled = sorted(set(self._brokers) | set(self._mapping))
+        for broker_id in unsettled:
+            self._unsettled_until[broker_id] = until
         if unsettled:
             log.info("%s left: coordinator lookups (v0-3) for brokers %s are refused once per client connection for %.0fs "
                      "so that librdkafka clients drop its address", ", ".join(sorted(left)), unsettled, COORDINATOR_RESET_WINDOW_S)
@@ -257,8 +260,6 @@ class ClusterTopology:
             return
         self._mapping = mapping
         self.mapping_changed_at = self._clock()
-        for broker_id, member in mapping.items():
-            self._served_by.setdefault(broker_id, set()).add(member.node_id)
         self.epoch += 1
         self.metrics.record_mapping(self.epoch, sum(1 for m in mapping.values() if m.node_id == self.me.node_id))
         log.info("mapping epoch %d: %s", self.epoch, ", ".join(f"{b}->{m.node_id}" for b, m in sorted(mapping.items())))
