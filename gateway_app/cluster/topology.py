@@ -231,7 +231,7 @@ class ClusterTopology:
 
     def _unsettle_every_broker(self, left: set[str]) -> None:
         until = self._clock() + COORDINATOR_RESET_WINDOW_S
-        unsettled = sorted(set(self._brokers) | set(self._mapping))
+        unsettled = sorted(self._brokers)  # the mapping covers exactly these
         for broker_id in unsettled:
             self._unsettled_until[broker_id] = until
         if unsettled:
