@@ -21,13 +21,12 @@ from dataclasses import fields, replace
 from functools import cache
 from typing import Any
 
-from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial.readers import read_int8
 
 from .api_keys import DESCRIBE_CLUSTER, FIND_COORDINATOR, METADATA
 from .broker_lists import broker_list_layout, rewrite_broker_list
-from .kio_adapter import decode_response, encode
+from .kio_adapter import load_response_schema, decode_response, encode
 from .context import RewriteContext
 from .schema_walk import Skip, skip_to_field
 

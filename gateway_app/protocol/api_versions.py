@@ -14,7 +14,10 @@ from kio.serial.readers import read_int16
 from .api_keys import API_VERSIONS
 from .context import RewriteContext
 from .kio_adapter import decode_response, encode
-from .policy import cap
+from .policy import api_versions_known, cap
+from .wire import I16, I32
+
+UNSUPPORTED_VERSION = 35
 
 
 def rewrite_api_versions(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes:
@@ -29,3 +32,11 @@ def rewrite_api_versions(body: memoryview, api_version: int, ctx: RewriteContext
             capped.append(replace(entry, min_version=type(entry.min_version)(window[0]),
                                   max_version=type(entry.max_version)(window[1])))
     return encode(replace(response, api_keys=tuple(capped)))
+
+
+def unsupported_version_body() -> bytes:
+    """A v0 ApiVersions body for a client that asked with a version above ours: UNSUPPORTED_VERSION and
+    the versions of ApiVersions we know, which is what a Kafka broker answers (KIP-511) and what every
+    client retries from."""
+    return (I16.pack(UNSUPPORTED_VERSION) + I32.pack(1)
+            + I16.pack(API_VERSIONS) + I16.pack(0) + I16.pack(api_versions_known()))

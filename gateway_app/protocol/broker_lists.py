@@ -17,7 +17,6 @@ import struct
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
 
-from kio.index import load_response_schema
 from kio.serial.readers import (
     read_compact_string,
     read_compact_string_nullable,
@@ -30,7 +29,7 @@ from kio.serial.writers import write_compact_string, write_legacy_string, write_
 
 from ..broker_addresses import BrokerInfo
 from .context import RewriteContext
-from .kio_adapter import EntityTupleField, classify_field, encoded, get_field_tag
+from .kio_adapter import load_response_schema, EntityTupleField, classify_field, encoded, get_field_tag
 from .schema_walk import Skip, WalkError, entity_skip, skip_to_field
 
 INT32 = struct.Struct(">i")

@@ -13,11 +13,10 @@ import struct
 from dataclasses import dataclass
 from functools import cache
 
-from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
-
 from ..close_reasons import CloseReason
 from .api_keys import API_VERSIONS
-from .schema_walk import skip_tagged_fields
+from .message_specs import REQUEST, RESPONSE, is_flexible
+from .wire import uvarint
 
 SIZE = struct.Struct(">i")
 REQUEST_FIXED = struct.Struct(">hhi")  # api_key, api_version, correlation_id
@@ -43,29 +42,15 @@ def frame_size(prefix: bytes | memoryview, limit: int) -> int:
 
 
 def request_is_flexible(api_key: int, api_version: int) -> bool | None:
-    """Whether this request version uses header v2; None if kio does not know the version.
-
-    Called with whatever a client sends, before any policy check: only versions kio knows are
-    remembered, so hostile keys and versions grow nothing."""
-    known = _FLEXIBLE_REQUESTS.get((api_key, api_version))
-    if known is not None:
-        return known
-    try:
-        flexible = bool(load_request_schema(api_key, api_version).__flexible__)
-    except (UnknownAPIKey, UnknownEntity):
-        return None
-    _FLEXIBLE_REQUESTS[(api_key, api_version)] = flexible
-    return flexible
-
-
-_FLEXIBLE_REQUESTS: dict[tuple[int, int], bool] = {}
+    """Whether this request version uses header v2; None if Kafka does not define the version."""
+    return is_flexible(REQUEST, api_key, api_version)
 
 
 @cache
 def response_header_is_flexible(api_key: int, api_version: int) -> bool:
     if api_key == API_VERSIONS:
         return False
-    return bool(load_response_schema(api_key, api_version).__flexible__)
+    return bool(is_flexible(RESPONSE, api_key, api_version))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +87,28 @@ def request_route(frame: memoryview) -> tuple[int, int, int, int | None]:
         raise MalformedFrame(CloseReason.BAD_HEADER, f"client id of {length} bytes runs past the frame")
     if flexible:
         try:
-            offset = skip_tagged_fields(frame, offset)
-        except Exception as error:  # kio's readers raise their own decode errors on garbage
+            offset = _skip_header_tags(frame, offset)
+        except (IndexError, ValueError) as error:
             raise MalformedFrame(CloseReason.BAD_HEADER, f"api key {api_key} v{api_version}: {error}") from None
     return api_key, api_version, correlation_id, offset if flexible is not None else None
+
+
+def _skip_header_tags(frame: memoryview, offset: int) -> int:
+    """The request header's tag section, read as Kafka reads it (it defines no tag there: all are skipped)."""
+    count, size = uvarint(frame, offset)
+    offset += size
+    for _ in range(max(count, 0)):
+        _, size = uvarint(frame, offset)
+        offset += size
+        length, size = uvarint(frame, offset)
+        offset += size + length
+        if length < 0 or offset > len(frame):
+            raise IndexError("header tag runs past the frame")
+    return offset
 
 
 def response_body_offset(frame: memoryview, api_key: int, api_version: int) -> int:
     """Offset of the response body within a response frame (size prefix excluded)."""
     if response_header_is_flexible(api_key, api_version):
-        return skip_tagged_fields(frame, CORRELATION.size)
+        return _skip_header_tags(frame, CORRELATION.size)
     return CORRELATION.size

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import Field, fields, replace
 from functools import cache
 
-from kio.index import load_response_schema
 
 from ..broker_addresses import BrokerInfo
 from .context import Chunks, RewriteContext
-from .kio_adapter import encoded, get_field_reader, get_field_tag, get_field_writer
+from .kio_adapter import load_response_schema, encoded, get_field_reader, get_field_tag, get_field_writer
 from .schema_walk import read_tags, tag_section_offsets, top_level_offsets, write_tags
 
 FIELD = "node_endpoints"

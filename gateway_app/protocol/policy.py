@@ -1,15 +1,16 @@
 """Which API keys and versions the gateway lets through, and why.
 
 Three kinds of handling:
-- REWRITE: the response can carry a broker address; the gateway decodes it (at versions kio knows)
-  and rewrites every address. Produce/Fetch only need it from the version that added KIP-951
+- REWRITE: the response can carry a broker address; the gateway decodes it (at versions a kio schema
+  reads, kio_adapter.decodable_version) and rewrites every address. Produce/Fetch only need it from the version that added KIP-951
   NodeEndpoints (v10 / v16); older versions are relayed untouched.
 - RELAY: no broker address in the response; bytes pass untouched. Capped at the highest version
-  whose schema kio (and therefore this review) knows, so a future version that adds an address
-  cannot slip past unreviewed.
+  Kafka's message definitions (message_specs.py) give, so a future version that adds an address
+  cannot slip past unreviewed (tests/unit/test_relay_policy.py checks that no relayed response of any
+  known version has a host or port field).
 - DROP: never advertised and refused if sent: KRaft quorum/controller APIs whose responses carry
   controller endpoints, and Envelope (inter-broker principal forwarding).
-API keys kio does not know are dropped for the same reason as the RELAY cap.
+API keys Kafka's definitions do not name are dropped for the same reason as the RELAY cap.
 
 Independently of this table, a request of any API that names a reserved topic or group
 (`_gateway_<cluster id>...`, the gateway cluster's own state) is refused with the API's authorization error and
@@ -22,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from kio.schema.index import api_key_map, schema_name_map
-
 from .api_keys import API_VERSIONS
+from .kio_adapter import decodable_version
+from .message_specs import RESPONSE, api_keys, api_snake_name, versions
 
 
 class Handling(Enum):
@@ -43,8 +44,14 @@ class ApiPolicy:
     why: str = ""
 
 
-def _kio_max(api_key: int) -> int:
-    return max(schema_name_map[api_key_map[api_key]])
+def _defined_max(api_key: int) -> int:
+    return versions(api_key)[-1]
+
+
+def _decodable_max(api_key: int) -> int:
+    """The newest version whose response a kio schema reads (the rewriters decode with kio)."""
+    readable = [v for v in versions(api_key) if v in versions(api_key, RESPONSE) and decodable_version(api_key, v) is not None]
+    return max(readable, default=-1)
 
 
 _REWRITTEN: dict[int, tuple[int, str]] = {
@@ -77,13 +84,14 @@ _DROPPED: dict[int, str] = {
 
 def _build() -> dict[int, ApiPolicy]:
     table: dict[int, ApiPolicy] = {}
-    for api_key, name in api_key_map.items():
-        top = _kio_max(api_key)
+    for api_key in api_keys():
+        name = api_snake_name(api_key)
+        top = _defined_max(api_key)
         if api_key in _DROPPED:
             table[api_key] = ApiPolicy(api_key, name, Handling.DROP, -1, why=_DROPPED[api_key])
         elif api_key in _REWRITTEN:
             rewrite_from, why = _REWRITTEN[api_key]
-            table[api_key] = ApiPolicy(api_key, name, Handling.REWRITE, top, rewrite_from, why)
+            table[api_key] = ApiPolicy(api_key, name, Handling.REWRITE, min(top, _decodable_max(api_key)), rewrite_from, why)
         elif api_key in _CAPPED:
             cap, why = _CAPPED[api_key]
             table[api_key] = ApiPolicy(api_key, name, Handling.RELAY, min(cap, top), why=why)
@@ -109,9 +117,9 @@ def needs_rewrite(api_key: int, api_version: int) -> bool:
 
 
 def _handling_table() -> dict[tuple[int, int], tuple[bool, bool]]:
-    """Versions kio has no schema for (e.g. Produce v0-2, removed from Kafka) are not in it: refused."""
+    """Versions Kafka no longer defines (e.g. Produce v0-2) are not in it: refused."""
     return {(api_key, version): (allowed(api_key, version), needs_rewrite(api_key, version))
-            for api_key, policy in POLICIES.items() for version in schema_name_map[policy.name]
+            for api_key, policy in POLICIES.items() for version in versions(api_key)
             if version <= policy.max_version}
 
 
@@ -126,6 +134,12 @@ def relay_handling(api_key: int, api_version: int) -> tuple[bool, bool]:
     if handling is not None:
         return handling
     return (True, True) if api_key == API_VERSIONS else _REFUSED  # ApiVersions: any version, see allowed()
+
+
+def api_versions_known() -> int:
+    """The newest ApiVersions version the gateway reads (request) and rewrites (response); a client asking
+    with a newer one is answered as a broker answers it (KIP-511, api_versions.unsupported_version_body)."""
+    return POLICIES[API_VERSIONS].max_version
 
 
 def cap(api_key: int, broker_min: int, broker_max: int) -> tuple[int, int] | None:

@@ -1,69 +1,61 @@
-"""Names reserved for the gateway: finding them in client requests, and the refusal a client gets.
+"""Names reserved for the gateway, and finding them in client requests exactly as Kafka reads them.
 
 The gateway cluster keeps its state in the backing Kafka cluster (a compacted members topic and a
 consumer group, both named `_gateway_<cluster id>...`, see cluster/membership.py). Through the
-gateway those are not the client's to touch: ReservedNames holds them — the group, the topic, and
-every name that starts with the group's name and `_` (the reader group). Only this cluster's own
-names: a gateway cluster may use another gateway cluster as its backing Kafka.
+gateway those are not the client's to touch: ReservedNames holds them — the group, the topic, every
+name that starts with the group's name and `_` (the reader group), and the ids of the reserved topics
+(known from the node's start, see cluster/membership.py, and learnt again from responses). Only this
+cluster's own names: a gateway cluster may use another gateway cluster as its backing Kafka.
 
-Finding them. Per request schema, a checker is compiled from kio's schema (like schema_walk's skip
-functions) that walks the request and reads only the fields kio types as TopicName or GroupId, the
-`resource_name` of config/ACL resources, and `topic_id`s (compared with the ids of reserved topics
-the node has seen). Everything else is skipped by length, so a Produce request's record batches are
-jumped over, never read; and the walk stops after the last field that can hold a name, so a
-one-topic Produce costs a read of one string whatever its size. APIs whose requests cannot name a
-topic or group have no checker at all.
+Finding them. Per request version, a checker is compiled from Kafka's own message definitions
+(message_specs.py) that reads the request the way Kafka's generated Java readers do, and looks at the
+fields Kafka types as topic names or group ids, the `ResourceName` of config/ACL resources, topic ids,
+and topic regexes (ConsumerGroupHeartbeat, StreamsGroupHeartbeat: refused when they can reach a
+reserved topic). As Kafka does, it
+- reads every known tagged field by its type (not by its declared size, which a client chooses), and
+  refuses a tagged field whose declared size differs from what its type took: that is the one place
+  where two readers could part ways;
+- reads varints of at most five bytes into a Java int (wire.py), and refuses a null where the field is
+  not nullable, a string longer than 32767 bytes, and an array count larger than the bytes left.
+Everything else is skipped by its length, so a Produce request's record batches are jumped over,
+never read; and the walk stops after the last field that can hold a name, so a one-topic Produce costs
+a read of one string whatever its size. No allocation is sized by a count the client wrote. APIs whose
+requests cannot name a topic or group have no checker at all.
 
-Refusing. A request that names a reserved topic or group is never relayed: the client gets the
-API's own authorization error, built from the request (every topic/partition/group it named comes
-back with TOPIC_AUTHORIZATION_FAILED or GROUP_AUTHORIZATION_FAILED, like a broker whose ACLs deny
-it), so clients fail fast instead of retrying. The whole request is refused, even if it also names
-ordinary topics: only a client that asked for a reserved name is affected.
+What a refused request is answered with is refusal.py's business.
 """
 
 from __future__ import annotations
 
-import datetime
-import uuid
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+import re
+import sre_constants
+import sre_parse
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kio.index import load_request_schema, load_response_schema
-from kio.schema.errors import ErrorCode
-from kio.serial import entity_reader
-
-from .kio_adapter import encode
-from .schema_walk import (
-    EntityField,
-    EntityTupleField,
-    PrimitiveField,
-    PrimitiveTupleField,
-    array_lines,
-    classify_field,
-    compile_walk,
-    entity_call_lines,
-    entity_skip,
-    get_field_tag,
-    get_schema_field_type,
-    is_optional,
-    value_lines,
-)
+from .message_specs import REQUEST, FieldSpec, UnknownMessage, lookup
+from .wire import I8, I16, I32, WireError, compact_length, uvarint
 
 RESERVED_MARK = b"_gateway_"  # every reserved name contains it: a cheap first search of a response
 MAX_TOPIC_IDS = 1024
+MAX_STRING = 0x7FFF  # Kafka refuses longer strings
 
 
 @dataclass(slots=True)
 class ReservedNames:
-    """One gateway cluster's own topic and group names, and the ids of its topics seen in responses."""
+    """One gateway cluster's own topic and group names, and the ids of its topics."""
 
     exact: frozenset[bytes]
     prefixes: tuple[bytes, ...]
     topic_ids: set[bytes] = field(default_factory=set)
+    topics: tuple[str, ...] = ()  # the reserved topics that exist: what a topic regex must not reach
+    # Until the node has described its reserved topics (cluster/membership.py), every topic id is refused:
+    # an id the node cannot yet tell apart might be a reserved topic's.
+    ids_known: bool = True
 
     @classmethod
     def of(cls, group: str, topic: str) -> "ReservedNames":
-        return cls(frozenset({group.encode(), topic.encode()}), (f"{group}_".encode(),))
+        return cls(frozenset({group.encode(), topic.encode()}), (f"{group}_".encode(),), topics=(topic,))
 
     def matches(self, name: bytes) -> bool:
         return name in self.exact or name.startswith(self.prefixes)
@@ -75,7 +67,63 @@ class ReservedNames:
         if len(self.topic_ids) < MAX_TOPIC_IDS:
             self.topic_ids.add(topic_id)
 
-TOPIC, GROUP, RESOURCE = "topic", "group", "resource"
+    def know_topic_ids(self, topic_ids: list[bytes]) -> None:
+        """The ids of all reserved topics, as the backing Kafka describes them: from now on other ids pass."""
+        for topic_id in topic_ids:
+            self.learn_topic_id(topic_id)
+        self.ids_known = True
+
+    def regex_reaches(self, pattern: bytes) -> bool:
+        """Could a broker matching topics by this regex (RE2/J, a full match) reach a reserved topic?
+        True when it matches one, and whenever we cannot be sure it does not (see regex_is_plain)."""
+        try:
+            text = pattern.decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        if not regex_is_plain(text):
+            return True
+        compiled = re.compile(text)
+        return any(compiled.fullmatch(topic) for topic in self.topics)
+
+
+def regex_is_plain(pattern: str) -> bool:
+    """A regex Python's `re` reads as RE2 does, and cannot backtrack for long on a short name: no
+    quantifier inside a quantified group (the shape of catastrophic backtracking), no POSIX classes,
+    \\p, \\Q or other RE2-only syntax (Python fails to compile those, or reads them differently)."""
+    if "[:" in pattern or "\\Q" in pattern or "\\p" in pattern or "\\P" in pattern:
+        return False
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return False
+    return not _nested_repeat(parsed, inside=False)
+
+
+_REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None)}
+
+
+def _nested_repeat(parsed: Any, inside: bool) -> bool:
+    for op, value in parsed:
+        if op in _REPEATS:
+            if inside:
+                return True
+            if _nested_repeat(value[2], inside=True):
+                return True
+        elif op is sre_constants.SUBPATTERN:
+            if _nested_repeat(value[-1], inside):
+                return True
+        elif op is sre_constants.BRANCH:
+            if any(_nested_repeat(branch, inside) for branch in value[1]):
+                return True
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            if _nested_repeat(value[1], inside):
+                return True
+        elif op is sre_constants.GROUPREF_EXISTS:
+            return True
+    return False
+
+
+TOPIC, GROUP, RESOURCE, REGEX = "topic", "group", "resource", "regex"
 GROUP_RESOURCE_TYPE = 32  # ConfigResource.Type.GROUP (2 = TOPIC)
 
 
@@ -87,137 +135,187 @@ class Reserved(Exception):
         self.kind = kind
 
 
-# (buffer, offset of the body, the reserved names) -> None; raises Reserved on a hit and
-# IndexError/struct.error/kio's errors if the bytes end before the last name.
+class TagSizeMismatch(WireError):
+    """A known tagged field whose declared size is not what its type took."""
+
+
+# (buffer, offset of the body, the reserved names) -> None; raises Reserved on a hit, WireError on bytes
+# Kafka refuses, and IndexError/struct.error if the bytes end before the last name.
 Check = Callable[[memoryview, int, ReservedNames], Any]
 
 
-def _checked_kind(field: Field) -> str | None:
+def checked_kind(spec: FieldSpec) -> str | None:
     """Which kind of reserved name this field can hold, or None if it cannot hold one."""
-    text = str(field.type)
-    if "TopicName" in text:
-        return TOPIC
-    if "GroupId" in text:
-        return GROUP
-    if field.name == "resource_name":
-        return RESOURCE
-    if field.name == "topic_id" and get_schema_field_type(field) == "uuid":
+    if spec.type == "string":
+        if spec.entity == "topicName":
+            return TOPIC
+        if spec.entity == "groupId":
+            return GROUP
+        if spec.name == "ResourceName":
+            return RESOURCE
+        if spec.name.endswith("TopicRegex"):
+            return REGEX
+    if spec.type == "uuid" and spec.name == "TopicId":
         return TOPIC
     return None
 
 
-def _holds_names(entity: type) -> bool:
-    for field in fields(entity):
-        if get_field_tag(field) is not None:
-            continue
-        match classify_field(field):
-            case EntityField(type_) | EntityTupleField(type_):
-                if _holds_names(type_):
-                    return True
-            case _:
-                if _checked_kind(field) is not None:
-                    return True
-    return False
+def holds_names(spec: FieldSpec) -> bool:
+    if checked_kind(spec) is not None:
+        return True
+    return spec.type == "struct" and any(holds_names(child) for child in spec.fields)
 
 
-_NAMESPACE: dict[str, object] = {"Reserved": Reserved}
+_NAMESPACE: dict[str, object] = {
+    "Reserved": Reserved, "WireError": WireError, "TagSizeMismatch": TagSizeMismatch, "clen": compact_length, "uv": uvarint,
+    "i8": I8.unpack_from, "i16": I16.unpack_from, "i32": I32.unpack_from, "MAX_STRING": MAX_STRING,
+}
 
 
-def _string_check(kind: str, flexible: bool) -> list[str]:
-    length = ["n, s = uvarint(b, o)", "o += s", "n -= 1"] if flexible else ["n, _ = i16(b, o)", "o += 2"]
-    return length + [
-        "if n > 0 and o + n > len(b):", "    raise IndexError('name runs past the bytes at hand')",
-        f"if n > 0 and names.matches(bytes(b[o:o + n])):", f"    raise Reserved({kind!r})",
-        "o += n if n > 0 else 0",
-    ]
+def _indent(lines: list[str], depth: int = 1) -> list[str]:
+    return [("    " * depth) + line for line in lines]
 
 
-_UUID_CHECK = [
+def _length_lines(flexible: bool, wide: bool) -> list[str]:
+    """Lines that read a length (string: int16, bytes/array: int32; compact when flexible) into n."""
+    if flexible:
+        return ["n, s = clen(b, o)", "o += s"]
+    return ["(n,) = i32(b, o)", "o += 4"] if wide else ["(n,) = i16(b, o)", "o += 2"]
+
+
+def _null_lines(spec: FieldSpec, what: str) -> list[str]:
+    if spec.nullable:
+        return []
+    return ["if n < 0:", f"    raise WireError('non-nullable {what} {spec.name} was serialized as null')"]
+
+
+def _string_lines(spec: FieldSpec, kind: str | None) -> list[str]:
+    lines = _length_lines(spec.flexible, wide=False) + _null_lines(spec, "field")
+    lines += ["if n > MAX_STRING:", f"    raise WireError('string field {spec.name} had invalid length ' + str(n))",
+              "if o + n > len(b):", "    raise IndexError('string runs past the bytes at hand')"]
+    if kind == REGEX:
+        lines += ["if n >= 0 and names.regex_reaches(bytes(b[o:o + n])):", "    raise Reserved('topic')"]
+    elif kind is not None:
+        lines += ["if n > 0 and names.matches(bytes(b[o:o + n])):", f"    raise Reserved({kind!r})"]
+    return lines + ["if n > 0:", "    o += n"]
+
+
+def _bytes_lines(spec: FieldSpec) -> list[str]:
+    return _length_lines(spec.flexible, wide=True) + _null_lines(spec, "field") + ["if n > 0:", "    o += n"]
+
+
+_TOPIC_ID_LINES = [
     "if o + 16 > len(b):", "    raise IndexError('topic id runs past the bytes at hand')",
-    "if names.topic_ids and bytes(b[o:o + 16]) in names.topic_ids:", "    raise Reserved('topic')",
+    "if not names.ids_known or bytes(b[o:o + 16]) in names.topic_ids:", "    raise Reserved('topic')",
     "o += 16",
 ]
 
 
-def _field_lines(field: Field, flexible: bool) -> list[str]:
-    """Lines that walk one field completely, checking what it can hold."""
-    kind = _checked_kind(field)
-    match classify_field(field):
-        case PrimitiveField():
-            if kind is None:
-                return value_lines(get_schema_field_type(field), flexible)
-            return _UUID_CHECK if get_schema_field_type(field) == "uuid" else _string_check(kind, flexible)
-        case PrimitiveTupleField():
-            if kind is None:
-                return array_lines(value_lines(get_schema_field_type(field), flexible), flexible)
-            return array_lines(_string_check(kind, flexible), flexible)
-        case EntityField(type_):
-            return entity_call_lines(f"o = {_register(type_, last=False)}(b, o, names)", is_optional(field))
-        case EntityTupleField(type_):
-            return array_lines([f"o = {_register(type_, last=False)}(b, o, names)"], flexible)
-    raise TypeError(f"unsupported field {field.name}")
+def _value_lines(spec: FieldSpec, check: bool) -> list[str]:
+    """Lines that read one value of a field's type (an element, for arrays) at o, checking names if asked."""
+    kind = checked_kind(spec) if check else None
+    if spec.type == "struct":
+        return [f"o = {_register(spec, last=False, check=check)}(b, o, names)"]
+    if spec.type == "uuid" and kind is not None:
+        return list(_TOPIC_ID_LINES)
+    width = _scalar(spec).width
+    if width is not None:
+        return [f"o += {width}"]
+    if spec.type == "string":
+        return _string_lines(spec, kind)
+    if spec.type in ("bytes", "records"):
+        return _bytes_lines(spec)
+    raise TypeError(f"unknown Kafka type {spec.type!r} of {spec.name}")
 
 
-def _last_field_lines(field: Field, flexible: bool) -> list[str]:
-    """Lines for the last field that can hold a name: check it, then return without walking further."""
-    match classify_field(field):
-        case EntityField(type_):
-            return entity_call_lines(f"return {_register(type_, last=True)}(b, o, names)", is_optional(field))
-        case EntityTupleField(type_):
-            count = ["n, s = uvarint(b, o)", "o += s", "n -= 1"] if flexible else ["n, _ = i32(b, o)", "o += 4"]
-            return count + [
-                "if n > len(b) - o:", "    raise IndexError('array cannot fit')",
-                "for _ in range(n - 1):", f"    o = {_register(type_, last=False)}(b, o, names)",
-                "if n > 0:", f"    {_register(type_, last=True)}(b, o, names)",
-            ]
-    return _field_lines(field, flexible)
+def _scalar(spec: FieldSpec) -> FieldSpec:
+    """An array's element: the same type and meaning, never null."""
+    return spec if not spec.array else FieldSpec(spec.name, spec.snake, spec.type, False, False, None, spec.entity, (),
+                                                 spec.flexible)
 
 
-def _entity_lines(entity: type, last: bool) -> list[str]:
-    untagged = [f for f in fields(entity) if get_field_tag(f) is None]
-    holding = [i for i, f in enumerate(untagged)
-               if _checked_kind(f) is not None
-               or isinstance(classify_field(f), (EntityField, EntityTupleField)) and _holds_names(classify_field(f).type_)]
-    lines: list[str] = []
-    for i, field in enumerate(untagged):
-        if last and i == holding[-1]:
-            return lines + _last_field_lines(field, entity.__flexible__)
-        if i in holding:
-            lines += _field_lines(field, entity.__flexible__)
-        else:
-            lines += _skip_lines(field, entity.__flexible__)
-    if entity.__flexible__:
-        lines += ["n, s = uvarint(b, o)", "o += s", "for _ in range(n):", "    _, s = uvarint(b, o)",
-                  "    m, s2 = uvarint(b, o + s)", "    o += s + s2 + m"]
+def _field_lines(spec: FieldSpec, check: bool) -> list[str]:
+    """Lines that read a whole field: an array's count and elements, a nullable struct's marker."""
+    element = _scalar(spec) if spec.array and spec.type != "struct" else spec
+    if spec.array:
+        item = _value_lines(element, check) if spec.type != "struct" else \
+            [f"o = {_register(spec, last=False, check=check)}(b, o, names)"]
+        lines = _length_lines(spec.flexible, wide=True) + _null_lines(spec, "field")
+        lines += ["if n > len(b) - o:", "    raise IndexError('an array of ' + str(n) + ' items cannot fit')"]
+        width = element.width if spec.type != "struct" else None
+        if width is not None and not (check and checked_kind(spec)):
+            return lines + ["if n > 0:", f"    o += n * {width}"]
+        return lines + ["for _ in range(n):"] + _indent(item)
+    if spec.type == "struct" and spec.nullable:
+        return ["(m,) = i8(b, o)", "o += 1", "if m >= 0:"] + _indent(_value_lines(spec, check))
+    return _value_lines(spec, check)
+
+
+def _tag_section_lines(spec: FieldSpec, check: bool) -> list[str]:
+    """A tag section as Kafka reads it: known tags by their type (and their declared size checked), the
+    rest skipped by their size."""
+    lines = ["n, s = uv(b, o)", "o += s",
+             "for _ in range(n):",
+             "    t, s = uv(b, o)", "    o += s",
+             "    m, s = uv(b, o)", "    o += s",
+             "    if m < 0:", "        raise WireError('tagged field of negative size')",
+             "    if o + m > len(b):", "        raise IndexError('tagged field runs past the bytes at hand')",
+             "    e = o + m"]
+    first = True
+    for tagged in spec.tagged():
+        lines += _indent([f"{'if' if first else 'elif'} t == {tagged.tag}:"])
+        lines += _indent(_field_lines(tagged, check), 2)
+        lines += _indent([f"    if o != e:",
+                          f"        raise TagSizeMismatch('tagged field {tagged.name} declared ' + str(m) + ' bytes')"])
+        first = False
+    lines += _indent(["else:" if not first else "if True:", "    o = e"])
     return lines
 
 
-def _skip_lines(field: Field, flexible: bool) -> list[str]:
-    """A field that holds no name: skipped like schema_walk does (nested entities by their skip function)."""
-    match classify_field(field):
-        case EntityField(type_):
-            return entity_call_lines(f"o = {_register_skip(type_)}(b, o)", is_optional(field))
-        case EntityTupleField(type_):
-            return array_lines([f"o = {_register_skip(type_)}(b, o)"], flexible)
-        case PrimitiveTupleField():
-            return array_lines(value_lines(get_schema_field_type(field), flexible), flexible)
-    return value_lines(get_schema_field_type(field), flexible)
+def _struct_lines(spec: FieldSpec, last: bool, check: bool) -> list[str]:
+    """Lines that read a struct's fields; `last`: stop after the last field that can hold a name."""
+    untagged = spec.untagged()
+    holding = [i for i, child in enumerate(untagged) if check and holds_names(child)]
+    tags_hold = check and any(holds_names(child) for child in spec.tagged())
+    lines: list[str] = []
+    for i, child in enumerate(untagged):
+        if last and not tags_hold and holding and i == holding[-1]:
+            return lines + _last_field_lines(child)
+        lines += _field_lines(child, check and i in holding)
+    if spec.flexible:
+        lines += _tag_section_lines(spec, check and tags_hold)
+    return lines
 
 
-def _function_name(entity: type, prefix: str) -> str:
-    return f"{prefix}_{entity.__module__.replace('.', '_')}_{entity.__qualname__.replace('.', '_')}"
+def _last_field_lines(spec: FieldSpec) -> list[str]:
+    """The last field that can hold a name: check it, then return without reading further."""
+    if spec.type != "struct" or checked_kind(spec) is not None:
+        return _field_lines(spec, True) + ["return o"]
+    function = _register(spec, last=True, check=True)
+    if not spec.array:
+        call = [f"return {function}(b, o, names)"]
+        return (["(m,) = i8(b, o)", "o += 1", "if m < 0:", "    return o"] + call) if spec.nullable else call
+    return _length_lines(spec.flexible, wide=True) + _null_lines(spec, "field") + [
+        "if n > len(b) - o:", "    raise IndexError('an array of ' + str(n) + ' items cannot fit')",
+        "for _ in range(n - 1):", f"    o = {_register(spec, last=False, check=True)}(b, o, names)",
+        "if n > 0:", f"    o = {function}(b, o, names)", "return o",
+    ]
 
 
-def _register_skip(entity: type) -> str:
-    name = _function_name(entity, "skip")
-    _NAMESPACE.setdefault(name, entity_skip(entity))
-    return name
+_SOURCES: dict[str, str] = {}
 
 
-def _register(entity: type, last: bool) -> str:
-    name = _function_name(entity, "check_last" if last else "check")
-    if name not in _NAMESPACE:
-        _NAMESPACE[name] = compile_walk(name, _entity_lines(entity, last), _NAMESPACE, args="b, o, names")
+def _register(spec: FieldSpec, last: bool, check: bool) -> str:
+    """The name of a compiled function reading one struct value (the same struct at the same version and
+    flexibility compiles once)."""
+    key = repr(("last" if last else "all", check, spec))
+    name = _SOURCES.get(key)
+    if name is None:
+        name = f"read_{spec.snake}_{len(_SOURCES)}"
+        _SOURCES[key] = name
+        body = _struct_lines(spec, last, check)
+        source = "\n".join([f"def {name}(b, o, names):", *_indent(body), "    return o"])
+        exec(compile(source, f"<reserved {name}>", "exec"), _NAMESPACE)
     return name
 
 
@@ -227,116 +325,22 @@ _CHECKERS: dict[tuple[int, int], Check | None] = {}
 def request_checker(api_key: int, api_version: int) -> Check | None:
     """The checker of a request version, None if it cannot name a reserved topic or group.
 
-    Only call it for (api_key, api_version) pairs the relay policy allows: the table stays as small
-    as that policy (a client choosing unknown keys must not grow it).
-    """
+    Only for versions Kafka defines (message_specs), so a client choosing keys and versions fills this
+    table up to those at most. Raises UnknownMessage for the rest."""
     key = (api_key, api_version)
     if key not in _CHECKERS:
-        schema = load_request_schema(api_key, api_version)
-        _CHECKERS[key] = _NAMESPACE[_register(schema, last=True)] if _holds_names(schema) else None  # type: ignore[assignment]
+        message = lookup(REQUEST, api_key, api_version)
+        if message is None:
+            raise UnknownMessage(f"request api key {api_key} v{api_version}")
+        root = message.root
+        _CHECKERS[key] = _NAMESPACE[_register(root, last=True, check=True)] if holds_names(root) else None  # type: ignore[assignment]
     return _CHECKERS[key]
 
 
-# --- the refusal ---------------------------------------------------------------------------------
-
-_ALIASES = {
-    "partition_index": ("partition_index", "partition", "index"),
-    "index": ("index", "partition_index", "partition"),
-    "partition": ("partition", "partition_index", "index"),
-    "name": ("name", "topic", "topic_name"),
-    "topic": ("topic", "name", "topic_name"),
-    "topic_name": ("topic_name", "name", "topic"),
-}
-_ZERO = {"string": "", "bytes": b"", "bool": False, "uuid": uuid.UUID(int=0), "records": b"",
-         "timedelta_i32": datetime.timedelta(0), "timedelta_i64": datetime.timedelta(0)}
-
-
-def _source_value(source: Any, name: str) -> Any:
-    for candidate in _ALIASES.get(name, (name,)):
-        if source is not None and hasattr(source, candidate):
-            return getattr(source, candidate)
-    return MISSING
-
-
-def _source_items(source: Any, name: str) -> tuple:
-    """The request array a response array answers: the same name, else the request's first array."""
-    if source is None or not is_dataclass(source):
-        return ()
-    value = getattr(source, name, None)
-    if isinstance(value, tuple):
-        return value
-    for field in fields(source):
-        value = getattr(source, field.name)
-        if isinstance(value, tuple) and value and get_field_tag(field) is None:
-            return value
-    return ()
-
-
-def _error_code(kind: str, resource_type: Any) -> ErrorCode:
-    if kind == GROUP or (kind == RESOURCE and resource_type == GROUP_RESOURCE_TYPE):
-        return ErrorCode.group_authorization_failed
-    return ErrorCode.topic_authorization_failed
-
-
-def _mirror(schema: type, source: Any, kind: str) -> Any:
-    """A response entity answering `source` (a request entity, an item of one, or a bare name)."""
-    if isinstance(source, (str, int)):  # an item of an array of bare names or partition indexes
-        wanted = "string" if isinstance(source, str) else "int32"
-        first = next((f.name for f in fields(schema) if f.metadata.get("kafka_type") == wanted), None)
-        source = None if first is None else _Named(first, source)
-    values: dict[str, Any] = {}
-    deferred_errors = []
-    for field in fields(schema):
-        shape = classify_field(field)
-        if field.metadata.get("kafka_type") == "error_code":
-            deferred_errors.append(field.name)
-            continue
-        if isinstance(shape, EntityTupleField):
-            values[field.name] = tuple(_mirror(shape.type_, item, kind) for item in _source_items(source, field.name))
-            continue
-        if isinstance(shape, EntityField):
-            values[field.name] = None if is_optional(field) else _mirror(shape.type_, None, kind)
-            continue
-        if isinstance(shape, PrimitiveTupleField):
-            values[field.name] = None if is_optional(field) else ()
-            continue
-        copied = _source_value(source, field.name) if field.name != "throttle_time" else MISSING
-        if copied is not MISSING and _fits(field, copied):
-            values[field.name] = copied
-        elif field.default is not MISSING:
-            values[field.name] = field.default
-        elif field.default_factory is not MISSING:  # type: ignore[misc]
-            values[field.name] = field.default_factory()  # type: ignore[misc]
-        elif is_optional(field):
-            values[field.name] = None
-        else:
-            kafka_type = get_schema_field_type(field)
-            values[field.name] = _ZERO[kafka_type] if kafka_type in _ZERO else field.type(0)
-    for name in deferred_errors:
-        values[name] = _error_code(kind, values.get("resource_type"))
-    return schema(**values)
-
-
-_PYTHON_TYPES = {"string": (str,), "uuid": (uuid.UUID,), "bool": (bool,)}
-
-
-def _fits(field: Field, value: Any) -> bool:
-    """May a request value be copied into this response field (same kind of value)?"""
-    if value is None:
-        return is_optional(field)
-    kafka_type = field.metadata.get("kafka_type", "")
-    wanted = _PYTHON_TYPES.get(kafka_type, (int,) if kafka_type.startswith(("int", "uint")) else ())
-    return isinstance(value, wanted) and not (wanted == (int,) and isinstance(value, bool))
-
-
-class _Named:
-    """A one-attribute stand-in for a request item that was a bare value."""
-
-    def __init__(self, name: str, value: Any) -> None:
-        setattr(self, name, value)
-
-
-def refusal_body(api_key: int, api_version: int, request_body: memoryview, kind: str) -> bytes:
-    """The body of the response refusing this request (raises if kio cannot decode or encode it)."""
-    request, _ = entity_reader(load_request_schema(api_key, api_version))(request_body, 0)
-    return encode(_mirror(load_response_schema(api_key, api_version), request, kind))
+def request_reader(api_key: int, api_version: int) -> Check:
+    """A function reading the whole request as Kafka does (names checked on the way): what the request
+    guard's differential tests compare with Kafka's own parser."""
+    message = lookup(REQUEST, api_key, api_version)
+    if message is None:
+        raise UnknownMessage(f"request api key {api_key} v{api_version}")
+    return _NAMESPACE[_register(message.root, last=False, check=True)]  # type: ignore[return-value]

@@ -24,16 +24,19 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from kio.serial.errors import SerialError
-from kio.serial.readers import read_int16, read_nullable_legacy_string, read_compact_string_nullable
 
 from ..close_reasons import CloseReason
-from ..protocol.api_keys import FETCH, METADATA, PRODUCE
+from ..protocol.api_keys import API_VERSIONS, FETCH, METADATA, PRODUCE
+from ..protocol.api_versions import unsupported_version_body
 from ..protocol.headers import (
     CORRELATION, SIZE, MalformedFrame, request_route, response_body_offset, response_header_is_flexible,
 )
-from ..protocol.policy import relay_handling
-from ..protocol.reserved import Reserved, ReservedNames, refusal_body, request_checker
+from ..protocol.message_specs import UnknownMessage
+from ..protocol.metadata_request import forbid_auto_creation
+from ..protocol.policy import api_versions_known, relay_handling
+from ..protocol.refusal import Unanswerable, refusal_body
+from ..protocol.reserved import Reserved, ReservedNames, request_checker
+from ..protocol.wire import I16, WireError, compact_length
 from ..protocol.rewriting import REWRITERS
 from ..metrics import ApiMetrics, Metrics
 from ..broker_addresses import BrokerInfo
@@ -45,7 +48,7 @@ log = logging.getLogger(__name__)
 
 FIRST_FLEXIBLE_PRODUCE = 9
 # Why a client's reading is paused (several can hold at once; reading resumes when none does).
-PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT, PAUSED_HANDOVER = 1, 2, 4, 8
+PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT, PAUSED_HANDOVER, PAUSED_CLIENT_NOT_READING = 1, 2, 4, 8, 16
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER_MIN = 32 * 1024  # a frame's rest below this is not worth a setsockopt
 LOW_WATER_MAX = 256 * 1024  # what the event loop reads at once
@@ -112,9 +115,14 @@ class Rules:
 
 def produce_expects_response(frame: memoryview, body_offset: int, api_version: int) -> bool:
     """acks=0 produce requests get no response, so they must not wait in the queue."""
-    reader = read_compact_string_nullable if api_version >= FIRST_FLEXIBLE_PRODUCE else read_nullable_legacy_string
-    _, size = reader(frame, body_offset)  # transactional_id
-    acks, _ = read_int16(frame, body_offset + size)
+    if api_version >= FIRST_FLEXIBLE_PRODUCE:  # transactional_id: a nullable compact string
+        length, size = compact_length(frame, body_offset)
+    else:
+        (length,), size = I16.unpack_from(frame, body_offset), 2
+    offset = body_offset + size + max(length, 0)
+    if offset + 2 > len(frame):
+        raise IndexError("produce header runs past the bytes at hand")
+    (acks,) = I16.unpack_from(frame, offset)
     return acks != 0
 
 
@@ -294,6 +302,8 @@ class ConnectionPair:
             if incomplete:
                 return Decision.NEED_MORE
             raise
+        if api_key == API_VERSIONS and api_version > api_versions_known():
+            return self._collect_request(size)  # answered here, as a broker answers it (_collected_request)
         is_allowed, rewrite = relay_handling(api_key, api_version)
         if not is_allowed:
             raise MalformedFrame(CloseReason.API_NOT_ALLOWED, f"api key {api_key} v{api_version} is not relayed")
@@ -303,10 +313,6 @@ class ConnectionPair:
         except (Reserved, _Truncated):
             # Refused (the refusal echoes the request) or names still to come: decided on the whole frame.
             return self._collect_request(size)
-        except MalformedFrame:
-            if incomplete:
-                return self._collect_request(size)
-            raise
         self._admit(api_key, api_version, correlation_id, size, rewrite, expects_response)
         return Decision.PASS
 
@@ -320,6 +326,11 @@ class ConnectionPair:
         """A request assembled whole (see _decide_request): relay it, or answer it with its refusal."""
         view = memoryview(frame)[4:]
         api_key, api_version, correlation_id, body_offset = request_route(view)
+        if api_key == API_VERSIONS and api_version > api_versions_known():
+            # KIP-511: a version above ours is answered in v0 with UNSUPPORTED_VERSION and the versions of
+            # ApiVersions we know, and the client asks again at one of them (as a broker does).
+            self._answer(view, api_key, api_version, correlation_id, None, unsupported_version_body(), False)
+            return
         _, rewrite = relay_handling(api_key, api_version)
         try:
             expects_response = self._expects_response(view, api_key, api_version, body_offset)
@@ -331,9 +342,15 @@ class ConnectionPair:
                 self._refuse(view, api_key, api_version, correlation_id, body_offset, hit.kind)
                 return
             # Metadata is answered by the broker (its broker list is needed); the reserved topics asked for
-            # come back as TOPIC_AUTHORIZATION_FAILED (protocol/hiding.py), as from a broker that denies them.
+            # come back as TOPIC_AUTHORIZATION_FAILED (protocol/hiding.py), as from a broker that denies them,
+            # and the request may not create them (allow_auto_topic_creation cleared).
+            edited = bytearray(frame)
+            try:
+                forbid_auto_creation(edited, 4 + body_offset, api_version)
+            except Exception as error:
+                raise MalformedFrame(CloseReason.BAD_REQUEST, f"metadata request: {error!r}") from None
             self._admit(api_key, api_version, correlation_id, len(view), rewrite, True, names_reserved=True)
-            self._to_upstream(frame)
+            self._to_upstream(edited)
             return
         self._admit(api_key, api_version, correlation_id, len(view), rewrite, expects_response)
         self._to_upstream(frame)
@@ -344,18 +361,25 @@ class ConnectionPair:
             return True
         try:
             return produce_expects_response(frame, body_offset, api_version)
-        except Exception as error:  # kio readers on a truncated produce header
-            raise MalformedFrame(CloseReason.BAD_HEADER, f"produce header: {error!r}") from None
+        except (IndexError, struct.error) as error:  # the bytes at hand end inside the produce header
+            raise _Truncated(f"produce header: {error!r}") from None
+        except WireError as error:
+            raise MalformedFrame(CloseReason.BAD_REQUEST, f"produce header: {error}") from None
 
     def _check_names(self, frame: memoryview, api_key: int, api_version: int, body_offset: int | None) -> None:
         """Raises Reserved if the request names a reserved topic or group, _Truncated if the bytes at
-        hand end before its last name (or do not match its schema)."""
-        check = request_checker(api_key, api_version)
+        hand end before its last name, MalformedFrame for bytes Kafka itself would refuse."""
+        try:
+            check = request_checker(api_key, api_version)
+        except UnknownMessage:
+            raise MalformedFrame(CloseReason.API_NOT_ALLOWED, f"api key {api_key} v{api_version} is not known") from None
         if check is None:
             return
         try:
             check(frame, body_offset, self.rules.reserved)
-        except (IndexError, ValueError, struct.error, SerialError) as error:  # ValueError: WalkError
+        except WireError as error:  # Kafka's reader refuses these bytes too (TagSizeMismatch among them)
+            raise MalformedFrame(CloseReason.BAD_REQUEST, f"api key {api_key} v{api_version}: {error}") from None
+        except (IndexError, struct.error) as error:
             raise _Truncated(repr(error)) from None
 
     def _admit(self, api_key: int, api_version: int, correlation_id: int, size: int, rewrite: bool,
@@ -369,9 +393,12 @@ class ConnectionPair:
         if expects_response:
             self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, now, api,
                                            names_reserved=names_reserved))
-            if len(self.in_flight) >= self._in_flight_cap and not self._paused & PAUSED_IN_FLIGHT:
-                self.metrics.in_flight_paused.inc()
-                self._pause_client(PAUSED_IN_FLIGHT)
+            self._cap_in_flight()
+
+    def _cap_in_flight(self) -> None:
+        if len(self.in_flight) >= self._in_flight_cap and not self._paused & PAUSED_IN_FLIGHT:
+            self.metrics.in_flight_paused.inc()
+            self._pause_client(PAUSED_IN_FLIGHT)
 
     def _refuse(self, request: memoryview, api_key: int, api_version: int, correlation_id: int,
                 body_offset: int, kind: str) -> None:
@@ -382,9 +409,17 @@ class ConnectionPair:
             return  # acks=0: nothing to answer
         try:
             body = refusal_body(api_key, api_version, request[body_offset:], kind)
-        except Exception as error:
-            raise MalformedFrame(CloseReason.UNANSWERABLE, f"api key {api_key} v{api_version} refusal: {error!r}") from None
-        header = CORRELATION.pack(correlation_id) + (b"\0" if response_header_is_flexible(api_key, api_version) else b"")
+        except Unanswerable as error:
+            raise MalformedFrame(CloseReason.UNANSWERABLE, f"api key {api_key} v{api_version} refusal: {error}") from None
+        self._answer(request, api_key, api_version, correlation_id, body_offset, body,
+                     response_header_is_flexible(api_key, api_version))
+
+    def _answer(self, request: memoryview, api_key: int, api_version: int, correlation_id: int,
+                body_offset: int | None, body: bytes, flexible_header: bool) -> None:
+        """Write the gateway's own response to a request in its turn: at once if nothing is in flight, else
+        queued behind the broker's responses. It counts against the in-flight cap like a relayed request."""
+        self.last_request = time.monotonic()
+        header = CORRELATION.pack(correlation_id) + (b"\0" if flexible_header else b"")
         response = SIZE.pack(len(header) + len(body)) + header + body
         if not self.in_flight and self.responses.at_boundary():
             self.client.write(response)
@@ -392,12 +427,15 @@ class ConnectionPair:
         api = self.metrics.api(api_key)
         self.in_flight.append(InFlight(correlation_id, api_key, api_version, False, time.monotonic(), api, response))
         self._refusals += 1
+        self._cap_in_flight()
 
     def _write_refusals(self) -> None:
         """Refusals at the head of the queue: every response before them has been written."""
         while self.in_flight and self.in_flight[0].refusal is not None:
             self.client.write(self.in_flight.popleft().refusal)
             self._refusals -= 1
+        if self._paused & PAUSED_IN_FLIGHT and len(self.in_flight) <= self._in_flight_cap // 2:
+            self._resume_client(PAUSED_IN_FLIGHT)
 
     def _to_upstream(self, chunk: bytes | bytearray | memoryview) -> None:
         if self.upstream is None:
@@ -491,14 +529,18 @@ class ConnectionPair:
         self._resume_client(PAUSED_BROKER)
 
     def pause_upstream(self) -> None:
+        """The client reads slower than we write to it: stop reading the broker's answers, and the client's
+        requests too (the gateway's own answers, refusals among them, would otherwise pile up unread)."""
         self.write_paused_since = time.monotonic()
         if self.upstream is not None and not self.closed:
             self.upstream.pause_reading()
+        self._pause_client(PAUSED_CLIENT_NOT_READING)
 
     def resume_upstream(self) -> None:
         self.write_paused_since = None
         if self.upstream is not None and not self.closed:
             self.upstream.resume_reading()
+        self._resume_client(PAUSED_CLIENT_NOT_READING)
 
 
 class ClientProtocol(asyncio.Protocol):

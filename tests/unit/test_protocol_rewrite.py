@@ -13,7 +13,7 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 import pytest
-from kio.index import load_response_schema
+from gateway_app.protocol.kio_adapter import load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 from gateway_app.protocol.kio_adapter import EntityField, EntityTupleField, PrimitiveField, PrimitiveTupleField, classify_field
