@@ -20,11 +20,14 @@ from .proxy.server import Gateway
 from .proxy.tls import reload_client_certificate, upstream_context
 from .readiness import CheckResult, Flag, Readiness
 from .tls_check import TlsMaterialError
+from .cluster.membership import group_name, topic_name
 from .cluster.topology import ClusterTopology
+from .protocol.reserved import ReservedNames
 
 log = logging.getLogger(__name__)
 
 DIRECTORY_REFRESH_S = 30.0
+RESERVED_IDS_WAIT_S = 20.0
 
 
 def _one_line_loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -43,7 +46,12 @@ class Node:
         self.settings = settings
         self.metrics = Metrics()
         self.readiness = Readiness()
-        self.topology = ClusterTopology(settings, self.metrics.registry)  # membership runs in both load balancing modes
+        # The guard's reserved names; their topic ids come from the membership's first look at the backing Kafka.
+        self.reserved = ReservedNames.of(group_name(settings.cluster_id), topic_name(settings.cluster_id))
+        self.reserved.ids_known = False
+        self.reserved_ids_known = asyncio.Event()
+        self.topology = ClusterTopology(  # membership runs in both load balancing modes
+            settings, self.metrics.registry, on_reserved_topic_ids=self._reserved_topic_ids)
         self.readiness.add("cluster_membership", self.topology.readiness_check)
         self.directory = BrokerDirectory(
             {**settings.kafka_properties}, settings.bootstrap_servers, settings.upstream_connect_timeout_s,
@@ -51,7 +59,7 @@ class Node:
             on_described=self.topology.brokers_described)
         self.routes = Routes(self.topology, self.directory, self.metrics, upstream_context(settings),
                              settings.upstream_connect_timeout_s)
-        self.gateway = Gateway(settings, self.routes, self.metrics)
+        self.gateway = Gateway(settings, self.routes, self.metrics, self.reserved)
         self.handover = (HandoverRunner(settings, self.gateway, self.topology, self.metrics.registry)
                          if settings.internal_load_balancing else None)
         self.http = HttpServer(settings, self.readiness, self.metrics, self.cluster_view)
@@ -61,6 +69,21 @@ class Node:
         self.readiness.add("broker_ids_in_range", self._broker_ids_in_range)
         self.readiness.add("not_draining", self.not_draining)
         self._stop = asyncio.Event()
+
+    def _reserved_topic_ids(self, ids: list[bytes]) -> None:
+        self.reserved.know_topic_ids(ids)
+        self.reserved_ids_known.set()
+
+    async def _wait_for_reserved_topic_ids(self) -> None:
+        """Listen once the reserved topics' ids are known (or after RESERVED_IDS_WAIT_S: until then every
+        request naming a topic by id is refused, see ReservedNames.ids_known)."""
+        waits = [asyncio.ensure_future(self.reserved_ids_known.wait()), asyncio.ensure_future(self._stop.wait())]
+        await asyncio.wait(waits, timeout=RESERVED_IDS_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        if not self.reserved_ids_known.is_set() and not self._stop.is_set():
+            log.warning("reserved topic ids not known after %.0fs; listening, refusing every topic id until they are",
+                        RESERVED_IDS_WAIT_S)
 
     def _backing_kafka(self) -> CheckResult:
         if self.directory.last_refresh_error is None and self.directory.last_refresh_ok is not None:
@@ -123,6 +146,7 @@ class Node:
             await self.http.start(self.settings.http_bind_host, self.settings.http_port)
             await self.directory.refresh()
             await self.topology.start()  # cluster membership: joined before listening
+            await self._wait_for_reserved_topic_ids()
             await self.gateway.start()
         except OSError as error:  # a port in use or an address not on this host: say so, exit non-zero
             log.error("cannot start: %s", error)

@@ -70,7 +70,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from prometheus_client import CollectorRegistry
@@ -134,8 +134,10 @@ class Membership:
         secret: str,
         previous_secret: str | None = None,
         metrics: ClusterMetrics | None = None,
+        on_reserved_topic_ids: Callable[[list[bytes]], None] | None = None,
     ) -> None:
         self.me = me
+        self._on_reserved_topic_ids = on_reserved_topic_ids
         self._codec = RecordCodec(cluster_id, secret, previous_secret)
         self._metrics = metrics or ClusterMetrics(CollectorRegistry())
         self.group = group_name(cluster_id)
@@ -296,6 +298,7 @@ class Membership:
                 if partitions:
                     if len(partitions) != 1:  # made by hand or auto-created: read every partition
                         log.warning("members topic %s has %d partitions; reading them all", self.topic, len(partitions))
+                    self._learn_reserved_topic_ids(admin)
                     self._last_error = "members topic found; joining the group"
                     return partitions
                 waited = time.monotonic() - exists_since
@@ -312,6 +315,22 @@ class Membership:
             self._stopping.wait(backoff)
             backoff = min(backoff * 2, TOPIC_RETRY_MAX_S)
         return []
+
+    def _learn_reserved_topic_ids(self, admin: AdminClient) -> None:
+        """Tell the request guard the ids of every reserved topic (the members topic and any other named
+        with the group's prefix) before this node serves a client: Fetch and Produce name topics by id
+        only, and a node must not depend on having seen the id in a Metadata answer first."""
+        if self._on_reserved_topic_ids is None:
+            return
+        prefix = f"{self.group}_"
+        names = [name for name in admin.list_topics(timeout=10).topics if name == self.topic or name.startswith(prefix)]
+        ids = []
+        for future in admin.describe_topics(TopicCollection(names), request_timeout=10).values():
+            topic_id = future.result().topic_id
+            ids.append(((topic_id.get_most_significant_bits() & (2**64 - 1)) << 64
+                        | (topic_id.get_least_significant_bits() & (2**64 - 1))).to_bytes(16, "big"))
+        self._on_reserved_topic_ids(ids)
+        log.info("reserved topics known by id: %s", ", ".join(sorted(names)))
 
     def _ensure_topic(self, admin: AdminClient) -> None:
         """Compacted, one partition, replicated on up to 3 of the brokers that are up right now."""

@@ -44,7 +44,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
@@ -98,8 +98,10 @@ def mapping_view(topology: Topology, brokers: Mapping[int, BrokerInfo]) -> dict[
 
 
 class ClusterTopology:
-    def __init__(self, settings: Settings, registry: CollectorRegistry, clock=time.monotonic) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry, clock=time.monotonic,
+                 on_reserved_topic_ids: Callable[[list[bytes]], None] | None = None) -> None:
         self.settings = settings
+        self._on_reserved_topic_ids = on_reserved_topic_ids  # called on the event loop
         self.plan = settings.port_plan
         self.me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
         self._static = StaticTopology(self.plan, settings.advertised_host)
@@ -124,6 +126,8 @@ class ClusterTopology:
             secret=self.settings.cluster_secret.reveal(),
             previous_secret=self.settings.cluster_secret_previous.reveal() if self.settings.cluster_secret_previous else None,
             metrics=self.metrics,
+            on_reserved_topic_ids=(None if self._on_reserved_topic_ids is None else
+                                   lambda ids: loop.call_soon_threadsafe(self._on_reserved_topic_ids, ids)),
         )
         self._membership.start()
 

@@ -14,7 +14,6 @@ import time
 from typing import Callable
 
 from ..close_reasons import CloseReason
-from ..cluster.membership import group_name, topic_name
 from ..config import Settings
 from ..protocol.reserved import ReservedNames
 from ..metrics import Metrics
@@ -31,23 +30,22 @@ PROXY_HEADER_TIMEOUT_S = 5.0
 SWEEP_INTERVAL_S = 1.0  # deadlines are checked this often: they fire up to a second late
 
 
-def rules_of(settings: Settings, client_tls: bool) -> Rules:
-    return Rules(settings.max_frame_bytes, settings.max_in_flight, settings.max_assembled_bytes,
-                 ReservedNames.of(group_name(settings.cluster_id), topic_name(settings.cluster_id)), client_tls)
+def rules_of(settings: Settings, client_tls: bool, reserved: ReservedNames) -> Rules:
+    return Rules(settings.max_frame_bytes, settings.max_in_flight, settings.max_assembled_bytes, reserved, client_tls)
 
 
 class Gateway:
     """Listeners and the live connection pairs: accepts, admits under the connection limits, closes at
     deadlines, drains. Where a connection goes is its `Routes`' business."""
 
-    def __init__(self, settings: Settings, routes: Routes, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, routes: Routes, metrics: Metrics, reserved: ReservedNames) -> None:
         self.settings = settings
         self.routes = routes
         self.plan = routes.plan
         self.metrics = metrics
         self.incidents = Incidents(metrics)
         self.client_ssl = client_context(settings)
-        self.rules = rules_of(settings, self.client_ssl is not None)
+        self.rules = rules_of(settings, self.client_ssl is not None, reserved)
         self.pairs: set[ConnectionPair] = set()
         self.listening = False
         self._servers: list[asyncio.AbstractServer] = []
