@@ -3,7 +3,9 @@ cluster view.
 
 Served by aiohttp's low-level server (its HTTP/1.1 parser and response writer) with limits of our own around
 it: a few open connections at most, each one answering a single request and gone within a deadline, small
-request lines and headers, GET/HEAD only. /cluster names the backing brokers' addresses only to an operator:
+request lines and headers, GET/HEAD only. Sources outside GATEWAY_HTTP_ADMIN_NETWORKS get MAX_PER_SOURCE
+connections each and never the last RESERVED_FOR_ADMIN: clients that can reach the port cannot fill it, and
+readiness checks and scrapes from the operator's networks are still answered. /cluster names the backing brokers' addresses only to an operator:
 a request from GATEWAY_HTTP_ADMIN_NETWORKS, or with `Authorization: Bearer <GATEWAY_HTTP_ADMIN_TOKEN>`.
 Everything refused (or answered without the addresses) is counted in gateway_http_refused_total by reason.
 """
@@ -30,6 +32,8 @@ from .readiness import Readiness
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 32  # Prometheus, a load balancer's checks and an operator need a handful
+MAX_PER_SOURCE = 4  # open connections from one address outside the admin networks
+RESERVED_FOR_ADMIN = 8  # of MAX_CONNECTIONS, kept for the admin networks (scrapes, readiness checks)
 CONNECTION_DEADLINE_S = 5.0  # from accept to the response written: every route answers in milliseconds
 MAX_REQUEST_LINE = 2048
 MAX_HEADER_FIELD = 2048
@@ -62,6 +66,7 @@ class HttpServer:
         self._admin_token = settings.http_admin_token.encode() if settings.http_admin_token else None
         self._admin_networks = settings.http_admin_networks
         self._open: set[_Guard] = set()
+        self._per_source: dict[str, int] = {}  # open connections per source outside the admin networks
         self._last_logged: dict[str, float] = {}
         self._server: web.Server | None = None
         self._listener: asyncio.AbstractServer | None = None
@@ -111,6 +116,26 @@ class HttpServer:
             address = address.ipv4_mapped
         return any(address in network for network in self._admin_networks)
 
+    def admit(self, host: str) -> str | None:
+        """Why a new connection from `host` is refused, or None (then it is counted as open)."""
+        if len(self._open) >= MAX_CONNECTIONS:
+            return "too_many_connections"
+        if self._from_admin_network(host):
+            return None
+        if len(self._open) >= MAX_CONNECTIONS - RESERVED_FOR_ADMIN:
+            return "too_many_connections"
+        if self._per_source.get(host, 0) >= MAX_PER_SOURCE:
+            return "too_many_from_source"
+        self._per_source[host] = self._per_source.get(host, 0) + 1
+        return None
+
+    def release(self, host: str) -> None:
+        left = self._per_source.get(host, 0) - 1
+        if left > 0:
+            self._per_source[host] = left
+        else:
+            self._per_source.pop(host, None)
+
     # --- refusals --------------------------------------------------------------------------------
 
     def refused(self, reason: str, detail: str | None) -> None:
@@ -147,11 +172,14 @@ class _Guard(asyncio.Protocol):
         self._owner = owner
         self._inner: asyncio.Protocol | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._host = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        if len(self._owner._open) >= MAX_CONNECTIONS:
-            self._owner.refused("too_many_connections", f"{MAX_CONNECTIONS} connections open, closing {peer}")
+        self._host = str(peer[0]) if peer else "?"
+        refusal = self._owner.admit(self._host)
+        if refusal is not None:
+            self._owner.refused(refusal, f"{len(self._owner._open)} connections open, closing {peer}")
             transport.abort()
             return
         self._owner._open.add(self)
@@ -183,7 +211,9 @@ class _Guard(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._owner._open.discard(self)
+        if self in self._owner._open:
+            self._owner._open.discard(self)
+            self._owner.release(self._host)
         if self._inner is not None:
             self._inner.connection_lost(exc)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import subprocess
 import time
 import urllib.request
 
@@ -128,6 +129,40 @@ def test_a_silent_or_slow_connection_is_closed_at_the_deadline_and_counted(lab, 
         assert silent.recv(1) == b"" and slow.recv(1) == b""
         assert time.monotonic() - started < 10
     assert node.metric("gateway_http_refused_total", reason="timeout") == before + 2
+
+
+HOLD = """
+import socket, sys, time
+address, port = sys.argv[1], int(sys.argv[2])
+held = [socket.create_connection((address, port), timeout=5) for _ in range(40)]
+time.sleep(1.0)
+closed = 0
+for sock in held:
+    sock.setblocking(False)
+    try:
+        closed += sock.recv(1) == b""
+    except BlockingIOError:
+        pass
+    except OSError:
+        closed += 1
+print(closed, flush=True)
+time.sleep(3.0)
+"""
+
+
+def test_a_client_cannot_fill_the_port_and_readiness_still_answers(lab, node):
+    """40 idle sockets from the client network: 4 admitted, the rest refused, and the operator's check still answered."""
+    before = node.metric("gateway_http_refused_total", reason="too_many_from_source")
+    holder = subprocess.Popen(lab.client_cmd([PYTHON, "-c", HOLD, node.http_address, str(HTTP_PORT)]),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert int(holder.stdout.readline()) == 40 - 4
+        with urllib.request.urlopen(f"http://{node.http_address}:{HTTP_PORT}/health/ready", timeout=5) as response:
+            assert response.status == 200  # from the operator's network, while the client holds its sockets
+    finally:
+        holder.wait(timeout=30)
+    assert node.metric("gateway_http_refused_total", reason="too_many_from_source") == before + 36
 
 
 def test_connections_beyond_the_cap_are_refused_and_counted(lab, node):
