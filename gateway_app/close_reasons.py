@@ -17,6 +17,7 @@ class CloseReason(StrEnum):
     BAD_REQUEST = "bad_request"
     API_NOT_ALLOWED = "api_not_allowed"
     OVERSIZED_ASSEMBLY = "oversized_assembly"
+    NODE_ASSEMBLY_BUDGET = "node_assembly_budget"
     UNANSWERABLE = "unanswerable"
     PROXY_HEADER = "proxy_header"
     # the broker side (gateway_upstream_errors)
@@ -32,5 +33,6 @@ class CloseReason(StrEnum):
     NODE_LIMIT = "node_limit"
     SOURCE_LIMIT = "source_limit"
     FIRST_REQUEST_TIMEOUT = "first_request_timeout"
+    FRAME_TIMEOUT = "frame_timeout"
     IDLE_TIMEOUT = "idle_timeout"
     CLIENT_NOT_READING = "client_not_reading"

@@ -223,6 +223,13 @@ SPECS: tuple[Spec, ...] = (
          "Largest frame the node holds whole: a request whose topic/group names must all be checked before it is "
          "relayed, or a response decoded for a rewrite (not Produce/Fetch, whose tagged fields are read in place). "
          "A bigger one closes that connection. GATEWAY_MAX_FRAME_BYTES applies first."),
+    Spec("GATEWAY_MAX_ASSEMBLED_BYTES_TOTAL", "max_assembled_bytes_total", _int_in(1024, 2**40), str(128 * 1024 * 1024),
+         "Bytes of client requests all connections of the node together hold whole at once (see "
+         "GATEWAY_MAX_ASSEMBLED_BYTES); a request that would exceed it closes its connection (counted, reason "
+         "node_assembly_budget, and logged)."),
+    Spec("GATEWAY_FRAME_TIMEOUT_S", "frame_timeout_s", _positive_float, "60",
+         "A client that has sent part of a request and not the rest for this long is closed (reason frame_timeout), "
+         "whatever it sent before."),
     Spec("GATEWAY_SSL_CERT_FILE", "ssl_cert_file", _existing_file, "", "PEM certificate (chain) for TLS towards clients; enables TLS on every listener."),
     Spec("GATEWAY_SSL_KEY_FILE", "ssl_key_file", _existing_file, "", "PEM private key for GATEWAY_SSL_CERT_FILE."),
     Spec("GATEWAY_SSL_CA_FILE", "ssl_ca_file", _existing_file, "", "PEM CA bundle that client certificates are verified against."),
@@ -295,6 +302,8 @@ class Settings:
     client_write_timeout_s: float
     max_in_flight: int
     max_assembled_bytes: int
+    max_assembled_bytes_total: int
+    frame_timeout_s: float
     ssl_cert_file: Path | None
     ssl_key_file: Path | None
     ssl_ca_file: Path | None
@@ -515,6 +524,9 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
 
 def _check_consistency(settings: Settings) -> None:
     _check_member_record(settings)
+    if settings.max_assembled_bytes_total < settings.max_assembled_bytes:
+        raise ConfigError("GATEWAY_MAX_ASSEMBLED_BYTES_TOTAL", f"{settings.max_assembled_bytes_total} is below "
+                          f"GATEWAY_MAX_ASSEMBLED_BYTES ({settings.max_assembled_bytes}): no large request could be checked")
     plan = settings.port_plan
     if plan.port_start + plan.port_count - 1 > 65535:
         raise ConfigError("GATEWAY_PORT_COUNT", f"ports {plan.port_start}..{plan.port_start + plan.port_count - 1} exceed 65535")

@@ -102,6 +102,25 @@ class _Truncated(Exception):
     """The bytes at hand end before a request's last topic or group name (or do not match its schema)."""
 
 
+class AssemblyBudget:
+    """Bytes of requests the node's connections hold whole at once (GATEWAY_MAX_ASSEMBLED_BYTES_TOTAL)."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     """What every client connection of the node enforces (from the settings, see Gateway)."""
@@ -111,6 +130,7 @@ class Rules:
     max_assembled_bytes: int
     reserved: ReservedNames  # the gateway cluster's own topic and group
     client_tls: bool = False  # socket bytes are not frame bytes (no ReadLowWater)
+    assembly: AssemblyBudget = AssemblyBudget(2**62)  # shared by all connections of a node
 
 
 def produce_expects_response(frame: memoryview, body_offset: int, api_version: int) -> bool:
@@ -202,6 +222,7 @@ class ConnectionPair:
         self._paused = 0  # why the client's reading is paused: bits of PAUSED_*
         self._in_flight_cap = rules.max_in_flight
         self._assembled_limit = rules.max_assembled_bytes
+        self._assembling = 0  # bytes of the request being collected, taken from rules.assembly
         self._client_low_water: ReadLowWater | None = None
         self._upstream_low_water: ReadLowWater | None = None
         limit = rules.max_frame_bytes
@@ -264,6 +285,7 @@ class ConnectionPair:
         if self.closed:
             return
         self.closed = True
+        self._release_assembly()
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.close()
@@ -271,6 +293,7 @@ class ConnectionPair:
 
     def abort(self) -> None:
         self.closed = True
+        self._release_assembly()
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.abort()
@@ -320,10 +343,21 @@ class ConnectionPair:
         if size > self._assembled_limit:
             raise MalformedFrame(CloseReason.OVERSIZED_ASSEMBLY, f"request of {size} bytes must be checked whole; "
                                  f"GATEWAY_MAX_ASSEMBLED_BYTES is {self._assembled_limit}")
+        if not self.rules.assembly.take(size):
+            raise MalformedFrame(CloseReason.NODE_ASSEMBLY_BUDGET, f"request of {size} bytes to check whole; the node "
+                                 f"holds {self.rules.assembly.used} of GATEWAY_MAX_ASSEMBLED_BYTES_TOTAL "
+                                 f"({self.rules.assembly.limit})")
+        self._assembling = size
         return Decision.COLLECT
+
+    def _release_assembly(self) -> None:
+        if self._assembling:
+            self.rules.assembly.give(self._assembling)
+            self._assembling = 0
 
     def _collected_request(self, frame: bytes) -> None:
         """A request assembled whole (see _decide_request): relay it, or answer it with its refusal."""
+        self._release_assembly()
         view = memoryview(frame)[4:]
         api_key, api_version, correlation_id, body_offset = request_route(view)
         if api_key == API_VERSIONS and api_version > api_versions_known():
@@ -521,6 +555,12 @@ class ConnectionPair:
         self._paused &= ~reason
         if not self._paused and self.client is not None and not self.closed:
             self.client.resume_reading()
+            if self.requests.started is not None:  # the frame deadline counts the time we read
+                self.requests.started = time.monotonic()
+
+    def reading_paused(self) -> bool:
+        """Is the node (not the client) the reason no more of the current request arrives?"""
+        return bool(self._paused)
 
     def pause_client(self) -> None:  # the broker reads slower than the client sends
         self._pause_client(PAUSED_BROKER)

@@ -9,6 +9,7 @@ kept as they came and joined once, so a multi-MiB Fetch response is copied once 
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from typing import Callable
 
@@ -41,6 +42,7 @@ class FrameStream:
         self._parts: list[bytes | memoryview] | None = None  # chunks of the frame being collected
         self._collect_left = 0  # bytes of that frame still to come
         self._head = bytearray()  # start of a frame split across chunks
+        self.started: float | None = None  # when the frame still incomplete at the end of the last chunk began
 
     def at_boundary(self) -> bool:
         return not self._passthrough and self._parts is None and not self._head
@@ -74,6 +76,11 @@ class FrameStream:
                     self._on_frame(b"".join(parts))
             else:
                 pos = self._boundary(view, pos, end)
+        if self._passthrough or self._parts is not None or self._head:
+            if self.started is None:
+                self.started = time.monotonic()
+        else:
+            self.started = None
 
     def _boundary(self, view: memoryview, pos: int, end: int) -> int:
         """Decide the frame starting here; returns the new position in `view`."""

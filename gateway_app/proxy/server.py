@@ -19,7 +19,7 @@ from ..protocol.reserved import ReservedNames
 from ..metrics import Metrics
 from ..protocol.headers import MalformedFrame
 from . import proxy_protocol
-from .connection import ClientProtocol, ConnectionPair, Rules
+from .connection import AssemblyBudget, ClientProtocol, ConnectionPair, Rules
 from .incidents import Incidents
 from .routes import Routes
 from .tls import TLS_HANDSHAKE_TIMEOUT_S, client_context, handshake_failure_reason
@@ -31,7 +31,8 @@ SWEEP_INTERVAL_S = 1.0  # deadlines are checked this often: they fire up to a se
 
 
 def rules_of(settings: Settings, client_tls: bool, reserved: ReservedNames) -> Rules:
-    return Rules(settings.max_frame_bytes, settings.max_in_flight, settings.max_assembled_bytes, reserved, client_tls)
+    return Rules(settings.max_frame_bytes, settings.max_in_flight, settings.max_assembled_bytes, reserved, client_tls,
+                 AssemblyBudget(settings.max_assembled_bytes_total))
 
 
 class Gateway:
@@ -174,7 +175,10 @@ class Gateway:
         """Close connections past a deadline: no first request, idle, or a client that does not read."""
         s = self.settings
         for pair in list(self.pairs):
-            if pair.last_request is None:
+            started = pair.requests.started
+            if started is not None and now - started > s.frame_timeout_s and not pair.reading_paused():
+                self._expire(pair, CloseReason.FRAME_TIMEOUT, abort=True)  # part of a request, and then nothing
+            elif pair.last_request is None:
                 if now - pair.accepted > s.first_request_timeout_s:
                     self._expire(pair, CloseReason.FIRST_REQUEST_TIMEOUT, abort=True)
             elif pair.write_paused_since is not None:

@@ -8,7 +8,9 @@ from gateway_app.broker_addresses import PortPlan
 from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
 from gateway_app.protocol.reserved import ReservedNames
-from gateway_app.proxy.connection import ConnectionPair, Rules
+from gateway_app.protocol.codec import encode as codec_encode
+from gateway_app.protocol.message_specs import spec
+from gateway_app.proxy.connection import AssemblyBudget, ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
@@ -61,3 +63,52 @@ def test_good_frames_wait_for_the_broker_connection_in_order() -> None:
     pair.from_client(frames[10:])
     assert _refused(metrics) == [] and ended == [] and b"".join(pair._early) == frames
     assert [entry.correlation_id for entry in pair.in_flight] == [1, 2]
+
+
+def _pair_with(rules: Rules) -> tuple[ConnectionPair, Metrics]:
+    metrics = Metrics()
+    routes = Routes(StaticTopology(PortPlan(6969, 1, 8), "198.18.0.9"), BrokerDirectory({}, (), 1.0), metrics)
+    pair = ConnectionPair(routes, rules, Incidents(metrics), 6969, "test")
+    pair.client = _Transport()  # type: ignore[assignment]
+    pair._connecting = True
+    return pair, metrics
+
+
+def _large_delete_topics(names: int) -> bytes:
+    """A DeleteTopics v5 request whose names do not fit the first 70 KB: checked whole, so assembled."""
+    message = spec("request", 20, 5)
+    body = codec_encode(message, {"topic_names": [f"t{i:05d}" + "x" * 200 for i in range(names)], "timeout_ms": 1})
+    payload = struct.pack(">hhih", 20, 5, 7, 1) + b"c" + b"\0" + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def test_requests_held_whole_share_one_node_wide_budget() -> None:
+    budget = AssemblyBudget(150_000)
+    rules = Rules(max_frame_bytes=1 << 20, max_in_flight=500, max_assembled_bytes=1 << 20,
+                  reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"), assembly=budget)
+    frame = _large_delete_topics(500)  # about 104 KB
+    first, _ = _pair_with(rules)
+    second, metrics = _pair_with(rules)
+    first.from_client(frame[:80_000])  # held, waiting for the rest
+    assert budget.used == len(frame) - 4 and not first.closed
+    second.from_client(frame[:80_000])  # would go over the budget: closed, counted
+    assert second.closed and _refused(metrics) == ["node_assembly_budget"]
+    first.from_client(frame[80_000:])  # complete: relayed, and the budget is free again
+    assert budget.used == 0 and not first.closed and [e.correlation_id for e in first.in_flight] == [7]
+    third, _ = _pair_with(rules)
+    third.from_client(frame[:80_000])
+    third.abort()  # a connection that ends mid-request gives its share back
+    assert budget.used == 0
+
+
+def test_a_partly_sent_request_is_timed_from_its_first_byte() -> None:
+    pair, _ = _pair_with(Rules(max_frame_bytes=1 << 20, max_in_flight=500, max_assembled_bytes=1 << 20,
+                               reserved=ReservedNames.of("_gateway_test", "_gateway_test_members")))
+    request = metadata_request(1)
+    pair.from_client(request[:5])
+    started = pair.requests.started
+    assert started is not None
+    pair.from_client(request[5:8])
+    assert pair.requests.started == started  # the frame's start, not the last chunk's
+    pair.from_client(request[8:])
+    assert pair.requests.started is None  # at a boundary: nothing is pending
