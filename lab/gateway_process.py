@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLUSTER_PORT_START, CLUSTER_HTTP_PORT = 6969, 8888  # the ports of a cluster node (ClusterNode)
 PYTHON = sys.executable
 
+LOG_PROBLEMS = ("Traceback (most recent call last)", "Fatal Python error")
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -125,6 +127,10 @@ class GatewayNode:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_problems(self) -> list[str]:
+        """Lines of the node's log that only a bug of ours writes: a Python traceback, a fatal error."""
+        return [line for line in self.log().splitlines() if any(mark in line for mark in LOG_PROBLEMS)]
 
     def http(self, path: str) -> tuple[int, str]:
         try:

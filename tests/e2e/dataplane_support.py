@@ -29,6 +29,7 @@ def running_node(lab: Any, tmp_path_factory: Any, port_start: int, http_port: in
     gateway = GatewayNode(lab, lab.gateway_addresses[-1], port_start, http_port, log_dir, **env).start()
     yield gateway
     assert gateway.stop() == 0, gateway.log()[-2000:]
+    assert not gateway.log_problems(), gateway.log()[-4000:]  # whatever the clients sent, no traceback, no crash
 
 
 def node_fixture(port_start: int, http_port: int, **env: str) -> Callable[..., Any]:
