@@ -26,7 +26,9 @@ from kio.static.primitive import i16, i32, i32Timedelta, i64
 from gateway_app.broker_addresses import PortPlan
 from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
+from gateway_app.protocol.codec import encode as codec_encode
 from gateway_app.protocol.kio_adapter import encode
+from gateway_app.protocol.message_specs import spec
 from gateway_app.protocol.reserved import ReservedNames
 from gateway_app.proxy.connection import ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
@@ -58,8 +60,16 @@ def _framed(payload: bytes) -> bytes:
 def produce_request(correlation_id: int, size: int) -> bytes:
     header = encode(RequestHeader(request_api_key=i16(0), request_api_version=i16(12),
                                                   correlation_id=i32(correlation_id), client_id="producer-1"))
-    body = b"\x00" + struct.pack(">hi", -1, 30_000)  # no transactional id, acks=all, timeout
-    return _framed(header + body + bytes(size - len(header) - len(body) - 4))
+    # acks=all, one topic, one partition whose record bytes fill the request to `size`
+    envelope = len(header) + len(_produce_body(0)) + 4
+    return _framed(header + _produce_body(size - envelope))
+
+
+def _produce_body(record_bytes: int) -> bytes:
+    records = bytes(max(0, record_bytes - 3))  # the compact length grows by up to 3 bytes with the size
+    body = codec_encode(spec("request", 0, 12), {"acks": -1, "timeout_ms": 30_000, "topic_data": [
+        {"name": "bench-default", "partition_data": [{"index": 0, "records": records}]}]})
+    return body
 
 
 def produce_response_frame(correlation_id: int) -> bytes:

@@ -178,8 +178,8 @@ def _indent(lines: list[str], depth: int = 1) -> list[str]:
 
 def _length_lines(flexible: bool, wide: bool) -> list[str]:
     """Lines that read a length (string: int16, bytes/array: int32; compact when flexible) into n."""
-    if flexible:
-        return ["n, s = clen(b, o)", "o += s"]
+    if flexible:  # a one-byte length inline (nearly always), longer ones through Kafka's varint rules
+        return ["n = b[o]", "if n < 128:", "    o += 1", "    n -= 1", "else:", "    n, s = clen(b, o)", "    o += s"]
     return ["(n,) = i32(b, o)", "o += 4"] if wide else ["(n,) = i16(b, o)", "o += 2"]
 
 
