@@ -124,7 +124,10 @@ def _read_struct(spec: FieldSpec, reader: _Reader) -> dict[str, Any]:
         values[child.snake] = _read_field(child, reader)
     if spec.flexible:
         tagged = {child.tag: child for child in spec.tagged()}
-        for _ in range(max(0, reader.varint())):
+        count = reader.varint()
+        if count < 0:
+            raise WireError("negative tagged field count")
+        for _ in range(count):
             tag, size = reader.varint(), reader.varint()
             end = reader.offset + size
             if size < 0 or end > len(reader.buffer):

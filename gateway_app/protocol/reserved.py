@@ -255,6 +255,7 @@ def _tag_section_lines(spec: FieldSpec, check: bool) -> list[str]:
     """A tag section as Kafka reads it: known tags by their type (and their declared size checked), the
     rest skipped by their size."""
     lines = ["n, s = uv(b, o)", "o += s",
+             "if n < 0:", "    raise WireError('negative tagged field count')",  # Kafka 4.4 refuses it too
              "for _ in range(n):",
              "    t, s = uv(b, o)", "    o += s",
              "    m, s = uv(b, o)", "    o += s",
@@ -314,7 +315,9 @@ def _register(spec: FieldSpec, last: bool, check: bool) -> str:
         name = f"read_{spec.snake}_{len(_SOURCES)}"
         _SOURCES[key] = name
         body = _struct_lines(spec, last, check)
-        source = "\n".join([f"def {name}(b, o, names):", *_indent(body), "    return o"])
+        # Fixed-width fields and byte runs are skipped unchecked: whether the struct fit is checked once, here.
+        tail = ["if o > len(b):", "    raise IndexError('the struct runs past the bytes at hand')", "return o"]
+        source = "\n".join([f"def {name}(b, o, names):", *_indent(body + tail)])
         exec(compile(source, f"<reserved {name}>", "exec"), _NAMESPACE)
     return name
 
