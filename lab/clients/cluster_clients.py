@@ -85,7 +85,14 @@ def produce(bootstrap: str, topic: str, prefix: str, count: str, rate: str, even
             pause = start + i / float(rate) - time.monotonic()
             if pause > 0:
                 producer.poll(pause)
-            producer.produce(topic, f"{prefix}-{i}".encode(), on_delivery=delivered)
+            value = f"{prefix}-{i}"
+            try:
+                producer.produce(topic, value.encode(), on_delivery=delivered)
+            except KafkaException as error:  # refused by produce() itself (e.g. _UNKNOWN_TOPIC once the topic is
+                # known not to exist): a send that failed, as an application sees it
+                name = error.args[0].name()
+                events.write(json.dumps({"value": value, "error": name, "t": time.time()}) + "\n")
+                failures.append(str(error))
             producer.poll(0)
         unflushed = producer.flush(FLUSH_S)
     print(json.dumps({"failed": len(failures), "unflushed": unflushed, "errors": failures[:5]}), flush=True)
