@@ -32,6 +32,7 @@ CLUSTER_PORT_START, CLUSTER_HTTP_PORT = 6969, 8888  # the ports of a cluster nod
 PYTHON = sys.executable
 
 LOG_PROBLEMS = ("Traceback (most recent call last)", "Fatal Python error")
+SUPERVISED = "gateway cluster membership failed"
 
 
 def unique(prefix: str) -> str:
@@ -129,8 +130,15 @@ class GatewayNode:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_problems(self) -> list[str]:
-        """Lines of the node's log that only a bug of ours writes: a Python traceback, a fatal error."""
-        return [line for line in self.log().splitlines() if any(mark in line for mark in LOG_PROBLEMS)]
+        """Lines of the node's log that only a bug of ours writes: a Python traceback, a fatal error. A traceback
+        the membership's supervisor logs before it restarts the membership (counted in
+        gateway_cluster_membership_restarts_total; a broker restart can cause one) is not one of them."""
+        found, previous = [], ""
+        for line in self.log().splitlines():
+            if any(mark in line for mark in LOG_PROBLEMS) and SUPERVISED not in previous:
+                found.append(line)
+            previous = line
+        return found
 
     def http(self, path: str) -> tuple[int, str]:
         try:
