@@ -16,7 +16,7 @@ from functools import cache
 from ..close_reasons import CloseReason
 from .api_keys import API_VERSIONS
 from .message_specs import REQUEST, RESPONSE, is_flexible
-from .wire import uvarint
+from .schema_walk import skip_tagged_fields
 
 SIZE = struct.Struct(">i")
 REQUEST_FIXED = struct.Struct(">hhi")  # api_key, api_version, correlation_id
@@ -87,28 +87,14 @@ def request_route(frame: memoryview) -> tuple[int, int, int, int | None]:
         raise MalformedFrame(CloseReason.BAD_HEADER, f"client id of {length} bytes runs past the frame")
     if flexible:
         try:
-            offset = _skip_header_tags(frame, offset)
+            offset = skip_tagged_fields(frame, offset)
         except (IndexError, ValueError) as error:
             raise MalformedFrame(CloseReason.BAD_HEADER, f"api key {api_key} v{api_version}: {error}") from None
     return api_key, api_version, correlation_id, offset if flexible is not None else None
 
 
-def _skip_header_tags(frame: memoryview, offset: int) -> int:
-    """The request header's tag section, read as Kafka reads it (it defines no tag there: all are skipped)."""
-    count, size = uvarint(frame, offset)
-    offset += size
-    for _ in range(max(count, 0)):
-        _, size = uvarint(frame, offset)
-        offset += size
-        length, size = uvarint(frame, offset)
-        offset += size + length
-        if length < 0 or offset > len(frame):
-            raise IndexError("header tag runs past the frame")
-    return offset
-
-
 def response_body_offset(frame: memoryview, api_key: int, api_version: int) -> int:
     """Offset of the response body within a response frame (size prefix excluded)."""
     if response_header_is_flexible(api_key, api_version):
-        return _skip_header_tags(frame, CORRELATION.size)
+        return skip_tagged_fields(frame, CORRELATION.size)
     return CORRELATION.size

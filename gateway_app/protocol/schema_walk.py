@@ -19,6 +19,7 @@ from kio.serial.readers import read_int8, read_int16, read_int32, read_unsigned_
 from kio.serial.writers import write_unsigned_varint
 from kio.static.protocol import Entity
 
+from .wire import uvarint
 from .kio_adapter import (EntityField, EntityTupleField, PrimitiveField, PrimitiveTupleField, classify_field,
                           get_field_tag, get_schema_field_type, is_optional)
 
@@ -38,15 +39,18 @@ _LENGTH_PREFIXED = {"string", "bytes", "records"}
 
 
 def read_tags(buffer: memoryview, offset: int) -> tuple[list[tuple[int, memoryview]], int]:
-    """The (tag, value) pairs of the tag section at offset, and the offset after it."""
-    count, size = read_unsigned_varint(buffer, offset)
+    """The (tag, value) pairs of the tag section at offset, and the offset after it. Varints are read as
+    Kafka reads them (wire.uvarint); a count or size that is negative or runs past the buffer raises."""
+    count, size = uvarint(buffer, offset)
     offset += size
     tags = []
     for _ in range(count):
-        tag, size = read_unsigned_varint(buffer, offset)
+        tag, size = uvarint(buffer, offset)
         offset += size
-        length, size = read_unsigned_varint(buffer, offset)
+        length, size = uvarint(buffer, offset)
         offset += size
+        if length < 0 or offset + length > len(buffer):
+            raise IndexError("tagged field runs past the buffer")
         tags.append((tag, buffer[offset:offset + length]))
         offset += length
     return tags, offset
