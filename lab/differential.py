@@ -390,7 +390,7 @@ class Builder:
         if spec.array:
             if spec.nullable and rng.random() < 0.15:
                 return None
-            element = codec._element(spec)
+            element = spec.element()
             count = rng.choice((0, 1, 1, 2, 3)) if depth < 3 else rng.choice((0, 1))
             return [self.value(element, depth + 1) for _ in range(count)]
         if spec.type == "struct" and spec.nullable and rng.random() < 0.3:
@@ -466,7 +466,7 @@ class Tracer:
                 self.length(-1, spec.flexible, True)
                 return
             self.length(len(value), spec.flexible, True)
-            element = codec._element(spec)
+            element = spec.element()
             for item in value:
                 self.value(element, item)
             return

@@ -94,10 +94,6 @@ def _read_value(spec: FieldSpec, reader: _Reader) -> Any:
     raise WireError(f"unknown Kafka type {kind!r}")
 
 
-def _element(spec: FieldSpec) -> FieldSpec:
-    return FieldSpec(spec.name, spec.snake, spec.type, False, False, None, spec.entity, spec.fields, spec.flexible)
-
-
 def _read_field(spec: FieldSpec, reader: _Reader) -> Any:
     if spec.array:
         count = reader.length(spec.flexible, wide=True)
@@ -108,7 +104,7 @@ def _read_field(spec: FieldSpec, reader: _Reader) -> Any:
         if count > len(reader.buffer) - reader.offset:
             raise WireError(f"an array of {count} items cannot fit in the bytes left")
         reader.spend(count)
-        element = _element(spec)
+        element = spec.element()
         return [_read_value(element, reader) for _ in range(count)]
     if spec.type == "struct" and spec.nullable:
         marker = I8.unpack_from(reader.buffer, reader.offset)[0]
@@ -194,7 +190,7 @@ def _write_field(out: bytearray, spec: FieldSpec, value: Any) -> None:
             _write_length(out, -1, spec.flexible, wide=True)
             return
         _write_length(out, len(value), spec.flexible, wide=True)
-        element = _element(spec)
+        element = spec.element()
         for item in value:
             _write_value(out, element, item)
         return

@@ -41,6 +41,10 @@ class FieldSpec:
         """Bytes of one value of a fixed-width primitive, None for everything else."""
         return None if self.array else _FIXED_WIDTH.get(self.type)
 
+    def element(self) -> "FieldSpec":
+        """One element of an array field: the same type and meaning, never null, never tagged."""
+        return FieldSpec(self.name, self.snake, self.type, False, False, None, self.entity, self.fields, self.flexible)
+
     def untagged(self) -> "tuple[FieldSpec, ...]":
         return tuple(f for f in self.fields if f.tag is None)
 

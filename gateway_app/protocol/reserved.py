@@ -218,7 +218,7 @@ def _value_lines(spec: FieldSpec, check: bool) -> list[str]:
         return [f"o = {_register(spec, last=False, check=check)}(b, o, names)"]
     if spec.type == "uuid" and kind is not None:
         return list(_TOPIC_ID_LINES)
-    width = _scalar(spec).width
+    width = spec.width
     if width is not None:
         return [f"o += {width}"]
     if spec.type == "string":
@@ -228,24 +228,20 @@ def _value_lines(spec: FieldSpec, check: bool) -> list[str]:
     raise TypeError(f"unknown Kafka type {spec.type!r} of {spec.name}")
 
 
-def _scalar(spec: FieldSpec) -> FieldSpec:
-    """An array's element: the same type and meaning, never null."""
-    return spec if not spec.array else FieldSpec(spec.name, spec.snake, spec.type, False, False, None, spec.entity, (),
-                                                 spec.flexible)
+def _array_count_lines(spec: FieldSpec) -> list[str]:
+    """An array's count into n, refused as Kafka refuses it: null where not nullable, more items than bytes left."""
+    return _length_lines(spec.flexible, wide=True) + _null_lines(spec, "field") + [
+        "if n > len(b) - o:", "    raise IndexError('an array of ' + str(n) + ' items cannot fit')"]
 
 
 def _field_lines(spec: FieldSpec, check: bool) -> list[str]:
     """Lines that read a whole field: an array's count and elements, a nullable struct's marker."""
-    element = _scalar(spec) if spec.array and spec.type != "struct" else spec
     if spec.array:
-        item = _value_lines(element, check) if spec.type != "struct" else \
-            [f"o = {_register(spec, last=False, check=check)}(b, o, names)"]
-        lines = _length_lines(spec.flexible, wide=True) + _null_lines(spec, "field")
-        lines += ["if n > len(b) - o:", "    raise IndexError('an array of ' + str(n) + ' items cannot fit')"]
-        width = element.width if spec.type != "struct" else None
+        element = spec.element()
+        width = element.width
         if width is not None and not (check and checked_kind(spec)):
-            return lines + ["if n > 0:", f"    o += n * {width}"]
-        return lines + ["for _ in range(n):"] + _indent(item)
+            return _array_count_lines(spec) + ["if n > 0:", f"    o += n * {width}"]
+        return _array_count_lines(spec) + ["for _ in range(n):"] + _indent(_value_lines(element, check))
     if spec.type == "struct" and spec.nullable:
         return ["(m,) = i8(b, o)", "o += 1", "if m >= 0:"] + _indent(_value_lines(spec, check))
     return _value_lines(spec, check)
@@ -296,8 +292,7 @@ def _last_field_lines(spec: FieldSpec) -> list[str]:
     if not spec.array:
         call = [f"return {function}(b, o, names)"]
         return (["(m,) = i8(b, o)", "o += 1", "if m < 0:", "    return o"] + call) if spec.nullable else call
-    return _length_lines(spec.flexible, wide=True) + _null_lines(spec, "field") + [
-        "if n > len(b) - o:", "    raise IndexError('an array of ' + str(n) + ' items cannot fit')",
+    return _array_count_lines(spec) + [
         "for _ in range(n - 1):", f"    o = {_register(spec, last=False, check=True)}(b, o, names)",
         "if n > 0:", f"    o = {function}(b, o, names)", "return o",
     ]
