@@ -141,9 +141,16 @@ def lookup(kind: str, api_key: int, version: int) -> MessageSpec | None:
 
 
 def is_flexible(kind: str, api_key: int, version: int) -> bool | None:
-    """Whether this message version uses compact encodings and tag sections; None if it is not defined."""
-    found = lookup(kind, api_key, version)
-    return None if found is None else found.flexible
+    """Whether this message version uses compact encodings and tag sections; None if it is not defined.
+    Asked per frame with whatever a client sends: a lookup in a table of the defined versions only."""
+    return _flexible_table().get((kind, api_key, version))
+
+
+@cache
+def _flexible_table() -> dict[tuple[str, int, int], bool]:
+    return {(kind, int(key), version): _in(raw["flexible"], version)
+            for kind, messages in _raw()["messages"].items() for key, raw in messages.items()
+            for version in versions(int(key), kind)}
 
 
 def layout(message: MessageSpec) -> tuple:
