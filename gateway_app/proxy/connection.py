@@ -24,7 +24,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-
 from ..close_reasons import CloseReason
 from ..protocol.api_keys import API_VERSIONS, FETCH, METADATA, PRODUCE
 from ..protocol.api_versions import unsupported_version_body
@@ -363,7 +362,7 @@ class ConnectionPair:
         if api_key == API_VERSIONS and api_version > api_versions_known():
             # KIP-511: a version above ours is answered in v0 with UNSUPPORTED_VERSION and the versions of
             # ApiVersions we know, and the client asks again at one of them (as a broker does).
-            self._answer(view, api_key, api_version, correlation_id, None, unsupported_version_body(), False)
+            self._answer(api_key, api_version, correlation_id, unsupported_version_body(), False)
             return
         _, rewrite = relay_handling(api_key, api_version)
         try:
@@ -434,6 +433,10 @@ class ConnectionPair:
             self.metrics.in_flight_paused.inc()
             self._pause_client(PAUSED_IN_FLIGHT)
 
+    def _uncap_in_flight(self) -> None:
+        if self._paused & PAUSED_IN_FLIGHT and len(self.in_flight) <= self._in_flight_cap // 2:
+            self._resume_client(PAUSED_IN_FLIGHT)
+
     def _refuse(self, request: memoryview, api_key: int, api_version: int, correlation_id: int,
                 body_offset: int, kind: str) -> None:
         """Answer a request naming a reserved topic/group with the API's authorization error, in turn."""
@@ -445,11 +448,9 @@ class ConnectionPair:
             body = refusal_body(api_key, api_version, request[body_offset:], kind)
         except Unanswerable as error:
             raise MalformedFrame(CloseReason.UNANSWERABLE, f"api key {api_key} v{api_version} refusal: {error}") from None
-        self._answer(request, api_key, api_version, correlation_id, body_offset, body,
-                     response_header_is_flexible(api_key, api_version))
+        self._answer(api_key, api_version, correlation_id, body, response_header_is_flexible(api_key, api_version))
 
-    def _answer(self, request: memoryview, api_key: int, api_version: int, correlation_id: int,
-                body_offset: int | None, body: bytes, flexible_header: bool) -> None:
+    def _answer(self, api_key: int, api_version: int, correlation_id: int, body: bytes, flexible_header: bool) -> None:
         """Write the gateway's own response to a request in its turn: at once if nothing is in flight, else
         queued behind the broker's responses. It counts against the in-flight cap like a relayed request."""
         self.last_request = time.monotonic()
@@ -468,8 +469,7 @@ class ConnectionPair:
         while self.in_flight and self.in_flight[0].refusal is not None:
             self.client.write(self.in_flight.popleft().refusal)
             self._refusals -= 1
-        if self._paused & PAUSED_IN_FLIGHT and len(self.in_flight) <= self._in_flight_cap // 2:
-            self._resume_client(PAUSED_IN_FLIGHT)
+        self._uncap_in_flight()
 
     def _to_upstream(self, chunk: bytes | bytearray | memoryview) -> None:
         if self.upstream is None:
@@ -514,8 +514,7 @@ class ConnectionPair:
         return Decision.PASS
 
     def _account(self, entry: InFlight, size: int) -> None:
-        if self._paused & PAUSED_IN_FLIGHT and len(self.in_flight) <= self._in_flight_cap // 2:
-            self._resume_client(PAUSED_IN_FLIGHT)
+        self._uncap_in_flight()
         api = entry.api
         api.observe_latency(time.monotonic() - entry.started)
         api.response_bytes += 4 + size
