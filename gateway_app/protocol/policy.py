@@ -2,11 +2,11 @@
 
 Three kinds of handling:
 - REWRITE: the response can carry a broker address; the gateway decodes it (at versions a kio schema
-  reads, kio_adapter.decodable_version) and rewrites every address. Produce/Fetch only need it from the version that added KIP-951
-  NodeEndpoints (v10 / v16); older versions are relayed untouched.
+  reads, kio_adapter.decodable_version) and rewrites every address. Produce/Fetch only need it from the
+  version that added KIP-951 NodeEndpoints (v10 / v16); older versions are relayed untouched.
 - RELAY: no broker address in the response; bytes pass untouched. Capped at the highest version
   Kafka's message definitions (message_specs.py) give, so a future version that adds an address
-  cannot slip past unreviewed (tests/unit/test_relay_policy.py checks that no relayed response of any
+  cannot slip past unreviewed (tests/unit/test_message_specs.py checks that no relayed response of any
   known version has a host or port field).
 - DROP: never advertised and refused if sent: KRaft quorum/controller APIs whose responses carry
   controller endpoints, and Envelope (inter-broker principal forwarding).

@@ -80,7 +80,8 @@ def test_varints_wrap_to_a_java_int_as_kafka_reads_them(data, value):
 
 def test_a_sixth_varint_byte_is_refused_as_kafka_refuses_it():
     encoded = bytearray()
-    write_uvarint(encoded, 2**35 - 1)  # what a client writes for a count of 2^35 - 2: 32 bits survive the write
+    write_uvarint(encoded, 2**32 - 1)  # the widest value a Java writer's int gives: five bytes, read back as -1
+    assert uvarint(encoded, 0) == (-1, 5)
     with pytest.raises(WireError):
         uvarint(b"\xfe\xff\xff\xff\xff\x01", 0)
     assert int32(2**31) == -2**31
