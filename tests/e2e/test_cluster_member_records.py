@@ -52,11 +52,7 @@ def fingerprint(nodes: list[GatewayNode]) -> list[tuple]:
 
 
 def metric(node: GatewayNode, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in http_get(node.address, "/metrics")[1].decode().splitlines():
-        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return node.metric(name, **labels)
 
 
 def sample_readiness(nodes: list[GatewayNode], seconds: float, unchanged: list[tuple] | None = None) -> list[str]:
