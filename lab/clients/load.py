@@ -126,6 +126,8 @@ class ClientLoad:
             if consumer.poll() is None:
                 self.terminated.add(consumer.pid)
                 consumer.send_signal(signal.SIGTERM)
+        # A member that is gone before we stop it crashed, even with exit code 0 (outcomes.java_crash): the other
+        # member takes its partitions over and the lag still reaches 0, so only its end shows it.
         consumer_rcs = [consumer.wait(30) for consumer in self.consumers]
         producers = [
             outcomes.librdkafka_producer("librdkafka-producer", self.count,
@@ -134,7 +136,8 @@ class ClientLoad:
         ]
         consumers = [
             outcomes.verifiable_consumer(f"java-consumer-{i}", self._lines(f"consumer-{i}.events"),
-                                         0 if self.consumers[i].pid in self.terminated and rc == 128 + signal.SIGTERM else rc)
+                                         0 if self.consumers[i].pid in self.terminated and rc == 128 + signal.SIGTERM else rc,
+                                         self._lines(f"consumer-{i}.stderr"), self.consumers[i].pid in self.terminated)
             for i, rc in enumerate(consumer_rcs)
         ]
         result = outcomes.figures(producers, consumers)

@@ -15,6 +15,9 @@ from typing import Iterable
 
 NO_OUTCOME = "NoOutcome"  # a record the client was asked to send and never reported either way
 EXIT = "ExitCode"  # a client process that ended other than by our SIGTERM or its own clean end
+CRASHED = "Crashed"  # a consumer that ended on its own: VerifiableConsumer runs until stopped, and exits 0 on any error
+# VerifiableConsumer.run() catches every Throwable, logs this at ERROR (to stderr here) and returns: exit code 0.
+JAVA_CONSUMER_CRASH = "Error during processing, terminating consumer process"
 
 
 @dataclass
@@ -32,6 +35,7 @@ class ConsumerLog:
     records: list[tuple[str, float]] = field(default_factory=list)  # (value, wall time it was handed over)
     commit_errors: list[tuple[str, float]] = field(default_factory=list)  # (error name, wall time)
     exit_code: int | None = 0
+    crashed: str | None = None  # why it ended on its own (an exception class), None if we stopped it
 
 
 def _events(lines: Iterable[str]) -> Iterable[dict]:
@@ -68,8 +72,21 @@ def librdkafka_producer(name: str, sent: int, lines: Iterable[str], exit_code: i
     return log
 
 
-def verifiable_consumer(name: str, lines: Iterable[str], exit_code: int | None) -> ConsumerLog:
-    log = ConsumerLog(name, exit_code=exit_code)
+def java_crash(stderr: Iterable[str]) -> str | None:
+    """The exception class VerifiableConsumer logged when it gave up (the line after its crash message), or None."""
+    lines = iter(stderr)
+    for line in lines:
+        if JAVA_CONSUMER_CRASH in line:
+            cause = next(lines, "").split(":", 1)[0].strip()
+            return cause.rsplit(".", 1)[-1] or "unknown exception"
+    return None
+
+
+def verifiable_consumer(name: str, lines: Iterable[str], exit_code: int | None, stderr: Iterable[str] = (),
+                        stopped: bool = True) -> ConsumerLog:
+    """A VerifiableConsumer's events; `stopped`: it ended because we stopped it (else it crashed, whatever its exit code)."""
+    crash = java_crash(stderr)
+    log = ConsumerLog(name, exit_code=exit_code, crashed=crash or (None if stopped else "ended on its own"))
     for event in _events(lines):
         if event.get("name") == "record_data":
             log.records.append((event["value"], event["timestamp"] / 1000))
@@ -118,6 +135,8 @@ def errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[t
         found += [(c.name, name, t) for name, t in c.commit_errors]
         if c.exit_code != 0:
             found.append((c.name, f"{EXIT} {c.exit_code}", None))
+        if c.crashed:
+            found.append((c.name, f"{CRASHED} {c.crashed}", None))
     return found
 
 
@@ -141,7 +160,7 @@ def figures(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> dict:
     for c in consumers:
         result["consumers"][c.name] = {
             "consumed": len(c.records), "commit_errors": dict(Counter(name for name, _ in c.commit_errors)),
-            "exit_code": c.exit_code, **_pause("consume", longest_wait(c.records, acked)),
+            "exit_code": c.exit_code, "crashed": c.crashed, **_pause("consume", longest_wait(c.records, acked)),
         }
     known = set().union(*(set(p.acked) | {v for v, _, _ in p.failed} for p in producers)) if producers else set()
     result["group"] = {"consumed": sum(consumed.values()), "distinct": len(consumed),
@@ -182,7 +201,8 @@ def summary(result: dict) -> str:
                      f"{fig['duplicated']}, longest produce pause {fig['longest_produce_pause_s']} s{_during(fig, 'produce')}")
     for name, fig in result["consumers"].items():
         errs = ", ".join(f"{n} {k}" for k, n in fig["commit_errors"].items()) or "none"
-        lines.append(f"  {name}: consumed {fig['consumed']}, commit errors {errs}, exit {fig['exit_code']}, "
+        crashed = f" (crashed: {fig['crashed']})" if fig["crashed"] else ""
+        lines.append(f"  {name}: consumed {fig['consumed']}, commit errors {errs}, exit {fig['exit_code']}{crashed}, "
                      f"longest consume pause {fig['longest_consume_pause_s']} s{_during(fig, 'consume')}")
     group = result["group"]
     lines.append(f"  group: consumed {group['consumed']} ({group['distinct']} distinct), longest consume pause "

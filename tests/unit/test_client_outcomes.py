@@ -185,3 +185,25 @@ def test_the_soak_names_the_chaos_action_each_longest_pause_began_after():
         "no chaos action in it; the last, round 1: KILL soak-rack-c, 7.0 s before")
     assert "longest_consume_pause_during" not in direct["group"]  # no pause at all
     assert "longest produce pause 10.5 s (round 1: KILL soak-rack-b at +1.0 s" in outcomes.summary(result)
+
+
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+def test_a_java_consumer_that_crashed_with_exit_code_0_is_a_problem():
+    """Kafka's VerifiableConsumer catches every exception, logs it and exits 0 (the fixture is its real output,
+    subscribing to an invalid topic name). The other member takes its partitions over, so nothing else shows it."""
+    stderr = (FIXTURES / "verifiable_consumer_crash.stderr").read_text().splitlines()
+    events = (FIXTURES / "verifiable_consumer_crash.events").read_text().splitlines()
+    java, lib, group = healthy()
+    producers = [outcomes.verifiable_producer("java", 3, java, 0), outcomes.librdkafka_producer("lib", 3, lib, 0)]
+    clean = outcomes.figures(producers, [outcomes.verifiable_consumer("c0", group[0] + group[1], 0),
+                                         outcomes.verifiable_consumer("c1", events, 0, stopped=True)])
+    assert outcomes.problems(clean) == []  # the same end, had we stopped it: no crash line, no problem
+    crashed = outcomes.figures(producers, [outcomes.verifiable_consumer("c0", group[0] + group[1], 0),
+                                           outcomes.verifiable_consumer("c1", events, 0, stderr, stopped=False)])
+    assert crashed["consumers"]["c1"]["crashed"] == "InvalidTopicException"
+    assert outcomes.problems(crashed) == ["1x c1: Crashed InvalidTopicException"]
+    quiet = outcomes.figures(producers, [outcomes.verifiable_consumer("c0", group[0] + group[1], 0),
+                                         outcomes.verifiable_consumer("c1", events, 0, [], stopped=False)])
+    assert outcomes.problems(quiet) == ["1x c1: Crashed ended on its own"]  # gone before we stopped it, log or not
