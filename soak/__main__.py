@@ -206,6 +206,19 @@ def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
             "ok": not lost and not gateway_only, "failure": lost + [f"gateway only: {e}" for e in gateway_only]}
 
 
+def unclean_exits(events: list[dict]) -> list[str]:
+    """Every SIGTERM'd node must drain and exit 0 within EXIT_S: the rounds where one did not."""
+    found = []
+    for event in events:
+        if event.get("signal") != "TERM":
+            continue
+        if "killed_after_s" in event:
+            found.append(f"{event['node']}: SIGTERM'd and not exited after {EXIT_S} s (killed)")
+        elif event.get("exit_code") != 0:
+            found.append(f"{event['node']}: SIGTERM'd and exited with {event.get('exit_code')}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     lab = LabState.load()
@@ -227,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
                 leg.start_producers()
             result["events"] = chaos(args, lab, cluster, load)
             result.update(judge(load.finish(), control.finish(), result["events"]))
-            stuck = [e["node"] for e in result["events"] if "killed_after_s" in e]
-            if stuck:
+            unclean = unclean_exits(result["events"])
+            if unclean:
                 result["ok"] = False
-                result["failure"].append(f"SIGTERM'd nodes not exited after {EXIT_S} s: {stuck}")
+                result["failure"] += unclean
         except (AssertionError, subprocess.SubprocessError) as error:  # a wait or a broker restart that gave up
             result["ok"], result["failure"] = False, [f"{type(error).__name__}: {error}"]
         finally:

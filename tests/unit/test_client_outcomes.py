@@ -207,3 +207,13 @@ def test_a_java_consumer_that_crashed_with_exit_code_0_is_a_problem():
     quiet = outcomes.figures(producers, [outcomes.verifiable_consumer("c0", group[0] + group[1], 0),
                                          outcomes.verifiable_consumer("c1", events, 0, [], stopped=False)])
     assert outcomes.problems(quiet) == ["1x c1: Crashed ended on its own"]  # gone before we stopped it, log or not
+
+
+def test_a_sigtermed_node_that_exits_other_than_0_fails_the_soak():
+    rounds = [{"node": "soak-rack-a", "signal": "KILL"},
+              {"node": "soak-rack-b", "signal": "TERM", "exit_code": 0, "exit_after_s": 5.1}]
+    assert soak.unclean_exits(rounds) == []
+    rounds += [{"node": "soak-rack-c", "signal": "TERM", "exit_code": 1, "exit_after_s": 0.4},
+               {"node": "soak-rack-a", "signal": "TERM", "exit_code": None, "exit_after_s": None, "killed_after_s": 60}]
+    assert soak.unclean_exits(rounds) == ["soak-rack-c: SIGTERM'd and exited with 1",
+                                          f"soak-rack-a: SIGTERM'd and not exited after {soak.EXIT_S} s (killed)"]
