@@ -6,7 +6,7 @@
 Sources: settings from `gateway_app.config.SPECS` (the table `kafka-gateway --help` prints), role variables from each
 role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, and the
 API table from `gateway_app.protocol.policy.POLICIES`; the diagrams from the lab's layout, the mapping function and the
-proxy's modules (docs/diagrams.py).
+proxy's modules (docs/diagrams.py), the plots from the committed result files (docs/plots.py).
 tests/docs/test_reference_drift.py and tests/docs/test_picture_drift.py fail when a committed page or picture differs
 from what this produces.
 """
@@ -240,10 +240,12 @@ def _diagram(make_dot: Callable[[], str]) -> Callable[[], str]:
 
 
 def pictures() -> dict[str, Callable[[], str]]:
-    """SVG files under docs/, each from the function that draws it (imported here: Graphviz is needed only to draw)."""
+    """SVG files under docs/, each from the function that draws it (imported here: Graphviz and matplotlib are
+    needed only to draw)."""
     from docs.diagrams import DIAGRAMS
+    from docs.plots import PLOTS
 
-    return {picture: _diagram(make) for picture, make in DIAGRAMS.items()}
+    return {**{picture: _diagram(make) for picture, make in DIAGRAMS.items()}, **PLOTS}
 
 
 def render() -> dict[Path, str]:
