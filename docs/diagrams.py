@@ -45,7 +45,7 @@ def _graph(name: str, body: list[str], rankdir: str = "TB") -> str:
 def render_svg(dot_source: str) -> str:
     dot = shutil.which("dot")
     if dot is None:
-        raise SystemExit("Graphviz's `dot` is not installed: apt-get install graphviz (scripts/bootstrap does)")
+        raise RuntimeError("Graphviz's `dot` is not installed: apt-get install graphviz (scripts/bootstrap does)")
     done = subprocess.run([dot, "-Tsvg"], input=dot_source, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"dot failed: {done.stderr.strip()}")
