@@ -182,13 +182,21 @@ def problems(result: dict) -> list[str]:
 
 def unexplained(gateway: list[tuple[str, str, float | None]], direct: list[tuple[str, str, float | None]],
                 windows: list[tuple[float, float]]) -> list[tuple[str, str, float | None]]:
-    """The gateway leg's errors that the direct leg does not also show: an error counts as explained only when it
-    falls in a broker-restart window (wall-clock start, end) in which the direct leg got an error of the same name."""
+    """The gateway leg's errors that the direct leg does not also show. Excused by count: each error the direct
+    leg's same client got in a broker-restart window (wall-clock start, end) excuses one error of the same name
+    and client in that window on the gateway leg, so one direct error cannot excuse a hundred gateway ones."""
     def window(t: float | None) -> int | None:
         return next((i for i, (start, end) in enumerate(windows) if t is not None and start <= t <= end), None)
 
-    shown = {(name, window(t)) for _, name, t in direct if window(t) is not None}
-    return [(client, name, t) for client, name, t in gateway if window(t) is None or (name, window(t)) not in shown]
+    excuses = Counter((client, name, window(t)) for client, name, t in direct if window(t) is not None)
+    left = []
+    for client, name, t in gateway:
+        key = (client, name, window(t))
+        if key[2] is not None and excuses[key] > 0:
+            excuses[key] -= 1
+        else:
+            left.append((client, name, t))
+    return left
 
 
 def summary(result: dict) -> str:

@@ -135,6 +135,13 @@ def test_only_errors_the_direct_leg_shared_in_the_same_broker_restart_are_explai
     assert outcomes.unexplained(gateway, [], windows) == gateway
 
 
+def test_one_direct_error_excuses_one_gateway_error_of_its_client_and_name_not_any_number():
+    windows = [(T0, T0 + 30)]
+    direct = [("java", "TimeoutException", T0 + 5), ("java", "TimeoutException", T0 + 6)]
+    gateway = [("java", "TimeoutException", T0 + t) for t in (10, 11, 12)] + [("lib", "TimeoutException", T0 + 13)]
+    assert outcomes.unexplained(gateway, direct, windows) == gateway[2:]  # two excused; the third and lib's are not
+
+
 def test_the_verifiable_producer_runs_with_the_java_clients_default_retries(tmp_path):
     """Kafka's VerifiableProducer sets retries=0 (which also turns idempotence off) before it reads the config file:
     the file must put the client's default back, or a node's clean leave tells the application NetworkException."""
