@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -200,9 +201,13 @@ def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
     attribute_pauses(direct, chaos_marks(events, nodes=False))
     unexplained = outcomes.unexplained(gateway.pop("_errors"), direct.pop("_errors"), broker_windows(events))
     gateway_only = [{"client": client, "error": name, "at": t} for client, name, t in unexplained]
+    # Client-level errors (error_cb, Java WARN/ERROR lines) are reported, not judged: every client with a
+    # connection to a killed node reports it. Those the direct leg does not match in a broker restart, by count:
+    told = outcomes.unexplained(gateway.pop("_client_errors"), direct.pop("_client_errors"), broker_windows(events))
     lost = [f"{leg}: {p}" for leg, fig in (("gateway", gateway), ("direct", direct)) for p in outcomes.problems(fig)
             if "acked but never consumed" in p or "more than once" in p or "no producer sent" in p]
     return {"gateway": gateway, "direct": direct, "gateway_only_errors": gateway_only,
+            "gateway_only_client_errors": dict(Counter(f"{client}: {name}" for client, name, _ in told)),
             "ok": not lost and not gateway_only, "failure": lost + [f"gateway only: {e}" for e in gateway_only]}
 
 

@@ -132,7 +132,8 @@ class ClientLoad:
         producers = [
             outcomes.librdkafka_producer("librdkafka-producer", self.count,
                                          self._lines("librdkafka-producer.events"), rcs["librdkafka"]),
-            outcomes.verifiable_producer("java-producer", self.count, self._lines("java-producer.events"), rcs["java"]),
+            outcomes.verifiable_producer("java-producer", self.count, self._lines("java-producer.events"), rcs["java"],
+                                         self._lines("java-producer.stderr")),
         ]
         consumers = [
             outcomes.verifiable_consumer(f"java-consumer-{i}", self._lines(f"consumer-{i}.events"),
@@ -142,6 +143,7 @@ class ClientLoad:
         ]
         result = outcomes.figures(producers, consumers)
         result["_errors"] = outcomes.errors(producers, consumers)
+        result["_client_errors"] = outcomes.client_errors(producers, consumers)
         return result
 
     def _lines(self, name: str) -> list[str]:
@@ -153,6 +155,7 @@ class ClientLoad:
         result = self.finish()
         print(f"\nclients on {self.topic}:\n{outcomes.summary(result)}")
         result.pop("_errors")
+        result.pop("_client_errors")
         problems = outcomes.problems(result)
         assert not problems, f"{problems}; {json.dumps(result)}"
         return result

@@ -58,7 +58,7 @@ def test_a_clean_run_has_no_problems_and_counts_every_client():
     assert outcomes.problems(result) == []
     assert result["producers"]["java"] == {
         "sent": 3, "acked": 3, "failed": 0, "errors": {}, "no_outcome": 0, "exit_code": 0, "consumed": 3, "missing": 0,
-        "duplicated": 0, "failed_but_consumed": 0, "longest_produce_pause_s": 1.0,
+        "duplicated": 0, "failed_but_consumed": 0, "client_errors": {}, "longest_produce_pause_s": 1.0,
         "longest_produce_pause_began": T0}
     assert result["consumers"]["c0"]["consumed"] == 3 and result["group"] == {
         "consumed": 6, "distinct": 6, "unknown": 0, "longest_consume_pause_s": 0.0,
@@ -224,3 +224,22 @@ def test_a_sigtermed_node_that_exits_other_than_0_fails_the_soak():
                {"node": "soak-rack-a", "signal": "TERM", "exit_code": None, "exit_after_s": None, "killed_after_s": 60}]
     assert soak.unclean_exits(rounds) == ["soak-rack-c: SIGTERM'd and exited with 1",
                                           f"soak-rack-a: SIGTERM'd and not exited after {soak.EXIT_S} s (killed)"]
+
+
+def test_client_level_errors_are_kept_beside_the_records_java_by_level_and_logger():
+    """The Java tools' WARN/ERROR lines (the fixture is a real VerifiableConsumer's stderr) and librdkafka's
+    error_cb lines in the producer's events (as cluster_clients.produce writes them) are reported per client."""
+    stderr = (FIXTURES / "verifiable_consumer_crash.stderr").read_text().splitlines()
+    assert [name for name, _ in outcomes.java_client_errors(stderr)] == [
+        "WARN NetworkClient", "ERROR Metadata", "ERROR VerifiableConsumer"]
+    java, lib, group = healthy()
+    lib.insert(1, json.dumps({"client_error": "_TRANSPORT", "fatal": False, "t": T0 + 1.5}))
+    producers = [outcomes.verifiable_producer("java", 3, java, 0, stderr[:1]),
+                 outcomes.librdkafka_producer("lib", 3, lib, 0)]
+    consumers = [outcomes.verifiable_consumer(f"c{i}", lines, 0) for i, lines in enumerate(group)]
+    result = outcomes.figures(producers, consumers)
+    assert result["producers"]["lib"]["client_errors"] == {"_TRANSPORT": 1} and result["producers"]["lib"]["acked"] == 3
+    assert result["producers"]["java"]["client_errors"] == {"WARN NetworkClient": 1}
+    assert outcomes.problems(result) == []  # reported, not judged
+    assert [(c, n) for c, n, _ in outcomes.client_errors(producers, consumers)] == [
+        ("java", "WARN NetworkClient"), ("lib", "_TRANSPORT")]
