@@ -18,9 +18,9 @@ from .proxy.handover import HandoverRunner
 from .proxy.routes import Routes
 from .proxy.server import Gateway
 from .proxy.tls import reload_client_certificate, upstream_context
+from .cluster_names import group_name, topic_name
 from .readiness import CheckResult, Flag, Readiness
 from .tls_check import TlsMaterialError
-from .cluster.membership import group_name, topic_name
 from .cluster.topology import ClusterTopology
 from .protocol.reserved import ReservedNames
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .cluster.member import Member, RecordRejected, validate_member
+from .member import Member, RecordRejected, validate_member
 from .broker_addresses import PortPlan
 
 
@@ -329,6 +329,11 @@ class Settings:
         return PortPlan(self.port_start, self.min_broker_id, self.port_count)
 
     @property
+    def member(self) -> Member:
+        """This node as its peers see it: the fields of its member record."""
+        return Member(self.node_id, self.advertised_host, self.rack_id, self.port_start, self.port_count)
+
+    @property
     def client_tls(self) -> bool:
         return self.ssl_cert_file is not None
 
@@ -543,10 +548,9 @@ def _check_consistency(settings: Settings) -> None:
 
 
 def _check_member_record(settings: Settings) -> None:
-    """This node's member record must be one its peers accept (cluster/member.py checks every record)."""
-    me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
+    """This node's member record must be one its peers accept (they check every record the same way)."""
     try:
-        validate_member(me)
+        validate_member(settings.member)
     except RecordRejected as error:
         setting = {"node_id": "GATEWAY_NODE_ID", "rack": "GATEWAY_RACK_ID", "advertised_host": "GATEWAY_ADVERTISED_HOST",
                    "port_start": "GATEWAY_PORT_START"}.get(error.field or "", "GATEWAY_PORT_COUNT")

@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from gateway_app.cluster.membership import group_name, topic_name
+from gateway_app.cluster_names import group_name, topic_name
 
 from .layout import CLUSTER_SECRET
 from .polling import wait_until

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from gateway_app.cluster.membership import group_name, topic_name
+from gateway_app.cluster_names import group_name, topic_name
 from lab.state import LabState
 from lab.clients import outcomes
 from lab.clients.load import ClientLoad

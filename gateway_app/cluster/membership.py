@@ -37,7 +37,7 @@ Member records are authenticated
 The members topic is an ordinary Kafka topic: anyone who can write to the backing cluster (or, before
 the data plane's guard, to the gateway) can write a record. So every record carries an HMAC-SHA256
 of its value, keyed from `GATEWAY_CLUSTER_SECRET` and the cluster id (format and reasons in
-member.py). A record that fails verification, or whose fields are out of range, or whose key is not
+records.py). A record that fails verification, or whose fields are out of range, or whose key is not
 its node id, is ignored, logged once per (key, reason) and counted in
 `gateway_cluster_member_records_rejected{reason}`; whatever one record raises is contained the same
 way (reason `error`) and the reader carries on. Tombstones cannot carry a MAC (they must stay null
@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -76,8 +75,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from .group_members import GroupMembers
-from .member import Member, RecordCodec, RecordRejected, shown
+from ..cluster_names import group_name, topic_name
+from ..member import Member, RecordRejected, shown
 from .metrics import ClusterMetrics
+from .records import RecordCodec
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +95,6 @@ RESTART_FIRST_S = 0.5  # the supervisor's backoff after the loop died ...
 RESTART_MAX_S = 30.0  # ... doubling up to this
 STABLE_RUN_S = 60.0  # a loop that ran this long before dying starts the backoff afresh
 MAX_LOGGED_REJECTIONS = 256  # distinct (key, reason) pairs logged; later ones are only counted
-
-
-def group_name(cluster_id: str) -> str:
-    return f"_gateway_{cluster_id}"
-
-
-def topic_name(cluster_id: str) -> str:
-    """Topic names allow [a-zA-Z0-9._-]; any other character of the cluster id becomes '_'."""
-    return f"_gateway_{re.sub(r'[^a-zA-Z0-9._-]', '_', cluster_id)}_members"
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ from ..config import Settings
 from ..readiness import CheckResult
 from ..broker_addresses import BrokerInfo, BrokerOutOfRange, PortPlan, Topology
 from .mapping import BrokerRack, assign
-from .member import Member
+from ..member import Member
 from .membership import Membership, View
 from .metrics import ClusterMetrics
 
@@ -103,7 +103,7 @@ class ClusterTopology:
         self.settings = settings
         self._on_reserved_topic_ids = on_reserved_topic_ids  # called on the event loop
         self.plan = settings.port_plan
-        self.me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
+        self.me = settings.member
         self._static = StaticTopology(self.plan, settings.advertised_host)
         self.metrics = ClusterMetrics(registry)
         self._members: View = ()
@@ -173,7 +173,10 @@ class ClusterTopology:
         self.metrics.coordinator_lookups_refused.inc()
         return False
 
-    # --- what the handover of client connections asks (proxy/handover.py) -----------------------
+    # --- what the handover of client connections asks (proxy/placement.py) ---------------------
+
+    def joined(self) -> bool:
+        return self.readiness_check().ok
 
     def foreign_target(self, broker_id: int) -> Member | None:
         """The other live node the mapping gives this broker to; None when it is this node's, or when

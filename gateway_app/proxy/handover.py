@@ -45,11 +45,10 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge
 
 from ..protocol.api_keys import API_VERSIONS
+from .placement import Peer, Placement
 from .proxy_protocol import LOCAL, SIGNATURE
 
 if TYPE_CHECKING:
-    from ..cluster.member import Member
-    from ..cluster.topology import ClusterTopology
     from ..config import Settings
     from .connection import ConnectionPair
     from .server import Gateway
@@ -272,11 +271,11 @@ class HandoverRunner:
     """Applies the policy to the node's connection pairs every TICK_S, and keeps the metrics (also with
     GATEWAY_HANDOVER_ENABLED=false, which only counts)."""
 
-    def __init__(self, settings: "Settings", gateway: "Gateway", topology: "ClusterTopology",
+    def __init__(self, settings: "Settings", gateway: "Gateway", placement: Placement,
                  registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.gateway = gateway
-        self.topology = topology
+        self.placement = placement
         self.clock = clock
         self.policy = HandoverPolicy(settings.handover_settle_s, settings.handover_spread_s, settings.handover_deadline_s)
         self.metrics = HandoverMetrics(registry)
@@ -306,17 +305,17 @@ class HandoverRunner:
                 log.exception("handover step failed")
 
 
-    def _endpoint(self, pair: "ConnectionPair", member: "Member") -> tuple[str, int]:
+    def _endpoint(self, pair: "ConnectionPair", peer: Peer) -> tuple[str, int]:
         """Where the client will reconnect: the mapped node's port for this broker."""
-        return member.advertised_host, member.port_start + (pair.port - self.topology.plan.port_start)
+        return peer.advertised_host, peer.port_start + (pair.port - self.gateway.plan.port_start)
 
     def step(self) -> None:
         now = self.clock()
         pairs = list(self.gateway.pairs)
         # Asked once per broker, not per connection: a node may hold thousands of connections.
         brokers = {pair.broker_id for pair in pairs if pair.broker_id is not None}
-        foreign_to = {b: self.topology.foreign_target(b) for b in brokers}
-        out_of_rack = {b for b in brokers if self.topology.out_of_rack(b)}
+        foreign_to = {b: self.placement.foreign_target(b) for b in brokers}
+        out_of_rack = {b for b in brokers if self.placement.out_of_rack(b)}
         targets = {pair: foreign_to[pair.broker_id] for pair in pairs
                    if pair.broker_id is not None and pair.upstream is not None and not pair.closed
                    and (foreign_to[pair.broker_id] is not None or pair.holding)}
@@ -326,8 +325,8 @@ class HandoverRunner:
         # Only foreign and held connections: the policy forgets every other one, as it would with target None.
         observed = {pair: Observed(self._endpoint(pair, m) if m is not None and hand_over else None, pair.idle())
                     for pair, m in targets.items()}
-        decisions = self.policy.tick(now, self.topology.mapping_changed_at, observed,
-                                     lambda endpoint: self.readiness.ready(*endpoint), self.topology.readiness_check().ok)
+        decisions = self.policy.tick(now, self.placement.mapping_changed_at, observed,
+                                     lambda endpoint: self.readiness.ready(*endpoint), self.placement.joined())
         for pair in decisions.hold:
             target = targets[pair]
             log.info("handing over %s on port %d (broker %d -> %s)", pair.peer, pair.port, pair.broker_id,
@@ -364,7 +363,7 @@ class HandoverRunner:
             return
         before = self._bytes_seen.get(pair)
         self._bytes_seen[pair] = total
-        if before is not None and total > before and self.topology.out_of_rack(pair.broker_id):
+        if before is not None and total > before and self.placement.out_of_rack(pair.broker_id):
             self.metrics.out_of_rack_bytes.labels(str(pair.broker_id)).inc(total - before)
             self._out_of_rack[pair.broker_id] += total - before
 
@@ -373,7 +372,7 @@ class HandoverRunner:
         return {
             "enabled": self.settings.handover_enabled,
             "settle_s": self.policy.settle_s, "spread_s": self.policy.spread_s, "deadline_s": self.policy.deadline_s,
-            "mapping_stable_for_s": round(self.clock() - self.topology.mapping_changed_at, 1),
+            "mapping_stable_for_s": round(self.clock() - self.placement.mapping_changed_at, 1),
             "foreign_connections": {str(b): n for b, n in sorted(self._foreign.items())},
             "holding": self.policy.holding,
             "handovers": dict(self._done),

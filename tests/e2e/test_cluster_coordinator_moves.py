@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
-from gateway_app.cluster.membership import group_name
+from gateway_app.cluster_names import group_name
 from tests.e2e.cluster_support import (OFFSETS_TOPIC, GatewayNode, elect_preferred_leaders, forget_cluster,
                                       http_get, offsets_partition, offsets_partitions, wait_until)
 

@@ -20,8 +20,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from gateway_app.cluster.member import MAC_HEADER, Member, RecordCodec
-from gateway_app.cluster.membership import Membership, topic_name
+from gateway_app.cluster.records import MAC_HEADER, RecordCodec
+from gateway_app.member import Member
+from gateway_app.cluster.membership import Membership
+from gateway_app.cluster_names import topic_name
 from gateway_app.cluster.metrics import ClusterMetrics
 from lab.layout import CLUSTER_SECRET
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)

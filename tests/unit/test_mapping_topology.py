@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway_app.cluster.member import Member
+from gateway_app.member import Member
 from gateway_app.cluster.topology import ClusterTopology
 from gateway_app.config import load_settings
 from gateway_app.broker_addresses import BrokerOutOfRange

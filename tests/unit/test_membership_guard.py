@@ -14,7 +14,8 @@ from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
 from gateway_app.cluster import membership as membership_module
-from gateway_app.cluster.member import Member, RecordCodec
+from gateway_app.cluster.records import RecordCodec
+from gateway_app.member import Member
 from gateway_app.cluster.membership import Membership
 from gateway_app.cluster.metrics import ClusterMetrics
 

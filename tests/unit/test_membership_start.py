@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from gateway_app.cluster import membership as membership_module
-from gateway_app.cluster.member import Member
+from gateway_app.member import Member
 from gateway_app.cluster.membership import PROPAGATION_POLL_S, Membership
 
 
