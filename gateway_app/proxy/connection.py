@@ -159,11 +159,11 @@ class ClientRewriteContext:
         self.names_reserved = False  # set per response: did its request name reserved topics?
         self._refused: dict[int, float] = {}  # broker id -> the reset window it was refused in
 
-    def learn(self, broker: BrokerInfo) -> None:
-        self._routes.learn(broker)
+    def report(self, broker: BrokerInfo) -> tuple[str, int] | None:
+        return self._routes.report(broker)
 
-    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
-        return self._routes.endpoint(broker_id, rack)
+    def endpoint(self, broker_id: int) -> tuple[str, int] | None:
+        return self._routes.endpoint(broker_id)
 
     def coordinator_available(self, broker_id: int) -> bool:
         return self._routes.coordinator_available(broker_id, self._refused)
