@@ -54,8 +54,9 @@ from ..readiness import CheckResult
 from ..broker_addresses import BrokerInfo, BrokerOutOfRange, PortPlan, Topology
 from .mapping import BrokerRack, assign
 from ..member import Member
-from .membership import Membership, View
+from .membership import Membership
 from .metrics import ClusterMetrics
+from .roster import View
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class ClusterTopology:
         loop = asyncio.get_running_loop()
         self._membership = Membership(
             self.me, self.settings.cluster_id, self.settings.kafka_properties,
-            self.settings.cluster_session_timeout_s, self._on_members, loop,
+            self.settings.cluster_session_timeout_s, self.members_changed, loop,
             secret=self.settings.cluster_secret.reveal(),
             previous_secret=self.settings.cluster_secret_previous.reveal() if self.settings.cluster_secret_previous else None,
             metrics=self.metrics,
@@ -229,7 +230,8 @@ class ClusterTopology:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def _on_members(self, view: View) -> None:
+    def members_changed(self, view: View) -> None:
+        """The live members as the membership last saw them (on the event loop)."""
         left = {m.node_id for m in self._members} - {m.node_id for m in view} - {self.me.node_id}
         self._members = view
         if left and self.settings.internal_load_balancing:

@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from gateway_app.cluster.records import MAC_HEADER, RecordCodec
+from gateway_app.cluster.records import RecordCodec
 from gateway_app.member import Member
 from gateway_app.cluster.membership import Membership
 from gateway_app.cluster_names import topic_name
@@ -127,7 +127,7 @@ def test_forged_and_malformed_records_change_nothing_and_every_node_stays_ready(
     attacks = [  # (key, value, headers, the reason every node must count)
         (gw1.node_id, hijack.encode(), None, "unsigned"),
         (nodes[1].node_id, huge, None, "unsigned"),
-        (nodes[1].node_id, huge, [(MAC_HEADER, right._mac(right._signing_key, huge))], "malformed"),  # even signed
+        (nodes[1].node_id, *right.sign(huge), "malformed"),  # even signed
         (nodes[2].node_id, b"\x00\xff\xfe garbage {{{", None, "unsigned"),
         (gw1.node_id, *wrong.encode(hijack), "bad_mac"),
         (gw1.node_id, *valid_of_gw2, "key_mismatch"),  # a valid record of gw2 under gw1's key
@@ -195,15 +195,15 @@ def test_the_membership_thread_is_restarted_when_its_loop_dies(lab, cluster_id):
         membership = Membership(me, cluster_id, {"bootstrap.servers": lab.bootstrap_servers}, 10.0, lambda view: None, loop,
                                 secret=CLUSTER_SECRET, metrics=metrics)
         fail = threading.Event()
-        refresh = membership._refresh_live
+        live = membership.roster.live
 
-        def refresh_that_fails_once(group_members) -> None:
+        def live_that_fails_once(live_ids):  # the next refresh of the live members raises, in the loop's thread
             if fail.is_set():
                 fail.clear()
                 raise RuntimeError("injected failure")
-            refresh(group_members)
+            return live(live_ids)
 
-        membership._refresh_live = refresh_that_fails_once
+        membership.roster.live = live_that_fails_once
         membership.start()
         try:
             await until(lambda: membership.status().joined, 40, "joined")
@@ -213,10 +213,10 @@ def test_the_membership_thread_is_restarted_when_its_loop_dies(lab, cluster_id):
             status = membership.status()
             assert "membership restarted 1 times, last error: RuntimeError: injected failure" in status.detail, status
             assert metrics.membership_restarts._value.get() == 1
-            assert membership._thread.is_alive()
+            assert membership.running
         finally:
             await loop.run_in_executor(None, membership.stop)
-        assert not membership._thread.is_alive()
+        assert not membership.running
 
     asyncio.run(scenario())
 

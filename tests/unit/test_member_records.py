@@ -24,7 +24,7 @@ CODEC = RecordCodec("lab", SECRET)
 def signed(fields: dict | bytes, codec: RecordCodec = CODEC) -> tuple[bytes, list[tuple[str, bytes]]]:
     """A record value with a valid MAC over exactly these bytes, whatever they hold."""
     value = fields if isinstance(fields, bytes) else json.dumps(fields).encode()
-    return value, [(MAC_HEADER, codec._mac(codec._signing_key, value))]
+    return codec.sign(value)
 
 
 def rejected(key: bytes | None, value: bytes, headers) -> str:
