@@ -27,7 +27,7 @@ from gateway_app.cluster_names import topic_name
 from gateway_app.cluster.metrics import ClusterMetrics
 from lab.layout import CLUSTER_SECRET
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
-    PORT_START, GatewayNode, cluster_id, http_get, wait_until,
+    PORT_START, ClusterNode, cluster_id, http_get, wait_until,
 )
 from tests.e2e.dataplane_support import run_in_client_netns
 
@@ -42,18 +42,18 @@ def client_metadata(lab, address: str) -> dict[int, str]:
     return {int(b["id"]): b["name"] for b in json.loads(done.stdout)["brokers"]}
 
 
-def cluster_views(nodes: list[GatewayNode]) -> list[dict]:
+def cluster_views(nodes: list[ClusterNode]) -> list[dict]:
     return [json.loads(http_get(node.address, "/cluster")[1]) for node in nodes]
 
 
-def fingerprint(nodes: list[GatewayNode]) -> list[tuple]:
+def fingerprint(nodes: list[ClusterNode]) -> list[tuple]:
     """What an attack must not change: each node's mapping digest, members and per-broker endpoints."""
     return [(v["mapping_digest"], json.dumps(v["members"], sort_keys=True),
              json.dumps({b: (e.get("host"), e.get("port")) for b, e in v["mapping"].items()}, sort_keys=True))
             for v in cluster_views(nodes)]
 
 
-def metric(node: GatewayNode, name: str, **labels: str) -> float:
+def metric(node: ClusterNode, name: str, **labels: str) -> float:
     total = 0.0
     for line in http_get(node.address, "/metrics")[1].decode().splitlines():
         if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
@@ -61,7 +61,7 @@ def metric(node: GatewayNode, name: str, **labels: str) -> float:
     return total
 
 
-def sample_readiness(nodes: list[GatewayNode], seconds: float, unchanged: list[tuple] | None = None) -> list[str]:
+def sample_readiness(nodes: list[ClusterNode], seconds: float, unchanged: list[tuple] | None = None) -> list[str]:
     """Every /health/ready answer that was not 200 during `seconds`, sampled every 0.2 s; with
     `unchanged`, also every sample whose fingerprint differed from it (a change undone later counts too)."""
     failures, end = [], time.monotonic() + seconds
@@ -98,7 +98,7 @@ def latest_record(lab, topic: str, key: bytes) -> bytes | None:
 
 @pytest.fixture
 def three_nodes(lab, cluster_id, tmp_path):
-    nodes = [GatewayNode(lab, cluster_id, f"gw-{rack}", rack, address, tmp_path)
+    nodes = [ClusterNode(lab, cluster_id, f"gw-{rack}", rack, address, tmp_path)
              for rack, address in zip(RACKS, lab.gateway_addresses)]
     try:
         for node in nodes:
