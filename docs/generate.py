@@ -43,7 +43,8 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 
 
 def settings_page() -> str:
-    from gateway_app.config import OTHER_KAFKA_HELP, SPECS
+    from gateway_app.config import SPECS
+    from gateway_app.settings_help import OTHER_KAFKA_HELP
 
     rows = []
     for spec in SPECS:

@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from gateway_app.cluster.membership import group_name, topic_name
+from gateway_app.cluster_names import group_name, topic_name
 
 from .layout import CLUSTER_SECRET
 from .polling import wait_until
@@ -203,9 +203,13 @@ class ClusterNode(GatewayNode):
     def ready(self) -> bool:
         return self.http("/health/ready")[0] == 200
 
-    def wait_ready(self, timeout_s: float = 40) -> None:
-        wait_until(lambda: self.ready() or self.proc.poll() is not None, timeout_s, f"{self.node_id} ready", 0.2)
+    def wait_ready(self, timeout_s: float = 40.0, ready: bool = True) -> "ClusterNode":
+        """Until /health/ready answers 200 (or, with ready=False, answers at all). Unlike a lone node, one that
+        does not get there is left running and its gateway cluster kept: the test's other nodes share it."""
+        answered = self.ready if ready else (lambda: self.http("/health/ready")[0] != 0)
+        wait_until(lambda: answered() or self.proc.poll() is not None, timeout_s, f"{self.node_id} ready", 0.2)
         assert self.proc.poll() is None, f"{self.node_id} exited:\n{self.log_path.read_text()[-3000:]}"
+        return self
 
     def terminate(self, timeout_s: float = 20.0) -> int:
         return super().terminate(timeout_s)

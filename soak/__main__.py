@@ -35,11 +35,11 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from gateway_app.cluster.membership import group_name, topic_name
+from gateway_app.cluster_names import group_name, topic_name
 from lab.state import LabState
 from lab.clients import outcomes
 from lab.clients.load import ClientLoad
-from lab.gateway_process import CLUSTER_PORT_START as PORT_START, ClusterNode as GatewayNode
+from lab.gateway_process import CLUSTER_PORT_START as PORT_START, ClusterNode
 
 REPO = Path(__file__).resolve().parent.parent
 RACKS = ("rack-a", "rack-b", "rack-c")
@@ -82,8 +82,8 @@ class Cluster:
     def bootstrap(self) -> str:
         return ",".join(f"{address}:{PORT_START}" for address in self.addresses.values())
 
-    def _start(self, rack: str) -> GatewayNode:
-        return GatewayNode(self.lab, self.cluster_id, f"soak-{rack}", rack, self.addresses[rack], self.workdir)
+    def _start(self, rack: str) -> ClusterNode:
+        return ClusterNode(self.lab, self.cluster_id, f"soak-{rack}", rack, self.addresses[rack], self.workdir)
 
     def take_down(self, rack: str, hard: bool) -> dict:
         """kill -9, or SIGTERM and wait for the exit; what happened goes into the round's event. A node that has not

@@ -33,7 +33,7 @@ import pytest
 from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from gateway_app.cluster.membership import group_name, topic_name
+from gateway_app.cluster_names import group_name, topic_name
 from gateway_app.protocol import codec, message_specs
 from gateway_app.protocol.headers import response_header_is_flexible
 from gateway_app.protocol.policy import api_versions_known

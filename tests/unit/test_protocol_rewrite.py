@@ -89,12 +89,13 @@ class Context:
         self.out_of_range: list[int] = []
         self.refused: dict[int, float] = {}  # this connection's coordinator refusals
 
-    def learn(self, broker: BrokerInfo) -> None:
+    def report(self, broker: BrokerInfo) -> tuple[str, int] | None:
         self.learned[broker.broker_id] = broker
+        return self.endpoint(broker.broker_id)
 
-    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
+    def endpoint(self, broker_id: int) -> tuple[str, int] | None:
         try:
-            return self.topology.broker_endpoint(broker_id, rack)
+            return self.topology.broker_endpoint(broker_id)
         except ValueError:
             self.out_of_range.append(broker_id)
             return None
