@@ -51,12 +51,12 @@ def read_env_file(path: Path) -> dict[str, str]:
 def _env_assignments(text: str, name: str) -> list[tuple[int, str, str]]:
     """systemd's state machine, transcribed: (line, key, value) for every assignment, in order."""
     found: list[tuple[int, str, str]] = []
-    state, line, key, value = "pre_key", 1, "", ""
+    state, line, start, key, value = "pre_key", 1, 1, "", ""  # line: of the character at hand; start: of the key
     key_ws: int | None = None  # where the key's trailing whitespace starts
     value_ws: int | None = None  # where the unquoted value's trailing whitespace starts
 
     def push() -> None:
-        found.append((line, key[:key_ws] if key_ws is not None else key,
+        found.append((start, key[:key_ws] if key_ws is not None else key,
                       value[:value_ws] if state == "value" and value_ws is not None else value))
 
     for c in text:
@@ -64,10 +64,10 @@ def _env_assignments(text: str, name: str) -> list[tuple[int, str, str]]:
             if c in "#;":
                 state = "comment"
             elif c not in _WHITESPACE:
-                state, key, value, key_ws = "key", c, "", None
+                state, key, value, key_ws, start = "key", c, "", None, line
         elif state == "key":
             if c in _NEWLINE:
-                state, line = "pre_key", line + 1
+                state = "pre_key"
             elif c == "=":
                 state, value_ws = "pre_value", None
             else:
@@ -78,7 +78,6 @@ def _env_assignments(text: str, name: str) -> list[tuple[int, str, str]]:
                 key += c
         elif state == "pre_value":
             if c in _NEWLINE:
-                line += 1
                 push()
                 state = "pre_key"
             elif c == "'":
@@ -91,7 +90,6 @@ def _env_assignments(text: str, name: str) -> list[tuple[int, str, str]]:
                 state, value = "value", value + c
         elif state == "value":
             if c in _NEWLINE:
-                line += 1
                 push()
                 state = "pre_key"
             elif c == "\\":
@@ -128,11 +126,13 @@ def _env_assignments(text: str, name: str) -> list[tuple[int, str, str]]:
             if c == "\\":
                 state = "comment_escape"
             elif c in _NEWLINE:
-                state, line = "pre_key", line + 1
+                state = "pre_key"
         elif state == "comment_escape":
             if c in _NEWLINE:  # systemd < 254 continues the comment on the next line, >= 254 does not
                 raise EnvFileError(f"{name}:{line}", "a comment line ends in a backslash (systemd versions differ)")
             state = "comment"
+        if c == "\n":  # also inside quotes and after a backslash: lines as an editor numbers them
+            line += 1
     if state not in ("pre_key", "key", "comment", "comment_escape"):
         push()
     return found

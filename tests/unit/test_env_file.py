@@ -104,9 +104,21 @@ def test_invalid_utf8_is_refused(tmp_path):
 def test_a_refused_file_is_a_configuration_error_naming_the_file(tmp_path):
     path = tmp_path / "env"
     path.write_text("GATEWAY_NODE_ID=gw1\nexport X=1\n")
-    with pytest.raises(ConfigError, match=f"^{path}:[0-9]+: 'export X' is not a variable name") as raised:
+    with pytest.raises(ConfigError, match=f"^{path}:2: 'export X' is not a variable name") as raised:
         load_settings(BASE, path)
-    assert raised.value.setting.startswith(f"{path}:")
+    assert raised.value.setting == f"{path}:2"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("A=1\nexport X=1\n", 2),
+    ("A=1\\\n  continued\nexport X=1\n", 3),  # a continuation line is a line of the file
+    ('A="two\nlines"\n# note\n\nexport X=1', 5),  # so is a newline inside quotes; no newline at the end
+])
+def test_a_refused_line_is_named_by_its_number_in_the_file(tmp_path, text, line):
+    path = tmp_path / "env"
+    path.write_text(text)
+    with pytest.raises(EnvFileError, match=f"^{path}:{line}: 'export X'"):
+        read_env_file(path)
 
 
 CANARY = "canary-7d3f9a1e-secret"
