@@ -37,6 +37,7 @@ from gateway_app.cluster.membership import topic_name
 from gateway_app.protocol import codec, message_specs
 from gateway_app.protocol.headers import response_header_is_flexible
 from gateway_app.protocol.policy import api_versions_known
+from lab import kafka_versions
 from lab.frames import recv_exactly
 from tests.e2e.dataplane_support import PYTHON, REPO, GatewayNode, unique
 
@@ -305,9 +306,12 @@ def test_a_consumer_group_heartbeat_whose_regex_reaches_the_members_topic_is_ref
         assert "response" in step, (step, node.log()[-3000:])
         answer = response(CONSUMER_GROUP_HEARTBEAT, 1, step["response"], correlation)
         assert answer["error_code"] == TOPIC_AUTHORIZATION_FAILED, answer
-    assert "response" in orders, (orders, node.log()[-3000:])
-    answer = response(CONSUMER_GROUP_HEARTBEAT, 1, orders["response"], 33)  # the broker's, whatever it says
-    assert answer["error_code"] != TOPIC_AUTHORIZATION_FAILED, answer
+    if kafka_versions.at_least(lab.kafka_version, 4, 0):
+        assert "response" in orders, (orders, node.log()[-3000:])
+        answer = response(CONSUMER_GROUP_HEARTBEAT, 1, orders["response"], 33)  # the broker's, whatever it says
+        assert answer["error_code"] != TOPIC_AUTHORIZATION_FAILED, answer
+    else:  # v1 (regexes) came with KIP-848's release in 4.0: a 3.9 broker closes on a version it lacks
+        assert closed(orders) and orders.get("partial") == 0, (orders, node.log()[-3000:])
     assert refused(node, "consumer_group_heartbeat") == before + 2
 
 
