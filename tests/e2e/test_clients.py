@@ -1,4 +1,5 @@
-"""Every client family through the gateway: Kafka's own Java tools, kcat, kafka-python, aiokafka.
+"""Every client family through the gateway: Kafka's own Java tools (the lab's release), kcat, kafka-python, aiokafka,
+and Go's franz-go (tests/clients/go, built here with the Go toolchain).
 
 All run in the client netns, which cannot reach the brokers: a client only works if every address
 it was handed is a gateway address.
@@ -6,13 +7,16 @@ it was handed is a gateway address.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lab.clients.cluster_clients import LOG4J2
-from tests.e2e.dataplane_support import node_fixture, run_client, run_in_client_netns, unique
+from tests.e2e.dataplane_support import REPO, node_fixture, run_client, run_in_client_netns, unique
 
 pytestmark = pytest.mark.lab
 
@@ -103,6 +107,30 @@ def test_kafka_python_produce_consume(lab, node):
 def test_aiokafka_produce_consume(lab, node):
     result = run_client(lab, "aiokafka", "--bootstrap", node.bootstrap, "--topic", unique("aio"), "--count", "500")
     assert result == {"acked": 500, "consumed": 500, "distinct": 500}
+
+
+@pytest.fixture(scope="module")
+def franz_go(tmp_path_factory) -> str:
+    """The Go client program, built from its committed go.mod/go.sum (Go's build cache makes a rebuild ~1 s)."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    binary = tmp_path_factory.mktemp("go") / "franzgo"
+    built = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."], cwd=REPO / "tests" / "clients" / "go",
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return str(binary)
+
+
+def test_franz_go_produces_consumes_in_a_group_and_administers(lab, node, franz_go):
+    topic = unique("franz")
+    done = run_in_client_netns(lab, [franz_go, "-bootstrap", node.bootstrap, "-topic", topic, "-group", f"go-{topic}",
+                                     "-count", "500", "-timeout", "90s"], timeout_s=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(seen["brokers"]) == gateway_brokers(lab, node), seen  # the cluster as described: gateway ports only
+    assert (seen["partitions"], seen["acked"], seen["consumed"], seen["distinct"]) == (3, 500, 500, 500), seen
+    assert (seen["group_state"], seen["group_members"]) == ("Stable", 1), seen
+    assert seen["end_offsets"] == seen["committed_offsets"] == 500, seen
+    assert (seen["altered_count"], seen["altered_offsets"]) == (3, 0), seen
 
 
 def test_no_malformed_frames_from_real_clients(node):
