@@ -130,12 +130,15 @@ def compact(data: bytes) -> bytes:
 
 # --- the client netns and the node ---------------------------------------------------------------
 
-def exchange(lab: Any, node: GatewayNode, *connections: list[tuple[bytes, bool]], seconds: float = 0.5) -> list:
-    """Send each connection's frames over a fresh connection from the client netns; see guard_clients.exchange."""
+def exchange(lab: Any, node: GatewayNode, *connections: list[tuple[bytes, bool]], seconds: float = 0.5,
+             port: int | None = None) -> list:
+    """Send each connection's frames over a fresh connection from the client netns to the node's bootstrap port (or
+    `port`); see guard_clients.exchange."""
     plan = {"connections": [[{"frame": frame.hex(), "answer": answer} for frame, answer in frames]
                             for frames in connections]}
+    address = node.bootstrap if port is None else f"{node.address}:{port}"
     done = subprocess.run(lab.client_cmd([PYTHON, "-m", "tests.e2e.guard_clients", "exchange", "--bootstrap",
-                                          node.bootstrap, "--seconds", str(seconds)]),
+                                          address, "--seconds", str(seconds)]),
                           cwd=REPO, input=json.dumps(plan), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])["connections"]
