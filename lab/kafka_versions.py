@@ -44,3 +44,9 @@ def at_least(version: str, major: int, minor: int) -> bool:
     """Does this release have what major.minor brought (tests that check a broker's own answers ask)?"""
     found = tuple(int(part) for part in validate(version).split(".")[:2])
     return found >= (major, minor)
+
+
+def console_producer_class(version: str) -> str:
+    """Kafka's console producer: Scala (kafka.tools) up to 3.9, rewritten in Java (org.apache.kafka.tools) in 4.0.
+    The other tools the tests run have one class name on every supported release."""
+    return "org.apache.kafka.tools.ConsoleProducer" if at_least(version, 4, 0) else "kafka.tools.ConsoleProducer"

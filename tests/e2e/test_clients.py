@@ -15,6 +15,7 @@ import subprocess
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from lab import kafka_versions
 from lab.clients.cluster_clients import LOG4J2
 from tests.e2e.dataplane_support import REPO, node_fixture, run_client, run_in_client_netns, unique
 
@@ -64,8 +65,8 @@ def test_java_console_producer_and_consumer(lab, node, log4j_config):
     topic = new_topic(lab, "console")
     lines = [f"line-{i}" for i in range(300)]
     produced = run_in_client_netns(
-        lab, java(lab, log4j_config, "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", node.bootstrap,
-                  "--topic", topic, "--producer-property", "acks=all"),
+        lab, java(lab, log4j_config, kafka_versions.console_producer_class(lab.kafka_version),
+                  "--bootstrap-server", node.bootstrap, "--topic", topic, "--producer-property", "acks=all"),
         stdin="\n".join(lines) + "\n", timeout_s=120)
     assert produced.returncode == 0, produced.stderr[-2000:]
     consumed = run_in_client_netns(

@@ -55,3 +55,9 @@ def test_every_matrix_release_is_supported() -> None:
     assert kafka_versions.DEFAULT_KAFKA_VERSION in kafka_versions.MATRIX_VERSIONS
     for version in kafka_versions.MATRIX_VERSIONS:
         kafka_versions.validate(version)
+
+
+def test_the_console_producer_is_found_where_each_release_has_it() -> None:
+    assert kafka_versions.console_producer_class("3.9.2") == "kafka.tools.ConsoleProducer"
+    assert kafka_versions.console_producer_class("4.1.2") == "org.apache.kafka.tools.ConsoleProducer"
+    assert kafka_versions.console_producer_class("4.4.0") == "org.apache.kafka.tools.ConsoleProducer"
