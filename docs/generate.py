@@ -254,7 +254,7 @@ def matrix_page_from(results: dict[str, Any]) -> str:
     out.append(_table(["client family", *(f"Kafka {version}" for version in runs)], rows))
     out.append("\n## Runs\n\n")
     out.append(_table(
-        ["Kafka", "commit", "date (UTC)", "lab up", "tests", "pytest exit", "failed tests"],
+        ["Kafka", "commit", "date (UTC)", "lab down and up", "tests", "pytest exit", "failed tests"],
         [[version, f"`{run['commit']}`", run["date"], f"{run['lab_up_s']} s", f"{run['tests_s']} s", run["pytest_exit"],
           ", ".join(f"`{test}`" for test in run["failed_tests"]) or "none"] for version, run in runs.items()]))
     modules = sorted({module for run in runs.values() for module in run["modules"]})
