@@ -1,13 +1,14 @@
-"""The reference pages under docs/reference/, generated from the code they describe.
+"""The reference pages under docs/reference/ and the pictures under docs/pictures/, generated from what they describe.
 
-    .venv/bin/python -m docs.generate           # rewrite every generated page
-    .venv/bin/python -m docs.generate --check   # exit 1 and name the pages that differ
+    .venv/bin/python -m docs.generate           # rewrite every generated page and picture
+    .venv/bin/python -m docs.generate --check   # exit 1 and name the pages and pictures that differ
 
 Sources: settings from `gateway_app.config.SPECS` (the table `kafka-gateway --help` prints), role variables from each
 role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, the
 API table from `gateway_app.protocol.policy.POLICIES`, and the Kafka version matrix from `results/kafka-matrix.json`
-(`python -m lab.matrix`). tests/docs/test_reference_drift.py fails when a committed page
-differs from what this produces.
+(`python -m lab.matrix`); the diagrams from the lab's layout, the mapping function and the proxy's modules
+(docs/diagrams.py), the plots from the committed result files (docs/plots.py). tests/docs/test_reference_drift.py and
+tests/docs/test_picture_drift.py fail when a committed page or picture differs from what this produces.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 
 
 def settings_page() -> str:
-    from gateway_app.config import OTHER_KAFKA_HELP, SPECS
+    from gateway_app.config import SPECS
+    from gateway_app.settings_help import OTHER_KAFKA_HELP
 
     rows = []
     for spec in SPECS:
@@ -275,8 +277,23 @@ PAGES: dict[str, Callable[[], str]] = {
 }
 
 
+def _diagram(make_dot: Callable[[], str]) -> Callable[[], str]:
+    from docs.diagrams import render_svg
+
+    return lambda: render_svg(make_dot())
+
+
+def pictures() -> dict[str, Callable[[], str]]:
+    """SVG files under docs/, each from the function that draws it (imported here: Graphviz and matplotlib are
+    needed only to draw)."""
+    from docs.diagrams import DIAGRAMS
+    from docs.plots import PLOTS
+
+    return {**{picture: _diagram(make) for picture, make in DIAGRAMS.items()}, **PLOTS}
+
+
 def render() -> dict[Path, str]:
-    return {DOCS / page: make() for page, make in PAGES.items()}
+    return {DOCS / page: make() for page, make in {**PAGES, **pictures()}.items()}
 
 
 def stale_pages() -> list[Path]:

@@ -10,7 +10,9 @@ import resource
 import sys
 from pathlib import Path
 
-from .config import ConfigError, check_kafka_properties, load_settings, settings_help
+from .config import ConfigError, load_settings
+from .kafka_check import check_kafka_properties
+from .settings_help import settings_help
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -7,9 +7,10 @@ import logging
 import signal
 import ssl
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from . import __version__
+from .broker_addresses import BrokerInfo
 from .config import Settings
 from .http import HttpServer
 from .metrics import Metrics
@@ -18,9 +19,9 @@ from .proxy.handover import HandoverRunner
 from .proxy.routes import Routes
 from .proxy.server import Gateway
 from .proxy.tls import reload_client_certificate, upstream_context
+from .cluster_names import group_name, topic_name
 from .readiness import CheckResult, Flag, Readiness
 from .tls_check import TlsMaterialError
-from .cluster.membership import group_name, topic_name
 from .cluster.topology import ClusterTopology
 from .protocol.reserved import ReservedNames
 
@@ -55,8 +56,7 @@ class Node:
         self.readiness.add("cluster_membership", self.topology.readiness_check)
         self.directory = BrokerDirectory(
             {**settings.kafka_properties}, settings.bootstrap_servers, settings.upstream_connect_timeout_s,
-            on_change=lambda brokers: self.metrics.known_brokers.set(len(brokers)),
-            on_described=self.topology.brokers_described)
+            on_change=self._brokers_changed)
         self.routes = Routes(self.topology, self.directory, self.metrics, upstream_context(settings),
                              settings.upstream_connect_timeout_s)
         self.gateway = Gateway(settings, self.routes, self.metrics, self.reserved)
@@ -69,6 +69,11 @@ class Node:
         self.readiness.add("broker_ids_in_range", self._broker_ids_in_range)
         self.readiness.add("not_draining", self.not_draining)
         self._stop = asyncio.Event()
+
+    def _brokers_changed(self, brokers: Mapping[int, BrokerInfo]) -> None:
+        """The directory's brokers changed (a DescribeCluster, or a broker a response named): count, map them."""
+        self.metrics.known_brokers.set(len(brokers))
+        self.topology.brokers_changed(brokers)
 
     def _reserved_topic_ids(self, ids: list[bytes]) -> None:
         self.reserved.know_topic_ids(ids)

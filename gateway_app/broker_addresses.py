@@ -74,8 +74,8 @@ class Topology(Protocol):
 
     plan: PortPlan
 
-    def broker_endpoint(self, broker_id: int, broker_rack: str | None) -> tuple[str, int]:
-        """(host, port) a client must use for this broker. Raises BrokerOutOfRange."""
+    def broker_endpoint(self, broker_id: int) -> tuple[str, int]:
+        """(host, port) a client must use for this broker; a read, it changes nothing. Raises BrokerOutOfRange."""
         ...
 
     def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:

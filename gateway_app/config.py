@@ -1,8 +1,11 @@
-"""Settings from the environment and an optional KEY=VALUE file, validated once at start.
+"""Settings from the environment and an optional KEY=VALUE file, validated once at start: the table of
+settings (`SPECS`), their parsers and checks, and `Settings`.
 
 `GATEWAY_*` settings configure the node; every `KAFKA_X_Y` becomes the client property `x.y` for
 the gateway's own connections to the backing cluster (e.g. KAFKA_SASL_MECHANISM -> sasl.mechanism).
 The environment wins over the file, so a systemd EnvironmentFile and ad-hoc overrides compose.
+The file's grammar is env_file.py's, the librdkafka check of the KAFKA_* properties kafka_check.py's,
+and `--help`'s text settings_help.py's.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .cluster.member import Member, RecordRejected, validate_member
 from .broker_addresses import PortPlan
+from .env_file import EnvFileError, read_env_file
+from .member import Member, RecordRejected, validate_member
 
 
 class ConfigError(ValueError):
@@ -271,12 +275,6 @@ SPECS: tuple[Spec, ...] = (
 )
 
 KAFKA_PREFIX = "KAFKA_"
-OTHER_KAFKA_HELP = (
-    "KAFKA_*  Any other KAFKA_X_Y becomes client property x.y for the gateway's own connections "
-    "(e.g. KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CA_LOCATION, "
-    "KAFKA_SSL_CERTIFICATE_LOCATION, KAFKA_SSL_KEY_LOCATION, KAFKA_SSL_KEY_PASSWORD, "
-    "KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM). The ssl.* ones also apply to data-plane upstream TLS."
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,134 +327,17 @@ class Settings:
         return PortPlan(self.port_start, self.min_broker_id, self.port_count)
 
     @property
+    def member(self) -> Member:
+        """This node as its peers see it: the fields of its member record."""
+        return Member(self.node_id, self.advertised_host, self.rack_id, self.port_start, self.port_count)
+
+    @property
     def client_tls(self) -> bool:
         return self.ssl_cert_file is not None
 
     @property
     def upstream_tls(self) -> bool:
         return self.kafka_security_protocol in ("ssl", "sasl_ssl")
-
-
-# The parts of systemd's EnvironmentFile= grammar (src/basic/env-file.c, parse_env_file_internal) that decide a value.
-_NEWLINE = "\n\r"
-_WHITESPACE = " \t\n\r"
-_SHELL_NEED_ESCAPE = "\"\\`$"
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# systemd drops a value with a control character other than TAB and newline (env_value_is_valid)
-_INVALID_VALUE_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Read an env file exactly as systemd's EnvironmentFile= does (quotes, backslash escapes, continuation
-    lines, `#`/`;` comments, whitespace trimming; a later key wins).
-
-    Where systemd would silently drop an assignment (an invalid name such as `export X`, a control character
-    in the value) or where systemd versions disagree (a comment line ending in a backslash), this refuses the
-    file instead, naming the line: a file this accepts means the same to the service as to --check-config.
-    """
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(str(path), f"not valid UTF-8 at byte {error.start}") from None
-    values: dict[str, str] = {}
-    for line, key, value in _env_assignments(text, str(path)):
-        where = f"{path}:{line}"
-        if not _ENV_NAME.fullmatch(key):
-            raise ConfigError(where, f"{key[:40]!r} is not a variable name (systemd would ignore the line)")
-        if _INVALID_VALUE_CHARS.search(value):
-            raise ConfigError(where, f"the value of {key} has a control character (systemd would ignore it)")
-        values[key] = value
-    return values
-
-
-def _env_assignments(text: str, name: str) -> list[tuple[int, str, str]]:
-    """systemd's state machine, transcribed: (line, key, value) for every assignment, in order."""
-    found: list[tuple[int, str, str]] = []
-    state, line, key, value = "pre_key", 1, "", ""
-    key_ws: int | None = None  # where the key's trailing whitespace starts
-    value_ws: int | None = None  # where the unquoted value's trailing whitespace starts
-
-    def push() -> None:
-        found.append((line, key[:key_ws] if key_ws is not None else key,
-                      value[:value_ws] if state == "value" and value_ws is not None else value))
-
-    for c in text:
-        if state == "pre_key":
-            if c in "#;":
-                state = "comment"
-            elif c not in _WHITESPACE:
-                state, key, value, key_ws = "key", c, "", None
-        elif state == "key":
-            if c in _NEWLINE:
-                state, line = "pre_key", line + 1
-            elif c == "=":
-                state, value_ws = "pre_value", None
-            else:
-                if c not in _WHITESPACE:
-                    key_ws = None
-                elif key_ws is None:
-                    key_ws = len(key)
-                key += c
-        elif state == "pre_value":
-            if c in _NEWLINE:
-                line += 1
-                push()
-                state = "pre_key"
-            elif c == "'":
-                state = "single_quote"
-            elif c == '"':
-                state = "double_quote"
-            elif c == "\\":
-                state = "value_escape"
-            elif c not in _WHITESPACE:
-                state, value = "value", value + c
-        elif state == "value":
-            if c in _NEWLINE:
-                line += 1
-                push()
-                state = "pre_key"
-            elif c == "\\":
-                state, value_ws = "value_escape", None
-            else:
-                if c not in _WHITESPACE:
-                    value_ws = None
-                elif value_ws is None:
-                    value_ws = len(value)
-                value += c
-        elif state == "value_escape":
-            state = "value"
-            if c not in _NEWLINE:
-                value += c
-        elif state == "single_quote":
-            if c == "'":
-                state = "pre_value"
-            else:
-                value += c
-        elif state == "double_quote":
-            if c == '"':
-                state = "pre_value"
-            elif c == "\\":
-                state = "double_quote_escape"
-            else:
-                value += c
-        elif state == "double_quote_escape":
-            state = "double_quote"
-            if c in _SHELL_NEED_ESCAPE:
-                value += c
-            elif c != "\n":
-                value += "\\" + c
-        elif state == "comment":
-            if c == "\\":
-                state = "comment_escape"
-            elif c in _NEWLINE:
-                state, line = "pre_key", line + 1
-        elif state == "comment_escape":
-            if c in _NEWLINE:  # systemd < 254 continues the comment on the next line, >= 254 does not
-                raise ConfigError(f"{name}:{line}", "a comment line ends in a backslash (systemd versions differ)")
-            state = "comment"
-    if state not in ("pre_key", "key", "comment", "comment_escape"):
-        push()
-    return found
 
 
 # Client properties whose values are credentials (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret,
@@ -470,28 +351,6 @@ def is_secret(env_key: str) -> bool:
     return spec.secret if spec is not None else bool(SECRET_ENV_PATTERN.search(env_key))
 
 
-def check_kafka_properties(settings: Settings) -> None:
-    """Hand the KAFKA_* properties to librdkafka, which refuses a misspelt name or a bad value (and loads the
-    ssl.* files), without connecting: the check builds a producer that has no bootstrap servers to reach."""
-    from confluent_kafka import KafkaException, Producer
-
-    props = {k: v for k, v in settings.kafka_properties.items() if k != "bootstrap.servers"}
-    secrets = [v for k, v in props.items() if v and is_secret(KAFKA_PREFIX + k.upper().replace(".", "_"))]
-    try:
-        producer = Producer({**props, "log_level": 0})
-    except (KafkaException, ValueError, TypeError) as error:
-        message = str(error.args[0].str() if isinstance(error, KafkaException) else error)
-        for secret in secrets:
-            message = message.replace(secret, "***")
-        # the property librdkafka names: quoted in its message, or one of ours that it mentions
-        quoted = re.search(r'property:? "([a-z0-9._]+)"', message)
-        prop = quoted.group(1) if quoted else next((k for k in sorted(props, key=len, reverse=True) if k in message), None)
-        setting = KAFKA_PREFIX + prop.upper().replace(".", "_") if prop else "KAFKA_*"
-        raise ConfigError(setting, f"refused by librdkafka: {message}") from None
-    producer.flush(0)
-    del producer
-
-
 def kafka_properties(raw: Mapping[str, str]) -> dict[str, str]:
     """KAFKA_X_Y=v -> {"x.y": v} for every KAFKA_* key."""
     return {
@@ -502,7 +361,10 @@ def kafka_properties(raw: Mapping[str, str]) -> dict[str, str]:
 
 
 def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
-    raw: dict[str, str] = dict(read_env_file(config_file)) if config_file else {}
+    try:
+        raw: dict[str, str] = dict(read_env_file(config_file)) if config_file else {}
+    except EnvFileError as error:
+        raise ConfigError(error.where, error.problem) from None
     raw.update({k: v for k, v in environ.items() if k.startswith(("GATEWAY_", KAFKA_PREFIX))})
     values: dict[str, Any] = {}
     for spec in SPECS:
@@ -543,24 +405,12 @@ def _check_consistency(settings: Settings) -> None:
 
 
 def _check_member_record(settings: Settings) -> None:
-    """This node's member record must be one its peers accept (cluster/member.py checks every record)."""
-    me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
+    """This node's member record must be one its peers accept (they check every record the same way)."""
     try:
-        validate_member(me)
+        validate_member(settings.member)
     except RecordRejected as error:
         setting = {"node_id": "GATEWAY_NODE_ID", "rack": "GATEWAY_RACK_ID", "advertised_host": "GATEWAY_ADVERTISED_HOST",
                    "port_start": "GATEWAY_PORT_START"}.get(error.field or "", "GATEWAY_PORT_COUNT")
         raise ConfigError(setting, error.detail) from None
     if settings.cluster_secret_previous == settings.cluster_secret:
         raise ConfigError("GATEWAY_CLUSTER_SECRET_PREVIOUS", "is the same as GATEWAY_CLUSTER_SECRET")
-
-
-def settings_help() -> str:
-    lines = ["Settings (environment variables, or KEY=VALUE lines in --config FILE; the environment wins):", ""]
-    for spec in SPECS:
-        default = "required" if spec.default is None else f"default {spec.default!r}" if spec.default else "default unset"
-        lines.append(f"  {spec.env}  ({default})")
-        lines.append(f"      {spec.help}")
-    lines += ["", f"  {OTHER_KAFKA_HELP}"]
-    return "\n".join(lines)
-

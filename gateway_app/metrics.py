@@ -47,8 +47,8 @@ class Metrics:
             "gateway_broker_id_out_of_range", "Broker ids seen outside the gateway port range", ["broker"], registry=r)
         self.known_brokers = Gauge("gateway_known_brokers", "Brokers the node knows an address for", registry=r)
         self.connections_refused = Counter(
-            "gateway_connections_refused", "Client connections closed by a limit (node_limit, source_limit, "
-            "first_request_timeout, idle_timeout, client_not_reading)", ["reason"], registry=r)
+            "gateway_connections_refused", "Client connections closed by a limit or deadline (node_limit, source_limit, "
+            "first_request_timeout, idle_timeout, client_not_reading, frame_timeout)", ["reason"], registry=r)
         self.in_flight_paused = Counter(
             "gateway_in_flight_paused", "Times a client's reading was paused at GATEWAY_MAX_IN_FLIGHT", registry=r)
         self.reserved_refused = Counter(

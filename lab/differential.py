@@ -458,7 +458,7 @@ class Tracer:
             self.length(len(data), spec.flexible, wide)
             self.out += data
         else:
-            codec._write_value(self.out, spec, value)
+            codec.write_scalar(self.out, spec, value)
 
     def field(self, spec: FieldSpec, value: Any) -> None:
         if spec.array:

@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from gateway_app.cluster.membership import group_name, topic_name
+from gateway_app.cluster_names import group_name, topic_name
 
 from .layout import CLUSTER_SECRET
 from .polling import wait_until
@@ -150,17 +150,37 @@ class GatewayNode:
             return 0, ""
 
     def metric(self, name: str, **labels: str) -> float:
-        """Sum of a metric's samples whose labels include `labels` (0 if absent)."""
-        _, text = self.http("/metrics")
-        total = 0.0
-        for line in text.splitlines():
-            match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
-            if not match or match.group(1) != name:
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(match.group(3))
-        return total
+        """Sum of a metric's samples whose labels include `labels` (see metric_sum); AssertionError when
+        /metrics cannot be read, so a check of "nothing happened" cannot pass on nothing measured."""
+        status, text = self.http("/metrics")
+        if status != 200:
+            raise AssertionError(f"/metrics of {self.http_address}:{self.http_port} answered {status or 'nothing'}")
+        return metric_sum(text, name, labels)
+
+
+SAMPLE_SUFFIXES = ("_total", "_sum", "_count", "_bucket", "_created", "_info")
+
+
+def metric_sum(text: str, name: str, labels: dict[str, str]) -> float:
+    """Sum of the samples named `name` in a Prometheus text exposition whose labels include `labels`.
+
+    0 when the family is exported but no sample has those labels yet (a labelled counter shows a sample
+    only once it counted something); AssertionError when no family of that name is exported at all
+    (a typo, or a metric that was renamed), which would otherwise read as 0 forever."""
+    families, total = set(), 0.0
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            families.add(line.split()[2])
+            continue
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(3))
+    if name not in families and not any(name == family + suffix for family in families for suffix in SAMPLE_SUFFIXES):
+        raise AssertionError(f"no metric {name} is exported (families: {len(families)})")
+    return total
 
 
 class ClusterNode(GatewayNode):
@@ -183,9 +203,13 @@ class ClusterNode(GatewayNode):
     def ready(self) -> bool:
         return self.http("/health/ready")[0] == 200
 
-    def wait_ready(self, timeout_s: float = 40) -> None:
-        wait_until(lambda: self.ready() or self.proc.poll() is not None, timeout_s, f"{self.node_id} ready", 0.2)
+    def wait_ready(self, timeout_s: float = 40.0, ready: bool = True) -> "ClusterNode":
+        """Until /health/ready answers 200 (or, with ready=False, answers at all). Unlike a lone node, one that
+        does not get there is left running and its gateway cluster kept: the test's other nodes share it."""
+        answered = self.ready if ready else (lambda: self.http("/health/ready")[0] != 0)
+        wait_until(lambda: answered() or self.proc.poll() is not None, timeout_s, f"{self.node_id} ready", 0.2)
         assert self.proc.poll() is None, f"{self.node_id} exited:\n{self.log_path.read_text()[-3000:]}"
+        return self
 
     def terminate(self, timeout_s: float = 20.0) -> int:
         return super().terminate(timeout_s)

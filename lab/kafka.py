@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 
 from . import kafka_versions
-from .layout import (BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, RACKS, REPO_DIR, SASL_PORT, SASL_USERS,
-                     Layout)
+from .layout import (BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, REPO_DIR, SASL_PORT, SASL_USERS, Layout,
+                     broker_rack)
 from .shell import run, say, stop_pid, wait_until
 from .state import Broker
 
@@ -106,7 +106,7 @@ def broker_dir(layout: Layout, broker_id: int) -> Path:
 
 
 def wanted_config(layout: Layout, broker_id: int) -> str:
-    return broker_config(layout, broker_id, RACKS[BROKER_IDS.index(broker_id)], broker_dir(layout, broker_id) / "data")
+    return broker_config(layout, broker_id, broker_rack(broker_id), broker_dir(layout, broker_id) / "data")
 
 
 def config_is_current(layout: Layout, broker_id: int) -> bool:
@@ -140,7 +140,7 @@ def start_broker(layout: Layout, broker_id: int, version: str) -> Broker:
         )
     return Broker(
         id=broker_id, address=layout.broker_ip(broker_id), port=BROKER_PORT,
-        rack=RACKS[BROKER_IDS.index(broker_id)], netns=netns, pid=proc.pid,
+        rack=broker_rack(broker_id), netns=netns, pid=proc.pid,
     )
 
 

@@ -18,6 +18,13 @@ DEBIAN_RELEASES = ("bookworm", "trixie")
 DEFAULT_RELEASE = "bookworm"
 RACKS = ("rack-a", "rack-b", "rack-c")
 BROKER_IDS = (1, 2, 3)
+
+
+def broker_rack(broker_id: int) -> str:
+    """The rack of a lab broker (`broker.rack`): one broker per rack."""
+    return RACKS[BROKER_IDS.index(broker_id)]
+
+
 BROKER_PORT = 9092
 CONTROLLER_PORT = 9093
 # A second client listener with SASL/PLAIN, for proving SASL end to end: the gateway's own connections

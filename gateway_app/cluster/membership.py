@@ -37,7 +37,7 @@ Member records are authenticated
 The members topic is an ordinary Kafka topic: anyone who can write to the backing cluster (or, before
 the data plane's guard, to the gateway) can write a record. So every record carries an HMAC-SHA256
 of its value, keyed from `GATEWAY_CLUSTER_SECRET` and the cluster id (format and reasons in
-member.py). A record that fails verification, or whose fields are out of range, or whose key is not
+records.py). A record that fails verification, or whose fields are out of range, or whose key is not
 its node id, is ignored, logged once per (key, reason) and counted in
 `gateway_cluster_member_records_rejected{reason}`; whatever one record raises is contained the same
 way (reason `error`) and the reader carries on. Tombstones cannot carry a MAC (they must stay null
@@ -45,7 +45,7 @@ for compaction), so a tombstone for a node that is live in the group is held bac
 leaves the group: a forged one removes nothing. A node that reads a record under its own id that is
 not its own — a forgery by a holder of the secret, a replay of its own older record, a tombstone, a
 second node configured with the same id — writes its own again at once (at most once per
-OWN_RECORD_REWRITE_MIN_S, so two nodes with one id cannot spin), counted in
+roster.OWN_RECORD_REWRITE_MIN_S, so two nodes with one id cannot spin), counted in
 `gateway_cluster_own_record_rewrites`. The thread is supervised: if its loop raises or returns
 unasked, it is restarted with a backoff (RESTART_FIRST_S doubling to RESTART_MAX_S), counted in
 `gateway_cluster_membership_restarts`, and the readiness detail says how often and why. The secret,
@@ -56,19 +56,21 @@ Rejected alternative: encoding the whole record in `client.id` and skipping the 
 but puts JSON into a field brokers log and quota by, and still needs the group; the compacted topic
 is readable with any Kafka tool.
 
-The confluent-kafka clients run in one daemon thread (their calls block); view changes reach the
-asyncio loop through `loop.call_soon_threadsafe`.
+Two parts: the roster (roster.py) is the bookkeeping — records and live ids in, the view and what
+to write out — with no Kafka and no thread, so it is tested alone; `Membership` here is the driver:
+it owns the confluent-kafka clients, the daemon thread they run in (their calls block) and its
+restarts (`Supervisor`), feeds the roster and carries its actions out. View changes reach the asyncio
+loop through `loop.call_soon_threadsafe`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -76,8 +78,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from .group_members import GroupMembers
-from .member import Member, RecordCodec, RecordRejected, shown
+from ..cluster_names import group_name, topic_name
+from ..member import Member
 from .metrics import ClusterMetrics
+from .records import RecordCodec
+from .roster import Record, Roster, View
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +90,12 @@ BROKER_MIN_SESSION_TIMEOUT_S = 6.0  # Kafka's default group.min.session.timeout.
 REBALANCE_MARGIN_S = 4.0  # a rebalance + one refresh, between a death and the coordinator's verdict
 MAX_POLL_INTERVAL_MS = 30000  # also the classic rebalance timeout: bounds a rebalance waiting on a dead joiner
 POLL_S = 0.1
-REPUBLISH_AFTER_S = 5.0  # own record still unread this long after writing it: write it again
 TOPIC_RETRY_MAX_S = 10.0  # backoff cap while Kafka cannot be reached or the topic cannot be made
 PROPAGATION_POLL_S = 0.25  # the topic exists but the broker asked does not list it yet: ask again soon
 PROPAGATION_WARN_S = 5.0  # metadata normally catches up in well under a second; say so if it does not
-OWN_RECORD_REWRITE_MIN_S = 1.0  # a foreign record under this node's id is answered at once, at most this often
 RESTART_FIRST_S = 0.5  # the supervisor's backoff after the loop died ...
 RESTART_MAX_S = 30.0  # ... doubling up to this
 STABLE_RUN_S = 60.0  # a loop that ran this long before dying starts the backoff afresh
-MAX_LOGGED_REJECTIONS = 256  # distinct (key, reason) pairs logged; later ones are only counted
-
-
-def group_name(cluster_id: str) -> str:
-    return f"_gateway_{cluster_id}"
-
-
-def topic_name(cluster_id: str) -> str:
-    """Topic names allow [a-zA-Z0-9._-]; any other character of the cluster id becomes '_'."""
-    return f"_gateway_{re.sub(r'[^a-zA-Z0-9._-]', '_', cluster_id)}_members"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +105,61 @@ class MembershipStatus:
     detail: str
 
 
-View = tuple[Member, ...]
+class Stopping(Protocol):
+    """How the thread is asked to stop (a threading.Event); its waits are the thread's only sleeps."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+
+class Supervisor:
+    """Runs a loop until asked to stop; whatever ends it otherwise restarts it after a backoff
+    (RESTART_FIRST_S doubling to RESTART_MAX_S, afresh after a run of STABLE_RUN_S), counted in `restarts`."""
+
+    def __init__(self, run: Callable[[], None], stopping: Stopping, metrics: ClusterMetrics,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._run = run
+        self._stopping = stopping
+        self._metrics = metrics
+        self._clock = clock
+        self.restarts = 0
+        self.last_crash = ""
+
+    def detail(self) -> str:
+        """What the readiness detail says of the restarts: nothing until there was one."""
+        return f"membership restarted {self.restarts} times, last error: {self.last_crash}" if self.restarts else ""
+
+    def supervise(self) -> None:
+        backoff = RESTART_FIRST_S
+        while not self._stopping.is_set():
+            started = self._clock()
+            try:
+                self._run()
+                if self._stopping.is_set():
+                    return
+                error = "the membership loop returned unasked"
+                log.error("%s", error)
+            except Exception as crash:
+                error = f"{type(crash).__name__}: {crash}"
+                log.exception("gateway cluster membership failed")
+            if self._clock() - started >= STABLE_RUN_S:
+                backoff = RESTART_FIRST_S
+            self.restarts += 1
+            self.last_crash = " ".join(error.split())[:200]
+            self._metrics.membership_restarts.inc()
+            log.error("restarting gateway cluster membership in %.1fs (restart %d)", backoff, self.restarts)
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, RESTART_MAX_S)
 
 
 class Membership:
-    """Join the gateway cluster and keep a live view of its members.
+    """Join the gateway cluster and keep a live view of its members (the roster's).
 
-    `on_change(view)` runs on the asyncio loop whenever the live view changes.
+    `on_change(view)` runs on the asyncio loop whenever the live view changes. `stopping` is the thread's
+    stop signal and its only sleep (a new threading.Event unless given).
     """
 
     def __init__(
@@ -135,13 +176,15 @@ class Membership:
         previous_secret: str | None = None,
         metrics: ClusterMetrics | None = None,
         on_reserved_topic_ids: Callable[[list[bytes]], None] | None = None,
+        stopping: Stopping | None = None,
     ) -> None:
         self.me = me
         self._on_reserved_topic_ids = on_reserved_topic_ids
-        self._codec = RecordCodec(cluster_id, secret, previous_secret)
         self._metrics = metrics or ClusterMetrics(CollectorRegistry())
         self.group = group_name(cluster_id)
         self.topic = topic_name(cluster_id)
+        self._codec = RecordCodec(cluster_id, secret, previous_secret)
+        self.roster = Roster(me, self._codec, self.topic, self._metrics)
         self.kafka_config = dict(kafka_config)
         self.refresh_interval_s = refresh_interval_s
         self.group_session_timeout_ms = int(1000 * max(BROKER_MIN_SESSION_TIMEOUT_S, session_timeout_s - REBALANCE_MARGIN_S))
@@ -150,22 +193,12 @@ class Membership:
                         "drops out after about %.0fs", session_timeout_s, BROKER_MIN_SESSION_TIMEOUT_S + REBALANCE_MARGIN_S)
         self._on_change = on_change
         self._loop = loop
-        self._records: dict[str, Member] = {}
-        self._live_ids: frozenset[str] = frozenset()
-        self._view: View = ()
         self._last_refresh_ok = 0.0
         self._last_error = "not started"
-        self._next_republish = 0.0
         self._producer: Producer | None = None
-        self._own_write: tuple[int, int] | None = None  # (partition, offset) of this node's latest record
-        self._rewrite_own_at: float | None = None  # when to write this node's record again, after a foreign one
-        self._last_own_rewrite = float("-inf")
-        self._held_tombstones: set[str] = set()  # live nodes whose (unauthenticated) tombstone waits for them to leave
-        self._logged_rejections: set[tuple[str, str]] = set()
-        self.restarts = 0
-        self._last_crash = ""
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._supervise, name="gateway-membership", daemon=True)
+        self._stopping: Stopping = stopping if stopping is not None else threading.Event()
+        self.supervisor = Supervisor(self._run, self._stopping, self._metrics)
+        self._thread = threading.Thread(target=self.supervisor.supervise, name="gateway-membership", daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -178,54 +211,41 @@ class Membership:
         self._thread.join(timeout_s)
 
     @property
+    def running(self) -> bool:
+        """The membership thread is alive (between start and the end of stop)."""
+        return self._thread.is_alive()
+
+    @property
+    def restarts(self) -> int:
+        return self.supervisor.restarts
+
+    @property
     def view(self) -> View:
-        return self._view
+        return self.roster.view
 
     def status(self) -> MembershipStatus:
+        view = self.roster.view
         reachable = time.monotonic() - self._last_refresh_ok < max(3.0, 4 * self.refresh_interval_s)
-        joined = any(member.node_id == self.me.node_id for member in self._view)
+        joined = any(member.node_id == self.me.node_id for member in view)
         if reachable:
-            detail = f"{len(self._view)} live members"
+            detail = f"{len(view)} live members"
         elif not self._last_refresh_ok:  # never asked the group yet: say which step it is on
             detail = f"starting: {self._last_error}"
         else:
             detail = f"cannot reach the backing Kafka: {self._last_error}"
         if reachable and not joined:
             detail = f"not (yet) a member of group {self.group}"
-        if self.restarts:
-            detail += f"; membership restarted {self.restarts} times, last error: {self._last_crash}"
+        if self.supervisor.restarts:
+            detail += f"; {self.supervisor.detail()}"
         return MembershipStatus(joined and reachable, reachable, detail)
 
     # --- the control thread -----------------------------------------------------------------
 
-    def _supervise(self) -> None:
-        """Run the loop until asked to stop; whatever ends it otherwise restarts it after a backoff."""
-        backoff = RESTART_FIRST_S
-        while not self._stopping.is_set():
-            started = time.monotonic()
-            try:
-                self._run()
-                if self._stopping.is_set():
-                    return
-                error = "the membership loop returned unasked"
-                log.error("%s", error)
-            except Exception as crash:
-                error = f"{type(crash).__name__}: {crash}"
-                log.exception("gateway cluster membership failed")
-            if time.monotonic() - started >= STABLE_RUN_S:
-                backoff = RESTART_FIRST_S
-            self.restarts += 1
-            self._last_crash = " ".join(error.split())[:200]
-            self._metrics.membership_restarts.inc()
-            log.error("restarting gateway cluster membership in %.1fs (restart %d)", backoff, self.restarts)
-            self._stopping.wait(backoff)
-            backoff = min(backoff * 2, RESTART_MAX_S)
-
     def _run(self) -> None:
-        partitions = self._wait_for_topic(AdminClient(self.kafka_config))
+        partitions = self.wait_for_topic(AdminClient(self.kafka_config))
         if not partitions:
             return
-        self._own_write = None
+        self.roster.reading_again()
         self._producer = Producer({**self.kafka_config, "acks": "all", "linger.ms": 0})
         clients: list[Consumer] = []  # closed however the loop ends: a crash too, the supervisor makes new ones
         try:
@@ -259,8 +279,8 @@ class Membership:
                 if message is not None and message.error():
                     self._last_error = str(message.error())
                     log.warning("gateway group %s: %s", self.group, message.error())
-                self._read_records(reader)
-                self._rewrite_own_record_if_due()
+                self._view_changed(self.roster.read(self._records(reader)))
+                self._write_what_is_due()
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.refresh_interval_s
                     self._refresh_live(group_members)
@@ -271,11 +291,9 @@ class Membership:
                     client.close()
                 except Exception as error:
                     log.warning("closing a membership client: %s", error)
-            self._live_ids = self._live_ids - {self.me.node_id}
-            self._records.pop(self.me.node_id, None)
-            self._update_view()
+            self._view_changed(self.roster.left())
 
-    def _wait_for_topic(self, admin: AdminClient) -> list[int]:
+    def wait_for_topic(self, admin: AdminClient) -> list[int]:
         """Create the members topic (or find it) and return its partitions once the broker we ask
         lists them; [] if asked to stop first.
 
@@ -348,87 +366,30 @@ class Membership:
 
     def _publish_record(self, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Write this node's record (signed), or its tombstone (value None), and wait for it."""
-        self._next_republish = time.monotonic() + REPUBLISH_AFTER_S
+        self.roster.writing()
 
         def delivered(error: KafkaError | None, message: Message) -> None:
             if error is None and value is not None:
-                self._own_write = (message.partition(), message.offset())
+                self.roster.written(message.partition(), message.offset())
 
         self._producer.produce(self.topic, key=self.me.node_id.encode(), value=value, headers=headers, on_delivery=delivered)
         if self._producer.flush(10) != 0:
             log.error("could not write this node's record to %s", self.topic)
 
-    def _read_records(self, reader: Consumer) -> None:
-        changed = False
+    def _records(self, reader: Consumer) -> list[Record]:
+        """What the reader has of the members topic now (up to POLL_S of waiting)."""
+        records = []
         for message in reader.consume(num_messages=500, timeout=POLL_S):
             if message.error():
                 if message.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("members topic: %s", message.error())
                 continue
-            try:
-                changed |= self._apply_record(message)
-            except RecordRejected as rejected:
-                self._reject(message.key(), rejected.reason, rejected.detail)
-            except Exception as error:  # a bug of ours, or a record nobody foresaw: skip it, keep reading
-                self._reject(message.key(), "error", f"{type(error).__name__}: {error}", exc_info=True)
-        if changed:
-            self._update_view()
+            records.append(Record(message.key(), message.value(), message.headers(), message.partition(), message.offset()))
+        return records
 
-    def _apply_record(self, message: Message) -> bool:
-        """Take one record of the members topic into account; True if the known records changed."""
-        key, value = message.key(), message.value()
-        # This process's own older records, read back before its latest write, are history, not forgeries.
-        mine_before = self._own_write is not None and (message.partition(), message.offset()) < self._own_write \
-            and message.partition() == self._own_write[0]
-        if value is None:
-            if key is None:
-                raise RecordRejected("key_mismatch", "a tombstone without a key")
-            node_id = key.decode(errors="replace")
-            if node_id == self.me.node_id:
-                if not mine_before:  # this node writes its own tombstone only as it stops reading
-                    self._foreign_own_record("a tombstone")
-                return False
-            if node_id in self._live_ids:  # unauthenticated: it takes effect once the node has left the group
-                self._held_tombstones.add(node_id)
-                return False
-            return self._records.pop(node_id, None) is not None
-        member = self._codec.decode(key, value, message.headers())
-        if member.node_id == self.me.node_id:
-            if member != self.me:
-                if not mine_before:
-                    self._foreign_own_record(f"a different record ({member.advertised_host}, ports {member.port_start}+{member.port_count})")
-                return False
-        self._held_tombstones.discard(member.node_id)
-        changed = self._records.get(member.node_id) != member
-        self._records[member.node_id] = member
-        return changed
-
-    def _reject(self, key: bytes | None, reason: str, detail: str, exc_info: bool = False) -> None:
-        """Count an ignored record; log it once per (key, reason), for at most MAX_LOGGED_REJECTIONS pairs."""
-        self._metrics.member_records_rejected.labels(reason).inc()
-        label = shown(None if key is None else key.decode(errors="replace"))
-        if (label, reason) in self._logged_rejections or len(self._logged_rejections) > MAX_LOGGED_REJECTIONS:
-            return
-        self._logged_rejections.add((label, reason))
-        if len(self._logged_rejections) > MAX_LOGGED_REJECTIONS:
-            log.warning("more ignored member records than %d distinct keys and reasons: from now on only counted "
-                        "(gateway_cluster_member_records_rejected)", MAX_LOGGED_REJECTIONS)
-            return
-        log.warning("ignoring a member record under key %s on %s (%s): %s; later ones with this key and reason are "
-                    "only counted", label, self.topic, reason, detail, exc_info=exc_info)
-
-    def _foreign_own_record(self, what: str) -> None:
-        if self._rewrite_own_at is None:
-            self._rewrite_own_at = max(time.monotonic(), self._last_own_rewrite + OWN_RECORD_REWRITE_MIN_S)
-        log.warning("read %s under this node's id %s on %s; writing this node's record again", what, self.me.node_id, self.topic)
-
-    def _rewrite_own_record_if_due(self) -> None:
-        if self._rewrite_own_at is None or time.monotonic() < self._rewrite_own_at:
-            return
-        self._rewrite_own_at = None
-        self._last_own_rewrite = time.monotonic()
-        self._metrics.own_record_rewrites.inc()
-        self._publish_own_record()
+    def _write_what_is_due(self) -> None:
+        if self.roster.due() is not None:
+            self._publish_own_record()
 
     def _refresh_live(self, group_members: GroupMembers) -> None:
         try:
@@ -438,23 +399,14 @@ class Membership:
             log.debug("describe group %s failed: %s", self.group, error)
             return
         self._last_refresh_ok = time.monotonic()
-        if self.me.node_id in live_ids and self.me.node_id not in self._records and time.monotonic() > self._next_republish:
-            log.warning("this node's record is missing from %s; writing it again", self.topic)
-            self._publish_own_record()
-        if live_ids != self._live_ids:
-            self._live_ids = live_ids
-            for node_id in self._held_tombstones - live_ids:  # left the group: its tombstone counts now
-                self._records.pop(node_id, None)
-            self._held_tombstones &= live_ids
-            self._update_view()
+        changed = self.roster.live(live_ids)
+        self._write_what_is_due()
+        self._view_changed(changed)
 
-    def _update_view(self) -> None:
-        view = tuple(self._records[node_id] for node_id in sorted(self._live_ids) if node_id in self._records)
-        if view == self._view:
+    def _view_changed(self, changed: bool) -> None:
+        if not changed:
             return
-        self._view = view
-        log.info("cluster members: %s", ", ".join(f"{m.node_id}@{m.advertised_host}({m.rack or '-'})" for m in view) or "none")
         try:
-            self._loop.call_soon_threadsafe(self._on_change, view)
+            self._loop.call_soon_threadsafe(self._on_change, self.roster.view)
         except RuntimeError:  # the loop is already closed at shutdown
             pass

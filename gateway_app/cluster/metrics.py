@@ -7,7 +7,8 @@ from typing import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from .member import REJECTION_REASONS, Member
+from ..member import Member
+from .records import REJECTION_REASONS
 
 
 class ClusterMetrics:

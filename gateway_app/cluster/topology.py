@@ -5,10 +5,11 @@ Internal load balancing on: each broker is advertised at the live node the mappi
 host (the load balancer), exactly like StaticTopology. Membership runs in both modes, so readiness,
 metrics and the cluster view mean the same thing whichever mode is configured.
 
-Brokers and their racks come from the node's one BrokerDirectory (its DescribeCluster, see
-`brokers_described`) and from the rack hints the rewriters pass with every broker they rewrite, so a
-new broker is mapped the first time a Metadata response names it. Everything here runs on the asyncio
-loop; membership hands its views over with call_soon_threadsafe.
+Brokers and their racks come from one place, the node's BrokerDirectory (proxy/directory.py), which
+calls `brokers_changed` whenever its set of brokers changes: a DescribeCluster answer, or a broker a
+response names that it did not know (so a new broker is mapped the first time a Metadata response names
+it). Nothing else writes the brokers here, and `broker_endpoint` only reads. Everything here runs on
+the asyncio loop; membership hands its views over with call_soon_threadsafe.
 
 A broker that moves to another node keeps its id and changes its advertised address. Kafka's Java
 clients, kafka-python and aiokafka follow that on their next metadata refresh (aiokafka even looks
@@ -52,9 +53,10 @@ from ..config import Settings
 from ..readiness import CheckResult
 from ..broker_addresses import BrokerInfo, BrokerOutOfRange, PortPlan, Topology
 from .mapping import BrokerRack, assign
-from .member import Member
-from .membership import Membership, View
+from ..member import Member
+from .membership import Membership
 from .metrics import ClusterMetrics
+from .roster import View
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ class StaticTopology:
         self.plan = plan
         self.advertised_host = advertised_host
 
-    def broker_endpoint(self, broker_id: int, broker_rack: str | None) -> tuple[str, int]:
+    def broker_endpoint(self, broker_id: int) -> tuple[str, int]:
         return self.advertised_host, self.plan.port_for_broker(broker_id)
 
     def coordinator_available(self, broker_id: int, refused: dict[int, float]) -> bool:
@@ -90,7 +92,7 @@ def mapping_view(topology: Topology, brokers: Mapping[int, BrokerInfo]) -> dict[
     mapping: dict[str, Any] = {}
     for broker_id, broker in sorted(brokers.items()):
         try:
-            host, port = topology.broker_endpoint(broker_id, broker.rack)
+            host, port = topology.broker_endpoint(broker_id)
             mapping[str(broker_id)] = {"host": host, "port": port, "rack": broker.rack}
         except BrokerOutOfRange as error:
             mapping[str(broker_id)] = {"error": str(error), "rack": broker.rack}
@@ -103,11 +105,11 @@ class ClusterTopology:
         self.settings = settings
         self._on_reserved_topic_ids = on_reserved_topic_ids  # called on the event loop
         self.plan = settings.port_plan
-        self.me = Member(settings.node_id, settings.advertised_host, settings.rack_id, settings.port_start, settings.port_count)
+        self.me = settings.member
         self._static = StaticTopology(self.plan, settings.advertised_host)
         self.metrics = ClusterMetrics(registry)
         self._members: View = ()
-        self._brokers: dict[int, BrokerRack] = {}
+        self._brokers: Mapping[int, BrokerInfo] = {}  # the directory's, as it last told them (never written here)
         self._mapping: dict[int, Member] = {}
         self.epoch = 0
         self.mapping_changed_at = clock()  # when the mapping last changed: handovers wait for it to settle
@@ -122,7 +124,7 @@ class ClusterTopology:
         loop = asyncio.get_running_loop()
         self._membership = Membership(
             self.me, self.settings.cluster_id, self.settings.kafka_properties,
-            self.settings.cluster_session_timeout_s, self._on_members, loop,
+            self.settings.cluster_session_timeout_s, self.members_changed, loop,
             secret=self.settings.cluster_secret.reveal(),
             previous_secret=self.settings.cluster_secret_previous.reveal() if self.settings.cluster_secret_previous else None,
             metrics=self.metrics,
@@ -148,11 +150,11 @@ class ClusterTopology:
 
     # --- the Topology protocol ---------------------------------------------------------------
 
-    def broker_endpoint(self, broker_id: int, broker_rack: str | None) -> tuple[str, int]:
+    def broker_endpoint(self, broker_id: int) -> tuple[str, int]:
+        """A read: a broker the directory has not told of (yet) is served here, on its port."""
         if not self.settings.internal_load_balancing:
-            return self._static.broker_endpoint(broker_id, broker_rack)
+            return self._static.broker_endpoint(broker_id)
         port = self.plan.port_for_broker(broker_id)  # BrokerOutOfRange before anything else
-        self._learn_broker(broker_id, broker_rack)
         member = self._mapping.get(broker_id, self.me)
         return member.advertised_host, member.port_start + (port - self.plan.port_start)
 
@@ -173,7 +175,10 @@ class ClusterTopology:
         self.metrics.coordinator_lookups_refused.inc()
         return False
 
-    # --- what the handover of client connections asks (proxy/handover.py) -----------------------
+    # --- what the handover of client connections asks (proxy/placement.py) ---------------------
+
+    def joined(self) -> bool:
+        return self.readiness_check().ok
 
     def foreign_target(self, broker_id: int) -> Member | None:
         """The other live node the mapping gives this broker to; None when it is this node's, or when
@@ -225,7 +230,8 @@ class ClusterTopology:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def _on_members(self, view: View) -> None:
+    def members_changed(self, view: View) -> None:
+        """The live members as the membership last saw them (on the event loop)."""
         left = {m.node_id for m in self._members} - {m.node_id for m in view} - {self.me.node_id}
         self._members = view
         if left and self.settings.internal_load_balancing:
@@ -242,24 +248,15 @@ class ClusterTopology:
             log.info("%s left: coordinator lookups (v0-3) for brokers %s are refused once per client connection for %.0fs "
                      "so that librdkafka clients drop its address", ", ".join(sorted(left)), unsettled, COORDINATOR_RESET_WINDOW_S)
 
-    def _learn_broker(self, broker_id: int, rack: str | None) -> None:
-        """A broker named by a response: map it now if new; a rack hint refines (never erases) a rack."""
-        known = self._brokers.get(broker_id)
-        if known is None or (rack is not None and rack != known.rack):
-            self._brokers[broker_id] = BrokerRack(broker_id, rack)
-            self._recompute()
-
-    def brokers_described(self, brokers: list[BrokerInfo]) -> None:
-        """The backing cluster's brokers as the directory's DescribeCluster found them (at start, every
-        DIRECTORY_REFRESH_S and on demand): the set the mapping is computed over, replaced as a whole."""
-        described = {b.broker_id: BrokerRack(b.broker_id, b.rack) for b in brokers}
-        if described != self._brokers:
-            self._brokers = described
-            self._recompute()
+    def brokers_changed(self, brokers: Mapping[int, BrokerInfo]) -> None:
+        """The directory's brokers, whenever they change (BrokerDirectory's on_change): the set the mapping
+        is computed over. Only an id or a rack changes the mapping; a new address alone leaves it as it is."""
+        self._brokers = brokers
+        self._recompute()
 
     def _recompute(self) -> None:
         members = [m for m in self._members if not (self._leaving and m.node_id == self.me.node_id)] or [self.me]
-        mapping = assign(members, self._brokers.values())
+        mapping = assign(members, (BrokerRack(b.broker_id, b.rack) for b in self._brokers.values()))
         if mapping == self._mapping:
             return
         self._mapping = mapping

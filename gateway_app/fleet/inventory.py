@@ -2,13 +2,18 @@
 
 Any inventory Ansible reads works the same way (a YAML file, a directory with group_vars, the lab's dynamic
 inventory script). Hosts of group `gateways` are gateway nodes, hosts of `gateway_lb` HAProxy load balancers.
+The `ansible-inventory` used is the one installed beside the doctor's own interpreter (its virtualenv's `bin`, which
+need not be on PATH when the doctor is run by its full path), else the first on PATH.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +36,24 @@ class Target:
     probe_args: dict[str, Any] = field(default_factory=dict)
 
 
+class AnsibleMissing(RuntimeError):
+    """No `ansible-inventory` beside this interpreter nor on PATH."""
+
+
+def ansible_inventory_executable() -> str:
+    beside = Path(sys.executable).parent / "ansible-inventory"  # not resolved: a venv's python is a symlink
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    on_path = shutil.which("ansible-inventory")
+    if on_path:
+        return on_path
+    raise AnsibleMissing(
+        f"no ansible-inventory beside {sys.executable} nor on PATH; install Ansible into this environment: "
+        f"{sys.executable} -m pip install 'kafka-gateway[ops]' (or 'ansible-core>=2.17,<2.22')")
+
+
 def read_inventory(sources: list[str]) -> dict[str, Any]:
-    argv = ["ansible-inventory", "--list"]
+    argv = [ansible_inventory_executable(), "--list"]
     for source in sources:
         argv += ["-i", source]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120)

@@ -34,7 +34,7 @@ BROKER_ENDPOINTS = 1  # DescribeCluster endpoint_type for brokers (2 = controlle
 
 
 def rewrite_metadata(body: memoryview, api_version: int, ctx: RewriteContext) -> tuple[memoryview, bytes, memoryview]:
-    return rewrite_broker_list(broker_list_layout(METADATA, api_version, "node_id"), body, ctx, learn=True)
+    return rewrite_broker_list(broker_list_layout(METADATA, api_version, "node_id"), body, ctx, report=True)
 
 
 @cache
@@ -48,10 +48,10 @@ def _to_endpoint_type(api_version: int) -> Skip | None:
 
 def rewrite_describe_cluster(body: memoryview, api_version: int,
                              ctx: RewriteContext) -> tuple[memoryview, bytes, memoryview]:
-    # v1+ can list controllers instead (endpoint_type 2): rewritten alike, but not learnt as brokers.
+    # v1+ can list controllers instead (endpoint_type 2): rewritten alike, but not reported as brokers.
     to_endpoint_type = _to_endpoint_type(api_version)
-    learn = to_endpoint_type is None or read_int8(body, to_endpoint_type(body, 0))[0] == BROKER_ENDPOINTS
-    return rewrite_broker_list(broker_list_layout(DESCRIBE_CLUSTER, api_version, "broker_id"), body, ctx, learn)
+    report = to_endpoint_type is None or read_int8(body, to_endpoint_type(body, 0))[0] == BROKER_ENDPOINTS
+    return rewrite_broker_list(broker_list_layout(DESCRIBE_CLUSTER, api_version, "broker_id"), body, ctx, report)
 
 
 def _not_available(coordinator: Any, message: str) -> Any:
@@ -69,7 +69,7 @@ def _not_available(coordinator: Any, message: str) -> Any:
 def _rewrite_coordinator(coordinator: Any, ctx: RewriteContext, single: bool) -> Any:
     if coordinator.node_id < 0:  # "no coordinator" (an error): nothing to rewrite
         return coordinator
-    endpoint = ctx.endpoint(int(coordinator.node_id), None)
+    endpoint = ctx.endpoint(int(coordinator.node_id))
     if endpoint is None:
         return _not_available(coordinator, "coordinator broker outside the gateway's port range")
     if single and not ctx.coordinator_available(int(coordinator.node_id)):

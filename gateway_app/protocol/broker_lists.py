@@ -64,10 +64,10 @@ def _encoded_host(host: str, flexible: bool) -> bytes:
 
 
 def rewrite_broker_list(layout: BrokerListLayout, body: memoryview, ctx: RewriteContext,
-                        learn: bool) -> tuple[memoryview, bytes, memoryview]:
+                        report: bool) -> tuple[memoryview, bytes, memoryview]:
     """(bytes before the list, the rewritten list, bytes after it) of one response body."""
     try:
-        return _rewrite(layout, body, ctx, learn)
+        return _rewrite(layout, body, ctx, report)
     except WalkError:
         raise
     except Exception as error:  # kio readers raise their own errors on truncated bytes
@@ -75,7 +75,7 @@ def rewrite_broker_list(layout: BrokerListLayout, body: memoryview, ctx: Rewrite
 
 
 def _rewrite(layout: BrokerListLayout, body: memoryview, ctx: RewriteContext,
-             learn: bool) -> tuple[memoryview, bytes, memoryview]:
+             report: bool) -> tuple[memoryview, bytes, memoryview]:
     flexible = layout.flexible
     read_host = read_compact_string if flexible else read_legacy_string
     read_rack = read_compact_string_nullable if flexible else read_nullable_legacy_string
@@ -100,9 +100,7 @@ def _rewrite(layout: BrokerListLayout, body: memoryview, ctx: RewriteContext,
         port, _ = read_int32(body, offset)
         offset += 4
         rack = read_rack(body, offset)[0] if layout.has_rack else None
-        if learn:
-            ctx.learn(BrokerInfo(broker_id, host, port, rack))
-        endpoint = ctx.endpoint(broker_id, rack)
+        endpoint = ctx.report(BrokerInfo(broker_id, host, port, rack)) if report else ctx.endpoint(broker_id)
         if endpoint is not None:
             entries += (body[entry_start:entry_start + 4], _encoded_host(endpoint[0], flexible),
                         INT32.pack(endpoint[1]), body[offset:entry_end])

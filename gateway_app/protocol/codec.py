@@ -163,16 +163,25 @@ def _write_length(out: bytearray, value: int, flexible: bool, wide: bool) -> Non
         out += (I32 if wide else I16).pack(value)
 
 
-def _write_value(out: bytearray, spec: FieldSpec, value: Any) -> None:
+def write_scalar(out: bytearray, spec: FieldSpec, value: Any) -> None:
+    """Append a fixed-size value (an integer type, bool or uuid); ValueError for any other type."""
     kind = spec.type
-    if kind == "struct":
-        _write_struct(out, spec, value or {})
-    elif kind in _INT:
+    if kind in _INT:
         out += struct.pack(_INT[kind][0], value)
     elif kind == "bool":
         out.append(1 if value else 0)
     elif kind == "uuid":
         out += value.bytes if isinstance(value, uuid.UUID) else bytes(value)
+    else:
+        raise ValueError(f"{kind!r} is not a fixed-size Kafka type")
+
+
+def _write_value(out: bytearray, spec: FieldSpec, value: Any) -> None:
+    kind = spec.type
+    if kind == "struct":
+        _write_struct(out, spec, value or {})
+    elif kind in _INT or kind in ("bool", "uuid"):
+        write_scalar(out, spec, value)
     elif kind in ("string", "bytes", "records"):
         if value is None:
             _write_length(out, -1, spec.flexible, wide=kind != "string")

@@ -15,12 +15,13 @@ class RewriteContext(Protocol):
     reserved: ReservedNames  # the gateway cluster's own names; learns its topics' ids from responses
     names_reserved: bool  # the request being answered named reserved topics (Metadata asks by name)
 
-    def learn(self, broker: BrokerInfo) -> None:
-        """Record a broker's real address (for routing broker ports upstream)."""
+    def report(self, broker: BrokerInfo) -> tuple[str, int] | None:
+        """A broker a response names, with its real address and rack: recorded (for routing its port
+        upstream, and for the cluster mapping), and its gateway (host, port) returned as by `endpoint`."""
         ...
 
-    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
-        """Gateway (host, port) for this broker; None (already logged and counted) if out of range."""
+    def endpoint(self, broker_id: int) -> tuple[str, int] | None:
+        """Gateway (host, port) for this broker, a read; None (already logged and counted) if out of range."""
         ...
 
     def coordinator_available(self, broker_id: int) -> bool:

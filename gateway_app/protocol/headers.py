@@ -10,7 +10,6 @@ client can read it before it knows what the broker supports.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from functools import cache
 
 from ..close_reasons import CloseReason
@@ -53,26 +52,7 @@ def response_header_is_flexible(api_key: int, api_version: int) -> bool:
     return bool(is_flexible(RESPONSE, api_key, api_version))
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
-    api_key: int
-    api_version: int
-    correlation_id: int
-    client_id: str | None = None
-    body_offset: int | None = None  # None when the version's header layout is unknown
-
-
-def parse_request_head(frame: memoryview) -> RequestHead:
-    """Parse the header of a request frame (size prefix excluded)."""
-    api_key, api_version, correlation_id, body_offset = request_route(frame)
-    (length,) = CLIENT_ID_LENGTH.unpack_from(frame, REQUEST_FIXED.size)
-    # Kafka decodes client ids leniently; so do we (it is only used in logs).
-    start = REQUEST_FIXED.size + 2
-    client_id = None if length < 0 else bytes(frame[start:start + length]).decode("utf-8", "replace")
-    return RequestHead(api_key, api_version, correlation_id, client_id, body_offset)
-
-
-def request_route(frame: memoryview) -> tuple[int, int, int, int | None]:
+def read_request_header(frame: memoryview) -> tuple[int, int, int, int | None]:
     """api_key, api_version, correlation_id and body offset (None if the header layout is unknown) of a
     request frame (size prefix excluded): what relaying needs, without decoding the client id."""
     if len(frame) < REQUEST_FIXED.size + 2:

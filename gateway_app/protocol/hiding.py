@@ -1,8 +1,12 @@
 """Responses that could show a client what is not the client's: reserved topics and groups, and the
 brokers' own endpoints in their configuration.
 
-- Metadata, DescribeTopicPartitions and ListGroups drop the gateway cluster's own topics and groups
-  (reserved.py), so listing topics or groups through the gateway never shows them. A
+- Metadata, DescribeTopicPartitions, ListGroups, DescribeLogDirs and ListConfigResources drop the
+  gateway cluster's own topics and groups (reserved.py), so listing topics or groups through the gateway
+  never shows them. A DescribeTopicPartitions page whose cursor names a reserved topic gets a cursor
+  just past the reserved range instead (ReservedNames.first_name_after), so paging goes on and loses no
+  other topic. CreateTopics error messages that name a reserved topic (a `.`/`_` collision) name it
+  no more (ReservedNames.scrub). A
   Metadata request that asks for a reserved topic by name gets it back as TOPIC_AUTHORIZATION_FAILED
   (with no partitions), the answer of a broker that denies it, so a producer fails at once. The
   topic ids of the reserved topics dropped are handed to the context, which is how the request
@@ -28,7 +32,10 @@ from .kio_adapter import decode_response, encode
 from .context import RewriteContext
 from .reserved import RESERVED_MARK
 
-METADATA, LIST_GROUPS, DESCRIBE_CONFIGS, DESCRIBE_TOPIC_PARTITIONS = 3, 16, 32, 75
+from .api_keys import (
+    CREATE_TOPICS, DESCRIBE_CONFIGS, DESCRIBE_LOG_DIRS, DESCRIBE_TOPIC_PARTITIONS, LIST_CONFIG_RESOURCES, LIST_GROUPS,
+    METADATA,
+)
 
 # Broker configs whose values are listener or controller endpoints (host:port lists).
 REDACTED_CONFIGS = frozenset({
@@ -47,10 +54,19 @@ def _mentions(body: bytes | bytearray | memoryview, *needles: bytes) -> bool:
 
 
 def hide_reserved_topics(body: bytes | memoryview, api_key: int, api_version: int, ctx: RewriteContext) -> bytes | None:
-    """Metadata / DescribeTopicPartitions body without reserved topics; None if it lists none."""
+    """Metadata / DescribeTopicPartitions body without reserved topics (and no cursor naming one); None
+    if it shows none."""
     if not _mentions(body, RESERVED_MARK):
         return None
     response = decode_response(api_key, api_version, memoryview(body))
+    cursor = getattr(response, "next_cursor", None)
+    if cursor is not None and ctx.reserved.matches_text(cursor.topic_name):
+        # A broker lists topics from the cursor's name on: past the reserved range, from partition 0.
+        response = replace(response, next_cursor=replace(
+            cursor, topic_name=ctx.reserved.first_name_after(cursor.topic_name), partition_index=0))
+        ctx.hidden(1)
+    elif all(not ctx.reserved.matches_text(topic.name) for topic in response.topics):
+        return None
     kept, hidden = [], 0
     for topic in response.topics:
         if not ctx.reserved.matches_text(topic.name):
@@ -61,9 +77,8 @@ def hide_reserved_topics(body: bytes | memoryview, api_key: int, api_version: in
             ctx.reserved.learn_topic_id(topic.topic_id.bytes)
         if ctx.names_reserved:  # asked for by name: denied, as a broker's ACLs would
             kept.append(_denied(topic))
-    if not hidden:
-        return None
-    ctx.hidden(hidden)
+    if hidden:
+        ctx.hidden(hidden)
     return encode(replace(response, topics=tuple(kept)))
 
 
@@ -88,15 +103,60 @@ def rewrite_describe_topic_partitions(body: memoryview, api_version: int, ctx: R
     return hide_reserved_topics(body, DESCRIBE_TOPIC_PARTITIONS, api_version, ctx)
 
 
-def rewrite_list_groups(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
+def _drop_reserved(api_key: int, api_version: int, body: memoryview, ctx: RewriteContext, entries: str,
+                   name: str) -> bytes | None:
+    """The response without the entries (in its list `entries`) whose field `name` is reserved; None if none is."""
     if not _mentions(body, RESERVED_MARK):
         return None
-    response = decode_response(LIST_GROUPS, api_version, body)
-    kept = tuple(group for group in response.groups if not ctx.reserved.matches_text(group.group_id))
-    if len(kept) == len(response.groups):
+    response = decode_response(api_key, api_version, body)
+    listed = getattr(response, entries)
+    kept = tuple(entry for entry in listed if not ctx.reserved.matches_text(getattr(entry, name)))
+    if len(kept) == len(listed):
         return None
-    ctx.hidden(len(response.groups) - len(kept))
-    return encode(replace(response, groups=kept))
+    ctx.hidden(len(listed) - len(kept))
+    return encode(replace(response, **{entries: kept}))
+
+
+def rewrite_list_groups(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
+    return _drop_reserved(LIST_GROUPS, api_version, body, ctx, "groups", "group_id")
+
+
+def rewrite_describe_log_dirs(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
+    """DescribeLogDirs (asked for all topics) without the reserved topics in any log dir."""
+    if not _mentions(body, RESERVED_MARK):
+        return None
+    response = decode_response(DESCRIBE_LOG_DIRS, api_version, body)
+    results, hidden = [], 0
+    for result in response.results:
+        kept = tuple(topic for topic in result.topics if not ctx.reserved.matches_text(topic.name))
+        hidden += len(result.topics) - len(kept)
+        results.append(replace(result, topics=kept))
+    if not hidden:
+        return None
+    ctx.hidden(hidden)
+    return encode(replace(response, results=tuple(results)))
+
+
+def rewrite_list_config_resources(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
+    """ListConfigResources (v1 lists topics and groups too) without reserved topics and groups."""
+    return _drop_reserved(LIST_CONFIG_RESOURCES, api_version, body, ctx, "config_resources", "resource_name")
+
+
+def rewrite_create_topics(body: memoryview, api_version: int, ctx: RewriteContext) -> bytes | None:
+    """CreateTopics whose error messages name no reserved topic: a broker refusing `.gateway.<id>.x`
+    says which existing topic it collides with."""
+    if not _mentions(body, RESERVED_MARK):
+        return None
+    response = decode_response(CREATE_TOPICS, api_version, body)
+    topics, scrubbed = [], 0
+    for topic in response.topics:
+        message, count = ctx.reserved.scrub(topic.error_message)
+        scrubbed += count
+        topics.append(replace(topic, error_message=message) if count else topic)
+    if not scrubbed:
+        return None
+    ctx.hidden(scrubbed)
+    return encode(replace(response, topics=tuple(topics)))
 
 
 def _redact(config):

@@ -31,8 +31,7 @@ def _endpoint_field(api_key: int, api_version: int) -> tuple[type, Field, int | 
 def _rewrite_endpoints(endpoints: tuple, ctx: RewriteContext) -> tuple:
     rewritten = []
     for endpoint in endpoints:
-        ctx.learn(BrokerInfo(int(endpoint.node_id), endpoint.host, int(endpoint.port), endpoint.rack))
-        target = ctx.endpoint(int(endpoint.node_id), endpoint.rack)
+        target = ctx.report(BrokerInfo(int(endpoint.node_id), endpoint.host, int(endpoint.port), endpoint.rack))
         if target is not None:
             rewritten.append(replace(endpoint, host=target[0], port=type(endpoint.port)(target[1])))
     return tuple(rewritten)

@@ -61,9 +61,12 @@ _REWRITTEN: dict[int, tuple[int, str]] = {
     10: (0, "coordinator host/port, single (v0-3) and batched (v4+); nodeId -1 left alone"),
     16: (0, "the gateway cluster's own groups left out"),
     18: (0, "capped to what this table lets through"),
+    19: (0, "error messages naming the gateway cluster's own topics (a `.`/`_` collision) reworded"),
     32: (0, "values of broker configs that are endpoints (protocol/hiding.py REDACTED_CONFIGS) removed"),
+    35: (0, "the gateway cluster's own topics left out"),
     60: (0, "broker list host/port (rack kept)"),
-    75: (0, "the gateway cluster's own topics left out"),
+    74: (0, "the gateway cluster's own topics and groups left out"),
+    75: (0, "the gateway cluster's own topics left out, and a paging cursor never names one"),
     78: (0, "NodeEndpoints of the new leaders"),
     79: (0, "NodeEndpoints of the new leaders"),
 }

@@ -39,6 +39,9 @@ from .wire import I8, I16, I32, WireError, compact_length, uvarint
 RESERVED_MARK = b"_gateway_"  # every reserved name contains it: a cheap first search of a response
 MAX_TOPIC_IDS = 1024
 MAX_STRING = 0x7FFF  # Kafka refuses longer strings
+# The characters of a legal topic name (Kafka's Topic.validate), in the order Java compares strings.
+TOPIC_CHARS = "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+_NAME_TOKEN = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(slots=True)
@@ -73,6 +76,38 @@ class ReservedNames:
             self.learn_topic_id(topic_id)
         self.ids_known = True
 
+    def first_name_after(self, name: str) -> str:
+        """The smallest legal topic name that sorts after `name` and every reserved name sharing its prefix.
+        A paging cursor that would name a reserved topic names this instead: a broker lists the topics
+        from the cursor's name on (a name it need not know), so paging goes on past the reserved range
+        and no ordinary topic is skipped."""
+        candidate = name
+        for prefix in self.prefixes:
+            text = prefix.decode()
+            if name.startswith(text):
+                candidate = _successor_of_prefix(text)
+                break
+        else:
+            candidate = name + TOPIC_CHARS[0]  # an exact name: the next name is one character longer
+        while self.matches_text(candidate):
+            candidate = candidate + TOPIC_CHARS[0]
+        return candidate
+
+    def scrub(self, text: str | None) -> tuple[str | None, int]:
+        """`text` (an error message) with every reserved name in it replaced, and how many were."""
+        if text is None or RESERVED_MARK.decode() not in text:
+            return text, 0
+        count = 0
+
+        def replace(token: re.Match[str]) -> str:
+            nonlocal count
+            word = token.group(0)
+            if self.matches_text(word) or self.matches_text(word.rstrip(".")):
+                count += 1
+                return "(a topic reserved by the gateway)" + word[len(word.rstrip(".")):]
+            return word
+        return _NAME_TOKEN.sub(replace, text), count
+
     def regex_reaches(self, pattern: bytes) -> bool:
         """Could a broker matching topics by this regex (RE2/J, a full match) reach a reserved topic?
         True when it matches one, and whenever we cannot be sure it does not (see regex_is_plain)."""
@@ -84,6 +119,15 @@ class ReservedNames:
             return True
         compiled = re.compile(text)
         return any(compiled.fullmatch(topic) for topic in self.topics)
+
+
+def _successor_of_prefix(prefix: str) -> str:
+    """The smallest legal topic name after every name that starts with `prefix`."""
+    for cut in range(len(prefix) - 1, -1, -1):
+        position = TOPIC_CHARS.find(prefix[cut])
+        if 0 <= position < len(TOPIC_CHARS) - 1:
+            return prefix[:cut] + TOPIC_CHARS[position + 1]
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)  # all `z`: no legal name, but a broker compares, never validates
 
 
 def regex_is_plain(pattern: str) -> bool:

@@ -29,7 +29,7 @@ from ..protocol.api_keys import API_VERSIONS, FETCH, METADATA, PRODUCE
 from ..protocol.api_versions import unsupported_version_body
 from ..protocol.api_versions_request import names_node, without_node
 from ..protocol.headers import (
-    CORRELATION, SIZE, MalformedFrame, request_route, response_body_offset, response_header_is_flexible,
+    CORRELATION, SIZE, MalformedFrame, read_request_header, response_body_offset, response_header_is_flexible,
 )
 from ..protocol.message_specs import UnknownMessage
 from ..protocol.metadata_request import forbid_auto_creation
@@ -160,11 +160,11 @@ class ClientRewriteContext:
         self.names_reserved = False  # set per response: did its request name reserved topics?
         self._refused: dict[int, float] = {}  # broker id -> the reset window it was refused in
 
-    def learn(self, broker: BrokerInfo) -> None:
-        self._routes.learn(broker)
+    def report(self, broker: BrokerInfo) -> tuple[str, int] | None:
+        return self._routes.report(broker)
 
-    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
-        return self._routes.endpoint(broker_id, rack)
+    def endpoint(self, broker_id: int) -> tuple[str, int] | None:
+        return self._routes.endpoint(broker_id)
 
     def coordinator_available(self, broker_id: int) -> bool:
         return self._routes.coordinator_available(broker_id, self._refused)
@@ -320,7 +320,7 @@ class ConnectionPair:
         frame = prefix[4:]
         incomplete = len(frame) < size
         try:
-            api_key, api_version, correlation_id, body_offset = request_route(frame)
+            api_key, api_version, correlation_id, body_offset = read_request_header(frame)
         except MalformedFrame:
             if incomplete:
                 return Decision.NEED_MORE
@@ -361,7 +361,7 @@ class ConnectionPair:
         """A request assembled whole (see _decide_request): relay it, or answer it with its refusal."""
         self._release_assembly()
         view = memoryview(frame)[4:]
-        api_key, api_version, correlation_id, body_offset = request_route(view)
+        api_key, api_version, correlation_id, body_offset = read_request_header(view)
         if api_key == API_VERSIONS and api_version > api_versions_known():
             # KIP-511: a version above ours is answered in v0 with UNSUPPORTED_VERSION and the versions of
             # ApiVersions we know, and the client asks again at one of them (as a broker does).

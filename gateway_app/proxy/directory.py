@@ -1,9 +1,19 @@
 """Where the real brokers are: broker id -> (host, port, rack) of the backing cluster.
 
-Learned from the gateway's own DescribeCluster at start, every DIRECTORY_REFRESH_S (app.py) and on
-demand (confluent-kafka, so the KAFKA_* TLS/SASL settings apply), and from every
-Metadata/DescribeCluster/NodeEndpoints response that passes through the data plane. The node's one
-AdminClient describe: the cluster mapping gets each answer too (ClusterTopology.brokers_described).
+The node's one store of broker facts. Two sources fill it, in one direction:
+- the gateway's own DescribeCluster at start, every DIRECTORY_REFRESH_S (app.py) and on demand
+  (confluent-kafka, so the KAFKA_* TLS/SASL settings apply): `described`, which replaces the set whole;
+- every broker a Metadata/DescribeCluster/NodeEndpoints response names as it passes through the data
+  plane: `learn`, which adds or updates one broker (a missing rack, as in Metadata v0, never erases a
+  known one).
+A broker learnt from a response does not outlive the next DescribeCluster that leaves it out: the
+DescribeCluster is the authority, so every node maps the same set of brokers (a broker one node once
+saw in a response and another never did would give the two nodes different mappings) and a removed
+broker leaves the mapping. Between two refreshes a new broker is known from the first response
+that names it.
+
+Whoever derives something from the brokers (the metrics, the cluster mapping) is told through
+`on_change` whenever the set changes, and reads `brokers`; nothing else writes it.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 from confluent_kafka.admin import AdminClient
 
@@ -24,8 +34,7 @@ REFRESH_DEBOUNCE_S = 2.0
 
 class BrokerDirectory:
     def __init__(self, kafka_properties: dict[str, str], bootstrap: tuple[tuple[str, int], ...],
-                 timeout_s: float, on_change: Callable[[dict[int, BrokerInfo]], None] | None = None,
-                 on_described: Callable[[list[BrokerInfo]], None] | None = None) -> None:
+                 timeout_s: float, on_change: Callable[[Mapping[int, BrokerInfo]], None] | None = None) -> None:
         self.bootstrap = bootstrap
         self.brokers: dict[int, BrokerInfo] = {}
         self.cluster_id: str | None = None
@@ -33,18 +42,40 @@ class BrokerDirectory:
         self.last_refresh_error: str | None = None
         self._timeout_s = timeout_s
         self._on_change = on_change
-        self._on_described = on_described  # the cluster mapping's brokers: each DescribeCluster answer whole
         self._admin_properties = {**kafka_properties, "client.id": "kafka-gateway-directory"}
         self._admin: AdminClient | None = None  # made at the first refresh: a directory that is only told costs nothing
         self._refreshing: asyncio.Future[None] | None = None
         self._last_attempt = 0.0
 
     def learn(self, broker: BrokerInfo) -> None:
-        if self.brokers.get(broker.broker_id) != broker:
-            self.brokers[broker.broker_id] = broker
-            log.info("broker %d is at %s:%d (rack %s)", broker.broker_id, broker.host, broker.port, broker.rack)
-            if self._on_change:
-                self._on_change(self.brokers)
+        """A broker a response names. On the hot path: a broker known as it is costs one lookup."""
+        known = self.brokers.get(broker.broker_id)
+        if known == broker:
+            return
+        if broker.rack is None and known is not None and known.rack is not None:
+            broker = BrokerInfo(broker.broker_id, broker.host, broker.port, known.rack)
+            if known == broker:
+                return
+        self.brokers[broker.broker_id] = broker
+        log.info("broker %d is at %s:%d (rack %s)", broker.broker_id, broker.host, broker.port, broker.rack)
+        self._changed()
+
+    def described(self, brokers: list[BrokerInfo]) -> None:
+        """The backing cluster's brokers as a DescribeCluster answer lists them: the set, replaced whole."""
+        described = {broker.broker_id: broker for broker in brokers}
+        if described == self.brokers:
+            return
+        for broker_id in sorted(self.brokers.keys() - described.keys()):
+            log.info("broker %d is no longer described by the backing cluster", broker_id)
+        for broker in brokers:
+            if self.brokers.get(broker.broker_id) != broker:
+                log.info("broker %d is at %s:%d (rack %s)", broker.broker_id, broker.host, broker.port, broker.rack)
+        self.brokers = described
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change:
+            self._on_change(self.brokers)
 
     def _describe(self) -> tuple[str | None, list[BrokerInfo]]:
         if self._admin is None:
@@ -75,10 +106,7 @@ class BrokerDirectory:
         self.cluster_id = cluster_id
         self.last_refresh_error = None
         self.last_refresh_ok = time.monotonic()
-        for broker in brokers:
-            self.learn(broker)
-        if self._on_described:
-            self._on_described(brokers)
+        self.described(brokers)
 
     async def address(self, broker_id: int) -> tuple[str, int] | None:
         """The broker's real address, refreshing once (debounced) if it is not known yet."""

@@ -8,22 +8,11 @@ external load balancing never have foreign connections). This node hands each fo
 over: it stops reading requests from it (at a request boundary), lets the requests already forwarded
 complete, and closes it; the client reconnects, and its next metadata names the mapped node.
 
-`HandoverPolicy` decides when (pure: a clock and observations in, decisions out):
-- settle: nothing is handed over until the mapping has been unchanged for `settle_s`, so a node
-  that flaps or a rolling restart in progress does not churn clients;
-- spread: handovers that become due together start at offsets spread evenly over `spread_s`
-  (a golden-ratio sequence: any part of the window gets its share, whatever the number);
-- never while the mapped node is not ready: the runner probes it (below); a refused handover is
-  tried again RETRY_S later;
-- deadline: a connection whose requests have not all completed `deadline_s` after reading stopped is
-  closed anyway (its unanswered requests fail on the client, which retries them).
-
-How a node knows a peer is ready: being a live member only says it heartbeats to the gateway group;
-what a client needs is that the peer accepts a connection on the broker's port and relays to that
-broker. So the runner asks exactly that: a Kafka ApiVersions round trip through the peer's port for
-the broker (with a PROXY v2 LOCAL header and TLS when this cluster's listeners use them), cached for
-PROBE_TTL_S. It needs no HTTP port in the member record and fails closed: an unreachable peer only
-means foreign connections stay (and the refusal is counted).
+Three parts: `HandoverPolicy` (handover_policy.py) decides when — settle, spread, never while the mapped
+node is not ready, deadline; `PeerProbes` (peer_probe.py) says whether the mapped node is ready, by an
+ApiVersions round trip through its port for the broker; `HandoverRunner` here applies the policy to the
+node's connection pairs every TICK_S and keeps the metrics. What it asks of the cluster is the
+`Placement` protocol (placement.py).
 
 Bytes out of rack (a broker served here while its own rack has a live node) are sampled every tick
 from the kernel's TCP_INFO byte counters of the client socket: nothing is added to the relay path.
@@ -33,23 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import socket
 import ssl
 import struct
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge
 
-from ..protocol.api_keys import API_VERSIONS
-from .proxy_protocol import LOCAL, SIGNATURE
+from .handover_policy import DEADLINE, IDLE, NOT_A_MEMBER, TARGET_NOT_READY, HandoverPolicy, Observed
+from .peer_probe import PeerProbes, answers_api_versions
+from .placement import Peer, Placement
+from .tls import probe_context
 
 if TYPE_CHECKING:
-    from ..cluster.member import Member
-    from ..cluster.topology import ClusterTopology
     from ..config import Settings
     from .connection import ConnectionPair
     from .server import Gateway
@@ -57,159 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25
-RETRY_S = 2.0  # a handover refused (target not ready, this node not a member) is tried again this much later
-PROBE_TTL_S = 2.0  # a peer's verdict is reused this long
-PROBE_TIMEOUT_S = 2.0
-GOLDEN = (math.sqrt(5) - 1) / 2
-
-IDLE, DEADLINE = "idle", "deadline"  # how a handover ended
-TARGET_NOT_READY, NOT_A_MEMBER = "target_not_ready", "not_a_member"  # why a due one was put off
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """One client connection as the runner sees it at a tick."""
-
-    target: Hashable | None  # where the mapping sends its broker (the mapped node's port), None when not foreign
-    idle: bool  # nothing in flight, at a request boundary both ways
-
-
-@dataclass(slots=True)
-class Decisions:
-    hold: list[Hashable] = field(default_factory=list)  # stop reading new requests
-    close: list[tuple[Hashable, str]] = field(default_factory=list)  # (connection, IDLE or DEADLINE)
-    refused: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass(slots=True)
-class _Pending:
-    since: float  # first seen foreign (this time)
-    offset: float  # its place in the spread window
-    retry_at: float = 0.0
-
-
-class HandoverPolicy:
-    def __init__(self, settle_s: float, spread_s: float, deadline_s: float) -> None:
-        self.settle_s, self.spread_s, self.deadline_s = settle_s, spread_s, deadline_s
-        self._pending: dict[Hashable, _Pending] = {}
-        self._holding: dict[Hashable, float] = {}  # connection -> when reading stopped
-        self._turn = 0
-
-    @property
-    def holding(self) -> int:
-        return len(self._holding)
-
-    def due_at(self, key: Hashable, stable_since: float) -> float | None:
-        pending = self._pending.get(key)
-        if pending is None:
-            return None
-        return max(max(pending.since, stable_since + self.settle_s) + pending.offset, pending.retry_at)
-
-    def tick(self, now: float, stable_since: float, connections: Mapping[Hashable, Observed],
-             target_ready: Callable[[Hashable], bool | None], may_start: bool) -> Decisions:
-        """`stable_since`: when the mapping last changed; `target_ready(target)`: True, False, or None while
-        unknown (a probe under way: wait, refuse nothing); `may_start`: this node's own view is current."""
-        decisions = Decisions()
-        for gone in [key for key in self._pending if key not in connections]:
-            del self._pending[gone]
-        for gone in [key for key in self._holding if key not in connections]:
-            del self._holding[gone]
-        for key, seen in connections.items():
-            held_since = self._holding.get(key)
-            if held_since is not None:  # finishes even if the mapping moved back meanwhile: reading is off
-                if seen.idle or now - held_since >= self.deadline_s:
-                    decisions.close.append((key, IDLE if seen.idle else DEADLINE))
-                    del self._holding[key]
-                continue
-            if seen.target is None:
-                self._pending.pop(key, None)
-                continue
-            if key not in self._pending:
-                self._pending[key] = _Pending(now, self.spread_s * ((self._turn * GOLDEN) % 1.0))
-                self._turn += 1
-            if now < self.due_at(key, stable_since):
-                continue
-            verdict = target_ready(seen.target) if may_start else False
-            if verdict is None:
-                continue
-            if not verdict:
-                decisions.refused[TARGET_NOT_READY if may_start else NOT_A_MEMBER] += 1
-                self._pending[key].retry_at = now + RETRY_S
-                continue
-            del self._pending[key]
-            self._holding[key] = now
-            decisions.hold.append(key)
-        return decisions
-
-
-# --- is the mapped node ready? ---------------------------------------------------------------------
-
-API_VERSIONS_V0 = struct.pack(">hhih", API_VERSIONS, 0, 0x6b67, 8) + b"handover"  # key, version, correlation, client id
-
-
-def _probe_tls_context(settings: "Settings") -> ssl.SSLContext | None:
-    """TLS towards a peer's listener, only to see it answer: its certificate is not checked (no data goes
-    over it); this node's own certificate is offered for peers that require one."""
-    if not settings.client_tls:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.load_cert_chain(str(settings.ssl_cert_file), str(settings.ssl_key_file))
-    return context
-
-
-async def answers_api_versions(host: str, port: int, proxy_header: bool, tls: ssl.SSLContext | None,
-                               timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    """True when host:port accepts a connection and relays an ApiVersions v0 answer with no error."""
-    async def ask() -> bool:
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            if proxy_header:
-                writer.write(SIGNATURE + bytes([LOCAL, 0]) + struct.pack(">H", 0))
-                await writer.drain()
-            if tls is not None:
-                await writer.start_tls(tls, server_hostname=host)
-            writer.write(struct.pack(">i", len(API_VERSIONS_V0)) + API_VERSIONS_V0)
-            size, correlation_id, error_code = struct.unpack(">iih", await reader.readexactly(10))
-            return correlation_id == 0x6b67 and error_code == 0 and size >= 6
-        finally:
-            writer.close()
-
-    try:
-        return await asyncio.wait_for(ask(), timeout_s)
-    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
-        return False
-
-
-class Readiness:
-    """Cached verdicts of the peers' broker ports; probes run in the background, one per (peer, port)."""
-
-    def __init__(self, probe: Callable[[str, int], Any], clock: Callable[[], float] = time.monotonic) -> None:
-        self._probe = probe  # async (host, port) -> bool
-        self._clock = clock
-        self._verdicts: dict[tuple[str, int], tuple[bool, float]] = {}
-        self._running: set[tuple[str, int]] = set()
-
-    def ready(self, host: str, port: int) -> bool | None:
-        target = (host, port)
-        verdict = self._verdicts.get(target)
-        if verdict is not None and self._clock() - verdict[1] < PROBE_TTL_S:
-            return verdict[0]
-        if target not in self._running:
-            self._running.add(target)
-            asyncio.ensure_future(self._run(target))
-        return verdict[0] if verdict is not None and verdict[0] is False else None  # stale "no" stays no
-
-    async def _run(self, target: tuple[str, int]) -> None:
-        try:
-            ok = await self._probe(*target)
-        except Exception as error:  # a probe bug must not stop handovers forever, nor pass as ready
-            log.warning("readiness probe of %s:%d failed: %r", *target, error)
-            ok = False
-        finally:
-            self._running.discard(target)
-        self._verdicts[target] = (ok, self._clock())
 
 
 # --- metrics ---------------------------------------------------------------------------------------
@@ -272,16 +106,16 @@ class HandoverRunner:
     """Applies the policy to the node's connection pairs every TICK_S, and keeps the metrics (also with
     GATEWAY_HANDOVER_ENABLED=false, which only counts)."""
 
-    def __init__(self, settings: "Settings", gateway: "Gateway", topology: "ClusterTopology",
+    def __init__(self, settings: "Settings", gateway: "Gateway", placement: Placement,
                  registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.gateway = gateway
-        self.topology = topology
+        self.placement = placement
         self.clock = clock
         self.policy = HandoverPolicy(settings.handover_settle_s, settings.handover_spread_s, settings.handover_deadline_s)
         self.metrics = HandoverMetrics(registry)
-        self.probe_tls = _probe_tls_context(settings)  # the node's own certificate; a SIGHUP reloads it too
-        self.readiness = Readiness(
+        self.probe_tls: ssl.SSLContext | None = probe_context(settings)  # the node's own certificate; a SIGHUP reloads it too
+        self.peers = PeerProbes(
             lambda host, port: answers_api_versions(host, port, settings.proxy_protocol, self.probe_tls), clock)
         self._foreign: Counter[int] = Counter()
         self._bytes_seen: dict[ConnectionPair, int] = {}
@@ -306,17 +140,17 @@ class HandoverRunner:
                 log.exception("handover step failed")
 
 
-    def _endpoint(self, pair: "ConnectionPair", member: "Member") -> tuple[str, int]:
+    def _endpoint(self, pair: "ConnectionPair", peer: Peer) -> tuple[str, int]:
         """Where the client will reconnect: the mapped node's port for this broker."""
-        return member.advertised_host, member.port_start + (pair.port - self.topology.plan.port_start)
+        return peer.advertised_host, peer.port_start + (pair.port - self.gateway.plan.port_start)
 
     def step(self) -> None:
         now = self.clock()
         pairs = list(self.gateway.pairs)
         # Asked once per broker, not per connection: a node may hold thousands of connections.
         brokers = {pair.broker_id for pair in pairs if pair.broker_id is not None}
-        foreign_to = {b: self.topology.foreign_target(b) for b in brokers}
-        out_of_rack = {b for b in brokers if self.topology.out_of_rack(b)}
+        foreign_to = {b: self.placement.foreign_target(b) for b in brokers}
+        out_of_rack = {b for b in brokers if self.placement.out_of_rack(b)}
         targets = {pair: foreign_to[pair.broker_id] for pair in pairs
                    if pair.broker_id is not None and pair.upstream is not None and not pair.closed
                    and (foreign_to[pair.broker_id] is not None or pair.holding)}
@@ -326,8 +160,8 @@ class HandoverRunner:
         # Only foreign and held connections: the policy forgets every other one, as it would with target None.
         observed = {pair: Observed(self._endpoint(pair, m) if m is not None and hand_over else None, pair.idle())
                     for pair, m in targets.items()}
-        decisions = self.policy.tick(now, self.topology.mapping_changed_at, observed,
-                                     lambda endpoint: self.readiness.ready(*endpoint), self.topology.readiness_check().ok)
+        decisions = self.policy.tick(now, self.placement.mapping_changed_at, observed,
+                                     lambda endpoint: self.peers.ready(*endpoint), self.placement.joined())
         for pair in decisions.hold:
             target = targets[pair]
             log.info("handing over %s on port %d (broker %d -> %s)", pair.peer, pair.port, pair.broker_id,
@@ -364,7 +198,7 @@ class HandoverRunner:
             return
         before = self._bytes_seen.get(pair)
         self._bytes_seen[pair] = total
-        if before is not None and total > before and self.topology.out_of_rack(pair.broker_id):
+        if before is not None and total > before and self.placement.out_of_rack(pair.broker_id):
             self.metrics.out_of_rack_bytes.labels(str(pair.broker_id)).inc(total - before)
             self._out_of_rack[pair.broker_id] += total - before
 
@@ -373,7 +207,7 @@ class HandoverRunner:
         return {
             "enabled": self.settings.handover_enabled,
             "settle_s": self.policy.settle_s, "spread_s": self.policy.spread_s, "deadline_s": self.policy.deadline_s,
-            "mapping_stable_for_s": round(self.clock() - self.topology.mapping_changed_at, 1),
+            "mapping_stable_for_s": round(self.clock() - self.placement.mapping_changed_at, 1),
             "foreign_connections": {str(b): n for b, n in sorted(self._foreign.items())},
             "holding": self.policy.holding,
             "handovers": dict(self._done),

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..metrics import Metrics, api_name
 from ..protocol.headers import MalformedFrame
 from .routes import UpstreamError
-
-if TYPE_CHECKING:
-    from .connection import ConnectionPair
 
 log = logging.getLogger(__name__)
 
@@ -23,26 +20,34 @@ LIMIT_LOG_INTERVAL_S = 10.0
 MAX_LOG_KEYS = 10_000
 
 
+class ClientConnection(Protocol):
+    """What an incident names of the client connection it happened on (a ConnectionPair)."""
+
+    peer: str | None  # the client's address:port, as the PROXY header or the socket gave it
+    port: int  # the listener's port
+    source: str  # the client's address, empty until the connection is admitted
+
+
 class Incidents:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._limit_logged: dict[str, float] = {}  # key -> when it was last logged
 
-    def malformed(self, pair: "ConnectionPair", error: MalformedFrame) -> None:
+    def malformed(self, pair: ClientConnection, error: MalformedFrame) -> None:
         self.metrics.malformed_frames.labels(error.reason).inc()
         self.log_limited(f"malformed:{error.reason}:{pair.source or pair.peer}", "closing client %s on port %d: %s",
                          pair.peer, pair.port, error)
 
-    def upstream_failed(self, pair: "ConnectionPair", error: UpstreamError) -> None:
+    def upstream_failed(self, pair: ClientConnection, error: UpstreamError) -> None:
         self.metrics.upstream_errors.labels(error.reason).inc()
         log.warning("closing client %s on port %d, broker side failed: %s", pair.peer, pair.port, error)
 
-    def refused_reserved(self, pair: "ConnectionPair", api_key: int, kind: str) -> None:
+    def refused_reserved(self, pair: ClientConnection, api_key: int, kind: str) -> None:
         self.metrics.reserved_refused.labels(api_name(api_key), kind).inc()
         self.log_limited(f"reserved:{pair.peer}", "refused %s from %s: it names the gateway cluster's own %s",
                          api_name(api_key), pair.peer, kind)
 
-    def connection_refused(self, pair: "ConnectionPair", reason: str, detail: str) -> None:
+    def connection_refused(self, pair: ClientConnection, reason: str, detail: str) -> None:
         self.metrics.connections_refused.labels(reason).inc()
         self.log_limited(reason, "closing client %s on port %d: %s (%s)", pair.peer, pair.port, reason, detail)
 

@@ -18,6 +18,9 @@ _ADDRESSES = {  # family nibble -> (address bytes, struct of src/dst/ports)
     0x2: (16, struct.Struct(">16s16sHH")),
 }
 MAX_ADDRESS_BLOCK = 512
+# What a connection that proxies nobody sends (a health check, or this node's probe of a peer, peer_probe.py):
+# LOCAL, no address family, an empty address block.
+LOCAL_HEADER = FIXED.pack(SIGNATURE, LOCAL, 0, 0)
 
 
 async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytes:

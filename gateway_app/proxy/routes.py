@@ -4,6 +4,8 @@ A connection knows its listening port; `Routes` answers the rest: which broker t
 (none for the bootstrap port), how to dial that broker (its real address from the `BrokerDirectory`,
 TLS and the connect timeout), and, for the rewriters, which gateway (host, port) a client must use for
 broker N and whether a FindCoordinator naming broker N may be answered now (both from the topology).
+Broker facts flow one way: a rewriter reports a broker (`report`), the directory stores it and tells
+the topology if its set changed, and the topology's answer is a read.
 It holds no connection and knows nothing of listeners, so a test or the hot-path benchmark builds a
 real one from a `StaticTopology` and an empty directory.
 """
@@ -91,14 +93,17 @@ class Routes:
 
     # --- what the rewriters ask (through each connection's ClientRewriteContext) -----------------
 
-    def learn(self, broker: BrokerInfo) -> None:
+    def report(self, broker: BrokerInfo) -> tuple[str, int] | None:
+        """A broker a response names: into the directory (which tells the topology when its set changes),
+        then its gateway (host, port) as `endpoint` gives it."""
         self.directory.learn(broker)
+        return self.endpoint(broker.broker_id)
 
-    def endpoint(self, broker_id: int, rack: str | None) -> tuple[str, int] | None:
+    def endpoint(self, broker_id: int) -> tuple[str, int] | None:
         """The gateway (host, port) a client must use for this broker; None (counted, logged once) when the
         broker id has no gateway port."""
         try:
-            return self.topology.broker_endpoint(broker_id, rack)
+            return self.topology.broker_endpoint(broker_id)
         except BrokerOutOfRange as error:
             self.metrics.broker_out_of_range.labels(str(broker_id)).inc()
             if broker_id not in self._reported_out_of_range:

@@ -1,4 +1,5 @@
-"""TLS contexts: terminating client TLS, and TLS towards brokers from the KAFKA_SSL_* properties."""
+"""TLS contexts: terminating client TLS, TLS towards brokers from the KAFKA_SSL_* properties, and TLS
+towards a peer's listener for the handover's probes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ def client_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.ssl_ca_file is not None:
         context.load_verify_locations(cafile=str(settings.ssl_ca_file))
     context.verify_mode = _CLIENT_AUTH[settings.ssl_client_auth]
+    return context
+
+
+def probe_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS towards a peer's listener, only to see it answer (proxy/peer_probe.py): its certificate is not
+    checked (no data goes over it); this node's own certificate is offered for peers that require one."""
+    if not settings.client_tls:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(str(settings.ssl_cert_file), str(settings.ssl_key_file))
     return context
 
 

@@ -68,12 +68,16 @@ def verifiable_consumer(lab, workdir: Path, bootstrap: str, topic: str, group: s
 
 
 def produce(bootstrap: str, topic: str, prefix: str, count: str, rate: str, events_file: str) -> None:
-    producer = Producer({
-        "bootstrap.servers": bootstrap, "enable.idempotence": True,
-        "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
-    })
     failures: list[str] = []
     with open(events_file, "w") as events:
+        def told(error) -> None:  # error_cb: the client's own troubles (a connection, all brokers down), not a record's
+            events.write(json.dumps({"client_error": error.name(), "fatal": error.fatal(), "t": time.time()}) + "\n")
+
+        producer = Producer({
+            "bootstrap.servers": bootstrap, "enable.idempotence": True,
+            "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS, "error_cb": told,
+        })
+
         def delivered(error, message) -> None:
             name = None if error is None else error.name()
             events.write(json.dumps({"value": message.value().decode(), "error": name, "t": time.time()}) + "\n")
@@ -115,6 +119,9 @@ def consume(bootstrap: str, topic: str, group: str, out_file: str, ready_file: s
     with open(out_file, "w") as out:
         while time.monotonic() < deadline:
             messages = consumer.consume(500, 0.5)
+            for failed in (m for m in messages if m.error() is not None):  # told to the application: not dropped
+                print(f"{time.strftime('%H:%M:%S')} {group}: consume error {failed.error().name()} at {time.time():.3f}",
+                      file=sys.stderr, flush=True)
             values = [m.value().decode() for m in messages if m.error() is None]
             if values:
                 out.write("".join(v + "\n" for v in values))

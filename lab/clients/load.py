@@ -126,19 +126,24 @@ class ClientLoad:
             if consumer.poll() is None:
                 self.terminated.add(consumer.pid)
                 consumer.send_signal(signal.SIGTERM)
+        # A member that is gone before we stop it crashed, even with exit code 0 (outcomes.java_crash): the other
+        # member takes its partitions over and the lag still reaches 0, so only its end shows it.
         consumer_rcs = [consumer.wait(30) for consumer in self.consumers]
         producers = [
             outcomes.librdkafka_producer("librdkafka-producer", self.count,
                                          self._lines("librdkafka-producer.events"), rcs["librdkafka"]),
-            outcomes.verifiable_producer("java-producer", self.count, self._lines("java-producer.events"), rcs["java"]),
+            outcomes.verifiable_producer("java-producer", self.count, self._lines("java-producer.events"), rcs["java"],
+                                         self._lines("java-producer.stderr")),
         ]
         consumers = [
             outcomes.verifiable_consumer(f"java-consumer-{i}", self._lines(f"consumer-{i}.events"),
-                                         0 if self.consumers[i].pid in self.terminated and rc == 128 + signal.SIGTERM else rc)
+                                         0 if self.consumers[i].pid in self.terminated and rc == 128 + signal.SIGTERM else rc,
+                                         self._lines(f"consumer-{i}.stderr"), self.consumers[i].pid in self.terminated)
             for i, rc in enumerate(consumer_rcs)
         ]
         result = outcomes.figures(producers, consumers)
         result["_errors"] = outcomes.errors(producers, consumers)
+        result["_client_errors"] = outcomes.client_errors(producers, consumers)
         return result
 
     def _lines(self, name: str) -> list[str]:
@@ -150,6 +155,7 @@ class ClientLoad:
         result = self.finish()
         print(f"\nclients on {self.topic}:\n{outcomes.summary(result)}")
         result.pop("_errors")
+        result.pop("_client_errors")
         problems = outcomes.problems(result)
         assert not problems, f"{problems}; {json.dumps(result)}"
         return result

@@ -4,17 +4,26 @@ judge it by: per client acked, failed (by error name), consumed, missing, duplic
 The clients report through channels the harness owns: Kafka's VerifiableProducer / VerifiableConsumer print one
 JSON event per record and per commit on stdout, and the librdkafka producer of cluster_clients.py writes one JSON
 line per delivery callback. Nothing here counts a record as acknowledged unless its client said so.
+
+Client-level errors are kept beside the per-record outcomes: librdkafka's error_cb (a JSON line of its own in the
+producer's events) and the Java clients' WARN/ERROR log lines on stderr, by level and logger class. They are
+reported, not judged: a killed node's connections are reported by every client that had one.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
 NO_OUTCOME = "NoOutcome"  # a record the client was asked to send and never reported either way
 EXIT = "ExitCode"  # a client process that ended other than by our SIGTERM or its own clean end
+CRASHED = "Crashed"  # a consumer that ended on its own: VerifiableConsumer runs until stopped, and exits 0 on any error
+# VerifiableConsumer.run() catches every Throwable, logs this at ERROR (to stderr here) and returns: exit code 0.
+JAVA_CONSUMER_CRASH = "Error during processing, terminating consumer process"
 
 
 @dataclass
@@ -24,6 +33,7 @@ class ProducerLog:
     acked: dict[str, float] = field(default_factory=dict)  # value -> wall time of the acknowledgement
     failed: list[tuple[str, str, float]] = field(default_factory=list)  # (value, error name, wall time)
     exit_code: int | None = 0
+    client_errors: list[tuple[str, float]] = field(default_factory=list)  # (name, wall time): not of a record
 
 
 @dataclass
@@ -32,6 +42,8 @@ class ConsumerLog:
     records: list[tuple[str, float]] = field(default_factory=list)  # (value, wall time it was handed over)
     commit_errors: list[tuple[str, float]] = field(default_factory=list)  # (error name, wall time)
     exit_code: int | None = 0
+    crashed: str | None = None  # why it ended on its own (an exception class), None if we stopped it
+    client_errors: list[tuple[str, float]] = field(default_factory=list)  # (name, wall time): not of a record
 
 
 def _events(lines: Iterable[str]) -> Iterable[dict]:
@@ -48,8 +60,24 @@ def error_name(exception: str) -> str:
     return exception.rsplit(".", 1)[-1] or "UnknownError"
 
 
-def verifiable_producer(name: str, sent: int, lines: Iterable[str], exit_code: int | None) -> ProducerLog:
-    log = ProducerLog(name, sent, exit_code=exit_code)
+_JAVA_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] (WARN|ERROR) .* \(([\w.$]+)\)$")
+
+
+def java_client_errors(stderr: Iterable[str]) -> list[tuple[str, float]]:
+    """The WARN and ERROR lines of a Java tool's log (cluster_clients.LOG4J2's layout, local time), named by level
+    and logger class: ("WARN NetworkClient", wall time)."""
+    found = []
+    for line in stderr:
+        match = _JAVA_LOG_LINE.match(line)
+        if match:
+            stamp = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")) + int(match.group(2)) / 1000
+            found.append((f"{match.group(3)} {match.group(4).rsplit('.', 1)[-1]}", stamp))
+    return found
+
+
+def verifiable_producer(name: str, sent: int, lines: Iterable[str], exit_code: int | None,
+                        stderr: Iterable[str] = ()) -> ProducerLog:
+    log = ProducerLog(name, sent, exit_code=exit_code, client_errors=java_client_errors(stderr))
     for event in _events(lines):
         if event.get("name") == "producer_send_success":
             log.acked[event["value"]] = event["timestamp"] / 1000
@@ -61,15 +89,32 @@ def verifiable_producer(name: str, sent: int, lines: Iterable[str], exit_code: i
 def librdkafka_producer(name: str, sent: int, lines: Iterable[str], exit_code: int | None) -> ProducerLog:
     log = ProducerLog(name, sent, exit_code=exit_code)
     for event in _events(lines):
-        if event.get("error") is None:
+        if "client_error" in event:
+            log.client_errors.append((event["client_error"], event["t"]))
+        elif event.get("error") is None:
             log.acked[event["value"]] = event["t"]
         else:
             log.failed.append((event["value"], event["error"], event["t"]))
     return log
 
 
-def verifiable_consumer(name: str, lines: Iterable[str], exit_code: int | None) -> ConsumerLog:
-    log = ConsumerLog(name, exit_code=exit_code)
+def java_crash(stderr: Iterable[str]) -> str | None:
+    """The exception class VerifiableConsumer logged when it gave up (the line after its crash message), or None."""
+    lines = iter(stderr)
+    for line in lines:
+        if JAVA_CONSUMER_CRASH in line:
+            cause = next(lines, "").split(":", 1)[0].strip()
+            return cause.rsplit(".", 1)[-1] or "unknown exception"
+    return None
+
+
+def verifiable_consumer(name: str, lines: Iterable[str], exit_code: int | None, stderr: Iterable[str] = (),
+                        stopped: bool = True) -> ConsumerLog:
+    """A VerifiableConsumer's events; `stopped`: it ended because we stopped it (else it crashed, whatever its exit code)."""
+    stderr = list(stderr)
+    crash = java_crash(stderr)
+    log = ConsumerLog(name, exit_code=exit_code, crashed=crash or (None if stopped else "ended on its own"),
+                      client_errors=java_client_errors(stderr))
     for event in _events(lines):
         if event.get("name") == "record_data":
             log.records.append((event["value"], event["timestamp"] / 1000))
@@ -118,7 +163,14 @@ def errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[t
         found += [(c.name, name, t) for name, t in c.commit_errors]
         if c.exit_code != 0:
             found.append((c.name, f"{EXIT} {c.exit_code}", None))
+        if c.crashed:
+            found.append((c.name, f"{CRASHED} {c.crashed}", None))
     return found
+
+
+def client_errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[tuple[str, str, float | None]]:
+    """Every client-level error: (client, name, wall time)."""
+    return [(log.name, name, t) for log in [*producers, *consumers] for name, t in log.client_errors]
 
 
 def figures(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> dict:
@@ -135,13 +187,16 @@ def figures(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> dict:
             "missing": sum(1 for v in p.acked if v not in consumed),
             "duplicated": sum(1 for v in mine if consumed[v] > 1),
             "failed_but_consumed": sum(1 for v, _, _ in p.failed if v in consumed),
+            "client_errors": dict(Counter(name for name, _ in p.client_errors)),
             **_pause("produce", longest_gap(p.acked.values())),
         }
     acked = {value: t for p in producers for value, t in p.acked.items()}
     for c in consumers:
         result["consumers"][c.name] = {
             "consumed": len(c.records), "commit_errors": dict(Counter(name for name, _ in c.commit_errors)),
-            "exit_code": c.exit_code, **_pause("consume", longest_wait(c.records, acked)),
+            "exit_code": c.exit_code, "crashed": c.crashed,
+            "client_errors": dict(Counter(name for name, _ in c.client_errors)),
+            **_pause("consume", longest_wait(c.records, acked)),
         }
     known = set().union(*(set(p.acked) | {v for v, _, _ in p.failed} for p in producers)) if producers else set()
     result["group"] = {"consumed": sum(consumed.values()), "distinct": len(consumed),
@@ -163,13 +218,21 @@ def problems(result: dict) -> list[str]:
 
 def unexplained(gateway: list[tuple[str, str, float | None]], direct: list[tuple[str, str, float | None]],
                 windows: list[tuple[float, float]]) -> list[tuple[str, str, float | None]]:
-    """The gateway leg's errors that the direct leg does not also show: an error counts as explained only when it
-    falls in a broker-restart window (wall-clock start, end) in which the direct leg got an error of the same name."""
+    """The gateway leg's errors that the direct leg does not also show. Excused by count: each error the direct
+    leg's same client got in a broker-restart window (wall-clock start, end) excuses one error of the same name
+    and client in that window on the gateway leg, so one direct error cannot excuse a hundred gateway ones."""
     def window(t: float | None) -> int | None:
         return next((i for i, (start, end) in enumerate(windows) if t is not None and start <= t <= end), None)
 
-    shown = {(name, window(t)) for _, name, t in direct if window(t) is not None}
-    return [(client, name, t) for client, name, t in gateway if window(t) is None or (name, window(t)) not in shown]
+    excuses = Counter((client, name, window(t)) for client, name, t in direct if window(t) is not None)
+    left = []
+    for client, name, t in gateway:
+        key = (client, name, window(t))
+        if key[2] is not None and excuses[key] > 0:
+            excuses[key] -= 1
+        else:
+            left.append((client, name, t))
+    return left
 
 
 def summary(result: dict) -> str:
@@ -177,12 +240,17 @@ def summary(result: dict) -> str:
     lines = []
     for name, fig in result["producers"].items():
         errs = ", ".join(f"{n} {k}" for k, n in fig["errors"].items()) or "none"
-        lines.append(f"  {name}: acked {fig['acked']}/{fig['sent']}, failed {fig['failed']} ({errs}), no outcome "
+        told = ", ".join(f"{n} {k}" for k, n in fig["client_errors"].items()) or "none"
+        lines.append(f"  {name}: acked {fig['acked']}/{fig['sent']}, failed {fig['failed']} ({errs}), client errors "
+                     f"({told}), no outcome "
                      f"{fig['no_outcome']}, consumed {fig['consumed']}, missing {fig['missing']}, duplicated "
                      f"{fig['duplicated']}, longest produce pause {fig['longest_produce_pause_s']} s{_during(fig, 'produce')}")
     for name, fig in result["consumers"].items():
         errs = ", ".join(f"{n} {k}" for k, n in fig["commit_errors"].items()) or "none"
-        lines.append(f"  {name}: consumed {fig['consumed']}, commit errors {errs}, exit {fig['exit_code']}, "
+        crashed = f" (crashed: {fig['crashed']})" if fig["crashed"] else ""
+        told = ", ".join(f"{n} {k}" for k, n in fig["client_errors"].items()) or "none"
+        lines.append(f"  {name}: consumed {fig['consumed']}, commit errors {errs}, client errors ({told}), "
+                     f"exit {fig['exit_code']}{crashed}, "
                      f"longest consume pause {fig['longest_consume_pause_s']} s{_during(fig, 'consume')}")
     group = result["group"]
     lines.append(f"  group: consumed {group['consumed']} ({group['distinct']} distinct), longest consume pause "

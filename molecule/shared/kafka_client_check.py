@@ -4,7 +4,9 @@
                (internal load balancing) or the load balancer (external), on that broker's gateway port
     roundtrip  produce N messages with acks=all through the gateway and consume every one back
     soak       a producer and a consumer group run until a stop file appears (bounded by --max-seconds);
-               every acknowledged message must be consumed (with --exactly-once: once) and no delivery may fail
+               every message sent must be acknowledged, every acknowledged one consumed (with --exactly-once:
+               once), and no delivery, commit or consume may fail; client-level errors (librdkafka's error_cb,
+               a consumer's non-fatal errors) are reported by name beside them, and a fatal one is a problem
     handshake  a TLS handshake with the gateway (--ca, optional --cert/--key): prints the certificate it presents,
                and fails unless it is --expect-cert (or, with --expect-refused, unless the gateway refuses)
 
@@ -87,12 +89,19 @@ def delete_topic(bootstrap: str, topic: str) -> None:
         future.result(timeout=TIMEOUT_S)
 
 
-def producer(bootstrap: str) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                     **CLIENT_CONFIG})
+ErrorCallback = Callable[[KafkaError], None]
 
 
-def consumer(bootstrap: str, group: str, on_commit: Callable[[KafkaError | None, list], None] | None = None) -> Consumer:
+def producer(bootstrap: str, on_error: ErrorCallback | None = None) -> Producer:
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                              **CLIENT_CONFIG}
+    if on_error is not None:
+        config["error_cb"] = on_error
+    return Producer(config)
+
+
+def consumer(bootstrap: str, group: str, on_commit: Callable[[KafkaError | None, list], None] | None = None,
+             on_error: ErrorCallback | None = None) -> Consumer:
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -103,6 +112,8 @@ def consumer(bootstrap: str, group: str, on_commit: Callable[[KafkaError | None,
     }
     if on_commit is not None:
         config["on_commit"] = on_commit
+    if on_error is not None:
+        config["error_cb"] = on_error
     return Consumer(config)
 
 
@@ -119,12 +130,16 @@ def check_roundtrip(args: argparse.Namespace) -> list[str]:
     cons.subscribe([topic])
     received: set[str] = set()
     deadline = time.monotonic() + TIMEOUT_S
+    consume_errors: Counter[str] = Counter()
     while received != sent and time.monotonic() < deadline:
         msg = cons.poll(1.0)
-        if msg is not None and not msg.error():
+        if msg is not None and msg.error():
+            consume_errors[msg.error().name()] += 1
+        elif msg is not None:
             received.add(msg.value().decode())
     cons.close()
     problems = [f"delivery failed: {e}" for e in failed[:5]]
+    problems += [f"consume error: {count}x {name}" for name, count in consume_errors.items()]
     if remaining:
         problems.append(f"{remaining} messages never acknowledged")
     if received != sent:
@@ -139,8 +154,12 @@ class Soak:
 
     def __init__(self, bootstrap: str, topic: str, rate: int) -> None:
         self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
+        self.sent = 0
         self.acked: set[str] = set()
         self.failed: list[str] = []
+        self.unanswered = 0  # still queued or in flight when the final flush gave up
+        self.client_errors: Counter[str] = Counter()  # error_cb and non-fatal consume errors, by client and name
+        self.fatal_errors: list[str] = []
         self.consumed: set[str] = set()
         self.deliveries: Counter[str] = Counter()  # how often the group consumed each value
         self.consumer_errors: list[str] = []
@@ -149,8 +168,16 @@ class Soak:
         self.producing = threading.Event()
         self.consuming = threading.Event()
 
+    def client_error(self, client: str) -> ErrorCallback:
+        """librdkafka's error_cb: errors of the client itself (a connection, all brokers down), not of a message."""
+        def told(error: KafkaError) -> None:
+            self.client_errors[f"{client}: {error.name()}"] += 1
+            if error.fatal():
+                self.fatal_errors.append(f"{client}: {error}")
+        return told
+
     def produce(self, stop_file: Path, max_seconds: float) -> None:
-        prod = producer(self.bootstrap)
+        prod = producer(self.bootstrap, on_error=self.client_error("producer"))
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
             if err:
@@ -164,7 +191,8 @@ class Soak:
             prod.produce(self.topic, f"s{seq}".encode(), on_delivery=delivered)
             seq += 1
             prod.poll(1.0 / self.rate)
-        prod.flush(TIMEOUT_S)
+        self.unanswered = prod.flush(TIMEOUT_S)
+        self.sent = seq
         self.producing.clear()
 
     def committed(self, err: KafkaError | None, partitions: list) -> None:
@@ -176,7 +204,8 @@ class Soak:
         self.commits_ok += not failures and err is None
 
     def consume(self) -> None:
-        cons = consumer(self.bootstrap, f"{self.topic}-group", on_commit=self.committed)
+        cons = consumer(self.bootstrap, f"{self.topic}-group", on_commit=self.committed,
+                        on_error=self.client_error("consumer"))
         cons.subscribe([self.topic])
         quiet_since = None
         while True:
@@ -185,6 +214,8 @@ class Soak:
                 if msg.error():
                     if msg.error().fatal():
                         self.consumer_errors.append(str(msg.error()))
+                    else:  # told to the application all the same: reported by name
+                        self.client_errors[f"consumer poll: {msg.error().name()}"] += 1
                 else:
                     self.consumed.add(msg.value().decode())
                     self.deliveries[msg.value().decode()] += 1
@@ -209,8 +240,13 @@ def check_soak(args: argparse.Namespace) -> list[str]:
     soak.produce(Path(args.stop_file), args.max_seconds)
     consumer_thread.join(TIMEOUT_S + 10)
     lost = soak.acked - soak.consumed
+    no_outcome = soak.sent - len(soak.acked) - len(soak.failed)
     problems = [f"delivery failed: {e}" for e in soak.failed[:5]]
+    if no_outcome or soak.unanswered:
+        problems.append(f"{no_outcome} of {soak.sent} messages sent were never acknowledged nor failed "
+                        f"({soak.unanswered} still queued when the final flush gave up)")
     problems += [f"fatal consumer error: {e}" for e in soak.consumer_errors[:5]]
+    problems += [f"fatal client error: {e}" for e in soak.fatal_errors[:5]]
     problems += [f"commit failed: {e}" for e in soak.commit_errors[:5]]
     if not soak.commits_ok:  # the callback never reported a commit: the check above would see nothing
         problems.append("no commit was reported to on_commit")
@@ -221,10 +257,10 @@ def check_soak(args: argparse.Namespace) -> list[str]:
         problems.append(f"{len(duplicated)} messages consumed more than once, e.g. {duplicated[:5]}")
     if len(soak.acked) < args.rate:  # less than a second's worth: the soak did not really run
         problems.append(f"only {len(soak.acked)} messages acknowledged")
-    print(json.dumps({"check": "soak", "acked": len(soak.acked), "consumed": len(soak.consumed),
-                      "duplicated": len(duplicated),
+    print(json.dumps({"check": "soak", "sent": soak.sent, "acked": len(soak.acked), "consumed": len(soak.consumed),
+                      "duplicated": len(duplicated), "no_outcome": no_outcome,
                       "delivery_failures": len(soak.failed), "commits_ok": soak.commits_ok,
-                      "commit_failures": len(soak.commit_errors),
+                      "commit_failures": len(soak.commit_errors), "client_errors": dict(soak.client_errors),
                       "problems": problems}))
     return problems
 

@@ -18,7 +18,7 @@ from kio.serial import entity_reader
 
 from lab import gateway_process
 from lab.gateway_process import CLUSTER_HTTP_PORT as HTTP_PORT, CLUSTER_PORT_START as PORT_START
-from lab.gateway_process import ClusterNode as GatewayNode  # noqa: F401  (the tests' name for it)
+from lab.gateway_process import ClusterNode  # noqa: F401  (the tests import it from here)
 from lab.polling import wait_until  # noqa: F401  (re-exported to the tests)
 from lab.frames import metadata_request, recv_exactly
 

@@ -197,9 +197,10 @@ def scenario_produce_for(args: argparse.Namespace) -> dict[str, Any]:
         producer.produce(args.topic, f"p-{sent}".encode(), on_delivery=delivered)
         sent += 1
         producer.poll(0.002)
-    producer.flush(120)
+    unanswered = producer.flush(120)
     consumed = consume_values(args.bootstrap, args.topic, len(acked), timeout_s=90)
     return {"sent": sent, "acked": len(acked), "errors": errors[:5], "error_count": len(errors),
+            "no_outcome": sent - len(acked) - len(errors), "unanswered": unanswered,
             "consumed_distinct": len(set(consumed)), "missing": len(set(acked) - set(consumed))}
 
 

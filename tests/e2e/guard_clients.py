@@ -1,7 +1,8 @@
 """Clients of the request-guard tests (tests/e2e/test_request_guard.py), run inside the lab's client netns.
 
 `python -m tests.e2e.guard_clients SCENARIO --bootstrap HOST:PORT [...]` prints one JSON line (the flood
-prints two: one when it is stalled, one when it is done). The frames are built by the test module (it
+prints two: one when it is stalled, one when it is done). Scenarios: exchange (frames, answers), flood (a
+client that never reads), partial (connections that stop mid-frame), libraries (real clients). The frames are built by the test module (it
 reads Kafka's message definitions) and handed over as hex on stdin, so this side only moves bytes.
 Every loop is bounded in count and time.
 """
@@ -104,6 +105,36 @@ def flood(args: argparse.Namespace) -> dict[str, Any]:
     return {"phase": "done", "sent": sent, "error": error}
 
 
+def partial(args: argparse.Namespace) -> dict[str, Any]:
+    """Open --count connections one after the other; on each send the first --bytes bytes of the frame on
+    stdin (hex) and stop there, mid-frame. Then watch them all for --seconds: `closed_after_s` says when the
+    gateway closed each (counted from the end of its sending), null if it was still open."""
+    frame = bytes.fromhex(sys.stdin.read().strip())[:args.bytes]
+    opened = []
+    for _ in range(args.count):
+        sock = socket.create_connection(_address(args.bootstrap), timeout=TIMEOUT_S)
+        error = None
+        try:
+            sock.sendall(frame)
+        except OSError as failure:  # closed while we were still sending
+            error = type(failure).__name__
+        opened.append({"sock": sock, "sent_at": time.monotonic(), "error": error, "closed_after_s": None})
+        if error is not None:
+            opened[-1]["closed_after_s"] = 0.0
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline and any(c["closed_after_s"] is None for c in opened):
+        for connection in opened:
+            if connection["closed_after_s"] is None:
+                connection["sock"].settimeout(0.05)
+                ended = _read_frame(connection["sock"])
+                if "closed" in ended or "response" in ended:
+                    connection["closed_after_s"] = round(time.monotonic() - connection["sent_at"], 2)
+    for connection in opened:
+        connection.pop("sock").close()
+        connection.pop("sent_at")
+    return {"connections": opened}
+
+
 def libraries(args: argparse.Namespace) -> dict[str, Any]:
     """Produce and consume one message with kafka-python and one with confluent-kafka, both at defaults."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -146,7 +177,7 @@ def libraries(args: argparse.Namespace) -> dict[str, Any]:
 
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "exchange": exchange, "flood": flood, "libraries": libraries,
+    "exchange": exchange, "flood": flood, "partial": partial, "libraries": libraries,
 }
 
 
@@ -159,6 +190,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--hold", type=float, default=3.0)
+    parser.add_argument("--bytes", type=int, default=0)
     args = parser.parse_args()
     print(json.dumps(SCENARIOS[args.scenario](args), sort_keys=True), flush=True)
 

@@ -23,8 +23,8 @@ import pytest
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
-from gateway_app.cluster.membership import group_name
-from tests.e2e.cluster_support import (OFFSETS_TOPIC, GatewayNode, elect_preferred_leaders, forget_cluster,
+from gateway_app.cluster_names import group_name
+from tests.e2e.cluster_support import (OFFSETS_TOPIC, ClusterNode, elect_preferred_leaders, forget_cluster,
                                       http_get, offsets_partition, offsets_partitions, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ LONGEST_UNREADY_S = 3.0  # readiness tolerates 3 s without an answer from the co
 class ReadinessSampler:
     """Polls a node's /health/ready until stopped; reports the longest run of non-200 answers."""
 
-    def __init__(self, node: GatewayNode) -> None:
+    def __init__(self, node: ClusterNode) -> None:
         self.node = node
         self.samples: list[tuple[float, int, bytes]] = []
         self._stop = threading.Event()
@@ -95,7 +95,7 @@ def led_by_preferred(lab):
 def test_nodes_stay_ready_while_the_group_coordinator_moves(lab, led_by_preferred, tmp_path):
     cid, partition = led_by_preferred
     admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
-    nodes = [GatewayNode(lab, cid, f"gw-{rack}", rack, lab.gateway_addresses[i], tmp_path)
+    nodes = [ClusterNode(lab, cid, f"gw-{rack}", rack, lab.gateway_addresses[i], tmp_path)
              for i, rack in enumerate(["rack-a", "rack-b"])]
     try:
         for node in nodes:

@@ -22,7 +22,7 @@ from lab.clients import outcomes
 from lab.clients.cluster_clients import verifiable_producer
 from lab.clients.load import CLIENTS, JAVA_PREFIX, ClientLoad
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
-    PORT_START, GatewayNode, PortForwarder, cluster_id, elect_preferred_leaders, http_get, metadata_brokers, offsets_leaders,
+    PORT_START, ClusterNode, PortForwarder, cluster_id, elect_preferred_leaders, http_get, metadata_brokers, offsets_leaders,
     offsets_partition, wait_until,
 )
 from tests.e2e.dataplane_support import run_client, unique
@@ -33,10 +33,10 @@ MEMBERSHIP_BOUND_S = 10.0  # GATEWAY_CLUSTER_SESSION_TIMEOUT_S default
 
 @pytest.fixture
 def start_node(lab, cluster_id, tmp_path):
-    started: list[GatewayNode] = []
+    started: list[ClusterNode] = []
 
-    def start(node_id: str, rack: str | None, address: str, **options) -> GatewayNode:
-        node = GatewayNode(lab, cluster_id, node_id, rack, address, tmp_path, **options)
+    def start(node_id: str, rack: str | None, address: str, **options) -> ClusterNode:
+        node = ClusterNode(lab, cluster_id, node_id, rack, address, tmp_path, **options)
         started.append(node)
         return node
 
@@ -45,14 +45,14 @@ def start_node(lab, cluster_id, tmp_path):
         node.kill()
 
 
-def three_racks(lab, start_node, **options) -> dict[str, GatewayNode]:
+def three_racks(lab, start_node, **options) -> dict[str, ClusterNode]:
     nodes = {rack: start_node(f"gw-{rack}", rack, address, **options) for rack, address in zip(RACKS, lab.gateway_addresses)}
     for node in nodes.values():
         node.wait_ready()
     return nodes
 
 
-def rack_local(lab, nodes: dict[str, GatewayNode]) -> dict[int, tuple[str, int, str]]:
+def rack_local(lab, nodes: dict[str, ClusterNode]) -> dict[int, tuple[str, int, str]]:
     return {b.id: (nodes[b.rack].address, PORT_START + b.id, b.rack) for b in lab.brokers}
 
 

@@ -34,7 +34,7 @@ from gateway_app.cluster.mapping import BrokerRack, assign
 from gateway_app.config import SPECS
 from lab.clients.load import ClientLoad
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
-    PORT_START, GatewayNode, cluster_id, http_get, wait_until,
+    PORT_START, ClusterNode, cluster_id, http_get, wait_until,
 )
 
 RACKS = ["rack-a", "rack-b", "rack-c"]
@@ -69,7 +69,7 @@ def scrape(address: str) -> dict | None:
 class Sampler:
     """Scrapes every node twice a second in a thread; keeps the series for the report."""
 
-    def __init__(self, nodes: dict[str, GatewayNode]) -> None:
+    def __init__(self, nodes: dict[str, ClusterNode]) -> None:
         self.nodes = nodes  # rack (or name) -> node; the test replaces restarted nodes in place
         self.samples: list[tuple[float, str, dict]] = []
         self._stop = threading.Event()
@@ -128,7 +128,7 @@ class Sampler:
                 "out_of_rack_kB": round(out_of_rack / 1000, 1)}
 
 
-def connections(nodes: dict[str, GatewayNode]) -> dict[str, Counter]:
+def connections(nodes: dict[str, ClusterNode]) -> dict[str, Counter]:
     """Active client connections per broker port on each node (bootstrap left out)."""
     result = {}
     for name, node in nodes.items():
@@ -138,14 +138,14 @@ def connections(nodes: dict[str, GatewayNode]) -> dict[str, Counter]:
     return result
 
 
-def follows_mapping(nodes: dict[str, GatewayNode], owner: dict[int, str]) -> bool:
+def follows_mapping(nodes: dict[str, ClusterNode], owner: dict[int, str]) -> bool:
     """No foreign connection anywhere, and each broker's connections only on the node that owns it."""
     held = connections(nodes)
     return all(held[name]["foreign"] == 0 and all(owner[int(b)] == name for b in held[name] if b != "foreign")
                for name in nodes)
 
 
-def out_of_rack_bytes(nodes: dict[str, GatewayNode]) -> float:
+def out_of_rack_bytes(nodes: dict[str, ClusterNode]) -> float:
     return sum(sum((scrape(n.address) or {"gateway_out_of_rack_bytes_total": Counter()})["gateway_out_of_rack_bytes_total"].values())
                for n in nodes.values())
 
@@ -153,10 +153,10 @@ def out_of_rack_bytes(nodes: dict[str, GatewayNode]) -> float:
 @pytest.fixture
 def gateway(lab, cluster_id, tmp_path):
     """start(name, rack, address) -> a gateway node of this test's cluster (killed at the end)."""
-    started: list[GatewayNode] = []
+    started: list[ClusterNode] = []
 
-    def start(name: str, rack: str | None, address: str) -> GatewayNode:
-        node = GatewayNode(lab, cluster_id, name, rack, address, tmp_path,
+    def start(name: str, rack: str | None, address: str) -> ClusterNode:
+        node = ClusterNode(lab, cluster_id, name, rack, address, tmp_path,
                            GATEWAY_HANDOVER_ENABLED="false" if BASELINE else "true")
         started.append(node)
         return node
@@ -166,29 +166,29 @@ def gateway(lab, cluster_id, tmp_path):
         node.kill()
 
 
-def start_cluster(gateway, names_racks: list[tuple[str, str | None]], addresses: list[str]) -> dict[str, GatewayNode]:
+def start_cluster(gateway, names_racks: list[tuple[str, str | None]], addresses: list[str]) -> dict[str, ClusterNode]:
     nodes = {name: gateway(name, rack, address) for (name, rack), address in zip(names_racks, addresses)}
     for node in nodes.values():
         node.wait_ready(READY_S)
     return nodes
 
 
-def listed_by_every_peer(nodes: dict[str, GatewayNode], node_id: str) -> bool:
+def listed_by_every_peer(nodes: dict[str, ClusterNode], node_id: str) -> bool:
     views = [http_get(n.address, "/cluster") for n in nodes.values()]
     return all(status == 200 and node_id in {m["node_id"] for m in json.loads(body)["members"]} for status, body in views)
 
 
-def listed_by_no_peer(nodes: dict[str, GatewayNode], node_id: str) -> bool:
+def listed_by_no_peer(nodes: dict[str, ClusterNode], node_id: str) -> bool:
     views = [http_get(n.address, "/cluster") for n in nodes.values()]
     return all(status == 200 and node_id not in {m["node_id"] for m in json.loads(body)["members"]} for status, body in views)
 
 
-def restart(gateway, nodes: dict[str, GatewayNode], name: str, rack: str | None) -> None:
+def restart(gateway, nodes: dict[str, ClusterNode], name: str, rack: str | None) -> None:
     """What playbooks/rolling_restart.yml does for one node: stop it, start it, wait until it is ready and every
     peer's /cluster lists it."""
     node = nodes[name]
     node.proc.send_signal(signal.SIGTERM)  # not ready, leave, drain (GATEWAY_DRAIN_TIMEOUT_S=5), exit 0
-    assert node.proc.wait(READY_S) == 0  # 20 s (GatewayNode.terminate) is too short on a loaded machine
+    assert node.proc.wait(READY_S) == 0  # 20 s (ClusterNode.terminate) is too short on a loaded machine
     restart_dead(gateway, nodes, name, rack)
 
 
@@ -336,12 +336,12 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
         load.delete()
 
 
-def per_node(nodes: dict[str, GatewayNode]) -> dict[str, dict]:
+def per_node(nodes: dict[str, ClusterNode]) -> dict[str, dict]:
     """Client connections per broker on each node, for the report."""
     return {name: dict(held) for name, held in connections(nodes).items()}
 
 
-def restart_dead(gateway, nodes: dict[str, GatewayNode], name: str, rack: str | None) -> None:
+def restart_dead(gateway, nodes: dict[str, ClusterNode], name: str, rack: str | None) -> None:
     """Start a node that is already dead again, and wait until it is ready and listed by every peer."""
     nodes[name] = gateway(name, rack, nodes[name].address)
     nodes[name].wait_ready(READY_S)

@@ -20,12 +20,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from gateway_app.cluster.member import MAC_HEADER, Member, RecordCodec
-from gateway_app.cluster.membership import Membership, topic_name
+from gateway_app.cluster.records import RecordCodec
+from gateway_app.member import Member
+from gateway_app.cluster.membership import Membership
+from gateway_app.cluster_names import topic_name
 from gateway_app.cluster.metrics import ClusterMetrics
 from lab.layout import CLUSTER_SECRET
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
-    PORT_START, GatewayNode, cluster_id, http_get, wait_until,
+    PORT_START, ClusterNode, cluster_id, http_get, wait_until,
 )
 from tests.e2e.dataplane_support import run_in_client_netns
 
@@ -40,26 +42,22 @@ def client_metadata(lab, address: str) -> dict[int, str]:
     return {int(b["id"]): b["name"] for b in json.loads(done.stdout)["brokers"]}
 
 
-def cluster_views(nodes: list[GatewayNode]) -> list[dict]:
+def cluster_views(nodes: list[ClusterNode]) -> list[dict]:
     return [json.loads(http_get(node.address, "/cluster")[1]) for node in nodes]
 
 
-def fingerprint(nodes: list[GatewayNode]) -> list[tuple]:
+def fingerprint(nodes: list[ClusterNode]) -> list[tuple]:
     """What an attack must not change: each node's mapping digest, members and per-broker endpoints."""
     return [(v["mapping_digest"], json.dumps(v["members"], sort_keys=True),
              json.dumps({b: (e.get("host"), e.get("port")) for b, e in v["mapping"].items()}, sort_keys=True))
             for v in cluster_views(nodes)]
 
 
-def metric(node: GatewayNode, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in http_get(node.address, "/metrics")[1].decode().splitlines():
-        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def metric(node: ClusterNode, name: str, **labels: str) -> float:
+    return node.metric(name, **labels)
 
 
-def sample_readiness(nodes: list[GatewayNode], seconds: float, unchanged: list[tuple] | None = None) -> list[str]:
+def sample_readiness(nodes: list[ClusterNode], seconds: float, unchanged: list[tuple] | None = None) -> list[str]:
     """Every /health/ready answer that was not 200 during `seconds`, sampled every 0.2 s; with
     `unchanged`, also every sample whose fingerprint differed from it (a change undone later counts too)."""
     failures, end = [], time.monotonic() + seconds
@@ -96,7 +94,7 @@ def latest_record(lab, topic: str, key: bytes) -> bytes | None:
 
 @pytest.fixture
 def three_nodes(lab, cluster_id, tmp_path):
-    nodes = [GatewayNode(lab, cluster_id, f"gw-{rack}", rack, address, tmp_path)
+    nodes = [ClusterNode(lab, cluster_id, f"gw-{rack}", rack, address, tmp_path)
              for rack, address in zip(RACKS, lab.gateway_addresses)]
     try:
         for node in nodes:
@@ -125,7 +123,7 @@ def test_forged_and_malformed_records_change_nothing_and_every_node_stays_ready(
     attacks = [  # (key, value, headers, the reason every node must count)
         (gw1.node_id, hijack.encode(), None, "unsigned"),
         (nodes[1].node_id, huge, None, "unsigned"),
-        (nodes[1].node_id, huge, [(MAC_HEADER, right._mac(right._signing_key, huge))], "malformed"),  # even signed
+        (nodes[1].node_id, *right.sign(huge), "malformed"),  # even signed
         (nodes[2].node_id, b"\x00\xff\xfe garbage {{{", None, "unsigned"),
         (gw1.node_id, *wrong.encode(hijack), "bad_mac"),
         (gw1.node_id, *valid_of_gw2, "key_mismatch"),  # a valid record of gw2 under gw1's key
@@ -193,15 +191,15 @@ def test_the_membership_thread_is_restarted_when_its_loop_dies(lab, cluster_id):
         membership = Membership(me, cluster_id, {"bootstrap.servers": lab.bootstrap_servers}, 10.0, lambda view: None, loop,
                                 secret=CLUSTER_SECRET, metrics=metrics)
         fail = threading.Event()
-        refresh = membership._refresh_live
+        live = membership.roster.live
 
-        def refresh_that_fails_once(group_members) -> None:
+        def live_that_fails_once(live_ids):  # the next refresh of the live members raises, in the loop's thread
             if fail.is_set():
                 fail.clear()
                 raise RuntimeError("injected failure")
-            refresh(group_members)
+            return live(live_ids)
 
-        membership._refresh_live = refresh_that_fails_once
+        membership.roster.live = live_that_fails_once
         membership.start()
         try:
             await until(lambda: membership.status().joined, 40, "joined")
@@ -211,10 +209,10 @@ def test_the_membership_thread_is_restarted_when_its_loop_dies(lab, cluster_id):
             status = membership.status()
             assert "membership restarted 1 times, last error: RuntimeError: injected failure" in status.detail, status
             assert metrics.membership_restarts._value.get() == 1
-            assert membership._thread.is_alive()
+            assert membership.running
         finally:
             await loop.run_in_executor(None, membership.stop)
-        assert not membership._thread.is_alive()
+        assert not membership.running
 
     asyncio.run(scenario())
 

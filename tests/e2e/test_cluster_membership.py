@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_app.cluster.member import Member
+from gateway_app.member import Member
 from gateway_app.cluster.membership import Membership
 from lab.layout import CLUSTER_SECRET
 from tests.e2e.cluster_support import cluster_id, wait_until  # noqa: F401  (cluster_id is a fixture)

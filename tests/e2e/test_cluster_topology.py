@@ -46,12 +46,12 @@ async def started(lab, node: ClusterTopology) -> ClusterTopology:
     """Start a topology and hand it the brokers as the node's BrokerDirectory does (DescribeCluster, with racks):
     the directory is the one source of brokers, and it is not part of this test."""
     await node.start()
-    node.brokers_described([BrokerInfo(b.id, b.address, b.port, b.rack) for b in lab.brokers])
+    node.brokers_changed({b.id: BrokerInfo(b.id, b.address, b.port, b.rack) for b in lab.brokers})
     return node
 
 
 def endpoints(node: ClusterTopology) -> dict[int, tuple[str, int]]:
-    return {b: node.broker_endpoint(b, None) for b in (1, 2, 3)}
+    return {b: node.broker_endpoint(b) for b in (1, 2, 3)}
 
 
 @pytest.mark.lab
@@ -84,7 +84,7 @@ def test_three_nodes_agree_rack_local_then_a_rack_empties_and_returns(lab, clust
             assert endpoints(others[0]) == endpoints(others[1])
             assert {b: endpoints(others[0])[b] for b in (1, 2)} == {1: rack_local[1], 2: rack_local[2]}
             assert 'gateway_cluster_members_per_rack{rack="rack-c"} 0.0' in generate_latest(registries["rack-a"]).decode()
-            assert nodes["rack-c"].broker_endpoint(3, "rack-c")[0] != addresses["rack-c"]  # a leaving node stops naming itself
+            assert nodes["rack-c"].broker_endpoint(3)[0] != addresses["rack-c"]  # a leaving node stops naming itself
 
             nodes["rack-c"] = ClusterTopology(settings_for(lab, cluster_id, "rack-c", addresses["rack-c"]), CollectorRegistry())
             await started(lab, nodes["rack-c"])

@@ -2,7 +2,7 @@
 
 The file is written with the role's own filter (roles/gateway/filter_plugins/systemd_env.py), copied to a lab host,
 and read by systemd as the EnvironmentFile= of a transient service that prints its environment (systemd-run);
-the same bytes are read by gateway_app.config.read_env_file on the controller."""
+the same bytes are read by gateway_app.env_file.read_env_file on the controller."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_app.config import read_env_file
+from gateway_app.env_file import read_env_file
 from tests.unit.test_env_file import TRICKY, systemd_env
 
 pytestmark = pytest.mark.lab

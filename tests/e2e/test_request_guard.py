@@ -33,10 +33,11 @@ import pytest
 from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from gateway_app.cluster.membership import topic_name
+from gateway_app.cluster_names import group_name, topic_name
 from gateway_app.protocol import codec, message_specs
 from gateway_app.protocol.headers import response_header_is_flexible
 from gateway_app.protocol.policy import api_versions_known
+from gateway_app.protocol.reserved import ReservedNames
 from lab import kafka_versions
 from lab.frames import recv_exactly
 from tests.e2e.dataplane_support import PYTHON, REPO, GatewayNode, unique
@@ -45,9 +46,12 @@ pytestmark = pytest.mark.lab
 
 PORT_START, HTTP_PORT = 17800, 17890
 CLUSTER_ID = unique("gd")  # 11 characters: the members topic's name is 28, the Produce frame of test 1 is 59 bytes
-TOPIC_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION = 29, 35
-PRODUCE, FETCH, METADATA, API_VERSIONS, DELETE_TOPICS, CONSUMER_GROUP_HEARTBEAT = 0, 1, 3, 18, 20, 68
+INVALID_TOPIC_EXCEPTION, TOPIC_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION = 17, 29, 35
+PRODUCE, FETCH, METADATA, API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS = 0, 1, 3, 18, 19, 20
+DESCRIBE_LOG_DIRS, CONSUMER_GROUP_HEARTBEAT, LIST_CONFIG_RESOURCES, DESCRIBE_TOPIC_PARTITIONS = 35, 68, 74, 75
 RSS_GROWTH_BOUND = 8 * 1024 * 1024
+FRAME_TIMEOUT_S = 3  # the node's GATEWAY_FRAME_TIMEOUT_S: short, for test 9
+ASSEMBLED_TOTAL = 20 * 1024 * 1024  # the node's GATEWAY_MAX_ASSEMBLED_BYTES_TOTAL: room for one 15 MiB request
 
 
 @dataclass
@@ -76,7 +80,9 @@ def guarded(lab: Any, tmp_path_factory: Any) -> Iterator[Guarded]:
     for future in admin.create_topics([NewTopic(extra, 1, 1), NewTopic(ordinary, 1, 3)], request_timeout=15).values():
         future.result(20)
     node = GatewayNode(lab, lab.gateway_addresses[-1], PORT_START, HTTP_PORT, tmp_path_factory.mktemp("guard"),
-                       source=Path(os.environ.get("KGW_GUARD_SOURCE", REPO)), GATEWAY_CLUSTER_ID=CLUSTER_ID).start()
+                       source=Path(os.environ.get("KGW_GUARD_SOURCE", REPO)), GATEWAY_CLUSTER_ID=CLUSTER_ID,
+                       GATEWAY_FRAME_TIMEOUT_S=str(FRAME_TIMEOUT_S),
+                       GATEWAY_MAX_ASSEMBLED_BYTES_TOTAL=str(ASSEMBLED_TOTAL)).start()
     state = Guarded(node, admin, topic_name(CLUSTER_ID), extra, ordinary)
     try:
         yield state
@@ -146,6 +152,10 @@ def exchange(lab: Any, node: GatewayNode, *connections: list[tuple[bytes, bool]]
 
 def closed(step: dict[str, Any]) -> bool:
     return "closed" in step or "closed" in step.get("end", {})
+
+
+def node_reserved_names() -> ReservedNames:
+    return ReservedNames.of(group_name(CLUSTER_ID), topic_name(CLUSTER_ID))
 
 
 def rss(pid: int) -> int:
@@ -463,4 +473,91 @@ def test_refusals_to_a_client_that_never_reads_do_not_pile_up_in_the_node(
     assert peak - baseline < RSS_GROWTH_BOUND, (f"RSS grew {(peak - baseline) / 2**20:.1f} MiB", stalled, queued)
     assert stalled["error"] is None and unread > RSS_GROWTH_BOUND, (stalled, queued)
     assert ready == 200
+    still_the_same_node(node, pid)
+
+
+# --- 8. listings and error strings do not show reserved names; paging past them loses nothing -------------
+
+def describe_topic_partitions(correlation: int, limit: int, cursor: dict[str, Any] | None) -> bytes:
+    return request(DESCRIBE_TOPIC_PARTITIONS, 0, correlation,
+                   {"topics": [], "response_partition_limit": limit, "cursor": cursor})
+
+
+def test_listings_and_error_strings_keep_reserved_names_and_paging_past_them_loses_no_topic(
+        lab: Any, guarded: Guarded) -> None:
+    node = guarded.node
+    own = node_reserved_names()
+    listed = guarded.admin.list_topics(timeout=10).topics
+    # A page limit that ends the first page just before the first reserved topic: its cursor names it.
+    limit = sum(len(meta.partitions) for name, meta in listed.items() if name < guarded.extra)
+    assert 0 < limit <= 2000, limit  # brokers cap the limit at 2000 partitions
+
+    pages, cursor = [], None
+    for correlation in range(81, 81 + 50):
+        (step, *_), = exchange(lab, node, [(describe_topic_partitions(correlation, limit, cursor), True)])
+        assert "response" in step, (step, node.log()[-3000:])
+        pages.append(response(DESCRIBE_TOPIC_PARTITIONS, 0, step["response"], correlation))
+        cursor = pages[-1]["next_cursor"]
+        if cursor is None:
+            break
+    assert pages[0]["next_cursor"] == {"topic_name": own.first_name_after(guarded.extra), "partition_index": 0}, pages[0]
+    seen = {topic["name"] for page in pages for topic in page["topics"]}
+    still_there = set(guarded.admin.list_topics(timeout=10).topics)
+    assert not {name for name in seen if own.matches_text(name)}, seen
+    assert {name for name in set(listed) & still_there if not own.matches_text(name)} <= seen, \
+        sorted(set(listed) - seen)
+
+    collision = f".gateway.{CLUSTER_ID}.members"
+    create = request(CREATE_TOPICS, 7, 91, {"topics": [{"name": collision, "num_partitions": 1,
+                                                        "replication_factor": 1, "assignments": [], "configs": []}],
+                                            "timeout_ms": 5000, "validate_only": True})
+    log_dirs = request(DESCRIBE_LOG_DIRS, 4, 92, {"topics": None})
+    resources = request(LIST_CONFIG_RESOURCES, 1, 93, {"resource_types": []})
+    (created, dirs, configs, *_), = exchange(lab, node, [(create, True), (log_dirs, True), (resources, True)])
+    for step in (created, dirs, configs):
+        assert "response" in step, (step, node.log()[-3000:])
+        assert f"_gateway_{CLUSTER_ID}".encode() not in bytes.fromhex(step["response"]), step
+    (topic,) = response(CREATE_TOPICS, 7, created["response"], 91)["topics"]
+    assert topic["error_code"] == INVALID_TOPIC_EXCEPTION and "collides" in topic["error_message"], topic
+    assert guarded.ordinary in {t["name"] for r in response(DESCRIBE_LOG_DIRS, 4, dirs["response"], 92)["results"]
+                                for t in r["topics"]}
+    assert guarded.ordinary in {r["resource_name"]
+                                for r in response(LIST_CONFIG_RESOURCES, 1, configs["response"], 93)["config_resources"]}
+
+
+# --- 9. a request sent in part and then not at all -----------------------------------------------------
+
+def produce_checked_whole(topics: int = 15, record_bytes: int = 1 << 20) -> bytes:
+    """A Produce v9 request of 15 MiB whose topic names lie beyond its first chunks: checked whole."""
+    data = [{"name": f"guard-part-{n}", "partition_data": [{"index": 0, "records": b"\0" * record_bytes}]}
+            for n in range(topics)]
+    return request(PRODUCE, 9, 101, {"acks": -1, "timeout_ms": 5000, "topic_data": data})
+
+
+def test_requests_stalled_mid_frame_are_closed_by_the_frame_deadline_and_the_node_budget(
+        lab: Any, guarded: Guarded, tmp_path: Path) -> None:
+    node = guarded.node
+    pid = node.process.pid
+    frame = produce_checked_whole()
+    assert 14 << 20 < len(frame) < 16 << 20 and ASSEMBLED_TOTAL < 2 * len(frame)
+    before_timeout = node.metric("gateway_connections_refused_total", reason="frame_timeout")
+    before_budget = malformed(node, "node_assembly_budget")
+    (tmp_path / "frame.hex").write_text(frame.hex())
+
+    with open(tmp_path / "frame.hex") as stdin:
+        done = subprocess.run(lab.client_cmd([PYTHON, "-m", "tests.e2e.guard_clients", "partial", "--bootstrap",
+                                              node.bootstrap, "--count", "2", "--bytes", str(12 << 20),
+                                              "--seconds", str(FRAME_TIMEOUT_S + 5)]),
+                              cwd=REPO, stdin=stdin, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])["connections"]
+
+    # The first holds 15 MiB of the node's 20 MiB for whole requests: the second cannot, and goes at once.
+    assert second["closed_after_s"] is not None and second["closed_after_s"] < 2, (second, node.log()[-3000:])
+    assert malformed(node, "node_assembly_budget") == before_budget + 1
+    # The first stalls mid-frame: closed by the frame deadline (checked every second), not left open.
+    assert first["closed_after_s"] is not None and FRAME_TIMEOUT_S - 0.5 < first["closed_after_s"] < FRAME_TIMEOUT_S + 3, \
+        (first, node.log()[-3000:])
+    assert node.metric("gateway_connections_refused_total", reason="frame_timeout") == before_timeout + 1
+    assert "node_assembly_budget" in node.log() and "frame_timeout" in node.log()
     still_the_same_node(node, pid)

@@ -21,7 +21,7 @@ from kio.schema.produce.v9 import request as produce_v9_request
 from kio.schema.produce.v9 import response as produce_v9_response
 from kio.static.primitive import i16, i32, i32Timedelta
 
-from gateway_app.cluster.membership import group_name, topic_name
+from gateway_app.cluster_names import group_name, topic_name
 from tests.e2e.dataplane_support import PYTHON, REPO, GatewayNode, kafka_exchange, node_fixture, unique
 from tests.e2e.trust_clients import metadata_request
 

@@ -58,7 +58,7 @@ def test_a_clean_run_has_no_problems_and_counts_every_client():
     assert outcomes.problems(result) == []
     assert result["producers"]["java"] == {
         "sent": 3, "acked": 3, "failed": 0, "errors": {}, "no_outcome": 0, "exit_code": 0, "consumed": 3, "missing": 0,
-        "duplicated": 0, "failed_but_consumed": 0, "longest_produce_pause_s": 1.0,
+        "duplicated": 0, "failed_but_consumed": 0, "client_errors": {}, "longest_produce_pause_s": 1.0,
         "longest_produce_pause_began": T0}
     assert result["consumers"]["c0"]["consumed"] == 3 and result["group"] == {
         "consumed": 6, "distinct": 6, "unknown": 0, "longest_consume_pause_s": 0.0,
@@ -135,6 +135,13 @@ def test_only_errors_the_direct_leg_shared_in_the_same_broker_restart_are_explai
     assert outcomes.unexplained(gateway, [], windows) == gateway
 
 
+def test_one_direct_error_excuses_one_gateway_error_of_its_client_and_name_not_any_number():
+    windows = [(T0, T0 + 30)]
+    direct = [("java", "TimeoutException", T0 + 5), ("java", "TimeoutException", T0 + 6)]
+    gateway = [("java", "TimeoutException", T0 + t) for t in (10, 11, 12)] + [("lib", "TimeoutException", T0 + 13)]
+    assert outcomes.unexplained(gateway, direct, windows) == gateway[2:]  # two excused; the third and lib's are not
+
+
 def test_the_verifiable_producer_runs_with_the_java_clients_default_retries(tmp_path):
     """Kafka's VerifiableProducer sets retries=0 (which also turns idempotence off) before it reads the config file:
     the file must put the client's default back, or a node's clean leave tells the application NetworkException."""
@@ -185,3 +192,54 @@ def test_the_soak_names_the_chaos_action_each_longest_pause_began_after():
         "no chaos action in it; the last, round 1: KILL soak-rack-c, 7.0 s before")
     assert "longest_consume_pause_during" not in direct["group"]  # no pause at all
     assert "longest produce pause 10.5 s (round 1: KILL soak-rack-b at +1.0 s" in outcomes.summary(result)
+
+
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+def test_a_java_consumer_that_crashed_with_exit_code_0_is_a_problem():
+    """Kafka's VerifiableConsumer catches every exception, logs it and exits 0 (the fixture is its real output,
+    subscribing to an invalid topic name). The other member takes its partitions over, so nothing else shows it."""
+    stderr = (FIXTURES / "verifiable_consumer_crash.stderr").read_text().splitlines()
+    events = (FIXTURES / "verifiable_consumer_crash.events").read_text().splitlines()
+    java, lib, group = healthy()
+    producers = [outcomes.verifiable_producer("java", 3, java, 0), outcomes.librdkafka_producer("lib", 3, lib, 0)]
+    clean = outcomes.figures(producers, [outcomes.verifiable_consumer("c0", group[0] + group[1], 0),
+                                         outcomes.verifiable_consumer("c1", events, 0, stopped=True)])
+    assert outcomes.problems(clean) == []  # the same end, had we stopped it: no crash line, no problem
+    crashed = outcomes.figures(producers, [outcomes.verifiable_consumer("c0", group[0] + group[1], 0),
+                                           outcomes.verifiable_consumer("c1", events, 0, stderr, stopped=False)])
+    assert crashed["consumers"]["c1"]["crashed"] == "InvalidTopicException"
+    assert outcomes.problems(crashed) == ["1x c1: Crashed InvalidTopicException"]
+    quiet = outcomes.figures(producers, [outcomes.verifiable_consumer("c0", group[0] + group[1], 0),
+                                         outcomes.verifiable_consumer("c1", events, 0, [], stopped=False)])
+    assert outcomes.problems(quiet) == ["1x c1: Crashed ended on its own"]  # gone before we stopped it, log or not
+
+
+def test_a_sigtermed_node_that_exits_other_than_0_fails_the_soak():
+    rounds = [{"node": "soak-rack-a", "signal": "KILL"},
+              {"node": "soak-rack-b", "signal": "TERM", "exit_code": 0, "exit_after_s": 5.1}]
+    assert soak.unclean_exits(rounds) == []
+    rounds += [{"node": "soak-rack-c", "signal": "TERM", "exit_code": 1, "exit_after_s": 0.4},
+               {"node": "soak-rack-a", "signal": "TERM", "exit_code": None, "exit_after_s": None, "killed_after_s": 60}]
+    assert soak.unclean_exits(rounds) == ["soak-rack-c: SIGTERM'd and exited with 1",
+                                          f"soak-rack-a: SIGTERM'd and not exited after {soak.EXIT_S} s (killed)"]
+
+
+def test_client_level_errors_are_kept_beside_the_records_java_by_level_and_logger():
+    """The Java tools' WARN/ERROR lines (the fixture is a real VerifiableConsumer's stderr) and librdkafka's
+    error_cb lines in the producer's events (as cluster_clients.produce writes them) are reported per client."""
+    stderr = (FIXTURES / "verifiable_consumer_crash.stderr").read_text().splitlines()
+    assert [name for name, _ in outcomes.java_client_errors(stderr)] == [
+        "WARN NetworkClient", "ERROR Metadata", "ERROR VerifiableConsumer"]
+    java, lib, group = healthy()
+    lib.insert(1, json.dumps({"client_error": "_TRANSPORT", "fatal": False, "t": T0 + 1.5}))
+    producers = [outcomes.verifiable_producer("java", 3, java, 0, stderr[:1]),
+                 outcomes.librdkafka_producer("lib", 3, lib, 0)]
+    consumers = [outcomes.verifiable_consumer(f"c{i}", lines, 0) for i, lines in enumerate(group)]
+    result = outcomes.figures(producers, consumers)
+    assert result["producers"]["lib"]["client_errors"] == {"_TRANSPORT": 1} and result["producers"]["lib"]["acked"] == 3
+    assert result["producers"]["java"]["client_errors"] == {"WARN NetworkClient": 1}
+    assert outcomes.problems(result) == []  # reported, not judged
+    assert [(c, n) for c, n, _ in outcomes.client_errors(producers, consumers)] == [
+        ("java", "WARN NetworkClient"), ("lib", "_TRANSPORT")]

@@ -1,5 +1,5 @@
 """The env file: the role's writer (roles/gateway/filter_plugins/systemd_env.py) and the gateway's reader
-(gateway_app.config.read_env_file, systemd's EnvironmentFile= grammar) agree on every value; secrets are never
+(gateway_app.env_file.read_env_file, systemd's EnvironmentFile= grammar) agree on every value; secrets are never
 echoed by --check-config; librdkafka refuses a misspelt KAFKA_* property. What systemd itself reads is compared on
 a lab host by tests/e2e/test_env_file_systemd.py."""
 
@@ -15,7 +15,9 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from lab.layout import CLUSTER_SECRET
-from gateway_app.config import SECRET_ENV_PATTERN, ConfigError, check_kafka_properties, load_settings, read_env_file
+from gateway_app.config import SECRET_ENV_PATTERN, ConfigError, load_settings
+from gateway_app.env_file import EnvFileError, read_env_file
+from gateway_app.kafka_check import check_kafka_properties
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("systemd_env", REPO / "roles/gateway/filter_plugins/systemd_env.py")
@@ -88,14 +90,34 @@ def test_reader_follows_systemd(tmp_path, text, expected):
 def test_reader_refuses_what_systemd_would_ignore_or_read_differently(tmp_path, text, problem):
     path = tmp_path / "env"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=problem):
+    with pytest.raises(EnvFileError, match=problem):
         read_env_file(path)
 
 
 def test_invalid_utf8_is_refused(tmp_path):
     path = tmp_path / "env"
     path.write_bytes(b"A=\xff\n")
-    with pytest.raises(ConfigError, match="UTF-8"):
+    with pytest.raises(EnvFileError, match="UTF-8"):
+        read_env_file(path)
+
+
+def test_a_refused_file_is_a_configuration_error_naming_the_file(tmp_path):
+    path = tmp_path / "env"
+    path.write_text("GATEWAY_NODE_ID=gw1\nexport X=1\n")
+    with pytest.raises(ConfigError, match=f"^{path}:2: 'export X' is not a variable name") as raised:
+        load_settings(BASE, path)
+    assert raised.value.setting == f"{path}:2"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("A=1\nexport X=1\n", 2),
+    ("A=1\\\n  continued\nexport X=1\n", 3),  # a continuation line is a line of the file
+    ('A="two\nlines"\n# note\n\nexport X=1', 5),  # so is a newline inside quotes; no newline at the end
+])
+def test_a_refused_line_is_named_by_its_number_in_the_file(tmp_path, text, line):
+    path = tmp_path / "env"
+    path.write_text(text)
+    with pytest.raises(EnvFileError, match=f"^{path}:{line}: 'export X'"):
         read_env_file(path)
 
 

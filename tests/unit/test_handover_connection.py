@@ -15,7 +15,7 @@ from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from lab.frames import metadata_request
-from gateway_app.proxy.handover import answers_api_versions
+from gateway_app.proxy.peer_probe import answers_api_versions
 
 
 class _Transport:

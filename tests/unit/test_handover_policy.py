@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from gateway_app.proxy.handover import DEADLINE, IDLE, NOT_A_MEMBER, TARGET_NOT_READY, HandoverPolicy, Observed
+from gateway_app.proxy.handover_policy import DEADLINE, IDLE, NOT_A_MEMBER, TARGET_NOT_READY, HandoverPolicy, Observed
 
 TICK = 0.25
 

@@ -1,4 +1,4 @@
-"""Member records: signing, verification and the range checks of every field (cluster/member.py).
+"""Member records: signing, verification and the range checks of every field (cluster/records.py, gateway_app/member.py).
 
 The attacks of issue 13 at the codec's level: a record with no MAC, a MAC made with another secret
 or for another cluster, a changed byte, a valid record under another key, `"port_start": 1e400`,
@@ -13,7 +13,8 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gateway_app.cluster.member import MAC_HEADER, Member, RecordCodec, RecordRejected, valid_host
+from gateway_app.cluster.records import MAC_HEADER, RecordCodec
+from gateway_app.member import Member, RecordRejected, valid_host
 
 SECRET = "unit-test-secret-0123456789"
 GW1 = Member("gw1", "198.18.0.11", "rack-a", 6969, 10)
@@ -23,7 +24,7 @@ CODEC = RecordCodec("lab", SECRET)
 def signed(fields: dict | bytes, codec: RecordCodec = CODEC) -> tuple[bytes, list[tuple[str, bytes]]]:
     """A record value with a valid MAC over exactly these bytes, whatever they hold."""
     value = fields if isinstance(fields, bytes) else json.dumps(fields).encode()
-    return value, [(MAC_HEADER, codec._mac(codec._signing_key, value))]
+    return codec.sign(value)
 
 
 def rejected(key: bytes | None, value: bytes, headers) -> str:

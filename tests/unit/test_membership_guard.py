@@ -1,7 +1,8 @@
 """Membership's handling of hostile records and of its own failures, without a network.
 
-Fake messages go through `_read_records` (what the reader hands over), a fake `_run` through the
-supervisor. The same behaviour against the lab's brokers: tests/e2e/test_cluster_member_records.py.
+Records go to the roster (cluster/roster.py) as the driver hands them over, and its answers are read
+through its public methods; the supervisor runs a fake loop. The same behaviour against the lab's
+brokers: tests/e2e/test_cluster_member_records.py.
 """
 
 from __future__ import annotations
@@ -9,60 +10,48 @@ from __future__ import annotations
 import itertools
 import threading
 
-import pytest
-from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
-from gateway_app.cluster import membership as membership_module
-from gateway_app.cluster.member import Member, RecordCodec
-from gateway_app.cluster.membership import Membership
+from gateway_app.cluster.membership import Membership, Supervisor
 from gateway_app.cluster.metrics import ClusterMetrics
+from gateway_app.cluster.records import RecordCodec
+from gateway_app.cluster.roster import ANSWER_FOREIGN, OWN_RECORD_REWRITE_MIN_S, REPLACE_MISSING, Record, Roster
+from gateway_app.member import Member
 
 SECRET = "unit-test-secret-0123456789"
 ME = Member("gw1", "198.18.0.11", "rack-a", 6969, 10)
 GW2 = Member("gw2", "198.18.0.12", "rack-b", 6969, 10)
 CODEC = RecordCodec("lab", SECRET)
+OFFSETS = itertools.count(100)  # every record a later offset than this process's write at 50
 
 
-class Message:
-    offsets = iter(range(100, 10_000))
-
-    def __init__(self, key: bytes | None, value: bytes | None, headers=None, partition: int = 0, error=None) -> None:
-        self._key, self._value, self._headers, self._partition = key, value, headers, partition
-        self._offset, self._error = next(Message.offsets), error
-
-    def key(self): return self._key
-    def value(self): return self._value
-    def headers(self): return self._headers
-    def partition(self): return self._partition
-    def offset(self): return self._offset
-    def error(self): return self._error
+def message(key: bytes | None, value: bytes | None, headers=None, offset: int | None = None) -> Record:
+    return Record(key, value, headers, 0, next(OFFSETS) if offset is None else offset)
 
 
-def record(member: Member, codec: RecordCodec = CODEC, key: bytes | None = None) -> Message:
+def record(member: Member, codec: RecordCodec = CODEC, key: bytes | None = None) -> Record:
     value, headers = codec.encode(member)
-    return Message(member.node_id.encode() if key is None else key, value, headers)
+    return message(member.node_id.encode() if key is None else key, value, headers)
 
 
-class Reader:
-    def __init__(self, *batches: list[Message]) -> None:
-        self.batches = list(batches)
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
 
-    def consume(self, num_messages: int, timeout: float) -> list[Message]:
-        return self.batches.pop(0) if self.batches else []
+    def __call__(self) -> float:
+        return self.now
 
 
-def node() -> tuple[Membership, ClusterMetrics]:
-    metrics = ClusterMetrics(CollectorRegistry())
-    membership = Membership(ME, "lab", {}, 10.0, lambda view: None, None, secret=SECRET, metrics=metrics)
-    membership._update_view = lambda: setattr(membership, "_view", tuple(
-        membership._records[n] for n in sorted(membership._live_ids) if n in membership._records))
-    membership._live_ids = frozenset({"gw1", "gw2"})
-    membership._own_write = (0, 50)
-    membership._records = {"gw1": ME}
-    membership.published = []
-    membership._publish_record = lambda value, headers=None: membership.published.append(value)
-    return membership, metrics
+def node(codec: RecordCodec = CODEC) -> tuple[Roster, ClusterMetrics, Clock]:
+    """A roster of node gw1, live together with gw2, that has written its record at offset 50 and read it."""
+    metrics, clock = ClusterMetrics(CollectorRegistry()), Clock()
+    roster = Roster(ME, codec, "_gateway_lab_members", metrics, clock)
+    roster.writing()
+    roster.written(0, 50)
+    roster.live(frozenset({"gw1", "gw2"}))
+    roster.read([record(ME)])
+    assert roster.view == (ME,) and roster.due() is None
+    return roster, metrics, clock
 
 
 def rejections(metrics: ClusterMetrics) -> dict[str, float]:
@@ -71,84 +60,108 @@ def rejections(metrics: ClusterMetrics) -> dict[str, float]:
 
 
 def test_forged_and_malformed_records_change_nothing_and_are_counted_and_logged_once(caplog):
-    membership, metrics = node()
-    membership._read_records(Reader([record(GW2)]))
+    membership, metrics, _ = node()
+    assert membership.read([record(GW2)])
     view = membership.view
     forged = Member("gw2", "198.18.0.250", "rack-b", 6969, 10)
     other_cluster = RecordCodec("lab", "another-secret-0123456789")
     value, headers = CODEC.encode(GW2)
     attacks = [
-        Message(b"gw2", forged.encode()),  # unsigned
-        Message(b"gw2", forged.encode()),  # the same again: counted, not logged again
+        message(b"gw2", forged.encode()),  # unsigned
+        message(b"gw2", forged.encode()),  # the same again: counted, not logged again
         record(forged, other_cluster),  # signed with the wrong secret
-        Message(b"gw2", b'{"node_id": "gw2", "advertised_host": "h", "rack": null, "port_start": 1e400, "port_count": 10}'),
-        Message(b"gw2", b"\x00\xffgarbage"),
-        Message(b"gw3", value, headers),  # a valid record under another key
-        Message(None, None),  # a tombstone without a key
-        Message(None, None, error=KafkaError(KafkaError._PARTITION_EOF)),
+        message(b"gw2", b'{"node_id": "gw2", "advertised_host": "h", "rack": null, "port_start": 1e400, "port_count": 10}'),
+        message(b"gw2", b"\x00\xffgarbage"),
+        message(b"gw3", value, headers),  # a valid record under another key
+        message(None, None),  # a tombstone without a key
     ]
-    membership._read_records(Reader(attacks))
+    assert not membership.read(attacks)
     assert membership.view == view == (ME, GW2)
     assert rejections(metrics) == {"unsigned": 4, "bad_mac": 1, "key_mismatch": 2}
     logged = [r.getMessage() for r in caplog.records if "ignoring a member record" in r.getMessage()]
     assert len(logged) == 4, logged  # once per (key, reason)
-    assert not membership.published
+    assert membership.due() is None  # nothing to write
 
 
-def test_an_exception_while_handling_one_record_is_contained(monkeypatch):
-    membership, metrics = node()
-    decode = membership._codec.decode
+class ExplodingCodec(RecordCodec):
+    """A codec with a bug that shows on gw3's record."""
 
-    def explode_on_gw3(key, value, headers):
+    def decode(self, key, value, headers):
         if key == b"gw3":
             raise ZeroDivisionError("a bug")
-        return decode(key, value, headers)
+        return super().decode(key, value, headers)
 
-    monkeypatch.setattr(membership._codec, "decode", explode_on_gw3)
-    membership._read_records(Reader([record(Member("gw3", "h3", None, 6969, 10)), record(GW2)]))
-    assert membership._records["gw2"] == GW2  # the record after the failing one was read
+
+def test_an_exception_while_handling_one_record_is_contained():
+    membership, metrics, _ = node(ExplodingCodec("lab", SECRET))
+    membership.read([record(Member("gw3", "h3", None, 6969, 10)), record(GW2)])
+    assert membership.records["gw2"] == GW2  # the record after the failing one was read
     assert rejections(metrics) == {"error": 1}
 
 
+def own_record_rewrites(metrics: ClusterMetrics) -> float:
+    return next(s.value for s in metrics.own_record_rewrites.collect()[0].samples if s.name.endswith("_total"))
+
+
 def test_a_foreign_record_under_its_own_id_is_answered_by_writing_its_own_at_once():
-    membership, metrics = node()
+    membership, metrics, clock = node()
     forged = Member("gw1", "198.18.0.250", "rack-a", 6969, 10)
-    membership._read_records(Reader([record(forged)]))
-    assert membership._records["gw1"] == ME  # never takes the forgery for its own view
-    membership._rewrite_own_record_if_due()
-    assert membership.published == [CODEC.encode(ME)[0]]
-    assert metrics.own_record_rewrites._value.get() == 1
+    membership.read([record(forged)])
+    assert membership.records["gw1"] == ME  # never takes the forgery for its own view
+    assert membership.due() == ANSWER_FOREIGN and membership.due() is None
+    assert own_record_rewrites(metrics) == 1
     # A second one right after is answered too, but not before OWN_RECORD_REWRITE_MIN_S has passed.
-    membership._read_records(Reader([Message(b"gw1", None)]))  # a tombstone under its id
-    membership._rewrite_own_record_if_due()
-    assert len(membership.published) == 1 and membership._rewrite_own_at is not None
-    membership._rewrite_own_at = 0.0
-    membership._rewrite_own_record_if_due()
-    assert len(membership.published) == 2
+    membership.read([message(b"gw1", None)])  # a tombstone under its id
+    assert membership.due() is None
+    clock.now += OWN_RECORD_REWRITE_MIN_S
+    assert membership.due() == ANSWER_FOREIGN
+    assert own_record_rewrites(metrics) == 2
 
 
 def test_its_own_older_records_read_back_at_start_are_history_not_forgeries():
-    membership, metrics = node()
+    membership, metrics, _ = node()
     older = Member("gw1", "198.18.0.99", "rack-a", 6969, 10)
-    old_record, old_tombstone = record(older), Message(b"gw1", None)
-    old_record._offset, old_tombstone._offset = 10, 11  # before this process's write at offset 50
-    membership._read_records(Reader([old_record, old_tombstone]))
-    membership._rewrite_own_record_if_due()
-    assert not membership.published and membership._records["gw1"] == ME
+    value, headers = CODEC.encode(older)
+    # both before this process's write at offset 50
+    membership.read([message(b"gw1", value, headers, offset=10), message(b"gw1", None, offset=11)])
+    assert membership.due() is None and membership.records["gw1"] == ME
 
 
 def test_a_tombstone_for_a_live_node_waits_until_it_leaves_the_group():
-    membership, _ = node()
-    membership._read_records(Reader([record(GW2)]))
-    membership._read_records(Reader([Message(b"gw2", None)]))
+    membership, _, _ = node()
+    membership.read([record(GW2)])
+    membership.read([message(b"gw2", None)])
     assert GW2 in membership.view
+    assert membership.live(frozenset({"gw1"}))
+    assert membership.view == (ME,) and "gw2" not in membership.records
 
-    class Group:
-        def client_ids(self):
-            return frozenset({"gw1"})
 
-    membership._refresh_live(Group())
-    assert membership.view == (ME,) and "gw2" not in membership._records
+def test_a_tombstone_for_a_node_not_in_the_group_counts_at_once():
+    membership, _, _ = node()
+    membership.live(frozenset({"gw1"}))
+    membership.read([record(GW2)])
+    assert membership.view == (ME,) and "gw2" in membership.records
+    membership.read([message(b"gw2", None)])
+    assert "gw2" not in membership.records
+
+
+def test_its_own_record_missing_while_live_is_written_again_at_most_every_few_seconds():
+    metrics, clock = ClusterMetrics(CollectorRegistry()), Clock()
+    roster = Roster(ME, CODEC, "_gateway_lab_members", metrics, clock)
+    roster.writing()  # written, not read back yet (compaction or a deletion may have removed it)
+    roster.live(frozenset({"gw1"}))
+    assert roster.due() is None  # too soon after the write to call it missing
+    clock.now += 6.0
+    roster.live(frozenset({"gw1"}))
+    assert roster.due() == REPLACE_MISSING and roster.due() is None
+    roster.writing()
+    roster.live(frozenset({"gw1"}))
+    assert roster.due() is None
+    roster.read([record(ME)])
+    clock.now += 6.0
+    roster.live(frozenset({"gw1"}))
+    assert roster.due() is None and roster.view == (ME,)  # read back: nothing missing
+    assert roster.left() and roster.view == ()
 
 
 class Stopping:
@@ -168,10 +181,9 @@ class Stopping:
         return self.event.is_set()
 
 
-def test_the_supervisor_restarts_a_dying_loop_with_a_growing_backoff_and_says_so(monkeypatch):
+def test_the_supervisor_restarts_a_dying_loop_with_a_growing_backoff_and_says_so():
     metrics = ClusterMetrics(CollectorRegistry())
-    membership = Membership(ME, "lab", {}, 10.0, lambda view: None, None, secret=SECRET, metrics=metrics)
-    membership._stopping = stopping = Stopping()
+    stopping = Stopping()
     runs = []
 
     def run():
@@ -182,20 +194,20 @@ def test_the_supervisor_restarts_a_dying_loop_with_a_growing_backoff_and_says_so
             return  # returned without being asked to stop: restarted too
         stopping.set()
 
-    monkeypatch.setattr(membership, "_run", run)
-    membership._supervise()
+    membership = Membership(ME, "lab", {}, 10.0, lambda view: None, None, secret=SECRET, metrics=metrics, stopping=stopping)
+    membership.supervisor = Supervisor(run, stopping, metrics)  # a loop that dies as told, instead of the Kafka one
+    membership.supervisor.supervise()
     assert len(runs) == 10
     assert stopping.waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-    assert metrics.membership_restarts._value.get() == 9 and membership.restarts == 9
+    restarts = next(s.value for s in metrics.membership_restarts.collect()[0].samples if s.name.endswith("_total"))
+    assert restarts == 9 and membership.restarts == 9
     detail = membership.status().detail
     assert "membership restarted 9 times, last error: the membership loop returned unasked" in detail
 
 
-def test_a_loop_that_ran_long_before_dying_restarts_from_the_first_backoff(monkeypatch):
-    membership = Membership(ME, "lab", {}, 10.0, lambda view: None, None, secret=SECRET)
-    membership._stopping = stopping = Stopping()
+def test_a_loop_that_ran_long_before_dying_restarts_from_the_first_backoff():
+    stopping = Stopping()
     clock = itertools.chain([0.0, 0.1, 1.0, 1.1, 2.0, 100.0, 200.0], itertools.repeat(300.0))
-    monkeypatch.setattr(membership_module.time, "monotonic", lambda: next(clock))
     runs = []
 
     def run():
@@ -205,7 +217,7 @@ def test_a_loop_that_ran_long_before_dying_restarts_from_the_first_backoff(monke
             return
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(membership, "_run", run)
-    membership._supervise()
+    supervisor = Supervisor(run, stopping, ClusterMetrics(CollectorRegistry()), clock=lambda: next(clock))
+    supervisor.supervise()
     assert stopping.waits == [0.5, 1.0, 0.5]
-    assert "RuntimeError: boom" in membership.status().detail
+    assert "RuntimeError: boom" in supervisor.detail()

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from gateway_app.cluster import membership as membership_module
-from gateway_app.cluster.member import Member
+from gateway_app.member import Member
 from gateway_app.cluster.membership import PROPAGATION_POLL_S, Membership
 
 
@@ -65,44 +65,47 @@ class Stopping:
     def is_set(self) -> bool:
         return False
 
+    def set(self) -> None:
+        raise AssertionError("nothing here stops the membership")
+
     def wait(self, seconds: float) -> bool:
         self.waits.append(seconds)
         return False
 
 
-def member() -> Membership:
+def member() -> tuple[Membership, Stopping]:
+    stopping = Stopping()
     node = Membership(Member("gw-a", "10.0.0.1", None, 6969, 10), "c1", {}, 10.0, lambda view: None, None,
-                      secret="unit-test-secret-0123456789")
-    node._stopping = Stopping()
-    return node
+                      secret="unit-test-secret-0123456789", stopping=stopping)
+    return node, stopping
 
 
 @pytest.mark.parametrize("made_by_another_node", [False, True])
 def test_metadata_lag_is_polled_quickly_and_the_topic_is_not_created_again(monkeypatch, made_by_another_node):
-    node = member()
+    node, stopping = member()
     admin = FakeAdmin(node.topic, lagging=40, exists=made_by_another_node)  # 10 s of lag at the poll interval
-    assert node._wait_for_topic(admin) == [0]
+    assert node.wait_for_topic(admin) == [0]
     assert admin.creates == 1 and admin.lists == 41
-    assert node._stopping.waits == [PROPAGATION_POLL_S] * 40
-    assert sum(node._stopping.waits) == pytest.approx(10.0)
+    assert stopping.waits == [PROPAGATION_POLL_S] * 40
+    assert sum(stopping.waits) == pytest.approx(10.0)
     # The old doubling backoff asked at 0, 0.2, 0.6, 1.4, 3.0, 6.2, 12.6, 22.6, 32.6 s, and created the
     # topic again each time: a topic listed from 12.7 s on was found only after 30 s.
 
 
 def test_an_unreachable_kafka_backs_off_then_the_topic_is_found(monkeypatch):
-    node = member()
+    node, stopping = member()
     admin = FakeAdmin(node.topic, lagging=1, create_failures=5)
-    assert node._wait_for_topic(admin) == [0]
-    assert node._stopping.waits == [0.2, 0.4, 0.8, 1.6, 3.2, PROPAGATION_POLL_S]
+    assert node.wait_for_topic(admin) == [0]
+    assert stopping.waits == [0.2, 0.4, 0.8, 1.6, 3.2, PROPAGATION_POLL_S]
     assert admin.creates == 6
 
 
 def test_a_lagging_topic_is_warned_about_and_shows_in_the_readiness_detail(monkeypatch, caplog):
-    node = member()
+    node, _ = member()
     clock = itertools.count(0.0, 3.0)  # every look at the clock is 3 s later
     monkeypatch.setattr(membership_module.time, "monotonic", lambda: next(clock))
     admin = FakeAdmin(node.topic, lagging=3)
-    assert node._wait_for_topic(admin) == [0]
+    assert node.wait_for_topic(admin) == [0]
     assert [r.message for r in caplog.records if "not in the metadata yet" in r.message][:1]
     status = node.status()
     assert not status.joined and status.detail == "starting: members topic found; joining the group"

@@ -18,7 +18,10 @@ from kio.serial import entity_reader
 
 from gateway_app.protocol import reserved
 from gateway_app.protocol.codec import decode as codec_decode, default_value, encode as codec_encode
-from gateway_app.protocol.hiding import REDACTED_CONFIGS, hide_reserved_topics, rewrite_describe_configs, rewrite_list_groups
+from gateway_app.protocol.hiding import (
+    REDACTED_CONFIGS, hide_reserved_topics, rewrite_create_topics, rewrite_describe_configs, rewrite_describe_log_dirs,
+    rewrite_list_config_resources, rewrite_list_groups,
+)
 from gateway_app.protocol.kio_adapter import encode, load_response_schema
 from gateway_app.protocol.message_specs import FieldSpec, spec
 from gateway_app.protocol.policy import _HANDLING, POLICIES
@@ -289,3 +292,104 @@ def test_only_the_clusters_own_names_are_reserved():
     assert own.matches_text("_gateway_lab_reader")  # the members reader's group
     assert not own.matches_text("_gateway_lab2_members")  # another gateway cluster (e.g. one chained behind)
     assert not own.matches_text("orders") and not own.matches_text(None)
+
+
+# --- listings beyond Metadata: paging cursors, log dirs, config resources, error messages -------------
+
+def _dtp_page(topics: list[tuple[str, int]], cursor: tuple[str, int] | None, limit: int) -> bytes:
+    """A broker's DescribeTopicPartitions v0 page of all topics (Kafka's DescribeTopicPartitionsRequestHandler):
+    the topics whose name sorts at or after the cursor's, from its partition on, up to `limit` partitions."""
+    schema = load_response_schema(75, 0)
+    topic_type = classify_field(next(f for f in fields(schema) if f.name == "topics")).type_
+    partition_type = classify_field(next(f for f in fields(topic_type) if f.name == "partitions")).type_
+    cursor_type = classify_field(next(f for f in fields(schema) if f.name == "next_cursor")).type_
+    start_name, start_partition = cursor or ("", 0)
+    page, left, next_cursor = [], limit, None
+    for name, count in sorted(t for t in topics if t[0] >= start_name):
+        first = start_partition if name == start_name else 0
+        if left == 0:
+            next_cursor = cursor_type(topic_name=name, partition_index=first)
+            break
+        taken = list(range(first, min(count, first + left)))
+        left -= len(taken)
+        page.append(replace(kio_sample(topic_type, name, uuid.uuid4()),
+                            partitions=tuple(replace(kio_sample(partition_type, "p", uuid.uuid4()), partition_index=p)
+                                             for p in taken)))
+        if first + len(taken) < count:
+            next_cursor = cursor_type(topic_name=name, partition_index=first + len(taken))
+            break
+    return encode(replace(kio_sample(schema, "x", uuid.uuid4()), topics=tuple(page), next_cursor=next_cursor))
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5])
+def test_paging_all_topics_past_the_reserved_ones_loses_no_other_topic(limit):
+    topics = [("_gateway_lab", 1), ("_gateway_lab-x", 2), ("_gateway_lab.y", 1), ("_gateway_labZ", 1),
+              ("_gateway_lab_members", 3), ("_gateway_lab_reader", 2), ("_gateway_laba", 2), ("_gateway_lab2_members", 1),
+              ("__consumer_offsets", 3), ("orders", 4), ("zeta", 1)]
+    schema = load_response_schema(75, 0)
+    ctx, cursor, seen = _Context(), None, []
+    for _ in range(100):
+        body = _dtp_page(topics, cursor, limit)
+        out = hide_reserved_topics(body, 75, 0, ctx)
+        decoded, _ = entity_reader(schema)(memoryview(out if out is not None else body), 0)
+        seen += [(t.name, p.partition_index) for t in decoded.topics for p in t.partitions]
+        if decoded.next_cursor is None:
+            break
+        assert not ctx.reserved.matches_text(decoded.next_cursor.topic_name), decoded.next_cursor
+        cursor = (decoded.next_cursor.topic_name, decoded.next_cursor.partition_index)
+    expected = [(name, p) for name, count in sorted(topics) if not ctx.reserved.matches_text(name) for p in range(count)]
+    assert seen == expected
+
+
+def test_the_first_name_after_a_reserved_name_sorts_past_its_whole_range():
+    own = reserved.ReservedNames.of("_gateway_lab", "_gateway_lab_members")
+    assert own.first_name_after("_gateway_lab") == "_gateway_lab-"  # '-' is the smallest character of a topic name
+    assert own.first_name_after("_gateway_lab_members") == own.first_name_after("_gateway_lab_x") == "_gateway_laba"
+    assert reserved.ReservedNames.of("_gateway_z", "_gateway_z_members").first_name_after("_gateway_z_a") == "_gateway_za"
+
+
+@pytest.mark.parametrize("version", range(1, 6))
+def test_describe_log_dirs_leaves_reserved_topics_out(version):
+    schema = load_response_schema(35, version)
+    result_type = classify_field(next(f for f in fields(schema) if f.name == "results")).type_
+    topic_type = classify_field(next(f for f in fields(result_type) if f.name == "topics")).type_
+    topics = tuple(kio_sample(topic_type, name, uuid.uuid4()) for name in ("orders", RESERVED, "_gateway_lab_reader"))
+    result = replace(kio_sample(result_type, "/data", uuid.uuid4()), topics=topics)
+    response = replace(kio_sample(schema, "x", uuid.uuid4()), results=(result, result))
+    ctx = _Context()
+    decoded, _ = entity_reader(schema)(memoryview(rewrite_describe_log_dirs(memoryview(encode(response)), version, ctx)), 0)
+    assert [[t.name for t in r.topics] for r in decoded.results] == [["orders"], ["orders"]] and ctx.hidden_count == 4
+    only_ordinary = replace(response, results=(replace(result, topics=topics[:1]),))
+    assert rewrite_describe_log_dirs(memoryview(encode(only_ordinary)), version, _Context()) is None
+
+
+def test_list_config_resources_leaves_reserved_topics_and_groups_out():
+    schema = load_response_schema(74, 1)
+    resource_type = classify_field(next(f for f in fields(schema) if f.name == "config_resources")).type_
+    listed = [("orders", 2), (RESERVED, 2), ("_gateway_lab", 32), ("app", 32), ("1", 4)]
+    resources = tuple(replace(kio_sample(resource_type, name, uuid.uuid4()), resource_name=name, resource_type=kind)
+                      for name, kind in listed)
+    ctx = _Context()
+    out = rewrite_list_config_resources(memoryview(encode(replace(kio_sample(schema, "x", uuid.uuid4()),
+                                                                  config_resources=resources))), 1, ctx)
+    decoded, _ = entity_reader(schema)(memoryview(out), 0)
+    assert [(r.resource_name, r.resource_type) for r in decoded.config_resources] == [("orders", 2), ("app", 32), ("1", 4)]
+    assert ctx.hidden_count == 2
+
+
+@pytest.mark.parametrize("version", range(2, 8))
+def test_a_create_topics_collision_does_not_name_the_reserved_topic(version):
+    schema = load_response_schema(19, version)
+    topic_type = classify_field(next(f for f in fields(schema) if f.name == "topics")).type_
+    collision = replace(kio_sample(topic_type, ".gateway.lab.members", uuid.uuid4()), error_code=ErrorCode.invalid_topic_exception,
+                        error_message=f"Topic '.gateway.lab.members' collides with existing topic: {RESERVED}")
+    ordinary = replace(kio_sample(topic_type, "orders", uuid.uuid4()), error_message=None)
+    ctx = _Context()
+    out = rewrite_create_topics(memoryview(encode(replace(kio_sample(schema, "x", uuid.uuid4()),
+                                                          topics=(collision, ordinary)))), version, ctx)
+    decoded, _ = entity_reader(schema)(memoryview(out), 0)
+    assert [(t.name, t.error_code, t.error_message) for t in decoded.topics] == [
+        (".gateway.lab.members", ErrorCode.invalid_topic_exception,
+         "Topic '.gateway.lab.members' collides with existing topic: (a topic reserved by the gateway)"),
+        ("orders", ordinary.error_code, None)]
+    assert RESERVED.encode() not in out and ctx.hidden_count == 1

@@ -1,5 +1,5 @@
 """Jinja filter `systemd_env_value`: one value written for a systemd EnvironmentFile= so that systemd reads back
-exactly that value (and `kafka-gateway --check-config`, whose gateway_app.config.read_env_file follows the same
+exactly that value (and `kafka-gateway --check-config`, whose gateway_app.env_file.read_env_file follows the same
 grammar).
 
 Every value is double-quoted; inside, systemd unescapes backslash before `"`, `\\`, `` ` `` and `$` and keeps
