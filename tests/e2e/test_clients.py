@@ -7,17 +7,15 @@ it was handed is a gateway address.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lab import kafka_versions
 from lab.clients.cluster_clients import LOG4J2
-from tests.e2e.dataplane_support import REPO, node_fixture, run_client, run_in_client_netns, unique
+from tests.e2e.dataplane_support import (build_franz_go, node_fixture, run_client, run_franz_go, run_in_client_netns,
+                                         unique)
 
 pytestmark = pytest.mark.lab
 
@@ -112,21 +110,11 @@ def test_aiokafka_produce_consume(lab, node):
 
 @pytest.fixture(scope="module")
 def franz_go(tmp_path_factory) -> str:
-    """The Go client program, built from its committed go.mod/go.sum (Go's build cache makes a rebuild ~1 s)."""
-    go = shutil.which("go") or "/usr/local/go/bin/go"
-    binary = tmp_path_factory.mktemp("go") / "franzgo"
-    built = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."], cwd=REPO / "tests" / "clients" / "go",
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr[-3000:]
-    return str(binary)
+    return build_franz_go(tmp_path_factory.mktemp("go"))
 
 
 def test_franz_go_produces_consumes_in_a_group_and_administers(lab, node, franz_go):
-    topic = unique("franz")
-    done = run_in_client_netns(lab, [franz_go, "-bootstrap", node.bootstrap, "-topic", topic, "-group", f"go-{topic}",
-                                     "-count", "500", "-timeout", "90s"], timeout_s=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = run_franz_go(lab, franz_go, node.bootstrap, unique("franz"))
     assert set(seen["brokers"]) == gateway_brokers(lab, node), seen  # the cluster as described: gateway ports only
     assert (seen["partitions"], seen["acked"], seen["consumed"], seen["distinct"]) == (3, 500, 500, 500), seen
     assert (seen["group_state"], seen["group_members"]) == ("Stable", 1), seen

@@ -1,7 +1,8 @@
 // franzgo: the Go client family in the suite (franz-go and its admin package kadm, at their defaults), run by
-// tests/e2e/test_clients.py inside the lab's client namespace against a gateway node.
+// tests/e2e/test_clients.py inside the lab's client namespace against a gateway node, and by
+// tests/e2e/test_cluster_gateway.py against a three-node gateway cluster (then it reaches every node).
 //
-//	franzgo -bootstrap HOST:PORT -topic TOPIC -group GROUP -count N
+//	franzgo -bootstrap HOST:PORT[,HOST:PORT...] -topic TOPIC -group GROUP -count N
 //
 // It creates and describes TOPIC, describes the cluster, produces N records, consumes them in GROUP (committing),
 // describes the group, lists the end and committed offsets, alters the group's offsets back to 0 and reads them again.
@@ -16,6 +17,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -61,7 +63,7 @@ func main() {
 
 func run(ctx context.Context, bootstrap, topic, group string, count int) (*result, error) {
 	out := &result{}
-	client, err := kgo.NewClient(kgo.SeedBrokers(bootstrap))
+	client, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(bootstrap, ",")...))
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +138,7 @@ func produce(ctx context.Context, client *kgo.Client, topic string, count int, o
 // consume joins the group with a client of its own, reads until every record came, commits, and describes the group
 // while its member is still in it.
 func consume(ctx context.Context, admin *kadm.Client, bootstrap, topic, group string, count int, out *result) error {
-	member, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+	member, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(bootstrap, ",")...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
 	if err != nil {
 		return err
