@@ -4,11 +4,11 @@
     .venv/bin/python -m docs.generate --check   # exit 1 and name the pages and pictures that differ
 
 Sources: settings from `gateway_app.config.SPECS` (the table `kafka-gateway --help` prints), role variables from each
-role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, and the
-API table from `gateway_app.protocol.policy.POLICIES`; the diagrams from the lab's layout, the mapping function and the
-proxy's modules (docs/diagrams.py), the plots from the committed result files (docs/plots.py).
-tests/docs/test_reference_drift.py and tests/docs/test_picture_drift.py fail when a committed page or picture differs
-from what this produces.
+role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, the
+API table from `gateway_app.protocol.policy.POLICIES`, and the Kafka version matrix from `results/kafka-matrix.json`
+(`python -m lab.matrix`); the diagrams from the lab's layout, the mapping function and the proxy's modules
+(docs/diagrams.py), the plots from the committed result files (docs/plots.py). tests/docs/test_reference_drift.py and
+tests/docs/test_picture_drift.py fail when a committed page or picture differs from what this produces.
 """
 
 from __future__ import annotations
@@ -226,11 +226,54 @@ def api_policy_page() -> str:
     )
 
 
+MATRIX_RESULTS = ROOT / "results" / "kafka-matrix.json"
+
+
+def _matrix_cell(counts: dict[str, Any] | None) -> str:
+    if counts is None:
+        return "not run"
+    ran = counts["passed"] + counts["failed"]
+    verdict = "pass" if counts["failed"] == 0 and ran else "FAIL" if counts["failed"] else "none ran"
+    skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
+    return f"{verdict} {counts['passed']}/{ran}{skipped}"
+
+
+def matrix_page_from(results: dict[str, Any]) -> str:
+    """The compatibility matrix page from the results `python -m lab.matrix` writes."""
+    runs = results.get("versions", {})
+    out = [
+        HEADER.format(source="`results/kafka-matrix.json` (written by `python -m lab.matrix`)"),
+        "# Kafka version matrix\n\n",
+        "The data-plane, cluster and client e2e tests through a gateway node, run against each supported Apache Kafka\n"
+        "release by `python -m lab.matrix` (not part of the default suite, which runs on 4.4.0). A cell counts the tests\n"
+        "of one client family that passed out of those that ran; [Compatibility](../compatibility.md) says what each\n"
+        "family is.\n\n",
+    ]
+    if not runs:
+        return "".join(out) + "The matrix has not been run yet.\n"
+    families = sorted({family for run in runs.values() for family in run["families"]})
+    rows = [[family, *(_matrix_cell(run["families"].get(family)) for run in runs.values())] for family in families]
+    out.append(_table(["client family", *(f"Kafka {version}" for version in runs)], rows))
+    out.append("\n## Runs\n\n")
+    out.append(_table(
+        ["Kafka", "commit", "date (UTC)", "lab down and up", "tests", "pytest exit", "failed tests"],
+        [[version, f"`{run['commit']}`", run["date"], f"{run['lab_up_s']} s", f"{run['tests_s']} s", run["pytest_exit"],
+          ", ".join(f"`{test}`" for test in run["failed_tests"]) or "none"] for version, run in runs.items()]))
+    modules = sorted({module for run in runs.values() for module in run["modules"]})
+    out.append("\nModules run: " + ", ".join(f"`{module}`" for module in modules) + ".\n")
+    return "".join(out)
+
+
+def kafka_matrix_page() -> str:
+    return matrix_page_from(json.loads(MATRIX_RESULTS.read_text()) if MATRIX_RESULTS.exists() else {})
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "reference/settings.md": settings_page,
     "reference/role-variables.md": role_variables_page,
     "reference/metrics.md": metrics_page,
     "reference/api-policy.md": api_policy_page,
+    "reference/kafka-matrix.md": kafka_matrix_page,
 }
 
 

@@ -57,6 +57,9 @@ class Metrics:
         self.reserved_hidden = Counter(
             "gateway_reserved_entries_hidden", "Reserved topics and groups left out of Metadata, "
             "DescribeTopicPartitions and ListGroups responses", registry=r)
+        self.bootstrap_nodes_cleared = Counter(
+            "gateway_bootstrap_nodes_cleared", "ApiVersions requests (v5+, KIP-1242) on the bootstrap port that named "
+            "a cluster and node, relayed naming neither: the bootstrap port stands for no broker", registry=r)
         self.configs_redacted = Counter(
             "gateway_config_values_redacted", "Broker endpoint config values removed from DescribeConfigs responses",
             registry=r)

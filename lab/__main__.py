@@ -7,28 +7,40 @@ import json
 import os
 import sys
 
-from . import core
+from . import core, kafka_versions
 from .layout import Layout
 from .shell import pid_alive
 from .state import LabState
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    if args.fresh_cache:
-        _drop_caches()
-    state = core.up(Layout(args.instance), [core.HostSpec.parse(h) for h in args.hosts])
+    try:
+        kafka_version = kafka_versions.selected(args.kafka_version)  # $KGW_KAFKA_VERSION is validated here too
+        if args.fresh_cache:
+            _drop_caches(kafka_version)
+        state = core.up(Layout(args.instance), [core.HostSpec.parse(h) for h in args.hosts], kafka_version)
+    except (ValueError, core.KafkaVersionMismatch) as refused:
+        print(f"lab up: {refused}", file=sys.stderr)
+        return 2
     _print_status(state)
     return 0
 
 
-def _drop_caches() -> None:
+def _kafka_version(text: str) -> str:
+    try:
+        return kafka_versions.validate(text)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(str(bad)) from None
+
+
+def _drop_caches(kafka_version: str) -> None:
     import shutil
 
     from . import kafka, rootfs
 
     from .layout import DEBIAN_RELEASES
 
-    for path in (kafka.KAFKA_HOME, *(rootfs.rootfs_dir(release) for release in DEBIAN_RELEASES)):
+    for path in (kafka.kafka_home(kafka_version), *(rootfs.rootfs_dir(release) for release in DEBIAN_RELEASES)):
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -51,7 +63,8 @@ def _print_status(state: LabState) -> None:
         return "running" if pid and pid_alive(pid) else "STOPPED"
 
     print(f"lab instance {state.instance}: bridge {state.bridge}, controller {state.controller_address}")
-    print(f"  kafka cluster {state.cluster_id}, bootstrap {state.bootstrap_servers}")
+    print(f"  kafka {state.kafka_version or '(version not recorded)'} cluster {state.cluster_id}, "
+          f"bootstrap {state.bootstrap_servers}")
     print(f"  SASL_PLAINTEXT (PLAIN) listener {state.sasl_bootstrap_servers}")
     for b in state.brokers:
         print(f"  broker {b.id}  {b.endpoint:<20} rack {b.rack:<7} netns {b.netns:<14} pid {b.pid} {alive(b.pid)}")
@@ -115,8 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hosts", nargs="*", default=list(core.DEFAULT_HOSTS),
                    help="hosts as NAME[:RACK][@GROUP[+GROUP]][%%RELEASE], RELEASE bookworm (default) or trixie "
                         "(default: %(default)s)")
+    p.add_argument("--kafka-version", type=_kafka_version, default=None,
+                   help=f"the Apache Kafka release the brokers and the Java tools run: {kafka_versions.SUPPORTED_TEXT}; "
+                        f"jars cached per release (default: ${kafka_versions.ENV_VAR} or "
+                        f"{kafka_versions.DEFAULT_KAFKA_VERSION}). A running lab keeps its release: take it down to "
+                        "change it")
     p.add_argument("--fresh-cache", action="store_true",
-                   help="drop the cached jars and root file system first (to time a cold start)")
+                   help="drop the cached jars (of this release) and root file systems first (to time a cold start)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("status", help="what runs and where")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import hosts, kafka, net, rootfs
+from . import hosts, kafka, kafka_versions, net, rootfs
 from .layout import BROKER_IDS, DEBIAN_RELEASES, DEFAULT_RELEASE, Layout
 from .shell import pid_alive, say
 from .state import Host, LabState
@@ -57,22 +57,34 @@ class Timer:
         return _Phase()
 
 
-def _new_state(layout: Layout) -> LabState:
+def _new_state(layout: Layout, kafka_version: str) -> LabState:
     return LabState(
         instance=layout.instance, bridge=layout.bridge, client_netns=layout.client_netns,
         client_address=layout.client_ip, controller_address=layout.controller_host_ip,
         gateway_addresses=layout.gateway_addresses, ssh_key=str(layout.ssh_key),
-        kafka_home=str(kafka.KAFKA_HOME), cluster_id=kafka.new_cluster_id(),
+        kafka_home=str(kafka.kafka_home(kafka_version)), cluster_id=kafka.new_cluster_id(), kafka_version=kafka_version,
     )
 
 
-def up(layout: Layout, host_specs: Iterable[HostSpec]) -> LabState:
-    """Idempotent: what already runs is kept, what is missing is started."""
-    state = LabState.load(layout.instance) if LabState.exists(layout.instance) else _new_state(layout)
+class KafkaVersionMismatch(RuntimeError):
+    """The instance runs another Kafka: its brokers' storage was formatted by that release."""
+
+
+def up(layout: Layout, host_specs: Iterable[HostSpec], kafka_version: str | None = None) -> LabState:
+    """Idempotent: what already runs is kept, what is missing is started. kafka_version: see lab.kafka_versions."""
+    kafka_version = kafka_versions.selected(kafka_version)
+    if LabState.exists(layout.instance):
+        state = LabState.load(layout.instance)
+        if state.kafka_version != kafka_version:
+            raise KafkaVersionMismatch(
+                f"lab instance {layout.instance} runs Kafka {state.kafka_version or 'of an older checkout'}, not "
+                f"{kafka_version}: take it down first (python -m lab --instance {layout.instance} down)")
+    else:
+        state = _new_state(layout, kafka_version)
     state.timings = {}
     timed = Timer(state)
     with timed("jars"):
-        kafka.ensure_jars()
+        kafka.ensure_jars(kafka_version)
     host_specs = list(host_specs)
     with timed("rootfs"):
         for release in sorted({spec.release for spec in host_specs} or {DEFAULT_RELEASE}):
@@ -105,8 +117,8 @@ def start_brokers(layout: Layout, state: LabState, only: Iterable[int] = BROKER_
                 continue
             say(f"broker {broker_id}: configuration changed, restarting it")
             stop_broker(state, broker_id)
-        kafka.prepare_broker(layout, broker_id, state.cluster_id)
-        broker = kafka.start_broker(layout, broker_id)
+        kafka.prepare_broker(layout, broker_id, state.cluster_id, state.kafka_version)
+        broker = kafka.start_broker(layout, broker_id, state.kafka_version)
         say(f"broker {broker_id} ({broker.rack}) starting at {broker.endpoint} in netns {broker.netns}, pid {broker.pid}")
         state.brokers = sorted([b for b in state.brokers if b.id != broker_id] + [broker], key=lambda b: b.id)
         state.save()

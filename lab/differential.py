@@ -64,8 +64,8 @@ PAST_END = "EndedPastBytes"  # request_reader returned an offset beyond the body
 # --- Kafka's side --------------------------------------------------------------------------------
 
 def default_libs() -> Path:
-    from lab.kafka import KAFKA_HOME
-    return KAFKA_HOME / "libs"
+    from lab.kafka import ensure_jars
+    return ensure_jars() / "libs"
 
 
 def resolve_libs(version: str) -> Path:

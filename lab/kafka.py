@@ -9,13 +9,15 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from .layout import (BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, KAFKA_VERSION, REPO_DIR, SASL_PORT,
-                     SASL_USERS, Layout, broker_rack)
+from . import kafka_versions
+from .layout import (BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, REPO_DIR, SASL_PORT, SASL_USERS, Layout,
+                     broker_rack)
 from .shell import run, say, stop_pid, wait_until
 from .state import Broker
 
-KAFKA_HOME = CACHE_DIR / f"kafka-{KAFKA_VERSION}"
 POM = REPO_DIR / "lab" / "maven" / "pom.xml"
+# Kafka 3.9 logs through reload4j: leave its slf4j binding out so every release logs through log4j2 (LOG4J2 below).
+SECOND_LOGGING_BINDING = "slf4j-reload4j,reload4j"
 JAVA_HEAP = os.environ.get("KGW_LAB_BROKER_HEAP", "-Xms256m -Xmx768m").split()
 
 LOG4J2 = """\
@@ -31,32 +33,40 @@ logger.state.level = WARN
 """
 
 
-def ensure_jars() -> Path:
-    """Resolve the broker and tools jars with Maven once; later runs find them in the cache."""
-    libs = KAFKA_HOME / "libs"
-    marker = KAFKA_HOME / ".complete"
+def kafka_home(version: str) -> Path:
+    """Where one release's jars are cached: each release apart, so switching versions resolves each once."""
+    return CACHE_DIR / f"kafka-{kafka_versions.validate(version)}"
+
+
+def ensure_jars(version: str | None = None) -> Path:
+    """Resolve the broker and tools jars of a release (default: the selected one) with Maven once; later runs find
+    them in the cache."""
+    version = kafka_versions.selected(version)
+    home = kafka_home(version)
+    libs = home / "libs"
+    marker = home / ".complete"
     # The cache is valid for the pom that filled it: change the pom and the jars are resolved again.
-    pom_digest = hashlib.sha256(POM.read_bytes()).hexdigest()
+    pom_digest = hashlib.sha256(POM.read_bytes() + SECOND_LOGGING_BINDING.encode()).hexdigest()
     if marker.exists() and marker.read_text() == pom_digest:
-        return KAFKA_HOME
-    say(f"resolving Apache Kafka {KAFKA_VERSION} from Maven Central into {libs}")
+        return home
+    say(f"resolving Apache Kafka {version} from Maven Central into {libs}")
     if libs.exists():
         shutil.rmtree(libs)
     maven_repo = [f"-Dmaven.repo.local={os.environ['KGW_LAB_MAVEN_REPO']}"] if "KGW_LAB_MAVEN_REPO" in os.environ else []
     run([
-        "mvn", "-q", "-B", "-f", str(POM), *maven_repo, f"-Dkafka.version={KAFKA_VERSION}",
-        "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
+        "mvn", "-q", "-B", "-f", str(POM), *maven_repo, f"-Dkafka.version={version}",
+        "dependency:copy-dependencies", f"-DoutputDirectory={libs}", f"-DexcludeArtifactIds={SECOND_LOGGING_BINDING}",
     ])
-    (KAFKA_HOME / "log4j2.properties").write_text(LOG4J2)
+    (home / "log4j2.properties").write_text(LOG4J2)
     marker.write_text(pom_digest)
-    return KAFKA_HOME
+    return home
 
 
-def java_cmd(main_class: str, *args: str, heap: list[str] | None = None) -> list[str]:
+def java_cmd(home: Path, main_class: str, *args: str, heap: list[str] | None = None) -> list[str]:
     return [
         "java", *(heap or ["-Xmx256m"]), "-XX:+UseG1GC", "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={KAFKA_HOME / 'log4j2.properties'}",
-        "-cp", f"{KAFKA_HOME / 'libs'}/*", main_class, *args,
+        f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+        "-cp", f"{home / 'libs'}/*", main_class, *args,
     ]
 
 
@@ -105,7 +115,7 @@ def config_is_current(layout: Layout, broker_id: int) -> bool:
     return config.exists() and config.read_text() == wanted_config(layout, broker_id)
 
 
-def prepare_broker(layout: Layout, broker_id: int, cluster_id: str) -> Path:
+def prepare_broker(layout: Layout, broker_id: int, cluster_id: str, version: str) -> Path:
     """Write server.properties and format KRaft storage (once per data directory)."""
     home = broker_dir(layout, broker_id)
     data = home / "data"
@@ -113,18 +123,19 @@ def prepare_broker(layout: Layout, broker_id: int, cluster_id: str) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config.write_text(wanted_config(layout, broker_id))
     if not (data / "meta.properties").exists():
-        run(java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)))
+        # 3.9 and 4.x take the same format flags for a static quorum (controller.quorum.voters), as the lab runs.
+        run(java_cmd(kafka_home(version), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)))
     return config
 
 
-def start_broker(layout: Layout, broker_id: int) -> Broker:
+def start_broker(layout: Layout, broker_id: int, version: str) -> Broker:
     config = broker_dir(layout, broker_id) / "server.properties"
     log = layout.log_dir / f"kafka{broker_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     netns = layout.broker_netns(broker_id)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, *java_cmd("kafka.Kafka", str(config), heap=JAVA_HEAP)],
+            ["ip", "netns", "exec", netns, *java_cmd(kafka_home(version), "kafka.Kafka", str(config), heap=JAVA_HEAP)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     return Broker(

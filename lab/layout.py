@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-KAFKA_VERSION = "4.1.1"
 # Lab hosts boot from a Debian root file system per release: bookworm (Python 3.11) by default, trixie (Python 3.13)
 # for a mixed fleet ("NAME%trixie"); each is built once with debootstrap and cached.
 DEBIAN_RELEASES = ("bookworm", "trixie")

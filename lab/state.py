@@ -49,6 +49,9 @@ class LabState:
     brokers: list[Broker] = field(default_factory=list)
     hosts: list[Host] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # The Apache Kafka release the brokers and the Java tools (java_classpath) run; "" in a state written before the
+    # lab had the setting.
+    kafka_version: str = ""
 
     # --- persistence -------------------------------------------------------------------------------------------
     @classmethod

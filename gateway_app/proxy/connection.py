@@ -27,6 +27,7 @@ from typing import Callable
 from ..close_reasons import CloseReason
 from ..protocol.api_keys import API_VERSIONS, FETCH, METADATA, PRODUCE
 from ..protocol.api_versions import unsupported_version_body
+from ..protocol.api_versions_request import names_node, without_node
 from ..protocol.headers import (
     CORRELATION, SIZE, MalformedFrame, read_request_header, response_body_offset, response_header_is_flexible,
 )
@@ -326,6 +327,8 @@ class ConnectionPair:
             raise
         if api_key == API_VERSIONS and api_version > api_versions_known():
             return self._collect_request(size)  # answered here, as a broker answers it (_collected_request)
+        if api_key == API_VERSIONS and names_node(api_version) and self.broker_id is None:
+            return self._collect_request(size)  # the node it may name is cleared first (_collected_request)
         is_allowed, rewrite = relay_handling(api_key, api_version)
         if not is_allowed:
             raise MalformedFrame(CloseReason.API_NOT_ALLOWED, f"api key {api_key} v{api_version} is not relayed")
@@ -385,8 +388,24 @@ class ConnectionPair:
             self._admit(api_key, api_version, correlation_id, len(view), rewrite, True, names_reserved=True)
             self._to_upstream(edited)
             return
+        if api_key == API_VERSIONS and names_node(api_version) and self.broker_id is None:
+            frame = self._without_node(frame, body_offset, api_version)
+            view = memoryview(frame)[4:]
         self._admit(api_key, api_version, correlation_id, len(view), rewrite, expects_response)
         self._to_upstream(frame)
+
+    def _without_node(self, frame: bytes, body_offset: int | None, api_version: int) -> bytes:
+        """KIP-1242 on the bootstrap port, which stands for no node (protocol/api_versions_request.py)."""
+        if body_offset is None:
+            raise MalformedFrame(CloseReason.BAD_REQUEST, f"api versions v{api_version}: no body")
+        try:
+            cleared = without_node(frame, 4 + body_offset, api_version)
+        except (WireError, IndexError, struct.error) as error:
+            raise MalformedFrame(CloseReason.BAD_REQUEST, f"api versions v{api_version}: {error}") from None
+        if cleared is None:
+            return frame
+        self.metrics.bootstrap_nodes_cleared.inc()
+        return cleared
 
     @staticmethod
     def _expects_response(frame: memoryview, api_key: int, api_version: int, body_offset: int | None) -> bool:

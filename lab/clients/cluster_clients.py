@@ -45,7 +45,7 @@ def _java(lab, workdir: Path, main_class: str, bootstrap: str, topic: str, *args
     log4j.write_text(LOG4J2)
     producer = main_class.endswith("Producer")
     # Kafka's defaults but for how soon a client sees a new mapping. VerifiableProducer sets retries=0 before it
-    # reads this file, which also turns idempotence off (Kafka 4.1.1's tool); the file puts the client's default back.
+    # reads this file, which also turns idempotence off (Kafka's tool, 4.1.1 to 4.4.0); the file puts the client's default back.
     config = workdir / ("producer.properties" if producer else "consumer.properties")
     config.write_text(f"metadata.max.age.ms={METADATA_REFRESH_MS}\n" + (f"retries={JAVA_DEFAULT_RETRIES}\n" if producer else ""))
     config_flag = "--producer.config" if producer else "--consumer.config"

@@ -9,9 +9,11 @@ with SIGTERM, which also proves the drain-and-exit-0 path every time.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import struct
 import subprocess
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -98,4 +100,24 @@ def run_in_client_netns(lab: Any, argv: list[str], timeout_s: float = 120.0,
 
 def java_tool(lab: Any, main_class: str, *args: str) -> list[str]:
     return ["java", "-Xmx256m", "-cp", lab.java_classpath, main_class, *args]
+
+
+def build_franz_go(out_dir: Path) -> str:
+    """The Go client program (tests/clients/go: franz-go at its newest, its defaults), built from its committed
+    go.mod/go.sum into out_dir; Go's build cache makes a rebuild about a second. Go 1.26+ is needed (the machine's
+    /usr/local/go where Debian's is older)."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    binary = out_dir / "franzgo"
+    built = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."], cwd=REPO / "tests" / "clients" / "go",
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return str(binary)
+
+
+def run_franz_go(lab: Any, binary: str, bootstrap: str, topic: str, count: int = 500) -> dict[str, Any]:
+    """Run it from the client namespace: create, produce, consume in a group, administer; what it counted."""
+    done = run_in_client_netns(lab, [binary, "-bootstrap", bootstrap, "-topic", topic, "-group", f"go-{topic}",
+                                     "-count", str(count), "-timeout", "90s"], timeout_s=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 

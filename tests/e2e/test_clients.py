@@ -1,4 +1,5 @@
-"""Every client family through the gateway: Kafka's own Java tools, kcat, kafka-python, aiokafka.
+"""Every client family through the gateway: Kafka's own Java tools (the lab's release), kcat, kafka-python, aiokafka,
+and Go's franz-go (tests/clients/go, built here with the Go toolchain).
 
 All run in the client netns, which cannot reach the brokers: a client only works if every address
 it was handed is a gateway address.
@@ -11,8 +12,10 @@ import re
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from lab import kafka_versions
 from lab.clients.cluster_clients import LOG4J2
-from tests.e2e.dataplane_support import node_fixture, run_client, run_in_client_netns, unique
+from tests.e2e.dataplane_support import (build_franz_go, node_fixture, run_client, run_franz_go, run_in_client_netns,
+                                         unique)
 
 pytestmark = pytest.mark.lab
 
@@ -60,8 +63,8 @@ def test_java_console_producer_and_consumer(lab, node, log4j_config):
     topic = new_topic(lab, "console")
     lines = [f"line-{i}" for i in range(300)]
     produced = run_in_client_netns(
-        lab, java(lab, log4j_config, "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", node.bootstrap,
-                  "--topic", topic, "--producer-property", "acks=all"),
+        lab, java(lab, log4j_config, kafka_versions.console_producer_class(lab.kafka_version),
+                  "--bootstrap-server", node.bootstrap, "--topic", topic, "--producer-property", "acks=all"),
         stdin="\n".join(lines) + "\n", timeout_s=120)
     assert produced.returncode == 0, produced.stderr[-2000:]
     consumed = run_in_client_netns(
@@ -103,6 +106,20 @@ def test_kafka_python_produce_consume(lab, node):
 def test_aiokafka_produce_consume(lab, node):
     result = run_client(lab, "aiokafka", "--bootstrap", node.bootstrap, "--topic", unique("aio"), "--count", "500")
     assert result == {"acked": 500, "consumed": 500, "distinct": 500}
+
+
+@pytest.fixture(scope="module")
+def franz_go(tmp_path_factory) -> str:
+    return build_franz_go(tmp_path_factory.mktemp("go"))
+
+
+def test_franz_go_produces_consumes_in_a_group_and_administers(lab, node, franz_go):
+    seen = run_franz_go(lab, franz_go, node.bootstrap, unique("franz"))
+    assert set(seen["brokers"]) == gateway_brokers(lab, node), seen  # the cluster as described: gateway ports only
+    assert (seen["partitions"], seen["acked"], seen["consumed"], seen["distinct"]) == (3, 500, 500, 500), seen
+    assert (seen["group_state"], seen["group_members"]) == ("Stable", 1), seen
+    assert seen["end_offsets"] == seen["committed_offsets"] == 500, seen
+    assert (seen["altered_count"], seen["altered_offsets"]) == (3, 0), seen
 
 
 def test_no_malformed_frames_from_real_clients(node):

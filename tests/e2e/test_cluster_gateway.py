@@ -25,7 +25,7 @@ from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
     PORT_START, ClusterNode, PortForwarder, cluster_id, elect_preferred_leaders, http_get, metadata_brokers, offsets_leaders,
     offsets_partition, wait_until,
 )
-from tests.e2e.dataplane_support import run_client, unique
+from tests.e2e.dataplane_support import build_franz_go, run_client, run_franz_go, unique
 
 RACKS = ["rack-a", "rack-b", "rack-c"]
 MEMBERSHIP_BOUND_S = 10.0  # GATEWAY_CLUSTER_SESSION_TIMEOUT_S default
@@ -66,10 +66,16 @@ def wait_for_mapping(nodes, expected, timeout_s: float, what: str) -> float:
 
 @pytest.mark.lab
 @pytest.mark.timeout(120)
-def test_metadata_from_every_node_is_rack_local_and_a_rack_emptied_moves_and_returns(lab, start_node):
+def test_metadata_from_every_node_is_rack_local_and_a_rack_emptied_moves_and_returns(lab, start_node, tmp_path):
     nodes = three_racks(lab, start_node)
     expected = rack_local(lab, nodes)
     wait_for_mapping(nodes.values(), expected, 15, "every node to answer the rack-local mapping")
+    # A current client that opens with ApiVersions v5 (franz-go, KIP-1242), bootstrapped from all three nodes: its
+    # partitions' leaders are on every broker, so it produces, consumes in a group and administers through every node.
+    seen = run_franz_go(lab, build_franz_go(tmp_path), ",".join(f"{n.address}:{PORT_START}" for n in nodes.values()),
+                        unique("franz-cluster"))
+    assert set(seen["brokers"]) == {f"{host}:{port}" for host, port, _ in expected.values()}, seen
+    assert (seen["acked"], seen["consumed"], seen["distinct"], seen["end_offsets"]) == (500, 500, 500, 500), seen
     views = [json.loads(http_get(n.address, "/cluster")[1]) for n in nodes.values()]
     assert len({v["mapping_digest"] for v in views}) == 1
     assert [m["rack"] for m in views[0]["members"]] == RACKS
