@@ -211,6 +211,12 @@ def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
             "ok": not lost and not gateway_only, "failure": lost + [f"gateway only: {e}" for e in gateway_only]}
 
 
+def commit() -> str:
+    """The commit the soak ran (with -dirty for uncommitted changes): a result names what made it."""
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def unclean_exits(events: list[dict]) -> list[str]:
     """Every SIGTERM'd node must drain and exit 0 within EXIT_S: the rounds where one did not."""
     found = []
@@ -235,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         control = ClientLoad(lab, workdir, lab.bootstrap_servers, count, args.rate, direct=True)
         print(f"soak: cluster {cluster.cluster_id} at {cluster.bootstrap}; {count} messages per producer at "
               f"{args.rate}/s on each leg; gateway leg topic {load.topic}, direct leg topic {control.topic}", flush=True)
-        result: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "cluster": cluster.cluster_id}
+        result: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "cluster": cluster.cluster_id,
+                        "commit": commit(), "command": " ".join(["python -m soak", *(argv or sys.argv[1:])]),
+                        "kafka_version": getattr(lab, "kafka_version", None), "began": round(time.time(), 3)}
         try:
             for leg in (control, load):  # both groups settle before either leg sends: the legs run side by side
                 leg.start_group()
