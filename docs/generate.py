@@ -5,8 +5,8 @@
 
 Sources: settings from `gateway_app.config.SPECS` (the table `kafka-gateway --help` prints), role variables from each
 role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, the
-API table from `gateway_app.protocol.policy.POLICIES`, and the Kafka version matrix from `results/kafka-matrix.json`
-(`python -m lab.matrix`); the diagrams from the lab's layout, the mapping function and the proxy's modules
+API table from `gateway_app.protocol.policy.POLICIES`, the Kafka version matrix from `results/kafka-matrix.json`
+(`python -m lab.matrix`) and the soak's figures from `results/soak-10min.json` (`python -m soak`); the diagrams from the lab's layout, the mapping function and the proxy's modules
 (docs/diagrams.py), the plots from the committed result files (docs/plots.py). tests/docs/test_reference_drift.py and
 tests/docs/test_picture_drift.py fail when a committed page or picture differs from what this produces.
 """
@@ -20,6 +20,7 @@ import json
 import pkgutil
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -268,12 +269,70 @@ def kafka_matrix_page() -> str:
     return matrix_page_from(json.loads(MATRIX_RESULTS.read_text()) if MATRIX_RESULTS.exists() else {})
 
 
+SOAK_RESULTS = ROOT / "results" / "soak-10min.json"
+
+
+def _utc(wall: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall))
+
+
+def _client_errors(fig: dict[str, Any]) -> str:
+    return ", ".join(f"{count}× {name}" for name, count in sorted(fig.get("client_errors", {}).items())) or "none"
+
+
+def soak_page_from(result: dict[str, Any]) -> str:
+    """The soak's figures, both legs, from the JSON `python -m soak` writes."""
+    events = result["events"]
+    kills = sum(event["signal"] == "KILL" for event in events)
+    terms = [event for event in events if event["signal"] == "TERM"]
+    brokers = [event for event in events if "broker_window" in event]
+    out = [
+        HEADER.format(source="`results/soak-10min.json` (written by `python -m soak`)"),
+        "# Soak figures\n\n",
+        f"`{result['command']}` at `{result['commit']}` on Kafka {result['kafka_version']}, began {_utc(result['began'])} "
+        f"UTC: {len(events)} rounds — {kills} `kill -9` and {len(terms)} SIGTERMs of a node (each SIGTERM'd node's exit "
+        f"code: {', '.join(str(e.get('exit_code')) for e in terms) or 'none'}; back and ready after "
+        f"{min(e['back_after_s'] for e in events)}-{max(e['back_after_s'] for e in events)} s), "
+        f"{len(brokers)} broker restarts"
+        + (f" (back after {', '.join(str(e['broker_back_after_s']) for e in brokers)} s)" if brokers else "")
+        + f". Verdict: {'OK' if result['ok'] else 'FAILED: ' + '; '.join(result['failure'])}; "
+        f"{len(result['gateway_only_errors'])} gateway-only application errors.\n\n",
+    ]
+    rows = []
+    for leg in ("gateway", "direct"):
+        for name, fig in result[leg]["producers"].items():
+            rows.append([leg, name, f"{fig['acked']} / {fig['sent']}", fig["failed"], fig["no_outcome"], fig["consumed"],
+                         fig["missing"], fig["duplicated"], f"{fig['longest_produce_pause_s']} s", _client_errors(fig)])
+    out.append(_table(["leg", "producer", "acked / sent", "failed", "no outcome", "consumed", "missing", "duplicated",
+                       "longest produce pause", "client-level errors"], rows))
+    rows = []
+    for leg in ("gateway", "direct"):
+        for name, fig in result[leg]["consumers"].items():
+            commit_errors = ", ".join(f"{n}× {k}" for k, n in fig["commit_errors"].items()) or "none"
+            rows.append([leg, name, fig["consumed"], commit_errors, fig["exit_code"], fig.get("crashed") or "no",
+                         f"{fig['longest_consume_pause_s']} s", fig.get("longest_consume_pause_during", ""),
+                         _client_errors(fig)])
+    out.append("\n")
+    out.append(_table(["leg", "consumer", "consumed", "commit errors", "exit", "crashed", "longest consume pause",
+                       "chaos during it", "client-level errors"], rows))
+    told = result.get("gateway_only_client_errors", {})
+    out.append("\nClient-level errors of the gateway leg that the direct leg does not match in a broker restart "
+               "(reported, not judged): "
+               + (", ".join(f"{count}× {name}" for name, count in sorted(told.items())) or "none") + ".\n")
+    return "".join(out)
+
+
+def soak_page() -> str:
+    return soak_page_from(json.loads(SOAK_RESULTS.read_text()))
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "reference/settings.md": settings_page,
     "reference/role-variables.md": role_variables_page,
     "reference/metrics.md": metrics_page,
     "reference/api-policy.md": api_policy_page,
     "reference/kafka-matrix.md": kafka_matrix_page,
+    "reference/soak.md": soak_page,
 }
 
 

@@ -1,7 +1,8 @@
 """The docs' plots, drawn by matplotlib from the committed result files that hold their figures.
 
 - the benchmark's throughput ratios and CPU per GB beside HAProxy's: `bench/results/latest.json`;
-- the soak's longest produce and consume pauses, both legs: `results/soak.json`;
+- the soak's chaos on a timeline and each client's longest pause on it, both legs: `results/soak-10min.json` (the
+  soak's own output);
 - the handover's foreign connections and out-of-rack bytes around a rolling restart:
   `results/handover-rolling-restart.json`.
 
@@ -18,7 +19,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench/results/latest.json"
-SOAK = ROOT / "results/soak.json"
+SOAK = ROOT / "results/soak-10min.json"
 HANDOVER = ROOT / "results/handover-rolling-restart.json"
 
 STYLE = {"svg.hashsalt": "kafka-gateway-docs", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
@@ -101,30 +102,56 @@ def benchmark_svg() -> str:
     return _svg(figure)
 
 
+def _soak_rows(leg: dict) -> list[tuple[str, float, float | None]]:
+    """(client, longest pause s, wall time it began) of every producer and consumer of one leg."""
+    rows = [(name, fig["longest_produce_pause_s"], fig["longest_produce_pause_began"])
+            for name, fig in leg["producers"].items()]
+    rows += [(name, fig["longest_consume_pause_s"], fig["longest_consume_pause_began"])
+             for name, fig in leg["consumers"].items()]
+    return rows
+
+
 def soak_svg() -> str:
+    """The soak's chaos on a timeline (node kills, SIGTERMs, broker restarts) and, per client and leg, its longest
+    produce or consume pause where it fell: the gateway leg above the direct leg, which lives through the same
+    broker restarts only."""
     import matplotlib
 
     result = _load(SOAK)
-    runs = result["runs"]
+    zero = result["began"]
+    events = result["events"]
     with matplotlib.rc_context(STYLE):
-        figure, panels = _figure(10, 3.4, len(runs))
-        top = max(v for run in runs for leg in run["longest_pause_s"].values() for v in leg.values())
-        width = 0.38
-        for panel, run in zip(panels, runs):
-            clients = list(run["longest_pause_s"]["gateway"])
-            for offset, leg, colour in ((-width / 2, "gateway", GATEWAY), (width / 2, "direct", DIRECT)):
-                values = [run["longest_pause_s"][leg][client] for client in clients]
-                panel.bar([i + offset for i in range(len(clients))], values, width, color=colour, label=f"{leg} leg")
-            panel.set_xticks(range(len(clients)), [c.replace(" ", "\n", 1) for c in clients], fontsize=7)
-            panel.set_ylim(0, top * 1.15)
-            panel.set_title(f"{run['name']} ({run['commit']}): {run['node_kills']} kill -9, {run['node_terms']} SIGTERM,\n"
-                            f"{run['broker_restarts']} broker restarts, {run['gateway_only_errors']} gateway-only errors",
-                            fontsize=8)
-        panels[0].set_ylabel("longest pause (s)")
-        panels[0].legend(loc="upper left", fontsize=7, frameon=False)
-        figure.suptitle("results/soak.json: each client's longest produce or consume pause, the gateway leg beside the "
-                        "direct leg through the same broker restarts", fontsize=8, y=0.02, va="bottom")
-        figure.tight_layout(rect=(0, 0.05, 1, 1))
+        figure, (axis,) = _figure(10, 4.2)
+        labels: list[str] = []
+        for leg, colour in (("direct", DIRECT), ("gateway", GATEWAY)):
+            for client, pause, began in _soak_rows(result[leg]):
+                row = len(labels)
+                labels.append(f"{leg}: {client}")
+                if began is not None:
+                    axis.barh(row, max(pause, 0.2), left=began - zero, height=0.6, color=colour)
+                    axis.annotate(f"{pause} s", (began - zero + max(pause, 0.2), row), xytext=(3, 0),
+                                  textcoords="offset points", va="center", fontsize=7)
+        for event in events:
+            x = event["at"] - zero
+            style = {"color": "#c62828", "linestyle": "-"} if event["signal"] == "KILL" else \
+                {"color": "#ef6c00", "linestyle": "--"}
+            axis.axvline(x, linewidth=0.8, **style)
+            axis.text(x, len(labels) - 0.3, f"{event['signal']}\n{event['node'].removeprefix('soak-')}",
+                      fontsize=6, ha="center", va="bottom", color=style["color"])
+            if "broker_window" in event:
+                start, end = (t - zero for t in event["broker_window"])
+                axis.axvspan(start, end, color="#fff3e0", zorder=0)
+                axis.text(start, -1.0, f"broker {event['broker_restarted']} restart", fontsize=6, va="top")
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+        axis.set_ylim(-1.6, len(labels) + 0.9)
+        axis.set_xlabel("seconds into the soak")
+        minutes = float(result["settings"]["minutes"])
+        kills = sum(e["signal"] == "KILL" for e in events)
+        axis.set_title(f"Soak of {minutes:g} minutes ({result['commit']}, Kafka {result.get('kafka_version')}): "
+                       f"{kills} kill -9, {len(events) - kills} SIGTERM, "
+                       f"{sum('broker_window' in e for e in events)} broker restarts (shaded); "
+                       f"gateway-only errors: {len(result['gateway_only_errors'])}", fontsize=8)
+        figure.tight_layout()
     return _svg(figure)
 
 
@@ -162,6 +189,6 @@ def handover_svg() -> str:
 
 PLOTS = {
     "pictures/benchmark.svg": benchmark_svg,
-    "pictures/soak-pauses.svg": soak_svg,
+    "pictures/soak-timeline.svg": soak_svg,
     "pictures/handover.svg": handover_svg,
 }
