@@ -59,14 +59,6 @@ def hide_reserved_topics(body: bytes | memoryview, api_key: int, api_version: in
     if not _mentions(body, RESERVED_MARK):
         return None
     response = decode_response(api_key, api_version, memoryview(body))
-    cursor = getattr(response, "next_cursor", None)
-    if cursor is not None and ctx.reserved.matches_text(cursor.topic_name):
-        # A broker lists topics from the cursor's name on: past the reserved range, from partition 0.
-        response = replace(response, next_cursor=replace(
-            cursor, topic_name=ctx.reserved.first_name_after(cursor.topic_name), partition_index=0))
-        ctx.hidden(1)
-    elif all(not ctx.reserved.matches_text(topic.name) for topic in response.topics):
-        return None
     kept, hidden = [], 0
     for topic in response.topics:
         if not ctx.reserved.matches_text(topic.name):
@@ -77,8 +69,14 @@ def hide_reserved_topics(body: bytes | memoryview, api_key: int, api_version: in
             ctx.reserved.learn_topic_id(topic.topic_id.bytes)
         if ctx.names_reserved:  # asked for by name: denied, as a broker's ACLs would
             kept.append(_denied(topic))
-    if hidden:
-        ctx.hidden(hidden)
+    cursor = getattr(response, "next_cursor", None)
+    moved = cursor is not None and ctx.reserved.matches_text(cursor.topic_name)
+    if not hidden and not moved:
+        return None
+    if moved:  # a broker lists topics from the cursor's name on: past the reserved range, from partition 0
+        response = replace(response, next_cursor=replace(
+            cursor, topic_name=ctx.reserved.first_name_after(cursor.topic_name), partition_index=0))
+    ctx.hidden(hidden + moved)
     return encode(replace(response, topics=tuple(kept)))
 
 

@@ -8,10 +8,10 @@ the flag is cleared in the (already assembled) request before it is relayed.
 
 from __future__ import annotations
 
+from .api_keys import METADATA
 from .codec import decode_until
 from .message_specs import REQUEST, spec
 
-METADATA = 3
 FIRST_WITH_AUTO_CREATION = 4
 BUDGET = 4096  # topics a Metadata request naming reserved topics may ask for
 
