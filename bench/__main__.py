@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.gateway_process import GatewayNode, unique
+from lab.provenance import commit
 from lab.state import LabState
 
 from . import perf_tools
@@ -162,7 +163,7 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
                      "event_loop": args.event_loop, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                                  "loadavg_start": os.getloadavg()},
-                     "commit": _commit(), "gateway_cpu": {}}
+                     "commit": commit(), "gateway_cpu": {}}
     topics = BenchTopics(lab.bootstrap_servers)
     env = {"GATEWAY_EVENT_LOOP": args.event_loop}
     try:
@@ -313,11 +314,6 @@ class Workloads:
         a, b = paired(self.args.pairs, lambda: metadata_rate(self.lab.brokers[0].endpoint), gateway_metadata)
         self.results["metadata_requests_s"] = summary(a, b)
         self.results["metadata_requests_per_gateway_cpu_s"] = {"runs": per_core, "median": statistics.median(per_core)}
-
-
-def _commit() -> str:
-    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def print_table(results: dict) -> None:

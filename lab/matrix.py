@@ -25,6 +25,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from . import kafka_versions
+from .provenance import commit
 from .layout import REPO_DIR
 
 RESULTS = REPO_DIR / "results" / "kafka-matrix.json"
@@ -86,14 +87,6 @@ def merge(existing: dict[str, Any], version: str, entry: dict[str, Any]) -> dict
     return {"command": "python -m lab.matrix", "versions": {v: runs[v] for v in ordered}}
 
 
-def _commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_DIR,
-                           capture_output=True, text=True, check=True).stdout.strip()
-    return head + ("-dirty" if dirty else "")
-
-
 def _lab(instance: int, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "lab", "--instance", str(instance), *args], cwd=REPO_DIR, check=True)
 
@@ -116,7 +109,7 @@ def run_version(version: str, instance: int, modules: list[str], timeout_s: floa
     finally:
         _lab(instance, "down")
     return {
-        "commit": _commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "lab_up_s": lab_up_s, "tests_s": tests_s, "pytest_exit": done.returncode, "modules": modules,
         "families": by_family(cases),
         "failed_tests": [f"{case['module']}::{case['name']}" for case in cases if case["outcome"] == "failed"],

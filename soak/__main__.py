@@ -40,6 +40,7 @@ from lab.state import LabState
 from lab.clients import outcomes
 from lab.clients.load import ClientLoad
 from lab.gateway_process import CLUSTER_PORT_START as PORT_START, ClusterNode
+from lab.provenance import commit
 
 REPO = Path(__file__).resolve().parent.parent
 RACKS = ("rack-a", "rack-b", "rack-c")
@@ -209,12 +210,6 @@ def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
     return {"gateway": gateway, "direct": direct, "gateway_only_errors": gateway_only,
             "gateway_only_client_errors": dict(Counter(f"{client}: {name}" for client, name, _ in told)),
             "ok": not lost and not gateway_only, "failure": lost + [f"gateway only: {e}" for e in gateway_only]}
-
-
-def commit() -> str:
-    """The commit the soak ran (with -dirty for uncommitted changes): a result names what made it."""
-    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def unclean_exits(events: list[dict]) -> list[str]:
