@@ -36,6 +36,8 @@ from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from lab.frames import metadata_request
 
+from .metadata_load import PIPELINE_DEPTH
+
 
 class _CountingTransport:
     """Counts bytes and writes: every write of a real transport is a send() when its buffer is empty."""
@@ -151,11 +153,18 @@ def measure(frames: int, passes: int, request_size: int, metadata_topics: int,
                         _feeder(pair.from_client, [metadata_request(i) for i in range(metadata_frames)]),
                         _feeder(pair.from_upstream,
                                 [metadata_response_frame(i, metadata_topics) for i in range(metadata_frames)]))
+    # bench.metadata_load's pipelined load: PIPELINE_DEPTH requests a write, their rewritten answers a read
+    pair = _pair()
+    _feeder(pair.from_client, [metadata_request(i) for i in range(metadata_frames)], PIPELINE_DEPTH)()
+    _feeder(pair.from_upstream, [metadata_response_frame(i, metadata_topics) for i in range(metadata_frames)],
+            PIPELINE_DEPTH)()
+    metadata_writes = (pair.upstream.writes + pair.client.writes) / (2 * metadata_frames)  # type: ignore[union-attr]
     return {"produce_request_us": produce[0], "produce_response_us": produce[1],
             "per_pair_us": round(produce[0] + produce[1], 2),
             "pipelined": pipelined, "pipelined_1k_per_pair_us": round(small[0] + small[1], 2),
             "pipelined_1k_writes_per_frame": round(writes, 3),
-            "metadata_topics": metadata_topics, "metadata_response_us": metadata[1]}
+            "metadata_topics": metadata_topics, "metadata_response_us": metadata[1],
+            "metadata_pipelined_writes_per_frame": round(metadata_writes, 3)}
 
 
 def main() -> None:

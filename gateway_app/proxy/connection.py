@@ -228,7 +228,7 @@ class ConnectionPair:
         limit = rules.max_frame_bytes
         self.requests = FrameStream(limit, 8, self._decide_request, self._to_upstream, self._collected_request)
         self.responses = FrameStream(limit, 4, self._decide_response, self._to_client, self._rewrite_response,
-                                     frames_as_views=True)
+                                     frames_as_views=True, sink_lines=self._lines_to_client)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -557,13 +557,15 @@ class ConnectionPair:
             return True
         chunks = [result] if isinstance(result, bytes) else list(result)
         body_size = sum(len(chunk) for chunk in chunks)
-        self.responses.flush()
-        self.client.writelines([(body_start - 4 + body_size).to_bytes(4, "big"), view[4:body_start], *chunks])
+        self.responses.emit([(body_start - 4 + body_size).to_bytes(4, "big"), view[4:body_start], *chunks])
         entry.api.rewritten += 1
         return False
 
     def _to_client(self, chunk: bytes | bytearray | memoryview) -> None:
         self.client.write(chunk)
+
+    def _lines_to_client(self, chunks: list[bytes | memoryview]) -> None:
+        self.client.writelines(chunks)
 
     # --- flow control ------------------------------------------------------------------------
 

@@ -6,10 +6,10 @@ Passing frames are forwarded chunk by chunk as they arrive — a 50 MiB produce 
 buffered — and only frames whose response needs rewriting are assembled in memory: their chunks are
 kept as they came and joined once, so a multi-MiB Fetch response is copied once and never zero-filled.
 
-Bytes that pass are not written frame by frame: consecutive passing bytes of one chunk (pipelined frames, or
-a frame's head and the rest of it) go to the sink as one slice when something else must happen first (a
-frame collected, the end of the chunk, or `flush()` from an owner about to write out of turn), so N
-pipelined frames read at once cost one write, not N.
+Nothing is written frame by frame: consecutive passing bytes of one chunk (pipelined frames, or a frame's head
+and the rest of it) are one slice, and the owner's rewritten frames join the same output (`emit`); all of it
+goes out in one write (`sink_lines`, a writev) at the end of the chunk, or earlier when the owner must write
+out of turn (`flush()`). N pipelined frames read at once cost one write, not N.
 """
 
 from __future__ import annotations
@@ -34,17 +34,20 @@ class Decision(Enum):
 Decide = Callable[[memoryview, int], Decision]
 Sink = Callable[[bytes | bytearray | memoryview], None]
 # on_frame(a collected frame incl. its size) -> True when it is to go out unchanged: the stream writes it with
-# the bytes that pass around it (a Produce response whose KIP-951 check found nothing to rewrite).
+# the bytes that pass around it (a Produce response whose KIP-951 check found nothing to rewrite). Otherwise
+# the owner has dealt with it: emit() its rewritten form, or written it elsewhere after a flush().
 OnFrame = Callable[[bytes | memoryview], bool | None]
 
 
 class FrameStream:
     def __init__(self, limit: int, min_head: int, decide: Decide, sink: Sink,
-                 on_frame: OnFrame, frames_as_views: bool = False) -> None:
+                 on_frame: OnFrame, frames_as_views: bool = False,
+                 sink_lines: Callable[[list[bytes | memoryview]], None] | None = None) -> None:
         self._limit = limit
         self._min_head = min_head  # bytes after the size field that decide() always gets (if the frame has them)
         self._decide = decide
         self._sink = sink
+        self._sink_lines = sink_lines or (lambda chunks: [sink(chunk) for chunk in chunks])
         self._on_frame = on_frame
         # A frame whole in one chunk reaches on_frame as a view of that chunk, not a copy; such an on_frame
         # calls flush() before it writes anything itself, so that the frames passed before it go first.
@@ -57,6 +60,7 @@ class FrameStream:
         self._view: memoryview | None = None
         self._span = 0  # where in it the bytes that pass and are not yet written begin
         self._span_end = 0
+        self._out: list[bytes | memoryview] = []  # what goes out before that span: earlier spans, emitted frames
         self.started: float | None = None  # when the frame still incomplete at the end of the last chunk began
 
     def at_boundary(self) -> bool:
@@ -109,15 +113,29 @@ class FrameStream:
     def _pass(self, start: int, stop: int) -> None:
         """Bytes [start, stop) of the chunk pass: joined to the pending slice when they follow it."""
         if start != self._span_end:
-            self.flush()
+            self._close_span()
             self._span = start
         self._span_end = stop
 
-    def flush(self) -> None:
-        """Write the passing bytes held back so far (the owner calls it before writing anything of its own)."""
+    def _close_span(self) -> None:
         if self._span_end > self._span:
             view, span, self._span = self._view, self._span, self._span_end
-            self._sink(self._data if span == 0 and self._span_end == len(view) else view[span:self._span_end])
+            self._out.append(self._data if span == 0 and self._span_end == len(view) else view[span:self._span_end])
+
+    def emit(self, chunks: list[bytes | memoryview]) -> None:
+        """The owner's rewritten frame, in its place: after what passed before it, written with it."""
+        self._close_span()
+        self._out += chunks
+
+    def flush(self) -> None:
+        """Write what is held back so far (the owner calls it before writing anything of its own)."""
+        self._close_span()
+        if self._out:
+            out, self._out = self._out, []
+            if len(out) == 1:
+                self._sink(out[0])
+            else:
+                self._sink_lines(out)
 
     def _boundary(self, view: memoryview, pos: int, end: int) -> int:
         """Decide the frame starting here; returns the new position in `view`."""
