@@ -26,7 +26,7 @@ _LOG_CONFIG = Path(tempfile.gettempdir()) / "kgw-bench-log4j2.properties"
 #  452 ms 50th, 803 ms 95th, 852 ms 99th, 867 ms 99.9th."
 _PRODUCER_SUMMARY = re.compile(
     r"(?P<records>\d+) records sent, (?P<rps>[\d.]+) records/sec \((?P<mbps>[\d.]+) MB/sec\), "
-    r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
+    r"(?P<avg>[\d.]+|NaN) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
     r"(?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th"
 )
 
