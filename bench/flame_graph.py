@@ -6,9 +6,12 @@ run is never one of the benchmark's measured runs (`python -m bench --profile DI
 for it).
 
 py-spy writes the samples as folded stacks (`frame;frame;… count`), kept beside the picture (WORKLOAD.folded, too
-big to commit: git ignores it); the SVG is drawn here
-rather than by py-spy's own renderer so that it stays small enough to commit: frames under 0.5 % of the samples are
-left out (their time still counts in the frame below them), and every box says its share in its title.
+big to commit: git ignores it); the SVG is drawn here rather than by py-spy's own renderer so that it stays small
+enough to commit: frames under 0.5 % of the samples are left out (their time still counts in the frame below them),
+and every box says its share in its title. With --native py-spy samples waiting threads too, so the picture keeps
+only the event loop's thread (the data plane; the membership consumer and the executor's workers are left out)
+and leaves out its samples in epoll_wait, which cannot tell waiting from the call's own (small) cost.
+`python -m bench.flame_graph DIR LABEL` draws every DIR/*.folded again.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ MIN_SHARE = 0.005  # frames below this share of all samples are not drawn
 WIDTH, ROW = 1200, 16
 # "send (libc.so.6)", "FrameStream.feed (gateway_app/proxy/framing.py)": the name, then where it lives
 _FRAME = re.compile(r"^(?P<name>.*?) \((?P<where>[^()]*)\)$")
+LOOP_THREAD = "run_forever ("  # uvloop's and asyncio's loops both run under it
+WAITING = ("epoll_pwait (", "epoll_wait (")
 
 
 def py_spy() -> str:
@@ -63,11 +68,16 @@ def flame_graph(pid: int, svg: Path, title: str):
 
 
 def read_folded(text: str) -> dict[tuple[str, ...], int]:
+    """The event loop thread's busy samples: stacks by their short frame names, and how many."""
     stacks: dict[tuple[str, ...], int] = defaultdict(int)
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            stacks[tuple(_short(frame) for frame in stack.split(";"))] += int(count)
+        if not stack or not count.isdigit() or LOOP_THREAD not in stack:
+            continue
+        frames = stack.split(";")
+        if frames[-1].startswith(WAITING):
+            continue
+        stacks[tuple(_short(frame) for frame in frames)] += int(count)
     return stacks
 
 
@@ -122,7 +132,7 @@ def render_svg(stacks: dict[tuple[str, ...], int], title: str) -> str:
                 draw(child, child_name, child_x, depth + 1)
             child_x += child["count"] / total * WIDTH
 
-    draw(root, f"all ({total} samples)", 0.0, 0)
+    draw(root, f"the event loop, busy ({total} samples)", 0.0, 0)
     height = (depth_max + 1) * ROW + 30
     body = "\n".join(boxes)
     for depth in range(depth_max + 1):  # the root at the bottom, as flame graphs are drawn
@@ -136,3 +146,21 @@ def render_svg(stacks: dict[tuple[str, ...], int], title: str) -> str:
 def _fit(name: str, width: float) -> str:
     chars = int(width / 6.5)
     return name if len(name) <= chars else name[:max(chars - 2, 1)] + ".."
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.flame_graph", description="Draw DIR/*.folded again.")
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("label", help="the pictures' title starts with it (e.g. the gateway's commit)")
+    args = parser.parse_args(argv)
+    for folded in sorted(args.dir.glob("*.folded")):
+        svg = folded.with_suffix(".svg")
+        svg.write_text(render_svg(read_folded(folded.read_text()), f"{args.label}: {folded.stem}"))
+        print(f"wrote {svg}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
