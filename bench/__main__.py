@@ -12,6 +12,8 @@ Figures:
 * produce latency p50/p99 at a fixed rate of half the direct default-batching maximum, and what the gateway adds:
   from ProducerPerformance (whose percentiles include its own start-up) and in steady state from
   ``bench.latency`` (librdkafka, a warm-up left out, p50/p99/p99.9);
+* end-to-end latency (average, p99) from Kafka's own EndToEndLatency: one 1 KiB record at a time, acks=all,
+  produced and read back, direct and through the gateway;
 * gateway CPU seconds per GB relayed, per workload: user+sys of the gateway process from /proc over the bytes
   its own counters (gateway_bytes_total, both directions) say it relayed, with the mean Produce request size;
 * Metadata requests per second the gateway answers, and per CPU-second of its one event-loop core, beside a
@@ -19,6 +21,12 @@ Figures:
 * with ``--reference-relay``, a third leg in every throughput pair: HAProxy (TCP mode, C, no Kafka parsing) in
   front of a second gateway node, with HAProxy's CPU per GB and the chain's throughput against the gateway alone —
   what one hop costs on this machine when it is not Python (see bench/reference_relay.py).
+
+A tool run that did not do what it was asked (failed sends, fewer records read than asked, a latency run with
+delivery errors or undelivered records) is rejected and stops the benchmark (bench.perf_tools.RejectedRun):
+its figures are never averaged in. ``--workload`` runs some workloads only (for development); ``--profile DIR``
+adds one unmeasured run per workload through the gateway under py-spy and writes its flame graph to
+DIR/WORKLOAD.svg (bench/flame_graph.py); ``--gateway-source`` runs the gateways from another checkout.
 
 Clients run in the controller's namespace (the only place that reaches both the brokers and the gateway), the
 gateway on a lab address of the controller. Results go to a JSON file; the README's table is copied from it.
@@ -43,6 +51,8 @@ from lab.provenance import commit
 from lab.state import LabState
 
 from . import perf_tools
+from .flame_graph import flame_graph
+from .latency import accepted
 from .reference_relay import haproxy_relay
 from .topics import BenchTopics
 
@@ -54,17 +64,20 @@ GATEWAY_PORT_COUNT = 10  # the gateway's default: bootstrap plus broker ids 1..9
 PORT_START = 6969
 HTTP_PORT = 8888
 TICKS = os.sysconf("SC_CLK_TCK")
+WORKLOADS = ("produce_default", "produce_batched", "produce_1k_requests", "consume", "latency", "metadata")
 
 
 @contextmanager
-def gateway_node(lab: LabState, extra_env: dict[str, str], address: str | None = None, advertised: str | None = None):
-    """One gateway node, a cluster of its own, on `address` (default: the benchmark's); yields (PID, bootstrap)."""
+def gateway_node(lab: LabState, extra_env: dict[str, str], address: str | None = None, advertised: str | None = None,
+                 source: Path = REPO):
+    """One gateway node, a cluster of its own, on `address` (default: the benchmark's), run from the checkout
+    `source`; yields (PID, bootstrap)."""
     address = address or lab.gateway_addresses[GATEWAY_ADDRESS_INDEX]
     env = {"GATEWAY_ADVERTISED_HOST": advertised or address, "GATEWAY_PORT_COUNT": str(GATEWAY_PORT_COUNT),
            "GATEWAY_CLUSTER_ID": unique("bench"), "GATEWAY_NODE_ID": f"bench-{address}", "GATEWAY_LOG_LEVEL": "warning",
            **extra_env}  # the caller's settings win (bench.fuzz names its own cluster)
     node = GatewayNode(lab, address, PORT_START, HTTP_PORT, lab.layout.log_dir, log_name=f"bench-gateway-{address}.log",
-                       **env)
+                       source=source, **env)
     node.start(timeout_s=60)
     try:
         yield node.process.pid, node.bootstrap
@@ -163,12 +176,15 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
                      "event_loop": args.event_loop, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                                  "loadavg_start": os.getloadavg()},
-                     "commit": commit(), "gateway_cpu": {}}
+                     "commit": commit(), "command": " ".join(["python -m bench", *sys.argv[1:]]),
+                     "workloads": list(args.workload), "gateway_cpu": {}}
+    if args.gateway_source != REPO:
+        results["gateway_commit"] = commit(args.gateway_source)
     topics = BenchTopics(lab.bootstrap_servers)
     env = {"GATEWAY_EVENT_LOOP": args.event_loop}
     try:
-        with gateway_node(lab, env) as (pid, gateway), ExitStack() as stack:
-            relay = stack.enter_context(reference_relay(lab, env)) if args.reference_relay else None
+        with gateway_node(lab, env, source=args.gateway_source) as (pid, gateway), ExitStack() as stack:
+            relay = stack.enter_context(reference_relay(lab, env, args.gateway_source)) if args.reference_relay else None
             Workloads(lab, args, results, topics, pid, gateway, relay).run_all()
     finally:
         topics.delete_all()
@@ -184,10 +200,10 @@ class Relay:
 
 
 @contextmanager
-def reference_relay(lab: LabState, env: dict[str, str]):
+def reference_relay(lab: LabState, env: dict[str, str], source: Path = REPO):
     relay_address = lab.gateway_addresses[RELAY_ADDRESS_INDEX]
     gateway_address = lab.gateway_addresses[RELAYED_GATEWAY_ADDRESS_INDEX]
-    with gateway_node(lab, env, gateway_address, advertised=relay_address), \
+    with gateway_node(lab, env, gateway_address, advertised=relay_address, source=source), \
             haproxy_relay(relay_address, gateway_address, PORT_START, GATEWAY_PORT_COUNT, lab.layout.log_dir) as pid:
         yield Relay(f"{relay_address}:{PORT_START}", pid, gateway_address)
 
@@ -202,14 +218,29 @@ class Workloads:
         self.relay = relay
 
     def run_all(self) -> None:
-        records = self.args.records
-        direct_default = self.produce_pair("default", {}, records)
-        self.produce_pair("batched", {"batch.size": "131072", "linger.ms": "1"}, records)
-        self.produce_pair("1k_requests", {"batch.size": "1024", "linger.ms": "0"}, max(1, records // 20))
-        self.consume_pairs()
-        rate = int(statistics.median(r.records_per_s for r in direct_default) / 2)
-        self.latency_pairs(rate)
-        self.metadata_pairs()
+        records, chosen = self.args.records, self.args.workload
+        rate = self.args.latency_rate
+        if "produce_default" in chosen:
+            direct_default = self.produce_pair("default", {}, records)
+            rate = rate or int(statistics.median(r.records_per_s for r in direct_default) / 2)
+        if "produce_batched" in chosen:
+            self.produce_pair("batched", {"batch.size": "131072", "linger.ms": "1"}, records)
+        if "produce_1k_requests" in chosen:
+            self.produce_pair("1k_requests", {"batch.size": "1024", "linger.ms": "0"}, max(1, records // 20))
+        if "consume" in chosen:
+            self.consume_pairs()
+        if "latency" in chosen:
+            self.latency_pairs(rate)
+        if "metadata" in chosen:
+            self.metadata_pairs()
+
+    def profiled(self, workload: str, run) -> None:
+        """With --profile: one more run through the gateway, not measured, with py-spy sampling the gateway."""
+        if self.args.profile is not None:
+            commit = self.results.get("gateway_commit") or self.results["commit"]
+            title = f"gateway {commit}, {workload}: py-spy --native, {self.results['started']}"
+            with flame_graph(self.pid, self.args.profile / f"{workload}.svg", title):
+                run()
 
     def _meter(self) -> CpuMeter:
         """A fresh count of the gateway's CPU and relayed bytes, one per workload."""
@@ -249,6 +280,7 @@ class Workloads:
         if self.args.aa_control:
             self.results[key]["aa_control"] = aa_control(
                 self.args.pairs, lambda: self.produce(self.direct, topic, records, props=props).mb_per_s)
+        self.profiled(f"produce_{name}", lambda: self.produce(self.gateway, topic, records, props=props))
         self.topics.delete(topic)
         return a
 
@@ -271,6 +303,7 @@ class Workloads:
         if self.args.aa_control:
             self.results["consume_mb_s"]["aa_control"] = aa_control(
                 self.args.pairs, lambda: consume(self.direct).mb_per_s)
+        self.profiled("consume", lambda: consume(self.gateway))
         self.topics.delete(topic)
 
     def latency_pairs(self, rate: int) -> None:
@@ -287,12 +320,23 @@ class Workloads:
             self.topics.fresh(topic)
             out = subprocess.run([sys.executable, "-m", "bench.latency", endpoint, topic, str(rate),
                                   str(self.args.latency_seconds)], cwd=REPO, capture_output=True, text=True, check=True)
-            return json.loads(out.stdout)
+            return accepted(json.loads(out.stdout))
 
         a, b = paired(self.args.pairs, lambda: steady(self.direct), lambda: steady(self.gateway))
         self.results["steady_latency_runs"] = {"direct": a, "gateway": b}
         for pct in ("p50_ms", "p99_ms", "p999_ms"):
             self.results[f"steady_latency_{pct}"] = added([r[pct] for r in a], [r[pct] for r in b])
+
+        # Kafka's own end-to-end figure: produce one record, read it back, the next (the figure Kroxylicious publishes).
+        def end_to_end(endpoint: str) -> perf_tools.EndToEndResult:
+            self.topics.fresh(topic)
+            return perf_tools.end_to_end(self.lab, endpoint, topic, self.args.e2e_records)
+
+        a, b = paired(self.args.pairs, lambda: end_to_end(self.direct), lambda: end_to_end(self.gateway))
+        self.results["e2e_latency_records"] = self.args.e2e_records
+        for pct in ("avg_ms", "p99_ms"):
+            self.results[f"e2e_latency_{pct}"] = added([getattr(r, pct) for r in a], [getattr(r, pct) for r in b])
+        self.profiled("latency", lambda: steady(self.gateway))
         self.topics.delete(topic)
 
     def metadata_pairs(self) -> None:
@@ -314,10 +358,11 @@ class Workloads:
         a, b = paired(self.args.pairs, lambda: metadata_rate(self.lab.brokers[0].endpoint), gateway_metadata)
         self.results["metadata_requests_s"] = summary(a, b)
         self.results["metadata_requests_per_gateway_cpu_s"] = {"runs": per_core, "median": statistics.median(per_core)}
+        self.profiled("metadata", lambda: metadata_rate(self.gateway))
 
 
 def print_table(results: dict) -> None:
-    rate = results["latency_rate_records_s"]
+    rate = results.get("latency_rate_records_s")
     rows = [
         ("produce MB/s, default batching", "produce_default_mb_s"),
         ("produce MB/s, batch.size=131072 linger.ms=1", "produce_batched_mb_s"),
@@ -328,11 +373,15 @@ def print_table(results: dict) -> None:
         (f"steady-state p50 ms at {rate} rec/s (librdkafka, warm-up left out)", "steady_latency_p50_ms"),
         (f"steady-state p99 ms at {rate} rec/s", "steady_latency_p99_ms"),
         (f"steady-state p99.9 ms at {rate} rec/s", "steady_latency_p999_ms"),
+        ("EndToEndLatency average ms (one record at a time)", "e2e_latency_avg_ms"),
+        ("EndToEndLatency p99 ms", "e2e_latency_p99_ms"),
         ("Metadata requests/s (gateway vs one broker)", "metadata_requests_s"),
     ]
     print("| workload | direct (median) | gateway (median) | gateway/direct | median of pair ratios |")
     print("|---|---|---|---|---|")
     for label, key in rows:
+        if key not in results:  # a workload left out (--workload)
+            continue
         r = results[key]
         extra = f" ({r['added_ms']:+} ms)" if "added_ms" in r else ""
         pairs = f"{r['pair_ratio_median']}"
@@ -341,8 +390,9 @@ def print_table(results: dict) -> None:
         if "aa_control" in r:
             pairs += f"; direct vs direct {r['aa_control']['min']}-{r['aa_control']['max']}"
         print(f"| {label} | {r['direct_median']} | {r['gateway_median']}{extra} | {r['ratio']} | {pairs} |")
-    per_core = results["metadata_requests_per_gateway_cpu_s"]["median"]
-    print(f"| Metadata requests per gateway CPU-second | | {per_core} | | |")
+    if "metadata_requests_per_gateway_cpu_s" in results:
+        per_core = results["metadata_requests_per_gateway_cpu_s"]["median"]
+        print(f"| Metadata requests per gateway CPU-second | | {per_core} | | |")
     print()
     print("| gateway CPU | CPU-s per GB relayed | mean Produce request |")
     print("|---|---|---|")
@@ -375,10 +425,27 @@ def main() -> int:
     parser.add_argument("--reference-relay", action="store_true",
                         help="also run every throughput workload through HAProxy in front of a second gateway: "
                              "what a C relay hop costs here")
+    parser.add_argument("--workload", action="append", choices=WORKLOADS,
+                        help="run only this workload (repeatable; default: all of them)")
+    parser.add_argument("--latency-rate", type=int,
+                        help="records/s of the latency workload (default: half the direct default-batching median, "
+                             "which needs the produce_default workload)")
+    parser.add_argument("--e2e-records", type=int, default=2000,
+                        help="records of each EndToEndLatency run (default %(default)s)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="after each workload's pairs, one more (unmeasured) run through the gateway under py-spy; "
+                             "its flame graph goes to DIR/WORKLOAD.svg")
+    parser.add_argument("--gateway-source", type=Path, default=REPO, metavar="CHECKOUT",
+                        help="run the gateways from this checkout (e.g. a worktree of an older commit); "
+                             "the result names its commit as gateway_commit")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     args = parser.parse_args()
     if args.pairs < 3:
         parser.error("--pairs must be at least 3")
+    args.workload = tuple(args.workload or WORKLOADS)
+    args.gateway_source = args.gateway_source.resolve()
+    if "latency" in args.workload and "produce_default" not in args.workload and not args.latency_rate:
+        parser.error("the latency workload alone needs --latency-rate")
     results = run(LabState.load(), args)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

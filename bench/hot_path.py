@@ -36,15 +36,22 @@ from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from lab.frames import metadata_request
 
+from .metadata_load import PIPELINE_DEPTH
+
 
 class _CountingTransport:
+    """Counts bytes and writes: every write of a real transport is a send() when its buffer is empty."""
+
     def __init__(self) -> None:
         self.bytes = 0
+        self.writes = 0
 
     def write(self, data) -> None:
         self.bytes += len(data)
+        self.writes += 1
 
     def writelines(self, chunks) -> None:
+        self.writes += 1
         for data in chunks:
             self.bytes += len(data)
 
@@ -117,27 +124,47 @@ def _pair() -> ConnectionPair:
     return pair
 
 
-def _feeder(feed, frames: list[bytes]):
+def _feeder(feed, frames: list[bytes], per_read: int = 1):
+    """Feeds the frames `per_read` to a chunk: what one read returns when a client pipelines them."""
+    chunks = [b"".join(frames[i:i + per_read]) for i in range(0, len(frames), per_read)]
+
     def run() -> None:
-        for data in frames:
+        for data in chunks:
             feed(data)
     return run
 
 
-def measure(frames: int, passes: int, request_size: int, metadata_topics: int) -> dict[str, float]:
+def measure(frames: int, passes: int, request_size: int, metadata_topics: int,
+            pipelined: int) -> dict[str, float]:
     pair = _pair()
     produce = _best_us(frames, passes,
                        _feeder(pair.from_client, [produce_request(i, request_size) for i in range(frames)]),
                        _feeder(pair.from_upstream, [produce_response_frame(i) for i in range(frames)]))
+    # 1 KiB requests (batch.size=1024 linger.ms=0) arrive several to a read: the producer pipelines up to
+    # max.in.flight.requests.per.connection of them, and the broker answers them together.
+    pair = _pair()
+    small = _best_us(frames, passes,
+                     _feeder(pair.from_client, [produce_request(i, 1163) for i in range(frames)], pipelined),
+                     _feeder(pair.from_upstream, [produce_response_frame(i) for i in range(frames)], pipelined))
+    writes = (pair.upstream.writes + pair.client.writes) / (2 * frames * passes)  # type: ignore[union-attr]
     pair = _pair()
     metadata_frames = frames // 4
     metadata = _best_us(metadata_frames, passes,
                         _feeder(pair.from_client, [metadata_request(i) for i in range(metadata_frames)]),
                         _feeder(pair.from_upstream,
                                 [metadata_response_frame(i, metadata_topics) for i in range(metadata_frames)]))
+    # bench.metadata_load's pipelined load: PIPELINE_DEPTH requests a write, their rewritten answers a read
+    pair = _pair()
+    _feeder(pair.from_client, [metadata_request(i) for i in range(metadata_frames)], PIPELINE_DEPTH)()
+    _feeder(pair.from_upstream, [metadata_response_frame(i, metadata_topics) for i in range(metadata_frames)],
+            PIPELINE_DEPTH)()
+    metadata_writes = (pair.upstream.writes + pair.client.writes) / (2 * metadata_frames)  # type: ignore[union-attr]
     return {"produce_request_us": produce[0], "produce_response_us": produce[1],
             "per_pair_us": round(produce[0] + produce[1], 2),
-            "metadata_topics": metadata_topics, "metadata_response_us": metadata[1]}
+            "pipelined": pipelined, "pipelined_1k_per_pair_us": round(small[0] + small[1], 2),
+            "pipelined_1k_writes_per_frame": round(writes, 3),
+            "metadata_topics": metadata_topics, "metadata_response_us": metadata[1],
+            "metadata_pipelined_writes_per_frame": round(metadata_writes, 3)}
 
 
 def main() -> None:
@@ -148,8 +175,11 @@ def main() -> None:
     parser.add_argument("--request-size", type=int, default=16_000)
     parser.add_argument("--metadata-topics", type=int, default=0,
                         help="topics in each Metadata response (0: what the lab benchmark's load asks for)")
+    parser.add_argument("--pipelined", type=int, default=5,
+                        help="1 KiB Produce requests (and their responses) to a read (default %(default)s: the "
+                             "producer's max.in.flight.requests.per.connection)")
     args = parser.parse_args()
-    print(json.dumps(measure(args.frames, args.passes, args.request_size, args.metadata_topics)))
+    print(json.dumps(measure(args.frames, args.passes, args.request_size, args.metadata_topics, args.pipelined)))
 
 
 if __name__ == "__main__":

@@ -326,6 +326,79 @@ def soak_page() -> str:
     return soak_page_from(json.loads(SOAK_RESULTS.read_text()))
 
 
+DATAPLANE_RESULTS = {side: ROOT / "results" / f"bench-dataplane-{side}.json" for side in ("before", "after")}
+THROUGHPUT = {"produce_default": "produce, default batching", "produce_batched": "produce, batch.size=131072",
+              "produce_1k_requests": "produce, 1 KiB requests", "consume": "consume"}
+
+
+def _mb_s_key(workload: str) -> str:
+    return "consume_mb_s" if workload == "consume" else f"{workload}_mb_s"
+
+
+def _cpu_ratio(result: dict[str, Any], workload: str) -> str:
+    gateway, relay = result["gateway_cpu"][workload]["cpu_s_per_gb"], result["relay_cpu"][workload]["cpu_s_per_gb"]
+    return f"{gateway} / {relay} = {gateway / relay:.2f}×"
+
+
+def _before_after(before: dict[str, Any], after: dict[str, Any], key: str, field: str) -> str:
+    return f"{before[key][field]} → {after[key][field]}"
+
+
+def dataplane_page_from(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """The data plane's before/after (issue 28) from two runs of `python -m bench`, one per checkout."""
+    out = [
+        HEADER.format(source="`results/bench-dataplane-before.json` and `results/bench-dataplane-after.json` "
+                             "(written by `python -m bench`)"),
+        "# The data plane's work per request: before and after\n\n",
+        f"Two runs of the benchmark back to back on one lab and machine, the gateways run from the code before the "
+        f"change (`{before.get('gateway_commit') or before['commit']}`) and after it "
+        f"(`{after.get('gateway_commit') or after['commit']}`):\n\n",
+        f"- before: `{before['command']}`, began {before['started']}, load average "
+        f"{before['machine']['loadavg_start'][0]:.1f} → {before['machine']['loadavg_end'][0]:.1f}\n",
+        f"- after: `{after['command']}`, began {after['started']}, load average "
+        f"{after['machine']['loadavg_start'][0]:.1f} → {after['machine']['loadavg_end'][0]:.1f}\n\n",
+        "Throughput ratios are gateway/direct medians of the same run; CPU is the gateway's CPU-seconds per GB it "
+        "relayed against HAProxy's (the reference relay, same rounds). Compare ratios, not absolute figures: the "
+        "two runs saw different machine load"
+        + ("" if any("aa_control" in before.get(_mb_s_key(w), {}) for w in THROUGHPUT) else
+           ", and without `--aa-control` there is no direct-vs-direct band: the spread of the pair ratios is the "
+           "only measure of the noise")
+        + ".\n\n",
+    ]
+    rows = []
+    for workload, label in THROUGHPUT.items():
+        key = _mb_s_key(workload)
+        if key in before and key in after:
+            rows.append([label, _before_after(before, after, key, "ratio"),
+                         _before_after(before, after, key, "pair_ratio_median"),
+                         f"{_cpu_ratio(before, workload)} → {_cpu_ratio(after, workload)}"])
+    out.append(_table(["workload", "gateway/direct", "median of pair ratios", "gateway / HAProxy CPU-s/GB"], rows))
+    rows = []
+    for key, label in (("steady_latency_p50_ms", "steady-state p50 (bench.latency)"),
+                       ("steady_latency_p99_ms", "steady-state p99"),
+                       ("e2e_latency_avg_ms", "EndToEndLatency average"), ("e2e_latency_p99_ms", "EndToEndLatency p99")):
+        if key in before and key in after:
+            rows.append([label, f"{before[key]['direct_median']} / {before[key]['gateway_median']} "
+                                f"({before[key]['added_ms']:+} ms)",
+                         f"{after[key]['direct_median']} / {after[key]['gateway_median']} ({after[key]['added_ms']:+} ms)"])
+    if rows:
+        out.append("\n")
+        out.append(_table(["latency, ms", "before: direct / gateway (added)", "after: direct / gateway (added)"], rows))
+    if "metadata_requests_s" in before and "metadata_requests_s" in after:
+        b, a = before["metadata_requests_s"], after["metadata_requests_s"]
+        out.append(f"\nMetadata requests/s, one gateway node against one broker: {b['gateway_median']:.0f} / "
+                   f"{b['direct_median']:.0f} = {b['ratio']} before, {a['gateway_median']:.0f} / "
+                   f"{a['direct_median']:.0f} = {a['ratio']} after; per gateway CPU-second "
+                   f"{before['metadata_requests_per_gateway_cpu_s']['median']:.0f} → "
+                   f"{after['metadata_requests_per_gateway_cpu_s']['median']:.0f}.\n")
+    return "".join(out)
+
+
+def dataplane_page() -> str:
+    before, after = (json.loads(path.read_text()) for path in DATAPLANE_RESULTS.values())
+    return dataplane_page_from(before, after)
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "reference/settings.md": settings_page,
     "reference/role-variables.md": role_variables_page,
@@ -333,6 +406,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "reference/api-policy.md": api_policy_page,
     "reference/kafka-matrix.md": kafka_matrix_page,
     "reference/soak.md": soak_page,
+    "reference/dataplane-before-after.md": dataplane_page,
 }
 
 

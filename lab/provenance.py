@@ -4,12 +4,13 @@ figure in the docs can be traced to the code that produced it; `-dirty` marks un
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from .layout import REPO_DIR
 
 
-def commit() -> str:
+def commit(checkout: Path = REPO_DIR) -> str:
     """The checkout's commit (12 hex digits, `-dirty` if tracked files differ from it); empty outside a git checkout."""
-    done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=REPO_DIR,
+    done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=checkout,
                           capture_output=True, text=True)
     return done.stdout.strip()

@@ -227,7 +227,8 @@ class ConnectionPair:
         self._upstream_low_water: ReadLowWater | None = None
         limit = rules.max_frame_bytes
         self.requests = FrameStream(limit, 8, self._decide_request, self._to_upstream, self._collected_request)
-        self.responses = FrameStream(limit, 4, self._decide_response, self._to_client, self._rewrite_response)
+        self.responses = FrameStream(limit, 4, self._decide_response, self._to_client, self._rewrite_response,
+                                     frames_as_views=True, sink_lines=self._lines_to_client)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -485,6 +486,7 @@ class ConnectionPair:
 
     def _write_refusals(self) -> None:
         """Refusals at the head of the queue: every response before them has been written."""
+        self.responses.flush()  # the responses passed before them, held back to be written together
         while self.in_flight and self.in_flight[0].refusal is not None:
             self.client.write(self.in_flight.popleft().refusal)
             self._refusals -= 1
@@ -538,7 +540,9 @@ class ConnectionPair:
         api.observe_latency(time.monotonic() - entry.started)
         api.response_bytes += 4 + size
 
-    def _rewrite_response(self, frame: bytes) -> None:
+    def _rewrite_response(self, frame: bytes | memoryview) -> bool:
+        """Rewrites a collected response; True when it goes out unchanged (the stream writes it, with its
+        neighbours). A frame may be a view of the chunk read: what is written keeps it alive, nothing else does."""
         entry = self.in_flight.popleft()
         self._account(entry, len(frame) - 4)
         view = memoryview(frame)
@@ -550,15 +554,18 @@ class ConnectionPair:
             raise UpstreamError(CloseReason.UNDECODABLE_RESPONSE,
                                 f"api key {entry.api_key} v{entry.api_version}: {error!r}") from None
         if result is None:
-            self.client.write(frame)
-            return
+            return True
         chunks = [result] if isinstance(result, bytes) else list(result)
         body_size = sum(len(chunk) for chunk in chunks)
-        self.client.writelines([(body_start - 4 + body_size).to_bytes(4, "big"), view[4:body_start], *chunks])
+        self.responses.emit([(body_start - 4 + body_size).to_bytes(4, "big"), view[4:body_start], *chunks])
         entry.api.rewritten += 1
+        return False
 
     def _to_client(self, chunk: bytes | bytearray | memoryview) -> None:
         self.client.write(chunk)
+
+    def _lines_to_client(self, chunks: list[bytes | memoryview]) -> None:
+        self.client.writelines(chunks)
 
     # --- flow control ------------------------------------------------------------------------
 

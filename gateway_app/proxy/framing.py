@@ -5,6 +5,11 @@ bytes of the frame as it needs) whether the frame passes through or must be coll
 Passing frames are forwarded chunk by chunk as they arrive — a 50 MiB produce request is never
 buffered — and only frames whose response needs rewriting are assembled in memory: their chunks are
 kept as they came and joined once, so a multi-MiB Fetch response is copied once and never zero-filled.
+
+Nothing is written frame by frame: consecutive passing bytes of one chunk (pipelined frames, or a frame's head
+and the rest of it) are one slice, and the owner's rewritten frames join the same output (`emit`); all of it
+goes out in one write (`sink_lines`, a writev) at the end of the chunk, or earlier when the owner must write
+out of turn (`flush()`). N pipelined frames read at once cost one write, not N.
 """
 
 from __future__ import annotations
@@ -28,20 +33,34 @@ class Decision(Enum):
 # decide(prefix incl. the 4-byte size, frame size) -> Decision; raises MalformedFrame.
 Decide = Callable[[memoryview, int], Decision]
 Sink = Callable[[bytes | bytearray | memoryview], None]
+# on_frame(a collected frame incl. its size) -> True when it is to go out unchanged: the stream writes it with
+# the bytes that pass around it (a Produce response whose KIP-951 check found nothing to rewrite). Otherwise
+# the owner has dealt with it: emit() its rewritten form, or written it elsewhere after a flush().
+OnFrame = Callable[[bytes | memoryview], bool | None]
 
 
 class FrameStream:
     def __init__(self, limit: int, min_head: int, decide: Decide, sink: Sink,
-                 on_frame: Callable[[bytes], None]) -> None:
+                 on_frame: OnFrame, frames_as_views: bool = False,
+                 sink_lines: Callable[[list[bytes | memoryview]], None] | None = None) -> None:
         self._limit = limit
         self._min_head = min_head  # bytes after the size field that decide() always gets (if the frame has them)
         self._decide = decide
         self._sink = sink
+        self._sink_lines = sink_lines or (lambda chunks: [sink(chunk) for chunk in chunks])
         self._on_frame = on_frame
+        # A frame whole in one chunk reaches on_frame as a view of that chunk, not a copy; such an on_frame
+        # calls flush() before it writes anything itself, so that the frames passed before it go first.
+        self._frames_as_views = frames_as_views
         self._passthrough = 0  # bytes of the current frame still to forward untouched
         self._parts: list[bytes | memoryview] | None = None  # chunks of the frame being collected
         self._collect_left = 0  # bytes of that frame still to come
         self._head = bytearray()  # start of a frame split across chunks
+        self._data: bytes | None = None  # the chunk being fed (written as it is when all of it passes)
+        self._view: memoryview | None = None
+        self._span = 0  # where in it the bytes that pass and are not yet written begin
+        self._span_end = 0
+        self._out: list[bytes | memoryview] = []  # what goes out before that span: earlier spans, emitted frames
         self.started: float | None = None  # when the frame still incomplete at the end of the last chunk began
 
     def at_boundary(self) -> bool:
@@ -58,29 +77,65 @@ class FrameStream:
         return 0
 
     def feed(self, data: bytes) -> None:
-        view = memoryview(data)
+        self._data, view = data, memoryview(data)
+        self._view = view
         pos, end = 0, len(view)
-        while pos < end:
-            if self._passthrough:
-                take = min(self._passthrough, end - pos)
-                self._sink(view[pos:pos + take])
-                self._passthrough -= take
-                pos += take
-            elif self._parts is not None:
-                take = min(self._collect_left, end - pos)
-                self._parts.append(view[pos:pos + take])  # keeps `data` alive; copied once, at the join
-                self._collect_left -= take
-                pos += take
-                if not self._collect_left:
-                    parts, self._parts = self._parts, None
-                    self._on_frame(b"".join(parts))
-            else:
-                pos = self._boundary(view, pos, end)
+        self._span = self._span_end = 0
+        try:
+            while pos < end:
+                if self._passthrough:
+                    take = min(self._passthrough, end - pos)
+                    self._pass(pos, pos + take)
+                    self._passthrough -= take
+                    pos += take
+                elif self._parts is not None:
+                    take = min(self._collect_left, end - pos)
+                    self._parts.append(view[pos:pos + take])  # keeps `data` alive; copied once, at the join
+                    self._collect_left -= take
+                    pos += take
+                    if not self._collect_left:
+                        parts, self._parts = self._parts, None
+                        self.flush()  # what passed before this frame is written before it
+                        frame = b"".join(parts)
+                        if self._on_frame(frame):
+                            self._sink(frame)
+                else:
+                    pos = self._boundary(view, pos, end)
+        finally:
+            self.flush()  # also when a frame is refused: what passed before it goes out first, as it came
+            self._data = self._view = None
         if self._passthrough or self._parts is not None or self._head:
             if self.started is None:
                 self.started = time.monotonic()
         else:
             self.started = None
+
+    def _pass(self, start: int, stop: int) -> None:
+        """Bytes [start, stop) of the chunk pass: joined to the pending slice when they follow it."""
+        if start != self._span_end:
+            self._close_span()
+            self._span = start
+        self._span_end = stop
+
+    def _close_span(self) -> None:
+        if self._span_end > self._span:
+            view, span, self._span = self._view, self._span, self._span_end
+            self._out.append(self._data if span == 0 and self._span_end == len(view) else view[span:self._span_end])
+
+    def emit(self, chunks: list[bytes | memoryview]) -> None:
+        """The owner's rewritten frame, in its place: after what passed before it, written with it."""
+        self._close_span()
+        self._out += chunks
+
+    def flush(self) -> None:
+        """Write what is held back so far (the owner calls it before writing anything of its own)."""
+        self._close_span()
+        if self._out:
+            out, self._out = self._out, []
+            if len(out) == 1:
+                self._sink(out[0])
+            else:
+                self._sink_lines(out)
 
     def _boundary(self, view: memoryview, pos: int, end: int) -> int:
         """Decide the frame starting here; returns the new position in `view`."""
@@ -92,11 +147,17 @@ class FrameStream:
                 prefix = view[pos:pos + take]
                 decision = self._decide(prefix, size)
                 if decision is Decision.PASS:
-                    self._sink(prefix)
+                    self._pass(pos, pos + take)
                     self._passthrough = 4 + size - take
                 elif decision is Decision.COLLECT:
                     if take == 4 + size:
-                        self._on_frame(bytes(prefix))
+                        if self._frames_as_views:  # on_frame flushes before it writes anything itself
+                            if self._on_frame(prefix):  # unchanged: it passes with its neighbours
+                                self._pass(pos, pos + take)
+                        else:
+                            self.flush()
+                            if self._on_frame(bytes(prefix)):
+                                self._pass(pos, pos + take)
                     else:
                         self._parts = [prefix]
                         self._collect_left = 4 + size - take
@@ -128,12 +189,19 @@ class FrameStream:
             return pos
         consumed = len(prefix)
         if decision is Decision.PASS:
-            self._sink(bytes(prefix) if self._head else prefix)
+            if self._head:  # the head came in pieces: written on its own
+                self.flush()
+                self._sink(bytes(prefix))
+            else:
+                self._pass(pos - consumed, pos)
             self._passthrough = 4 + size - consumed
         else:
             if complete:
                 self._head = bytearray()
-                self._on_frame(bytes(prefix))
+                self.flush()
+                frame = bytes(prefix)
+                if self._on_frame(frame):
+                    self._sink(frame)
                 return pos
             self._parts = [bytes(prefix)]  # the head buffer is reused; the frame's start must not be
             self._collect_left = 4 + size - consumed

@@ -133,3 +133,71 @@ def test_bad_request_headers(data: bytes) -> None:
 
 def test_non_utf8_client_id_is_tolerated_like_kafka() -> None:
     assert read_request_header(memoryview(struct.pack(">hhih", 18, 0, 1, 2) + b"\xff\xfe")) == (18, 0, 1, 12)
+
+
+class RewritingRecorder:
+    """Responses as the connection handles them (frames_as_views): frames whose first payload byte is 1 are
+    rewritten (payload reversed, emitted in two chunks), those starting 3 are answered out of turn (flush, then a
+    write of its own, as refusals are), other odd ones go out unchanged (on_frame returns True), even ones pass.
+    Every sink or sink_lines call is one write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.stream = FrameStream(LIMIT, 1, self.decide, self.write, self.on_frame, frames_as_views=True,
+                                  sink_lines=self.write_lines)
+
+    def write(self, chunk) -> None:
+        self.writes.append(bytes(chunk))
+
+    def write_lines(self, chunks) -> None:
+        self.writes.append(b"".join(chunks))
+
+    def decide(self, prefix: memoryview, size: int) -> Decision:
+        return Decision.PASS if size == 0 or prefix[4] % 2 == 0 else Decision.COLLECT
+
+    def on_frame(self, whole) -> bool:
+        if whole[4] == 1:
+            reversed_frame = frame(bytes(whole[4:])[::-1])
+            self.stream.emit([reversed_frame[:4], reversed_frame[4:]])
+            return False
+        if whole[4] == 3:
+            self.stream.flush()
+            self.write(bytes(whole))
+            return False
+        return True
+
+
+def rewritten(payload: bytes) -> bytes:
+    return frame(payload[::-1] if payload and payload[0] == 1 else payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads, st.lists(st.integers(0, 10_000), max_size=12))
+def test_rewritten_frames_keep_their_place_among_frames_written_together(items: list[bytes], cuts: list[int]) -> None:
+    recorder = RewritingRecorder()
+    for chunk in chunked(b"".join(frame(p) for p in items), cuts):
+        recorder.stream.feed(chunk)
+    assert b"".join(recorder.writes) == b"".join(rewritten(p) for p in items)
+
+
+def test_pipelined_frames_read_at_once_are_written_at_once() -> None:
+    """Five passing frames and an unchanged collected one in one read: one write, not six (one send() each)."""
+    items = [bytes([2, n]) for n in range(3)] + [bytes([7, 9])] + [bytes([4, n]) for n in range(2)]
+    data = b"".join(frame(p) for p in items)
+    recorder = RewritingRecorder()
+    recorder.stream.feed(data)
+    assert recorder.writes == [data]
+
+
+def test_a_rewritten_frame_joins_the_write_around_it() -> None:
+    items = [b"\x02a", b"\x01bc", b"\x02d"]
+    recorder = RewritingRecorder()
+    recorder.stream.feed(b"".join(frame(p) for p in items))
+    assert recorder.writes == [frame(b"\x02a") + frame(b"cb\x01") + frame(b"\x02d")]
+
+
+def test_a_frame_answered_out_of_turn_comes_after_what_passed_before_it() -> None:
+    items = [b"\x02a", b"\x03b", b"\x02c"]
+    recorder = RewritingRecorder()
+    recorder.stream.feed(b"".join(frame(p) for p in items))
+    assert recorder.writes == [frame(b"\x02a"), frame(b"\x03b"), frame(b"\x02c")]
