@@ -4,8 +4,8 @@ and started again. Prints what each consumer counted against what was acknowledg
 
     KGW_LAB_INSTANCE=1 flock /run/kgw-lab1.lock .venv/bin/python -m tests.e2e.rack_direct_failover
 
-(at 9c0ad4e on Kafka 4.4.0: librdkafka 9393 of 9393; aiokafka 0.14.0 6280; kafka-python 3.0.12 nothing, still
-running at the deadline.)
+(measured on Kafka 4.4.0 with the consumers of 8e1645b: librdkafka 9393 of 9393; aiokafka 0.14.0 6280;
+kafka-python 3.0.12 nothing, still running at the deadline.)
 """
 
 from __future__ import annotations
