@@ -3,7 +3,9 @@
 Feeds ProducerPerformance-shaped traffic through a ConnectionPair whose transports only count bytes:
 Produce v12 requests of 16 KB (one per ``data_received``, as the lab shows for default batching) and
 their one-partition v12 responses (collected and walked for KIP-951 NodeEndpoints), and Metadata v12
-requests with their responses (three racked brokers, rewritten; ``--metadata-topics`` topics). It isolates the
+requests with their responses (three racked brokers, rewritten; ``--metadata-topics`` topics), and consumer Fetch
+v12 requests of ``--fetch-partitions`` partitions from a client with no rack and from one in a client network (the
+request held whole and relayed with its rack_id filled in: the rack rewrite's cost is the difference). It isolates the
 per-frame Python cost from the kernel's share and from the noise of a shared machine; each figure is
 the best of several passes. The lab benchmark (``python -m bench``) is what counts for CPU per GB.
 """
@@ -24,6 +26,7 @@ from kio.schema.request_header.v2.header import RequestHeader
 from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from gateway_app.broker_addresses import PortPlan
+from gateway_app.client_networks import parse_client_networks
 from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
 from gateway_app.protocol.codec import encode as codec_encode
@@ -34,7 +37,7 @@ from gateway_app.proxy.connection import ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
-from lab.frames import metadata_request
+from lab.frames import fetch_request, metadata_request
 
 
 class _CountingTransport:
@@ -47,6 +50,12 @@ class _CountingTransport:
     def writelines(self, chunks) -> None:
         for data in chunks:
             self.bytes += len(data)
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def get_extra_info(self, name: str) -> None:
+        return None
 
 
 RULES = Rules(max_frame_bytes=100 * 1024 * 1024, max_in_flight=2**31,  # every request is fed before any response
@@ -117,6 +126,50 @@ def _pair() -> ConnectionPair:
     return pair
 
 
+FETCH_CLIENT_NETWORKS = parse_client_networks("rack-a=198.18.8.0/24")
+
+
+def _fetch_pair(source: str) -> ConnectionPair:
+    """A broker-port connection admitted from `source`: in rack-a's client network, or in none."""
+    metrics = Metrics()
+    routes = Routes(StaticTopology(PortPlan(6969, 0, 16), "198.18.0.9"), BrokerDirectory({}, (), 1.0), metrics)
+    rules = Rules(RULES.max_frame_bytes, RULES.max_in_flight, RULES.max_assembled_bytes, RULES.reserved,
+                  client_networks=FETCH_CLIENT_NETWORKS)
+
+    def admit(pair: ConnectionPair) -> bool:
+        pair.source = source
+        return True
+
+    pair = ConnectionPair(routes, rules, Incidents(metrics), 6971, f"{source}:1", on_open=admit)
+    pair.client_connected(_CountingTransport())  # type: ignore[arg-type]
+    pair.upstream = _CountingTransport()  # type: ignore[assignment]
+    return pair
+
+
+def fetch_response_frame(correlation_id: int, partitions: int, record_bytes: int = 1024) -> bytes:
+    body = codec_encode(spec("response", 1, 12), {"responses": [{"topic": "orders", "partitions": [
+        {"partition_index": p, "high_watermark": 10_000, "last_stable_offset": 10_000, "log_start_offset": 0,
+         "preferred_read_replica": -1, "records": bytes(record_bytes)} for p in range(partitions)]}]})
+    return _framed(struct.pack(">i", correlation_id) + b"\x00" + body)
+
+
+def measure_fetch(frames: int, passes: int, partitions: int) -> dict[str, float]:
+    """µs per consumer Fetch v12 request (and its response) without a client rack and with one filled in."""
+    figures = {}
+    for name, source in (("no_rack", "198.18.0.250"), ("rack", "198.18.8.7")):
+        pair = _fetch_pair(source)
+        assert (pair.client_rack is not None) == (name == "rack")
+        figures[name] = _best_us(frames, passes,
+                                 _feeder(pair.from_client, [fetch_request(12, i, partitions) for i in range(frames)]),
+                                 _feeder(pair.from_upstream, [fetch_response_frame(i, partitions) for i in range(frames)]))
+        if name == "rack":
+            assert pair.metrics.racks.rack_assigned("rack-a").value == frames * passes, "every request was rewritten"
+    return {"fetch_partitions": partitions, "fetch_request_us": figures["no_rack"][0],
+            "fetch_request_rack_us": figures["rack"][0],
+            "fetch_rack_cost_us": round(figures["rack"][0] - figures["no_rack"][0], 2),
+            "fetch_response_us": figures["no_rack"][1], "fetch_response_rack_us": figures["rack"][1]}
+
+
 def _feeder(feed, frames: list[bytes]):
     def run() -> None:
         for data in frames:
@@ -124,7 +177,7 @@ def _feeder(feed, frames: list[bytes]):
     return run
 
 
-def measure(frames: int, passes: int, request_size: int, metadata_topics: int) -> dict[str, float]:
+def measure(frames: int, passes: int, request_size: int, metadata_topics: int, fetch_partitions: int) -> dict[str, float]:
     pair = _pair()
     produce = _best_us(frames, passes,
                        _feeder(pair.from_client, [produce_request(i, request_size) for i in range(frames)]),
@@ -137,7 +190,8 @@ def measure(frames: int, passes: int, request_size: int, metadata_topics: int) -
                                 [metadata_response_frame(i, metadata_topics) for i in range(metadata_frames)]))
     return {"produce_request_us": produce[0], "produce_response_us": produce[1],
             "per_pair_us": round(produce[0] + produce[1], 2),
-            "metadata_topics": metadata_topics, "metadata_response_us": metadata[1]}
+            "metadata_topics": metadata_topics, "metadata_response_us": metadata[1],
+            **measure_fetch(frames // 4, passes, fetch_partitions)}
 
 
 def main() -> None:
@@ -148,8 +202,10 @@ def main() -> None:
     parser.add_argument("--request-size", type=int, default=16_000)
     parser.add_argument("--metadata-topics", type=int, default=0,
                         help="topics in each Metadata response (0: what the lab benchmark's load asks for)")
+    parser.add_argument("--fetch-partitions", type=int, default=8,
+                        help="partitions in each consumer Fetch request and its response")
     args = parser.parse_args()
-    print(json.dumps(measure(args.frames, args.passes, args.request_size, args.metadata_topics)))
+    print(json.dumps(measure(args.frames, args.passes, args.request_size, args.metadata_topics, args.fetch_partitions)))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ From v11 a Fetch request carries `rack_id`, the consumer's rack; a broker with
 read replica in that rack. Few applications set `client.rack`, so the gateway fills it in from the rack it
 decided for the connection (client_networks.py). Only an empty rack_id is filled: one the client set itself is
 never overridden. rack_id is the last field before the top-level tag section, so the request is kept byte for
-byte up to it (read by Kafka's definitions, codec.decode_until), the field is written anew and the rest follows
-as the client sent it.
+byte up to it (reached by a reader compiled from Kafka's definitions, reserved.offset_reader, which builds no
+values), the field is read and written anew by the codec, and the rest follows as the client sent it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from __future__ import annotations
 from functools import cache
 
 from .api_keys import FETCH
-from .codec import decode_field, decode_until, encode_field
-from .message_specs import REQUEST, FieldSpec, MessageSpec, spec
+from typing import Callable
+
+from .codec import decode_field, encode_field
+from .message_specs import REQUEST, FieldSpec, spec
+from .reserved import offset_reader
 from .wire import I32
 
 FIRST_WITH_RACK = 11
@@ -26,9 +29,11 @@ def carries_rack(api_version: int) -> bool:
 
 
 @cache
-def _rack_field(api_version: int) -> tuple[MessageSpec, FieldSpec]:
+def _rack_field(api_version: int) -> tuple[Callable[[memoryview, int], int], FieldSpec]:
+    """Where rack_id starts in a request of this version, and the field."""
     message = spec(REQUEST, FETCH, api_version)
-    return message, next(field for field in message.untagged() if field.snake == "rack_id")
+    field = next(field for field in message.untagged() if field.snake == "rack_id")
+    return offset_reader(message, "rack_id"), field
 
 
 @cache
@@ -43,10 +48,9 @@ def with_rack(frame: bytes, body_offset: int, api_version: int, rack: str) -> by
     Raises WireError, IndexError or struct.error for bytes Kafka would not read."""
     if not carries_rack(api_version):
         return None
-    message, field = _rack_field(api_version)
+    rack_at, field = _rack_field(api_version)
     view = memoryview(frame)
-    # Every item takes at least a byte: the frame's size bounds the walk, the budget adds nothing to it.
-    start = decode_until(message, "rack_id", view, body_offset, budget=len(frame))
+    start = rack_at(view, body_offset)  # every item takes a byte at least: the frame's size bounds the walk
     current, end = decode_field(field, view, start)
     if current:
         return None
