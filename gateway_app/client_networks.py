@@ -10,6 +10,7 @@ source address: the PROXY header's source when the header is trusted, else the s
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from .member import MAX_RACK, valid_rack
@@ -97,3 +98,27 @@ def parse_client_networks(raw: str) -> ClientNetworks:
 def parse_trusted_networks(raw: str) -> tuple[Network, ...]:
     """Comma-separated CIDR networks (a single address is a /32 or /128)."""
     return tuple(parse_network(item) for item in raw.split(",") if item.strip())
+
+
+# Client software that follows a preferred read replica it did not ask for by setting client.rack, as each names
+# itself in ApiVersions: the Java client, kafka-python and librdkafka, whose bindings send their own names (the
+# fetcher that follows is librdkafka's). tests/e2e/test_rack_aware_reads.py proves the Java client, kafka-python and
+# confluent-kafka-python. aiokafka follows one only when it set client_rack itself (its fetcher ignores
+# preferred_read_replica otherwise), so it is not here.
+RACK_FOLLOWING_SOFTWARE = frozenset({
+    "apache-kafka-java", "kafka-python",
+    "librdkafka", "confluent-kafka-python", "confluent-kafka-go", "confluent-kafka-dotnet",
+})
+
+# KIP-511's rule for client_software_name (a broker refuses other names with INVALID_REQUEST)
+_SOFTWARE_NAME = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
+
+
+def parse_software_names(raw: str) -> frozenset[str]:
+    """Comma-separated client software names (as clients send them in ApiVersions v3+, KIP-511)."""
+    names = [item.strip() for item in raw.split(",") if item.strip()]
+    for name in names:
+        if not _SOFTWARE_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a client software name (letters, digits, '-' and '.', "
+                             "beginning and ending with a letter or digit)")
+    return frozenset(names)

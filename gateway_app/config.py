@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .broker_addresses import PortPlan
-from .client_networks import ClientNetworks, Network, parse_client_networks, parse_trusted_networks
+from .client_networks import (
+    RACK_FOLLOWING_SOFTWARE, ClientNetworks, Network, parse_client_networks, parse_software_names, parse_trusted_networks,
+)
 from .env_file import EnvFileError, read_env_file
 from .member import Member, RecordRejected, validate_member
 
@@ -252,6 +254,14 @@ SPECS: tuple[Spec, ...] = (
          "e.g. rack-a=10.1.0.0/16,rack-b=10.2.0.0/16. A client whose source address (the PROXY header's under "
          "PROXY protocol) is in one has that rack: its Fetch requests (v11+) that name no rack_id are relayed with "
          "it, so a broker with RackAwareReplicaSelector points it at a replica in its rack. Empty: nothing rewritten."),
+    Spec("GATEWAY_CLIENT_RACK_SOFTWARE", "client_rack_software", parse_software_names,
+         ",".join(sorted(RACK_FOLLOWING_SOFTWARE)),
+         "Client software (client_software_name of ApiVersions v3+, comma-separated) given the rack of "
+         "GATEWAY_CLIENT_RACK_NETWORKS. A broker answers a Fetch naming a rack with a preferred read replica and no "
+         "records, and a client that does not follow it (aiokafka without client_rack, a client too old to name "
+         "itself) would fetch from the leader forever without progress, so only software known to follow it is "
+         "given a rack; other connections are counted (gateway_fetch_rack_withheld_total) and read from leaders. "
+         "The default lists the clients the project's rack-aware e2e test proves."),
     Spec("GATEWAY_EVENT_LOOP", "event_loop", _choice("uvloop", "asyncio"), "uvloop", "Event loop implementation."),
     Spec("GATEWAY_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
     Spec("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _host_ports, None, "Brokers of the backing cluster, host:port,host:port."),
@@ -320,6 +330,7 @@ class Settings:
     proxy_protocol: bool
     proxy_trusted_networks: tuple[Network, ...]
     client_rack_networks: ClientNetworks
+    client_rack_software: frozenset[str]
     event_loop: str
     log_level: str
     bootstrap_servers: tuple[tuple[str, int], ...]

@@ -115,12 +115,19 @@ class RackTallies:
 
     def __init__(self) -> None:
         self.assigned: dict[str, Tally] = {}
+        self.withheld: dict[str, Tally] = {}
         self.fetch_bytes: dict[tuple[str, str], Tally] = {}
 
     def rack_assigned(self, rack: str) -> Tally:
         tally = self.assigned.get(rack)
         if tally is None:
             tally = self.assigned[rack] = Tally()
+        return tally
+
+    def rack_withheld(self, rack: str) -> Tally:
+        tally = self.withheld.get(rack)
+        if tally is None:
+            tally = self.withheld[rack] = Tally()
         return tally
 
     def fetch_response_bytes(self, client_rack: str | None, broker_rack: str | None) -> Tally:
@@ -131,25 +138,31 @@ class RackTallies:
         return tally
 
     def describe(self):
-        return self._families({}, {})
+        return self._families({}, {}, {})
 
     def collect(self):
-        return self._families(dict(self.assigned), dict(self.fetch_bytes))
+        return self._families(dict(self.assigned), dict(self.withheld), dict(self.fetch_bytes))
 
     @staticmethod
-    def _families(assigned: dict[str, Tally], fetch_bytes: dict[tuple[str, str], Tally]):
+    def _families(assigned: dict[str, Tally], withheld: dict[str, Tally], fetch_bytes: dict[tuple[str, str], Tally]):
         assigned_family = CounterMetricFamily(
             "gateway_fetch_rack_assigned", "Fetch requests (v11+) that named no rack_id, relayed with the rack of "
             "the client's network (GATEWAY_CLIENT_RACK_NETWORKS)", labels=["rack"])
+        withheld_family = CounterMetricFamily(
+            "gateway_fetch_rack_withheld", "ApiVersions requests from a client in a rack's network whose software is "
+            "not known to follow a preferred read replica (GATEWAY_CLIENT_RACK_SOFTWARE): its connection's Fetch "
+            "requests are relayed without the rack", labels=["rack"])
         bytes_family = CounterMetricFamily(
             "gateway_fetch_response_bytes", "Fetch response bytes relayed to consumers, by the client's rack (from "
             "GATEWAY_CLIENT_RACK_NETWORKS; 'none' when it has none) and the rack of the broker its port stands for",
             labels=["client_rack", "broker_rack"])
         for rack, tally in sorted(assigned.items()):
             assigned_family.add_metric([rack], tally.value, created=tally.created)
+        for rack, tally in sorted(withheld.items()):
+            withheld_family.add_metric([rack], tally.value, created=tally.created)
         for (client_rack, broker_rack), tally in sorted(fetch_bytes.items()):
             bytes_family.add_metric([client_rack, broker_rack], tally.value, created=tally.created)
-        return [assigned_family, bytes_family]
+        return [assigned_family, withheld_family, bytes_family]
 
 
 class ApiMetrics:

@@ -28,7 +28,7 @@ from ..client_networks import ClientNetworks
 from ..close_reasons import CloseReason
 from ..protocol.api_keys import API_VERSIONS, FETCH, METADATA, PRODUCE
 from ..protocol.api_versions import unsupported_version_body
-from ..protocol.api_versions_request import names_node, without_node
+from ..protocol.api_versions_request import client_software, names_node, names_software, without_node
 from ..protocol.fetch_rack import carries_rack, with_rack
 from ..protocol.headers import (
     CORRELATION, SIZE, MalformedFrame, read_request_header, response_body_offset, response_header_is_flexible,
@@ -134,6 +134,7 @@ class Rules:
     client_tls: bool = False  # socket bytes are not frame bytes (no ReadLowWater)
     assembly: AssemblyBudget = AssemblyBudget(2**62)  # shared by all connections of a node
     client_networks: ClientNetworks = ClientNetworks()  # a client's rack, from its source address
+    rack_software: frozenset[str] = frozenset()  # client software given that rack (it follows preferred replicas)
 
 
 def produce_expects_response(frame: memoryview, body_offset: int, api_version: int) -> bool:
@@ -211,6 +212,7 @@ class ConnectionPair:
         self.peer = peer
         self.source = ""  # the client's address, connection limits count by it (set by register)
         self.client_rack: str | None = None  # decided once, at admission, from the source address
+        self._rack_given = False  # Fetch requests get client_rack: once its ApiVersions named software that follows
         self._rack_assigned: Tally | None = None  # counts this connection's Fetch requests given client_rack
         self._fetch_bytes: Tally | None = None  # by (client rack, broker rack), resolved at the first response
         self.client: asyncio.Transport | None = None
@@ -341,8 +343,12 @@ class ConnectionPair:
         is_allowed, rewrite = relay_handling(api_key, api_version)
         if not is_allowed:
             raise MalformedFrame(CloseReason.API_NOT_ALLOWED, f"api key {api_key} v{api_version} is not relayed")
-        if api_key == FETCH and self.client_rack is not None and carries_rack(api_version) and self._collect_for_rack(size):
+        if api_key == FETCH and self._rack_given and carries_rack(api_version) and self._collect_for_rack(size):
             return Decision.COLLECT  # rack_id filled in if the client named none (_collected_request)
+        if api_key == API_VERSIONS and self.client_rack is not None:
+            if names_software(api_version) and self._collect_for_rack(size):
+                return Decision.COLLECT  # the client software it names decides _rack_given (_collected_request)
+            self._give_rack(False)  # software that does not name itself is not known to follow
         try:
             expects_response = self._expects_response(frame, api_key, api_version, body_offset)
             self._check_names(frame, api_key, api_version, body_offset)
@@ -410,7 +416,9 @@ class ConnectionPair:
         if api_key == API_VERSIONS and names_node(api_version) and self.broker_id is None:
             frame = self._without_node(frame, body_offset, api_version)
             view = memoryview(frame)[4:]
-        if api_key == FETCH and self.client_rack is not None:
+        if api_key == API_VERSIONS and self.client_rack is not None:
+            self._decide_rack(frame, body_offset, api_version)
+        if api_key == FETCH and self._rack_given:
             frame = self._with_client_rack(frame, body_offset, api_version)
             view = memoryview(frame)[4:]  # its size changed: the byte count below is of what is relayed
         self._admit(api_key, api_version, correlation_id, len(view), rewrite, expects_response)
@@ -428,6 +436,23 @@ class ConnectionPair:
             return frame
         self.metrics.bootstrap_nodes_cleared.inc()
         return cleared
+
+    def _decide_rack(self, frame: bytes, body_offset: int | None, api_version: int) -> None:
+        """A broker answers a Fetch that names a rack with a preferred read replica (and no records), and a client
+        that does not follow it fetches from the leader without progress: the rack is given only to software
+        known to follow one (GATEWAY_CLIENT_RACK_SOFTWARE), decided by each ApiVersions the client sends."""
+        if body_offset is None or self.client_rack is None:
+            return
+        try:
+            software = client_software(frame, 4 + body_offset, api_version)
+        except (WireError, IndexError, struct.error) as error:
+            raise MalformedFrame(CloseReason.BAD_REQUEST, f"api versions v{api_version}: {error}") from None
+        self._give_rack(software in self.rules.rack_software)
+
+    def _give_rack(self, given: bool) -> None:
+        self._rack_given = given
+        if not given and self.client_rack is not None:
+            self.metrics.racks.rack_withheld(self.client_rack).value += 1
 
     def _with_client_rack(self, frame: bytes, body_offset: int | None, api_version: int) -> bytes:
         """KIP-392 (protocol/fetch_rack.py): the Fetch request naming the client's rack, unless it named one."""

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from gateway_app.broker_addresses import BrokerInfo, PortPlan
-from gateway_app.client_networks import parse_client_networks
+from gateway_app.client_networks import RACK_FOLLOWING_SOFTWARE, parse_client_networks
 from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
 from gateway_app.protocol import codec
-from gateway_app.protocol.api_keys import FETCH
+from gateway_app.protocol.api_keys import API_VERSIONS, FETCH
 from gateway_app.protocol.fetch_rack import FIRST_WITH_RACK, with_rack
 from gateway_app.protocol.headers import read_request_header
 from gateway_app.protocol.message_specs import REQUEST, FieldSpec, spec, versions
@@ -143,7 +143,7 @@ def _pair(source: str, networks: str = "rack-a=198.18.8.0/24,rack-b=198.18.9.0/2
     routes = Routes(StaticTopology(PortPlan(6969, 1, 8), "198.18.0.9"), directory, metrics)
     rules = Rules(max_frame_bytes=1 << 20, max_in_flight=500, max_assembled_bytes=1 << 20,
                   reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"),
-                  client_networks=parse_client_networks(networks))
+                  client_networks=parse_client_networks(networks), rack_software=RACK_FOLLOWING_SOFTWARE)
 
     def admit(pair: ConnectionPair) -> bool:
         pair.source = source
@@ -155,6 +155,18 @@ def _pair(source: str, networks: str = "rack-a=198.18.8.0/24,rack-b=198.18.9.0/2
     return pair, metrics
 
 
+def _introduce(pair: ConnectionPair, software: str = "confluent-kafka-python", api_version: int = 3) -> bytes:
+    """The ApiVersions request a client opens each connection with (KIP-511 names its software from v3)."""
+    body = {"client_software_name": software, "client_software_version": "2.12.1"} if api_version >= 3 else {}
+    frame = request_frame(API_VERSIONS, api_version, 1, body)
+    pair.from_client(frame)
+    return frame
+
+
+def _withheld(metrics: Metrics) -> dict[str, int]:
+    return {rack: tally.value for rack, tally in metrics.racks.withheld.items() if tally.value}
+
+
 def _assigned(metrics: Metrics) -> dict[str, int]:
     return {rack: tally.value for rack, tally in metrics.racks.assigned.items() if tally.value}
 
@@ -163,15 +175,17 @@ def _assigned(metrics: Metrics) -> dict[str, int]:
 def test_a_connection_with_a_rack_relays_fetch_with_it_and_counts(api_version: int) -> None:
     pair, metrics = _pair("198.18.9.77")
     assert pair.client_rack == "rack-b"
+    hello = _introduce(pair)
     frames = [fetch_request(api_version, 7, partitions=4), fetch_request(api_version, 8, partitions=4, rack_id="own")]
     joined = b"".join(frames)
     pair.from_client(joined[:30])  # split inside the first frame
     pair.from_client(joined[30:])
-    relayed = pair._early
+    assert pair._early[0] == hello, "ApiVersions relayed byte for byte"
+    relayed = pair._early[1:]
     assert len(relayed) == 2
     assert decoded(relayed[0], api_version)[1]["rack_id"] == "rack-b"
     assert relayed[1] == frames[1], "the client's own rack_id: relayed byte for byte"
-    assert [(e.correlation_id, e.api_key) for e in pair.in_flight] == [(7, FETCH), (8, FETCH)]
+    assert [(e.correlation_id, e.api_key) for e in pair.in_flight] == [(1, API_VERSIONS), (7, FETCH), (8, FETCH)]
     assert metrics.api(FETCH).request_bytes == len(relayed[0]) + len(relayed[1])
     assert _assigned(metrics) == {"rack-b": 1}
     assert pair.rules.assembly.used == 0, "the assembly budget is given back"
@@ -186,22 +200,55 @@ def test_a_connection_outside_every_network_relays_fetch_untouched() -> None:
 
 def test_fetch_before_v11_is_relayed_untouched_even_with_a_rack() -> None:
     pair, metrics = _pair("198.18.8.1")
+    _introduce(pair)
     frame = fetch_request(10, 7, partitions=2)
     pair.from_client(frame)
-    assert pair.client_rack == "rack-a" and pair._early == [frame] and _assigned(metrics) == {}
+    assert pair.client_rack == "rack-a" and pair._early[1:] == [frame] and _assigned(metrics) == {}
+
+
+@pytest.mark.parametrize("software, api_version", [("aiokafka", 3), ("my-app-client", 4), ("librdkafka", 2)])
+def test_software_not_known_to_follow_a_preferred_replica_is_given_no_rack(software: str, api_version: int) -> None:
+    """A broker answers a racked Fetch with a preferred read replica and no records; a client that ignores it
+    would fetch from the leader without progress forever. Names below v3 are unknown: no rack either."""
+    pair, metrics = _pair("198.18.8.1")
+    _introduce(pair, software, api_version)
+    frame = fetch_request(12, 7, partitions=2)
+    pair.from_client(frame)
+    assert pair._early[1:] == [frame] and _assigned(metrics) == {}
+    assert _withheld(metrics) == {"rack-a": 1}
+    assert 'gateway_fetch_rack_withheld_total{rack="rack-a"} 1.0' in metrics_text(metrics)
+
+
+def test_a_fetch_before_any_api_versions_is_given_no_rack() -> None:
+    pair, metrics = _pair("198.18.8.1")
+    frame = fetch_request(12, 7, partitions=2)
+    pair.from_client(frame)
+    assert pair._early == [frame] and _assigned(metrics) == {} and _withheld(metrics) == {}
+
+
+@pytest.mark.parametrize("software", sorted(RACK_FOLLOWING_SOFTWARE))
+def test_each_following_client_software_is_given_the_rack(software: str) -> None:
+    pair, metrics = _pair("198.18.8.1")
+    _introduce(pair, software)
+    pair.from_client(fetch_request(12, 7, partitions=2))
+    assert decoded(pair._early[1], 12)[1]["rack_id"] == "rack-a"
+    assert _assigned(metrics) == {"rack-a": 1} and _withheld(metrics) == {}
 
 
 def test_a_fetch_larger_than_the_assembly_limit_is_relayed_untouched_not_refused() -> None:
     pair, metrics = _pair("198.18.8.1")
+    _introduce(pair)
     object.__setattr__(pair, "_assembled_limit", 200)
     frame = fetch_request(12, 7, partitions=20)
     assert len(frame) > 200
     pair.from_client(frame)
-    assert not pair.closed and b"".join(pair._early) == frame and _assigned(metrics) == {}
+    assert not pair.closed and b"".join(pair._early[1:]) == frame and _assigned(metrics) == {}
 
 
 def test_fetch_response_bytes_count_by_client_rack_and_broker_rack() -> None:
     pair, metrics = _pair("198.18.8.1")  # rack-a client on broker 2's port (rack-b)
+    _introduce(pair)
+    pair.in_flight.clear()  # as if the broker had answered ApiVersions
     pair.from_client(fetch_request(12, 7, partitions=1))
     pair.upstream = _Transport()  # type: ignore[assignment]
     pair._connecting = False
