@@ -3,7 +3,9 @@
 Feeds ProducerPerformance-shaped traffic through a ConnectionPair whose transports only count bytes:
 Produce v12 requests of 16 KB (one per ``data_received``, as the lab shows for default batching) and
 their one-partition v12 responses (collected and walked for KIP-951 NodeEndpoints), and Metadata v12
-requests with their responses (three racked brokers, rewritten; ``--metadata-topics`` topics). It isolates the
+requests with their responses (three racked brokers, rewritten; ``--metadata-topics`` topics), and consumer Fetch
+v12 requests of ``--fetch-partitions`` partitions from a client with no rack and from one in a client network (the
+request held whole and relayed with its rack_id filled in: the rack rewrite's cost is the difference). It isolates the
 per-frame Python cost from the kernel's share and from the noise of a shared machine; each figure is
 the best of several passes. The lab benchmark (``python -m bench``) is what counts for CPU per GB.
 """
@@ -24,8 +26,10 @@ from kio.schema.request_header.v2.header import RequestHeader
 from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from gateway_app.broker_addresses import PortPlan
+from gateway_app.client_networks import RACK_FOLLOWING_SOFTWARE, parse_client_networks
 from gateway_app.cluster.topology import StaticTopology
 from gateway_app.metrics import Metrics
+from gateway_app.protocol.api_keys import API_VERSIONS
 from gateway_app.protocol.codec import encode as codec_encode
 from gateway_app.protocol.kio_adapter import encode
 from gateway_app.protocol.message_specs import spec
@@ -34,7 +38,7 @@ from gateway_app.proxy.connection import ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
-from lab.frames import metadata_request
+from lab.frames import fetch_request, metadata_request, request_frame
 
 from .metadata_load import PIPELINE_DEPTH
 
@@ -54,6 +58,12 @@ class _CountingTransport:
         self.writes += 1
         for data in chunks:
             self.bytes += len(data)
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def get_extra_info(self, name: str) -> None:
+        return None
 
 
 RULES = Rules(max_frame_bytes=100 * 1024 * 1024, max_in_flight=2**31,  # every request is fed before any response
@@ -124,6 +134,54 @@ def _pair() -> ConnectionPair:
     return pair
 
 
+FETCH_CLIENT_NETWORKS = parse_client_networks("rack-a=198.18.8.0/24")
+
+
+def _fetch_pair(source: str) -> ConnectionPair:
+    """A broker-port connection admitted from `source`: in rack-a's client network, or in none."""
+    metrics = Metrics()
+    routes = Routes(StaticTopology(PortPlan(6969, 0, 16), "198.18.0.9"), BrokerDirectory({}, (), 1.0), metrics)
+    rules = Rules(RULES.max_frame_bytes, RULES.max_in_flight, RULES.max_assembled_bytes, RULES.reserved,
+                  client_networks=FETCH_CLIENT_NETWORKS, rack_software=RACK_FOLLOWING_SOFTWARE)
+
+    def admit(pair: ConnectionPair) -> bool:
+        pair.source = source
+        return True
+
+    pair = ConnectionPair(routes, rules, Incidents(metrics), 6971, f"{source}:1", on_open=admit)
+    pair.client_connected(_CountingTransport())  # type: ignore[arg-type]
+    pair.upstream = _CountingTransport()  # type: ignore[assignment]
+    # the client names its software first (ApiVersions v3), as every connection of a following client does
+    pair.from_client(request_frame(API_VERSIONS, 3, 0, {"client_software_name": "apache-kafka-java",
+                                                        "client_software_version": "4.4.0"}))
+    pair.in_flight.clear()  # as if the broker had answered it
+    return pair
+
+
+def fetch_response_frame(correlation_id: int, partitions: int, record_bytes: int = 1024) -> bytes:
+    body = codec_encode(spec("response", 1, 12), {"responses": [{"topic": "orders", "partitions": [
+        {"partition_index": p, "high_watermark": 10_000, "last_stable_offset": 10_000, "log_start_offset": 0,
+         "preferred_read_replica": -1, "records": bytes(record_bytes)} for p in range(partitions)]}]})
+    return _framed(struct.pack(">i", correlation_id) + b"\x00" + body)
+
+
+def measure_fetch(frames: int, passes: int, partitions: int) -> dict[str, float]:
+    """µs per consumer Fetch v12 request (and its response) without a client rack and with one filled in."""
+    figures = {}
+    for name, source in (("no_rack", "198.18.0.250"), ("rack", "198.18.8.7")):
+        pair = _fetch_pair(source)
+        assert (pair.client_rack is not None) == (name == "rack")
+        figures[name] = _best_us(frames, passes,
+                                 _feeder(pair.from_client, [fetch_request(12, i, partitions) for i in range(frames)]),
+                                 _feeder(pair.from_upstream, [fetch_response_frame(i, partitions) for i in range(frames)]))
+        if name == "rack":
+            assert pair.metrics.racks.rack_assigned("rack-a").value == frames * passes, "every request was rewritten"
+    return {"fetch_partitions": partitions, "fetch_request_us": figures["no_rack"][0],
+            "fetch_request_rack_us": figures["rack"][0],
+            "fetch_rack_cost_us": round(figures["rack"][0] - figures["no_rack"][0], 2),
+            "fetch_response_us": figures["no_rack"][1], "fetch_response_rack_us": figures["rack"][1]}
+
+
 def _feeder(feed, frames: list[bytes], per_read: int = 1):
     """Feeds the frames `per_read` to a chunk: what one read returns when a client pipelines them."""
     chunks = [b"".join(frames[i:i + per_read]) for i in range(0, len(frames), per_read)]
@@ -134,8 +192,8 @@ def _feeder(feed, frames: list[bytes], per_read: int = 1):
     return run
 
 
-def measure(frames: int, passes: int, request_size: int, metadata_topics: int,
-            pipelined: int) -> dict[str, float]:
+def measure(frames: int, passes: int, request_size: int, metadata_topics: int, pipelined: int,
+            fetch_partitions: int) -> dict[str, float]:
     pair = _pair()
     produce = _best_us(frames, passes,
                        _feeder(pair.from_client, [produce_request(i, request_size) for i in range(frames)]),
@@ -164,7 +222,8 @@ def measure(frames: int, passes: int, request_size: int, metadata_topics: int,
             "pipelined": pipelined, "pipelined_1k_per_pair_us": round(small[0] + small[1], 2),
             "pipelined_1k_writes_per_frame": round(writes, 3),
             "metadata_topics": metadata_topics, "metadata_response_us": metadata[1],
-            "metadata_pipelined_writes_per_frame": round(metadata_writes, 3)}
+            "metadata_pipelined_writes_per_frame": round(metadata_writes, 3),
+            **measure_fetch(frames // 4, passes, fetch_partitions)}
 
 
 def main() -> None:
@@ -178,8 +237,11 @@ def main() -> None:
     parser.add_argument("--pipelined", type=int, default=5,
                         help="1 KiB Produce requests (and their responses) to a read (default %(default)s: the "
                              "producer's max.in.flight.requests.per.connection)")
+    parser.add_argument("--fetch-partitions", type=int, default=8,
+                        help="partitions in each consumer Fetch request and its response")
     args = parser.parse_args()
-    print(json.dumps(measure(args.frames, args.passes, args.request_size, args.metadata_topics, args.pipelined)))
+    print(json.dumps(measure(args.frames, args.passes, args.request_size, args.metadata_topics, args.pipelined,
+                             args.fetch_partitions)))
 
 
 if __name__ == "__main__":

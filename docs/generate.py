@@ -155,6 +155,9 @@ def metric_catalogue() -> list[dict[str, Any]]:
             owners[id(collector)] = cls.__module__
         if hasattr(instance, "api"):
             instance.api(0)  # one API entry, so the per-API collector shows its labels
+        if hasattr(instance, "racks"):  # one entry each, so the rack collector shows its labels
+            instance.racks.rack_assigned("rack")
+            instance.racks.fetch_response_bytes(None, None)
     for cls in attached:
         before = set(map(id, registry._collector_to_names))  # noqa: SLF001
         cls(registry)

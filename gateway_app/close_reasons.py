@@ -36,3 +36,4 @@ class CloseReason(StrEnum):
     FRAME_TIMEOUT = "frame_timeout"
     IDLE_TIMEOUT = "idle_timeout"
     CLIENT_NOT_READING = "client_not_reading"
+    PROXY_UNTRUSTED = "proxy_untrusted"  # a PROXY header naming a client, from outside GATEWAY_PROXY_TRUSTED_NETWORKS

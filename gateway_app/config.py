@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .broker_addresses import PortPlan
+from .client_networks import (
+    RACK_FOLLOWING_SOFTWARE, ClientNetworks, Network, parse_client_networks, parse_software_names, parse_trusted_networks,
+)
 from .env_file import EnvFileError, read_env_file
 from .member import Member, RecordRejected, validate_member
 
@@ -241,6 +244,24 @@ SPECS: tuple[Spec, ...] = (
          "Client certificate authentication: none, requested (verified if sent) or required."),
     Spec("GATEWAY_PROXY_PROTOCOL", "proxy_protocol", _bool, "false",
          "Expect a PROXY protocol v2 header on every listener connection (node behind HAProxy with send-proxy-v2)."),
+    Spec("GATEWAY_PROXY_TRUSTED_NETWORKS", "proxy_trusted_networks", parse_trusted_networks, "",
+         "Comma-separated CIDR networks (the load balancers') whose PROXY v2 headers are believed. A header naming a "
+         "client from any other peer closes the connection (counted, reason proxy_untrusted); a LOCAL header (a "
+         "health check, a peer node's probe) claims no address and is taken from anyone. Required when "
+         "GATEWAY_PROXY_PROTOCOL is on."),
+    Spec("GATEWAY_CLIENT_RACK_NETWORKS", "client_rack_networks", parse_client_networks, "",
+         "Client networks per rack, comma-separated rack=cidr pairs (a rack may have several; no two may overlap), "
+         "e.g. rack-a=10.1.0.0/16,rack-b=10.2.0.0/16. A client whose source address (the PROXY header's under "
+         "PROXY protocol) is in one has that rack: its Fetch requests (v11+) that name no rack_id are relayed with "
+         "it, so a broker with RackAwareReplicaSelector points it at a replica in its rack. Empty: nothing rewritten."),
+    Spec("GATEWAY_CLIENT_RACK_SOFTWARE", "client_rack_software", parse_software_names,
+         ",".join(sorted(RACK_FOLLOWING_SOFTWARE)),
+         "Client software (client_software_name of ApiVersions v3+, comma-separated) given the rack of "
+         "GATEWAY_CLIENT_RACK_NETWORKS. A broker answers a Fetch naming a rack with a preferred read replica and no "
+         "records, and a client that does not follow it (aiokafka without client_rack, a client too old to name "
+         "itself) would fetch from the leader forever without progress, so only software known to follow it is "
+         "given a rack; other connections are counted (gateway_fetch_rack_withheld_total) and read from leaders. "
+         "The default lists the clients the project's rack-aware e2e test proves."),
     Spec("GATEWAY_EVENT_LOOP", "event_loop", _choice("uvloop", "asyncio"), "uvloop", "Event loop implementation."),
     Spec("GATEWAY_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
     Spec("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _host_ports, None, "Brokers of the backing cluster, host:port,host:port."),
@@ -307,6 +328,9 @@ class Settings:
     ssl_ca_file: Path | None
     ssl_client_auth: str
     proxy_protocol: bool
+    proxy_trusted_networks: tuple[Network, ...]
+    client_rack_networks: ClientNetworks
+    client_rack_software: frozenset[str]
     event_loop: str
     log_level: str
     bootstrap_servers: tuple[tuple[str, int], ...]
@@ -400,6 +424,9 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("GATEWAY_SSL_CA_FILE", "required when GATEWAY_SSL_CLIENT_AUTH is not none")
     if settings.ssl_client_auth != "none" and settings.ssl_cert_file is None:
         raise ConfigError("GATEWAY_SSL_CLIENT_AUTH", "client authentication needs TLS (GATEWAY_SSL_CERT_FILE)")
+    if settings.proxy_protocol and not settings.proxy_trusted_networks:
+        raise ConfigError("GATEWAY_PROXY_TRUSTED_NETWORKS", "required when GATEWAY_PROXY_PROTOCOL is on: the load "
+                          "balancers' networks, the only peers whose PROXY headers name a client")
     if settings.max_connections_per_source > settings.max_connections:
         raise ConfigError("GATEWAY_MAX_CONNECTIONS_PER_SOURCE", "cannot exceed GATEWAY_MAX_CONNECTIONS")
 

@@ -67,6 +67,11 @@ def validate_member(member: Member) -> None:
         raise RecordRejected("out_of_range", f"ports {member.port_start}+{member.port_count} exceed 65535", "port_count")
 
 
+def valid_rack(rack: str) -> bool:
+    """A rack as a node's record and the client-network table may name it."""
+    return isinstance(rack, str) and 1 <= len(rack) <= MAX_RACK and rack.isascii() and bool(_RACK.fullmatch(rack))
+
+
 def valid_host(host: str) -> bool:
     """An IPv4/IPv6 literal, or a DNS name: labels of letters, digits, '-' and '_' (not at a label's
     ends for '-'), at most 253 characters, and a last label that is not all digits (so '10.0.1'

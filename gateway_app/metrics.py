@@ -39,6 +39,8 @@ class Metrics:
             "gateway_upstream_connections_active", "Open connections to brokers", ["broker"], registry=r)
         self.apis: dict[int, ApiMetrics] = {}
         r.register(_ApiCollector(self.apis))
+        self.racks = RackTallies()
+        r.register(self.racks)
         self.upstream_errors = Counter(
             "gateway_upstream_errors", "Broker connection failures and bad broker responses", ["reason"], registry=r)
         self.malformed_frames = Counter(
@@ -48,7 +50,8 @@ class Metrics:
         self.known_brokers = Gauge("gateway_known_brokers", "Brokers the node knows an address for", registry=r)
         self.connections_refused = Counter(
             "gateway_connections_refused", "Client connections closed by a limit or deadline (node_limit, source_limit, "
-            "first_request_timeout, idle_timeout, client_not_reading, frame_timeout)", ["reason"], registry=r)
+            "first_request_timeout, idle_timeout, client_not_reading, frame_timeout) or at accept for a PROXY header "
+            "from outside GATEWAY_PROXY_TRUSTED_NETWORKS (proxy_untrusted)", ["reason"], registry=r)
         self.in_flight_paused = Counter(
             "gateway_in_flight_paused", "Times a client's reading was paused at GATEWAY_MAX_IN_FLIGHT", registry=r)
         self.reserved_refused = Counter(
@@ -90,6 +93,76 @@ class Metrics:
     def listener(self, port: int, broker: int | None) -> tuple[Gauge, Counter]:
         labels = (str(port), "bootstrap" if broker is None else str(broker))
         return self.client_connections_active.labels(*labels), self.client_connections_total.labels(*labels)
+
+
+NO_RACK = "none"  # the rack label of a client or broker whose rack is not known
+
+
+class Tally:
+    """One counter bumped in place on the hot path (a connection holds its own reference)."""
+
+    __slots__ = ("value", "created")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.created = time.time()
+
+
+class RackTallies:
+    """Rack-aware reads (client_networks.py, protocol/fetch_rack.py): Fetch requests given the client's rack, and
+    the Fetch response bytes relayed to consumers by (client rack, broker rack): the cross-rack share of
+    consumer traffic is the bytes whose two racks differ."""
+
+    def __init__(self) -> None:
+        self.assigned: dict[str, Tally] = {}
+        self.withheld: dict[str, Tally] = {}
+        self.fetch_bytes: dict[tuple[str, str], Tally] = {}
+
+    def rack_assigned(self, rack: str) -> Tally:
+        tally = self.assigned.get(rack)
+        if tally is None:
+            tally = self.assigned[rack] = Tally()
+        return tally
+
+    def rack_withheld(self, rack: str) -> Tally:
+        tally = self.withheld.get(rack)
+        if tally is None:
+            tally = self.withheld[rack] = Tally()
+        return tally
+
+    def fetch_response_bytes(self, client_rack: str | None, broker_rack: str | None) -> Tally:
+        key = (client_rack or NO_RACK, broker_rack or NO_RACK)
+        tally = self.fetch_bytes.get(key)
+        if tally is None:
+            tally = self.fetch_bytes[key] = Tally()
+        return tally
+
+    def describe(self):
+        return self._families({}, {}, {})
+
+    def collect(self):
+        return self._families(dict(self.assigned), dict(self.withheld), dict(self.fetch_bytes))
+
+    @staticmethod
+    def _families(assigned: dict[str, Tally], withheld: dict[str, Tally], fetch_bytes: dict[tuple[str, str], Tally]):
+        assigned_family = CounterMetricFamily(
+            "gateway_fetch_rack_assigned", "Fetch requests (v11+) that named no rack_id, relayed with the rack of "
+            "the client's network (GATEWAY_CLIENT_RACK_NETWORKS)", labels=["rack"])
+        withheld_family = CounterMetricFamily(
+            "gateway_fetch_rack_withheld", "ApiVersions requests from a client in a rack's network whose software is "
+            "not known to follow a preferred read replica (GATEWAY_CLIENT_RACK_SOFTWARE): its connection's Fetch "
+            "requests are relayed without the rack", labels=["rack"])
+        bytes_family = CounterMetricFamily(
+            "gateway_fetch_response_bytes", "Fetch response bytes relayed to consumers, by the client's rack (from "
+            "GATEWAY_CLIENT_RACK_NETWORKS; 'none' when it has none) and the rack of the broker its port stands for",
+            labels=["client_rack", "broker_rack"])
+        for rack, tally in sorted(assigned.items()):
+            assigned_family.add_metric([rack], tally.value, created=tally.created)
+        for rack, tally in sorted(withheld.items()):
+            withheld_family.add_metric([rack], tally.value, created=tally.created)
+        for (client_rack, broker_rack), tally in sorted(fetch_bytes.items()):
+            bytes_family.add_metric([client_rack, broker_rack], tally.value, created=tally.created)
+        return [assigned_family, withheld_family, bytes_family]
 
 
 class ApiMetrics:

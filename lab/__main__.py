@@ -72,6 +72,8 @@ def _print_status(state: LabState) -> None:
         print(f"  host   {h.name:<6} {h.address:<15} rack {h.rack or '-':<7} groups {','.join(h.groups) or '-':<12} "
               f"{h.release:<8} pid {h.pid} {alive(h.pid)}")
     print(f"  client netns {state.client_netns} at {state.client_address} (no route to the brokers)")
+    for c in state.rack_clients:
+        print(f"  client netns {c.netns} at {c.address} in {c.rack}'s client network {c.network} (no route to the brokers)")
     print(f"  gateway process addresses on the controller: {', '.join(state.gateway_addresses)}")
     print(f"  ssh: ssh -i {state.ssh_key} root@<host address>")
     if state.timings:

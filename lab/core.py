@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import hosts, kafka, kafka_versions, net, rootfs
-from .layout import BROKER_IDS, DEBIAN_RELEASES, DEFAULT_RELEASE, Layout
+from .layout import BROKER_IDS, DEBIAN_RELEASES, DEFAULT_RELEASE, RACKS, Layout
 from .shell import pid_alive, say
-from .state import Host, LabState
+from .state import Host, LabState, RackClient
 
 
 @dataclass(frozen=True)
@@ -98,14 +98,31 @@ def up(layout: Layout, host_specs: Iterable[HostSpec], kafka_version: str | None
             )
         # The client namespace gets the host network only: no route to any broker.
         net.netns_up(layout, layout.client_netns, net.client_veth(layout), f"{layout.client_ip}/24", routes=[])
+        state.rack_clients = rack_clients_up(layout)
         hosts.ensure_ssh_key(layout)
     state.save()
     with timed("brokers"):
         start_brokers(layout, state)
     with timed("hosts"):
-        add_hosts(layout, state, host_specs)
+        booted = add_hosts(layout, state, host_specs)
+        for host in state.hosts:
+            if host not in booted and host.pid and pid_alive(host.pid):
+                hosts.ensure_rack_client_route(layout, state, host)
     state.save()
     return state
+
+
+def rack_clients_up(layout: Layout) -> list[RackClient]:
+    """A client namespace per rack, in the rack's own client network, routed on-link to the host network only (where
+    the gateway hosts and the controller's gateway addresses are): like the client namespace, no route to any broker."""
+    clients = []
+    for rack in RACKS:
+        network = layout.rack_client_net(rack)
+        client = RackClient(rack, layout.rack_client_netns(rack), layout.rack_client_ip(rack), str(network))
+        net.netns_up(layout, client.netns, net.rack_client_veth(layout, rack), f"{client.address}/{network.prefixlen}",
+                     routes=[str(layout.host_net)])
+        clients.append(client)
+    return clients
 
 
 def start_brokers(layout: Layout, state: LabState, only: Iterable[int] = BROKER_IDS) -> None:
@@ -190,6 +207,8 @@ def down(layout: Layout) -> None:
     for broker_id in BROKER_IDS:
         net.netns_down(layout.broker_netns(broker_id), net.broker_veth(layout, broker_id))
     net.netns_down(layout.client_netns, net.client_veth(layout))
+    for rack in RACKS:
+        net.netns_down(layout.rack_client_netns(rack), net.rack_client_veth(layout, rack))
     net.bridge_down(layout)
     hosts.remove_instance_cgroups(layout)
     if layout.state_dir.exists():

@@ -30,7 +30,8 @@ def cgroup_dirs(layout: Layout, name: str) -> list[Path]:
 
 
 def _network_unit(layout: Layout, address: str) -> str:
-    # Only the lab's host network and a route to the Kafka network: no default route, so no internet.
+    # Only the lab's host network and routes to the Kafka network and the rack client networks (all on the one
+    # bridge): no default route, so no internet.
     return f"""\
 [Match]
 Name=host0
@@ -42,7 +43,15 @@ IPv6AcceptRA=no
 
 [Route]
 Destination={layout.kafka_net}
+
+[Route]
+Destination={layout.rack_client_block}
 """
+
+
+def ensure_rack_client_route(layout: Layout, state: LabState, host: Host) -> None:
+    """The rack client networks' route on a host that booted before the lab had them (its network unit lacks it)."""
+    run(state.ssh_cmd(host.name, f"ip route replace {layout.rack_client_block} dev host0"))
 
 
 def _prepare_upper(layout: Layout, state: LabState, host: Host, upper: Path) -> None:

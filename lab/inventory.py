@@ -32,6 +32,10 @@ def inventory(state: LabState) -> dict:
                 "lab_kafka_bootstrap_servers": state.bootstrap_servers,
                 "lab_kafka_sasl_bootstrap_servers": state.sasl_bootstrap_servers,
                 "lab_client_netns": state.client_netns,
+                # Each rack's client network (a client namespace per rack sits in it): where a client's rack comes
+                # from when it sends none (KIP-392 rack-aware reads through the gateway).
+                "gateway_client_networks": state.client_networks,
+                "lab_rack_client_netns": {c.rack: c.netns for c in state.rack_clients},
             },
             "children": groups,
         }

@@ -18,6 +18,7 @@ from .state import Broker
 POM = REPO_DIR / "lab" / "maven" / "pom.xml"
 # Kafka 3.9 logs through reload4j: leave its slf4j binding out so every release logs through log4j2 (LOG4J2 below).
 SECOND_LOGGING_BINDING = "slf4j-reload4j,reload4j"
+RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 JAVA_HEAP = os.environ.get("KGW_LAB_BROKER_HEAP", "-Xms256m -Xmx768m").split()
 
 LOG4J2 = """\
@@ -78,6 +79,9 @@ def broker_config(layout: Layout, broker_id: int, rack: str, data_dir: Path) -> 
 process.roles=broker,controller
 node.id={broker_id}
 broker.rack={rack}
+# KIP-392: a consumer that names its rack (the gateway names it for clients in a rack's client network) reads
+# from the replica in its rack.
+replica.selector.class={RACK_AWARE_SELECTOR}
 controller.quorum.voters={voters}
 listeners=PLAINTEXT://{ip}:{BROKER_PORT},SASL_PLAINTEXT://{ip}:{SASL_PORT},CONTROLLER://{ip}:{CONTROLLER_PORT}
 advertised.listeners=PLAINTEXT://{ip}:{BROKER_PORT},SASL_PLAINTEXT://{ip}:{SASL_PORT}

@@ -1,8 +1,10 @@
 """Names, addresses and paths of one lab instance, derived from its number alone.
 
-Instance ``n`` owns the bridge ``kgw{n}br``, the host network 198.18.{2n}.0/24 and the Kafka network
-198.18.{2n+1}.0/24 — all inside 198.18.0.0/15, the range set aside for this kind of lab.  Both networks share one
-bridge; what keeps the client namespace away from the brokers is routing: it has no route to the Kafka network.
+Instance ``n`` (0..127) owns the bridge ``kgw{n}br``, the host network 198.18.{2n}.0/24, the Kafka network
+198.18.{2n+1}.0/24 and the rack client networks 198.19.{n}.0/24 (a /26 per rack: rack-a .0, rack-b .64, rack-c .128)
+— all inside 198.18.0.0/15, the range set aside for this kind of lab: the first two fill 198.18.0.0/16, the third
+198.19.0.0/16, so no two instances share an address. Every network shares the instance's bridge; what keeps the
+client namespaces away from the brokers is routing: they have no route to the Kafka network.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 DEBIAN_RELEASES = ("bookworm", "trixie")
 DEFAULT_RELEASE = "bookworm"
 RACKS = ("rack-a", "rack-b", "rack-c")
+RACK_CLIENT_NET_PREFIX = 26  # four per instance's /24: one for each rack, one spare
 BROKER_IDS = (1, 2, 3)
 
 
@@ -57,8 +60,8 @@ class Layout:
     instance: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.instance < 200:
-            raise ValueError("lab instance must be 0..199 (two /24s each inside 198.18.0.0/15)")
+        if not 0 <= self.instance < 128:
+            raise ValueError("lab instance must be 0..127 (two /24s each in 198.18.0.0/16, one in 198.19.0.0/16)")
 
     # --- names -------------------------------------------------------------------------------------------------
     @property
@@ -75,6 +78,10 @@ class Layout:
     @property
     def client_netns(self) -> str:
         return f"{self.prefix}-client"
+
+    def rack_client_netns(self, rack: str) -> str:
+        """The client namespace of one rack (`kgw0-rack-a`): its address is in that rack's client network."""
+        return f"{self.prefix}-{rack}"
 
     def machine_name(self, host: str) -> str:
         return f"{self.prefix}-{host}"
@@ -108,6 +115,27 @@ class Layout:
     @property
     def client_ip(self) -> str:
         return self.host_ip(250)
+
+    @property
+    def rack_client_block(self) -> ipaddress.IPv4Network:
+        """Every rack client network of the instance: the hosts route it on-link, so their answers find the clients."""
+        return ipaddress.IPv4Network(f"198.19.{self.instance}.0/24")
+
+    def rack_client_net(self, rack: str) -> ipaddress.IPv4Network:
+        """One rack's client network: the rack's entry in the inventory's `gateway_client_networks`."""
+        return list(self.rack_client_block.subnets(new_prefix=RACK_CLIENT_NET_PREFIX))[RACKS.index(rack)]
+
+    def rack_controller_ip(self, rack: str) -> str:
+        """The controller's address in a rack client network (.1): the bridge's route to that network."""
+        return str(self.rack_client_net(rack).network_address + 1)
+
+    def rack_client_ip(self, rack: str) -> str:
+        return str(self.rack_client_net(rack).network_address + 10)
+
+    @property
+    def client_networks(self) -> dict[str, list[str]]:
+        """The inventory's `gateway_client_networks`: each rack and the client networks in it."""
+        return {rack: [str(self.rack_client_net(rack))] for rack in RACKS}
 
     def broker_ip(self, broker_id: int) -> str:
         return str(self.kafka_net.network_address + 10 + broker_id)

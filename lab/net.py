@@ -1,11 +1,11 @@
-"""The lab's one bridge and the network namespaces hung off it (brokers, the client)."""
+"""The lab's one bridge and the network namespaces hung off it (brokers, the client, a client per rack)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .layout import Layout
+from .layout import RACK_CLIENT_NET_PREFIX, RACKS, Layout
 from .shell import run
 
 
@@ -18,11 +18,13 @@ def netns_exists(name: str) -> bool:
 
 
 def bridge_up(layout: Layout) -> None:
-    """The bridge with the controller's addresses: .1 on both networks, .2-.9 for gateway processes."""
+    """The bridge with the controller's addresses: .1 on both networks, .2-.9 for gateway processes, and .1 in each
+    rack client network (so gateway processes on the controller answer the rack clients)."""
     if not _link_exists(layout.bridge):
         run(["ip", "link", "add", layout.bridge, "type", "bridge"])
     addresses = [f"{layout.controller_host_ip}/24", f"{layout.controller_kafka_ip}/24"]
     addresses += [f"{ip}/24" for ip in layout.gateway_addresses]
+    addresses += [f"{layout.rack_controller_ip(rack)}/{RACK_CLIENT_NET_PREFIX}" for rack in RACKS]
     present = run(["ip", "-o", "-4", "addr", "show", "dev", layout.bridge]).stdout
     for cidr in addresses:
         if f" {cidr} " not in present:
@@ -78,6 +80,10 @@ def netns_names(layout: Layout) -> list[str]:
 
 def client_veth(layout: Layout) -> str:
     return f"{layout.prefix}cl"
+
+
+def rack_client_veth(layout: Layout, rack: str) -> str:
+    return f"{layout.prefix}r{RACKS.index(rack)}"
 
 
 def broker_veth(layout: Layout, broker_id: int) -> str:

@@ -25,6 +25,17 @@ class Broker:
 
 
 @dataclass
+class RackClient:
+    """A client namespace in one rack: its address is in the rack's client network, which the gateway's
+    GATEWAY_CLIENT_RACK_NETWORKS (the inventory's gateway_client_networks) names."""
+
+    rack: str
+    netns: str
+    address: str
+    network: str
+
+
+@dataclass
 class Host:
     name: str
     address: str
@@ -52,6 +63,8 @@ class LabState:
     # The Apache Kafka release the brokers and the Java tools (java_classpath) run; "" in a state written before the
     # lab had the setting.
     kafka_version: str = ""
+    # One client namespace per rack; [] in a state written before the lab had them (`lab up` adds them).
+    rack_clients: list[RackClient] = field(default_factory=list)
 
     # --- persistence -------------------------------------------------------------------------------------------
     @classmethod
@@ -66,6 +79,7 @@ class LabState:
         raw = json.loads(cls.path(instance).read_text())
         raw["brokers"] = [Broker(**b) for b in raw.get("brokers", [])]
         raw["hosts"] = [Host(**h) for h in raw.get("hosts", [])]
+        raw["rack_clients"] = [RackClient(**c) for c in raw.get("rack_clients", [])]
         return cls(**raw)
 
     @classmethod
@@ -102,9 +116,18 @@ class LabState:
     def hosts_in(self, group: str) -> list[Host]:
         return [h for h in self.hosts if group in h.groups]
 
-    def client_cmd(self, argv: list[str]) -> list[str]:
-        """argv run inside the client namespace, which cannot route to any broker."""
-        return ["ip", "netns", "exec", self.client_netns, *argv]
+    def client_cmd(self, argv: list[str], rack: str | None = None) -> list[str]:
+        """argv run inside the client namespace, or the one of `rack`: neither can route to any broker."""
+        netns = self.rack_client(rack).netns if rack else self.client_netns
+        return ["ip", "netns", "exec", netns, *argv]
+
+    def rack_client(self, rack: str) -> RackClient:
+        return next(c for c in self.rack_clients if c.rack == rack)
+
+    @property
+    def client_networks(self) -> dict[str, list[str]]:
+        """Rack -> its client networks: the inventory's gateway_client_networks."""
+        return {c.rack: [c.network] for c in self.rack_clients}
 
     def ssh_cmd(self, host: str, command: str) -> list[str]:
         return ["ssh", *self.ssh_options(), f"root@{self.host(host).address}", command]

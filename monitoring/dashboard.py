@@ -33,6 +33,9 @@ DESCRIPTIONS = {
         INTERNAL_ONLY + "connections a node holds for a broker the mapping gives to another node, and their handovers.",
     "Bytes served out of rack by node":
         INTERNAL_ONLY + "client bytes of brokers served outside their rack while it has a live node (empty when none).",
+    "Consumer bytes read across racks, by client rack":
+        "Fetch response bytes relayed to consumers from brokers outside the consumer's rack (client racks from "
+        "GATEWAY_CLIENT_RACK_NETWORKS), beside all consumer bytes of that rack ('none': clients without a rack).",
     "HAProxy: gateways UP per port": EXTERNAL_ONLY + "gateway servers UP in each HAProxy backend.",
     "HAProxy: gateway servers not UP": EXTERNAL_ONLY + "gateway servers DOWN, MAINT, DRAIN or NOLB.",
 }
@@ -89,6 +92,15 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ]),
     ("Bytes served out of rack by node", "Bps", [
         (f"sum by (node) (rate(gateway_out_of_rack_bytes_total{{{GW}}}{RATE}))", "{{node}}"),
+    ]),
+    ("Consumer bytes read across racks, by client rack", "Bps", [
+        # same-rack series taken away: each broker rack renamed a client rack of the same name (PromQL cannot
+        # compare two labels of one series)
+        (f'sum by (client_rack) (rate(gateway_fetch_response_bytes_total{{{GW}, client_rack!="none", broker_rack!="none"}}'
+         f"{RATE}) unless on (cluster, client_rack, broker_rack) label_replace(sum by (cluster, broker_rack) "
+         f'(gateway_fetch_response_bytes_total{{{GW}}}), "client_rack", "$1", "broker_rack", "(.*)"))',
+         "{{client_rack}} across racks"),
+        (f"sum by (client_rack) (rate(gateway_fetch_response_bytes_total{{{GW}}}{RATE}))", "{{client_rack}} all"),
     ]),
     ("HAProxy: gateways UP per port", "short", [
         ('sum by (instance, proxy) (haproxy_server_status{job="haproxy", proxy=~"gateways_.*", state="UP"})',

@@ -25,13 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 # The only env-file keys whose values leave the host; everything else (SASL passwords, the cluster secret) stays.
 ENV_KEYS_REPORTED = (
     "GATEWAY_NODE_ID", "GATEWAY_RACK_ID", "GATEWAY_CLUSTER_ID", "GATEWAY_BIND_HOST", "GATEWAY_HTTP_BIND_HOST",
-    "GATEWAY_HTTP_PORT", "KAFKA_BOOTSTRAP_SERVERS",
+    "GATEWAY_HTTP_PORT", "KAFKA_BOOTSTRAP_SERVERS", "GATEWAY_CLIENT_RACK_NETWORKS",
 )
 # Read on the host and sent only to the node's own /cluster (for the brokers' addresses); never reported or printed.
 ADMIN_TOKEN_KEY = "GATEWAY_HTTP_ADMIN_TOKEN"
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 UNIT_PROPERTIES = ("ActiveState", "SubState", "UnitFileState", "NRestarts", "ExecMainStartTimestamp")
 CONNECT_TIMEOUT_S = 2.0
+SELECTORS_TIMEOUT_S = 15
 HTTP_TIMEOUT_S = 3.0
 
 
@@ -128,6 +129,16 @@ def cluster_summary(view):
     }
 
 
+def replica_selectors(venv, env_path):
+    """The brokers' replica.selector.class, read in the node's venv with its own settings (fleet/replica_selectors.py)."""
+    try:
+        out = subprocess.run([venv + "/bin/python", "-m", "gateway_app.fleet.replica_selectors", "--config", env_path],
+                             capture_output=True, text=True, timeout=SELECTORS_TIMEOUT_S + 5)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as error:
+        return {"error": str(error) or type(error).__name__}
+
+
 def gateway_facts(args):
     env, token = env_file(args["env_file"])
     values = env.get("values", {})
@@ -149,6 +160,9 @@ def gateway_facts(args):
         "ready": ready, "cluster": summary if summary is not None else {"error": cluster.get("error") or
                                                                        "HTTP %s" % cluster.get("status")},
         "broker_reach": reach,
+        # rack-aware reads need the brokers' selector: asked only where client networks are configured
+        "replica_selectors": replica_selectors(args["venv"], args["env_file"])
+        if values.get("GATEWAY_CLIENT_RACK_NETWORKS") else None,
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from .facts import HostFacts
 from .inventory import Target
+from .replica_selectors import RACK_AWARE_SELECTOR, SELECTOR_CONFIG
 
 FLEET = "fleet"
 
@@ -47,6 +48,7 @@ def judge(targets: list[Target], facts: list[HostFacts], limits: Limits = Limits
     problems += membership_problems(gateways)
     problems += mapping_problems(gateways)
     problems += clock_problems(facts, limits)
+    problems += selector_problems(gateways)
     return problems
 
 
@@ -234,4 +236,28 @@ def clock_problems(facts: list[HostFacts], limits: Limits) -> list[Problem]:
         if abs(apart) > limits.max_clock_offset_s + (f.clock_uncertainty_s or 0.0):
             problems.append(Problem(name, "clock", f"clock {apart:+.3f} s from the fleet's median "
                                                    f"(limit {limits.max_clock_offset_s:g} s)"))
+    return problems
+
+
+def selector_problems(gateways: list[tuple[Target, HostFacts]]) -> list[Problem]:
+    """With client networks configured, every broker needs RackAwareReplicaSelector: without it the rack the gateway
+    gives a consumer's Fetch names no preferred replica, and consumers keep reading from leaders in other racks.
+    Each broker is named once for the fleet; a node that could not ask is named itself."""
+    problems, lacking = [], {}
+    for target, host in gateways:
+        selectors = None if host.error else host.facts.get("replica_selectors")
+        if not selectors:
+            continue
+        if "error" in selectors:
+            problems.append(Problem(target.name, "replica-selector", f"cannot read the brokers' {SELECTOR_CONFIG}: "
+                                                                     f"{selectors['error']}"))
+            continue
+        for broker, selector in (selectors.get("brokers") or {}).items():
+            if selector != RACK_AWARE_SELECTOR:
+                lacking[broker] = selector
+    for broker, selector in sorted(lacking.items(), key=lambda item: int(item[0])):
+        problems.append(Problem(FLEET, "replica-selector", f"broker {broker} has {SELECTOR_CONFIG}="
+                                f"{selector or '(unset: the leader serves every fetch)'}; GATEWAY_CLIENT_RACK_NETWORKS "
+                                f"is configured, so set {SELECTOR_CONFIG}={RACK_AWARE_SELECTOR} (and broker.rack) "
+                                "for consumers to read in their own rack"))
     return problems

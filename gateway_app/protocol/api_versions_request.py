@@ -11,11 +11,12 @@ fields are cleared before the request is relayed; the client's cluster is checke
 from __future__ import annotations
 
 from .api_keys import API_VERSIONS
-from .codec import decode_until
+from .codec import decode_field, decode_until
 from .message_specs import REQUEST, spec
 from .wire import I32
 
 FIRST_NAMING_NODE = 5
+FIRST_NAMING_SOFTWARE = 3  # KIP-511: client_software_name and _version
 NO_NODE = -1
 NULL_COMPACT_STRING = b"\x00"
 
@@ -40,3 +41,21 @@ def without_node(frame: bytes, body_offset: int, api_version: int) -> bytes | No
         return None
     payload = bytes(view[4:cluster_at]) + NULL_COMPACT_STRING + I32.pack(NO_NODE) + bytes(view[node_at + 4:])
     return I32.pack(len(payload)) + payload
+
+
+def names_software(api_version: int) -> bool:
+    return api_version >= FIRST_NAMING_SOFTWARE
+
+
+def client_software(frame: bytes, body_offset: int, api_version: int) -> str | None:
+    """The client_software_name an ApiVersions request (v3+) carries, None before v3. body_offset counts from the
+    frame's start, its size prefix included. Raises WireError, IndexError or struct.error for bytes Kafka would not
+    read."""
+    if not names_software(api_version):
+        return None
+    message = spec(REQUEST, API_VERSIONS, api_version)
+    view = memoryview(frame)
+    start = decode_until(message, "client_software_name", view, body_offset)
+    field = next(field for field in message.untagged() if field.snake == "client_software_name")
+    name, _ = decode_field(field, view, start)
+    return name

@@ -144,6 +144,12 @@ def decode(message: MessageSpec, buffer: memoryview, offset: int = 0, budget: in
     return _read_struct(message.root, reader), reader.offset
 
 
+def decode_field(field: FieldSpec, buffer: memoryview, offset: int, budget: int = 1 << 30) -> tuple[Any, int]:
+    """(one field's value, the offset after it) at offset."""
+    reader = _Reader(buffer, offset, budget)
+    return _read_field(field, reader), reader.offset
+
+
 def decode_until(message: MessageSpec, name: str, buffer: memoryview, offset: int = 0, budget: int = 1 << 30) -> int:
     """The offset where the untagged top-level field `name` starts (the fields before it read, within budget)."""
     reader = _Reader(buffer, offset, budget)
@@ -234,6 +240,13 @@ def _write_struct(out: bytearray, spec: FieldSpec, values: dict[str, Any]) -> No
             write_uvarint(out, child.tag)
             write_uvarint(out, len(field))
             out += field
+
+
+def encode_field(field: FieldSpec, value: Any) -> bytes:
+    """One field's bytes, as it sits in its message."""
+    out = bytearray()
+    _write_field(out, field, value)
+    return bytes(out)
 
 
 def encode(message: MessageSpec, values: dict[str, Any]) -> bytes:

@@ -33,7 +33,7 @@ import sre_parse
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .message_specs import REQUEST, FieldSpec, UnknownMessage, lookup
+from .message_specs import REQUEST, FieldSpec, MessageSpec, UnknownMessage, lookup
 from .wire import I8, I16, I32, WireError, compact_length, uvarint
 
 RESERVED_MARK = b"_gateway_"  # every reserved name contains it: a cheap first search of a response
@@ -310,7 +310,8 @@ def _tag_section_lines(spec: FieldSpec, check: bool) -> list[str]:
                           f"        raise TagSizeMismatch('tagged field {tagged.name} declared ' + str(m) + ' bytes')"])
         first = False
     lines += _indent(["else:" if not first else "if True:", "    o = e"])
-    return lines
+    # No tags, nearly always: one zero byte, read without a varint call (a Fetch request has one per partition).
+    return ["if b[o] == 0:", "    o += 1", "else:"] + _indent(lines)
 
 
 def _struct_lines(spec: FieldSpec, last: bool, check: bool) -> list[str]:
@@ -386,3 +387,28 @@ def request_reader(api_key: int, api_version: int) -> Check:
     if message is None:
         raise UnknownMessage(f"request api key {api_key} v{api_version}")
     return _NAMESPACE[_register(message.root, last=False, check=True)]  # type: ignore[return-value]
+
+
+_OFFSET_READERS: dict[tuple[str, int, int, str], Callable[[memoryview, int], int]] = {}
+
+
+def offset_reader(message: MessageSpec, name: str) -> Callable[[memoryview, int], int]:
+    """A compiled (buffer, body offset) -> offset where the untagged top-level field `name` starts, reading the fields
+    before it as the checkers read them (no name checked): what protocol/fetch_rack.py splices at, per request.
+    codec.decode_until answers the same, building every value on the way; this builds none."""
+    key = (message.kind, message.api_key, message.version, name)
+    reader = _OFFSET_READERS.get(key)
+    if reader is None:
+        lines: list[str] = []
+        for child in message.untagged():
+            if child.snake == name:
+                break
+            lines += _field_lines(child, check=False)
+        else:
+            raise KeyError(f"{message.name} v{message.version} has no untagged field {name}")
+        function = f"offset_of_{name}_{message.api_key}_{message.version}_{message.kind}"
+        tail = ["if o > len(b):", "    raise IndexError('the message runs past the bytes at hand')", "return o"]
+        source = "\n".join([f"def {function}(b, o, names=None):", *_indent(lines + tail)])
+        exec(compile(source, f"<offset {function}>", "exec"), _NAMESPACE)
+        reader = _OFFSET_READERS[key] = _NAMESPACE[function]  # type: ignore[assignment]
+    return reader

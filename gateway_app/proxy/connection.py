@@ -24,10 +24,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from ..client_networks import ClientNetworks
 from ..close_reasons import CloseReason
 from ..protocol.api_keys import API_VERSIONS, FETCH, METADATA, PRODUCE
 from ..protocol.api_versions import unsupported_version_body
-from ..protocol.api_versions_request import names_node, without_node
+from ..protocol.api_versions_request import client_software, names_node, names_software, without_node
+from ..protocol.fetch_rack import carries_rack, with_rack
 from ..protocol.headers import (
     CORRELATION, SIZE, MalformedFrame, read_request_header, response_body_offset, response_header_is_flexible,
 )
@@ -38,7 +40,7 @@ from ..protocol.refusal import Unanswerable, refusal_body
 from ..protocol.reserved import Reserved, ReservedNames, request_checker
 from ..protocol.wire import I16, WireError, compact_length
 from ..protocol.rewriting import REWRITERS
-from ..metrics import ApiMetrics, Metrics
+from ..metrics import ApiMetrics, Metrics, Tally
 from ..broker_addresses import BrokerInfo
 from .framing import Decision, FrameStream
 from .incidents import Incidents
@@ -131,6 +133,8 @@ class Rules:
     reserved: ReservedNames  # the gateway cluster's own topic and group
     client_tls: bool = False  # socket bytes are not frame bytes (no ReadLowWater)
     assembly: AssemblyBudget = AssemblyBudget(2**62)  # shared by all connections of a node
+    client_networks: ClientNetworks = ClientNetworks()  # a client's rack, from its source address
+    rack_software: frozenset[str] = frozenset()  # client software given that rack (it follows preferred replicas)
 
 
 def produce_expects_response(frame: memoryview, body_offset: int, api_version: int) -> bool:
@@ -207,6 +211,10 @@ class ConnectionPair:
         self.broker_id = routes.broker_for_port(port)
         self.peer = peer
         self.source = ""  # the client's address, connection limits count by it (set by register)
+        self.client_rack: str | None = None  # decided once, at admission, from the source address
+        self._rack_given = False  # Fetch requests get client_rack: once its ApiVersions named software that follows
+        self._rack_assigned: Tally | None = None  # counts this connection's Fetch requests given client_rack
+        self._fetch_bytes: Tally | None = None  # by (client rack, broker rack), resolved at the first response
         self.client: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
         self.upstream_label = "bootstrap"
@@ -238,6 +246,9 @@ class ConnectionPair:
             self.closed = True
             transport.abort()
             return
+        self.client_rack = self.rules.client_networks.rack_of(self.source)
+        if self.client_rack is not None:
+            self._rack_assigned = self.metrics.racks.rack_assigned(self.client_rack)
         self._client_low_water = ReadLowWater.of(transport, self.rules.client_tls)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
@@ -333,6 +344,12 @@ class ConnectionPair:
         is_allowed, rewrite = relay_handling(api_key, api_version)
         if not is_allowed:
             raise MalformedFrame(CloseReason.API_NOT_ALLOWED, f"api key {api_key} v{api_version} is not relayed")
+        if api_key == FETCH and self._rack_given and carries_rack(api_version) and self._collect_for_rack(size):
+            return Decision.COLLECT  # rack_id filled in if the client named none (_collected_request)
+        if api_key == API_VERSIONS and self.client_rack is not None:
+            if names_software(api_version) and self._collect_for_rack(size):
+                return Decision.COLLECT  # the client software it names decides _rack_given (_collected_request)
+            self._give_rack(False)  # software that does not name itself is not known to follow
         try:
             expects_response = self._expects_response(frame, api_key, api_version, body_offset)
             self._check_names(frame, api_key, api_version, body_offset)
@@ -352,6 +369,14 @@ class ConnectionPair:
                                  f"({self.rules.assembly.limit})")
         self._assembling = size
         return Decision.COLLECT
+
+    def _collect_for_rack(self, size: int) -> bool:
+        """Hold a Fetch request whole to give it the client's rack, within the same limits as any request held
+        whole; one beyond them is relayed as the client sent it (the rack is an optimisation, not a check)."""
+        if size > self._assembled_limit or not self.rules.assembly.take(size):
+            return False
+        self._assembling = size
+        return True
 
     def _release_assembly(self) -> None:
         if self._assembling:
@@ -392,6 +417,11 @@ class ConnectionPair:
         if api_key == API_VERSIONS and names_node(api_version) and self.broker_id is None:
             frame = self._without_node(frame, body_offset, api_version)
             view = memoryview(frame)[4:]
+        if api_key == API_VERSIONS and self.client_rack is not None:
+            self._decide_rack(frame, body_offset, api_version)
+        if api_key == FETCH and self._rack_given:
+            frame = self._with_client_rack(frame, body_offset, api_version)
+            view = memoryview(frame)[4:]  # its size changed: the byte count below is of what is relayed
         self._admit(api_key, api_version, correlation_id, len(view), rewrite, expects_response)
         self._to_upstream(frame)
 
@@ -407,6 +437,36 @@ class ConnectionPair:
             return frame
         self.metrics.bootstrap_nodes_cleared.inc()
         return cleared
+
+    def _decide_rack(self, frame: bytes, body_offset: int | None, api_version: int) -> None:
+        """A broker answers a Fetch that names a rack with a preferred read replica (and no records), and a client
+        that does not follow it fetches from the leader without progress: the rack is given only to software
+        known to follow one (GATEWAY_CLIENT_RACK_SOFTWARE), decided by each ApiVersions the client sends."""
+        if body_offset is None or self.client_rack is None:
+            return
+        try:
+            software = client_software(frame, 4 + body_offset, api_version)
+        except (WireError, IndexError, struct.error) as error:
+            raise MalformedFrame(CloseReason.BAD_REQUEST, f"api versions v{api_version}: {error}") from None
+        self._give_rack(software in self.rules.rack_software)
+
+    def _give_rack(self, given: bool) -> None:
+        self._rack_given = given
+        if not given and self.client_rack is not None:
+            self.metrics.racks.rack_withheld(self.client_rack).value += 1
+
+    def _with_client_rack(self, frame: bytes, body_offset: int | None, api_version: int) -> bytes:
+        """KIP-392 (protocol/fetch_rack.py): the Fetch request naming the client's rack, unless it named one."""
+        if body_offset is None or self.client_rack is None or self._rack_assigned is None:
+            return frame
+        try:
+            filled = with_rack(frame, 4 + body_offset, api_version, self.client_rack)
+        except (WireError, IndexError, struct.error) as error:
+            raise MalformedFrame(CloseReason.BAD_REQUEST, f"fetch v{api_version}: {error}") from None
+        if filled is None:
+            return frame
+        self._rack_assigned.value += 1
+        return filled
 
     @staticmethod
     def _expects_response(frame: memoryview, api_key: int, api_version: int, body_offset: int | None) -> bool:
@@ -539,6 +599,12 @@ class ConnectionPair:
         api = entry.api
         api.observe_latency(time.monotonic() - entry.started)
         api.response_bytes += 4 + size
+        if entry.api_key == FETCH:
+            fetch_bytes = self._fetch_bytes
+            if fetch_bytes is None:
+                fetch_bytes = self._fetch_bytes = self.metrics.racks.fetch_response_bytes(
+                    self.client_rack, self.routes.broker_rack(self.broker_id))
+            fetch_bytes.value += 4 + size
 
     def _rewrite_response(self, frame: bytes | memoryview) -> bool:
         """Rewrites a collected response; True when it goes out unchanged (the stream writes it, with its

@@ -56,6 +56,11 @@ class Routes:
         """The broker a listening port routes to; None for the bootstrap port (any broker will do)."""
         return self.topology.plan.broker_for_port(port)
 
+    def broker_rack(self, broker_id: int | None) -> str | None:
+        """The rack of the broker a port stands for, as the directory knows it (None: the bootstrap port, or unknown)."""
+        broker = None if broker_id is None else self.directory.brokers.get(broker_id)
+        return None if broker is None else broker.rack
+
     # --- the upstream side -----------------------------------------------------------------------
 
     async def dial(self, broker_id: int | None, peer: str,

@@ -13,6 +13,7 @@ import socket
 import time
 from typing import Callable
 
+from ..client_networks import contains
 from ..close_reasons import CloseReason
 from ..config import Settings
 from ..protocol.reserved import ReservedNames
@@ -32,7 +33,8 @@ SWEEP_INTERVAL_S = 1.0  # deadlines are checked this often: they fire up to a se
 
 def rules_of(settings: Settings, client_tls: bool, reserved: ReservedNames) -> Rules:
     return Rules(settings.max_frame_bytes, settings.max_in_flight, settings.max_assembled_bytes, reserved, client_tls,
-                 AssemblyBudget(settings.max_assembled_bytes_total))
+                 AssemblyBudget(settings.max_assembled_bytes_total), settings.client_rack_networks,
+                 settings.client_rack_software)
 
 
 class Gateway:
@@ -104,6 +106,9 @@ class Gateway:
                 log.warning("closing connection on port %d: bad PROXY header (%s)", port, error or "timeout")
                 client.close()
                 return
+            if peer is not None and not self._proxy_trusted(client, peer, port):
+                client.close()
+                return
         if self.client_ssl is None:
             await loop.connect_accepted_socket(self._factory(port, peer), client)
             return
@@ -119,6 +124,22 @@ class Gateway:
         except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
             self.tls_failed(peer, port, error)
             client.close()
+
+    def _proxy_trusted(self, client: socket.socket, claimed: str, port: int) -> bool:
+        """A PROXY header that names a client is believed only from GATEWAY_PROXY_TRUSTED_NETWORKS: from anyone
+        else it would let a client claim any address (another rack, another source for the per-source cap).
+        A LOCAL header names nobody (read_header gives None) and never gets here."""
+        try:
+            sender = client.getpeername()[0]
+        except OSError:
+            sender = "?"
+        if contains(self.settings.proxy_trusted_networks, sender):
+            return True
+        self.metrics.connections_refused.labels(CloseReason.PROXY_UNTRUSTED).inc()
+        self.incidents.log_limited(f"{CloseReason.PROXY_UNTRUSTED}:{sender}", "closing connection from %s on port %d: "
+                                   "%s (its PROXY header claims %s; not in GATEWAY_PROXY_TRUSTED_NETWORKS)",
+                                   sender, port, CloseReason.PROXY_UNTRUSTED, claimed)
+        return False
 
     def tls_failed(self, peer: str, port: int, error: BaseException) -> None:
         reason = handshake_failure_reason(error)

@@ -4,7 +4,8 @@
     ansible-playbook -i inventory/lab playbooks/deploy.yml
 
 KGW_LAB_HOSTS (lab host specs "NAME[:RACK][@GROUP[+GROUP]][%RELEASE]", space separated) limits the inventory to those
-hosts: each molecule scenario works on hosts of its own beside the lab's default ones.
+hosts: each molecule scenario works on hosts of its own beside the lab's default ones. gateway_client_networks then
+keeps the racks of those hosts only (a scenario in two racks deploys a table of two).
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def to_script_format(tree: dict, only: set[str] | None) -> dict:
         for name, host_vars in hosts.items():
             hostvars.setdefault(name, {}).update(host_vars or {})
     result["_meta"] = {"hostvars": hostvars}
+    if only is not None and "gateway_client_networks" in result["all"]["vars"]:
+        # The role refuses a client network of a rack no gateway host is in: keep the racks of the hosts kept.
+        racks = {host_vars.get("gateway_rack_id") for host_vars in hostvars.values()}
+        networks = result["all"]["vars"]["gateway_client_networks"]
+        result["all"]["vars"] = {**result["all"]["vars"],
+                                 "gateway_client_networks": {r: n for r, n in networks.items() if r in racks}}
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
@@ -12,14 +13,22 @@ from kio.schema.api_versions.v0.response import ApiVersionsResponse
 from kio.schema.request_header.v1.header import RequestHeader
 
 from gateway_app.proxy.proxy_protocol import SIGNATURE
-from tests.e2e.dataplane_support import kafka_exchange, node_fixture
+from tests.e2e.dataplane_support import PYTHON, REPO, kafka_exchange, running_node
 
 pytestmark = pytest.mark.lab
 
 PORT_START, HTTP_PORT = 17500, 17590
 ORIGINAL_CLIENT = ("198.18.0.123", 5555)  # the address HAProxy would have seen
 
-node = node_fixture(PORT_START, HTTP_PORT, GATEWAY_PROXY_PROTOCOL="true")
+
+
+@pytest.fixture(scope="module")
+def node(lab, tmp_path_factory):
+    """The controller's own addresses stand for the load balancer: PROXY headers are believed from them only, so
+    the client namespace is a peer that reaches the node directly."""
+    trusted = ",".join([lab.controller_address, *lab.gateway_addresses])
+    yield from running_node(lab, tmp_path_factory, PORT_START, HTTP_PORT, GATEWAY_PROXY_PROTOCOL="true",
+                            GATEWAY_PROXY_TRUSTED_NETWORKS=trusted)
 
 
 def proxy_header(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
@@ -58,3 +67,29 @@ def test_connection_without_proxy_header_is_refused(node):
                        ApiVersionsRequest(), ApiVersionsResponse)
     time.sleep(0.2)
     assert node.metric("gateway_malformed_frames_total", reason="proxy_header") == before + 1
+
+
+# Run in the client namespace: a PROXY header claiming ORIGINAL_CLIENT, then an ApiVersions v0 request; prints what
+# came back ("closed" when the node hung up without answering).
+_FROM_AN_UNTRUSTED_PEER = """
+import socket, struct, sys
+address, port, header = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+sock = socket.create_connection((address, port), timeout=5)
+payload = struct.pack(">hhih", 18, 0, 9, 4) + b"test"
+try:
+    sock.sendall(header + struct.pack(">i", len(payload)) + payload)
+    print("closed" if sock.recv(4) == b"" else "answered")
+except ConnectionResetError:
+    print("closed")
+"""
+
+
+def test_a_proxy_header_from_outside_the_trusted_networks_is_refused_and_counted(lab, node):
+    before = node.metric("gateway_connections_refused_total", reason="proxy_untrusted")
+    header = proxy_header(ORIGINAL_CLIENT, (node.address, PORT_START))
+    done = subprocess.run(lab.client_cmd([PYTHON, "-c", _FROM_AN_UNTRUSTED_PEER, node.address, str(PORT_START),
+                                          header.hex()]), cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "closed", done.stderr[-2000:]
+    time.sleep(0.2)
+    assert node.metric("gateway_connections_refused_total", reason="proxy_untrusted") == before + 1
+    assert f"closing connection from {lab.client_address} on port {PORT_START}: proxy_untrusted" in node.log()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import socket
 import subprocess
@@ -10,9 +11,10 @@ import sys
 import uuid
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
-from lab.layout import SASL_PORT
+from lab.kafka import RACK_AWARE_SELECTOR
+from lab.layout import RACKS, SASL_PORT
 from lab.state import LabState
 
 from ..conftest import REPO
@@ -59,18 +61,55 @@ print(json.dumps(results))
 """
 
 
-def test_client_namespace_cannot_reach_any_broker(lab: LabState) -> None:
+@pytest.mark.parametrize("rack", [None, *RACKS], ids=["client", *RACKS])
+def test_client_namespaces_reach_the_gateway_hosts_and_no_broker(lab: LabState, rack: str | None) -> None:
     broker_targets = [(b.address, port) for b in lab.brokers for port in (b.port, SASL_PORT)]
-    targets = broker_targets + [(lab.hosts[0].address, 22)]
+    host_targets = [(h.address, 22) for h in lab.hosts_in("gateways")]
     probe = subprocess.run(
-        lab.client_cmd([sys.executable, "-c", CONNECT_PROBE, json.dumps(targets)]),
+        lab.client_cmd([sys.executable, "-c", CONNECT_PROBE, json.dumps(broker_targets + host_targets)], rack=rack),
         capture_output=True, text=True, check=True, timeout=30,
     )
     results = json.loads(probe.stdout)
     for endpoint in (f"{host}:{port}" for host, port in broker_targets):
         assert results[endpoint] == errno.ENETUNREACH, f"client reached broker {endpoint}"
     # The same probe does reach the gateway side of the lab, so the failures above are the routing, not the probe.
-    assert results[f"{lab.hosts[0].address}:22"] == 0
+    assert {f"{host}:{port}": results[f"{host}:{port}"] for host, port in host_targets} == \
+        {f"{host}:{port}": 0 for host, port in host_targets}
+
+
+@pytest.mark.parametrize("rack", RACKS)
+def test_a_rack_client_reaches_a_gateway_address_from_its_rack_network(lab: LabState, rack: str) -> None:
+    """What a gateway process on the controller sees: a connection from inside the rack's client network, which is
+    the rack's entry in the inventory's gateway_client_networks."""
+    with socket.create_server((lab.gateway_addresses[-1], 0)) as server:
+        server.settimeout(30)
+        port = server.getsockname()[1]
+        probe = subprocess.Popen(lab.client_cmd([sys.executable, "-c", CONNECT_PROBE,
+                                                 json.dumps([[lab.gateway_addresses[-1], port]])], rack=rack),
+                                 stdout=subprocess.PIPE, text=True)
+        connection, (peer, _) = server.accept()
+        connection.close()
+        assert json.loads(probe.communicate(timeout=30)[0]) == {f"{lab.gateway_addresses[-1]}:{port}": 0}
+    assert peer == lab.rack_client(rack).address
+    assert ipaddress.ip_address(peer) in ipaddress.ip_network(lab.rack_client(rack).network)
+    assert lab.client_networks[rack] == [lab.rack_client(rack).network]
+    other_networks = [n for r, nets in lab.client_networks.items() if r != rack for n in nets]
+    assert not any(ipaddress.ip_address(peer) in ipaddress.ip_network(n) for n in other_networks)
+
+
+def test_lab_inventory_names_the_rack_client_networks(lab: LabState) -> None:
+    tree = json.loads(subprocess.run([sys.executable, "-m", "lab", "inventory"], cwd=REPO, check=True,
+                                     capture_output=True, text=True).stdout)
+    assert tree["all"]["vars"]["gateway_client_networks"] == {r: [lab.rack_client(r).network] for r in RACKS}
+
+
+def test_brokers_choose_the_replica_in_the_consumers_rack(lab: LabState) -> None:
+    """KIP-392 needs it on the brokers: without the selector a Fetch's rack_id changes nothing."""
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+    for broker in lab.brokers:  # one BROKER resource per call, as the admin client wants
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(broker.id))
+        configs = admin.describe_configs([resource], request_timeout=15)[resource].result(timeout=20)
+        assert configs["replica.selector.class"].value == RACK_AWARE_SELECTOR, broker
 
 
 def _ansible(lab: LabState, tmp_path, module: str, args: str = "") -> dict[str, dict]:

@@ -45,3 +45,13 @@ def test_kgw_lab_hosts_limits_to_the_named_hosts(monkeypatch: pytest.MonkeyPatch
 def test_kgw_lab_hosts_names_ignore_the_release_suffix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KGW_LAB_HOSTS", "mdf-gw1:rack-a@gateways%trixie lb1%bookworm")
     assert lab_inventory.selected_names() == {"mdf-gw1", "lb1"}
+
+
+def test_kgw_lab_hosts_keeps_the_client_networks_of_the_kept_racks(monkeypatch: pytest.MonkeyPatch) -> None:
+    networks = {"rack-a": ["198.19.0.0/26"], "rack-b": ["198.19.0.64/26"], "rack-c": ["198.19.0.128/26"]}
+    tree = {"all": {**TREE["all"], "vars": {**TREE["all"]["vars"], "gateway_client_networks": networks}}}
+    assert lab_inventory.to_script_format(tree, None)["all"]["vars"]["gateway_client_networks"] == networks
+    monkeypatch.setenv("KGW_LAB_HOSTS", "mdf-gw1:rack-a@gateways lb1@gateway_lb")
+    result = lab_inventory.to_script_format(tree, lab_inventory.selected_names())
+    assert result["all"]["vars"]["gateway_client_networks"] == {"rack-a": ["198.19.0.0/26"]}
+    assert tree["all"]["vars"]["gateway_client_networks"] == networks  # the tree it was given is left as it was

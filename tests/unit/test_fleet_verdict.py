@@ -225,3 +225,35 @@ def test_inventory_hosts_ssh_options_and_templates():
     assert (found["b"].address, found["b"].port, found["b"].user, found["b"].node_id) == ("b", 2222, "ops", "node-b")
     assert found["l"].role == "lb" and found["l"].known_hosts is None
     assert known_hosts_file({"ansible_ssh_extra_args": "-oUserKnownHostsFile=/x"}) == "/x"
+
+
+# --- rack-aware reads: the brokers' replica.selector.class -------------------------------------------------------
+
+RACK_AWARE = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+
+
+def with_selectors(selectors: dict | None) -> list[HostFacts]:
+    facts = healthy()
+    for host in facts:
+        host.facts["replica_selectors"] = copy.deepcopy(selectors)
+    return facts
+
+
+def test_brokers_with_the_rack_aware_selector_are_no_problem() -> None:
+    assert problems_of(with_selectors({"brokers": {"1": RACK_AWARE, "2": RACK_AWARE, "3": RACK_AWARE}})) == set()
+    assert problems_of(with_selectors(None)) == set(), "no client networks: the brokers are not asked"
+
+
+def test_a_broker_without_the_selector_is_named_once_for_the_fleet() -> None:
+    facts = with_selectors({"brokers": {"1": RACK_AWARE, "2": None, "3": "org.apache.kafka.common.replica.LeaderSelector"}})
+    found = [p for p in judge(fleet(), facts) if p.check == "replica-selector"]
+    assert [(p.host, p.detail.split(";")[0]) for p in found] == [
+        ("fleet", "broker 2 has replica.selector.class=(unset: the leader serves every fetch)"),
+        ("fleet", "broker 3 has replica.selector.class=org.apache.kafka.common.replica.LeaderSelector")]
+    assert all(RACK_AWARE in p.detail for p in found)
+
+
+def test_a_node_that_could_not_ask_is_named() -> None:
+    facts = healthy()
+    by_name(facts, "gw2").facts["replica_selectors"] = {"error": "KafkaException: timed out"}
+    assert problems_of(facts) == {("gw2", "replica-selector")}
