@@ -316,9 +316,15 @@ def soak_page_from(result: dict[str, Any]) -> str:
     out.append(_table(["leg", "consumer", "consumed", "commit errors", "exit", "crashed", "longest consume pause",
                        "chaos during it", "client-level errors"], rows))
     told = result.get("gateway_only_client_errors", {})
-    out.append("\nClient-level errors of the gateway leg that the direct leg does not match in a broker restart "
-               "(reported, not judged): "
-               + (", ".join(f"{count}× {name}" for name, count in sorted(told.items())) or "none") + ".\n")
+    listed = ", ".join(f"{count}× {name}" for name, count in sorted(told.items())) or "none"
+    if "excused_client_errors" in result:  # a result without it was written before the soak judged them
+        excused = ", ".join(f"{count}× {name}" for name, count in sorted(result["excused_client_errors"].items())) or "none"
+        out.append(f"\nClient-level errors of the gateway leg counted against the gateway (no direct-leg match of the "
+                   f"same client and name in the same broker restart, one for one): {listed}. Excused by the direct "
+                   f"leg: {excused}.\n")
+    else:
+        out.append("\nClient-level errors of the gateway leg that the direct leg does not match in a broker restart "
+                   f"(this run predates their judgement: reported, not judged): {listed}.\n")
     return "".join(out)
 
 

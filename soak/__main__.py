@@ -9,10 +9,12 @@ clients on a topic of their own, on the controller, bootstrapped from the broker
 restarts without any gateway: the control that says what a broker restart does to applications on its own.
 
 Every client reports each record's outcome (acknowledged, or the error the application was told) and the group
-reports every record and every failed commit (lab/clients/outcomes.py). The soak fails when a leg lost or
-duplicated an acknowledged message, or when the gateway leg was told of an error that the direct leg was not also
-told of during the same broker restart (an error outside any broker restart is the gateway's by definition). The
-figures of both legs and the chaos events go to a JSON file.
+reports every record and every failed commit (lab/clients/outcomes.py); every client's own errors (librdkafka's
+error_cb, the Java tools' WARN/ERROR lines by logger class) are kept beside them. The soak fails when a leg lost or
+duplicated an acknowledged message, or when the gateway leg was told of an error, of a record or of the client's
+own, that the direct leg's same client was not also told of during the same broker restart, one for one (an error
+outside any broker restart is the gateway's by definition). The figures of both legs, what was excused and the
+chaos events go to a JSON file.
 
 Everything is bounded: the load is --rate messages/s per producer for --minutes, the chaos loop stops when the
 load has been sent, and every wait has a timeout. Do not run it beside the test suite or the benchmark: it uses
@@ -30,7 +32,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -197,19 +198,25 @@ def attribute_pauses(figures: dict, marks: list[tuple[float, str]]) -> None:
 
 
 def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
-    """Both legs' figures, the gateway-only errors, and the verdict."""
+    """Both legs' figures, the gateway-only errors, and the verdict. The records' errors and the client-level ones
+    (librdkafka's error_cb, the Java tools' WARN/ERROR lines by logger class) are judged by one rule: each is the
+    gateway's unless the direct leg's same client was told the same in the same broker restart, one for one."""
     attribute_pauses(gateway, chaos_marks(events, nodes=True))
     attribute_pauses(direct, chaos_marks(events, nodes=False))
-    unexplained = outcomes.unexplained(gateway.pop("_errors"), direct.pop("_errors"), broker_windows(events))
-    gateway_only = [{"client": client, "error": name, "at": t} for client, name, t in unexplained]
-    # Client-level errors (error_cb, Java WARN/ERROR lines) are reported, not judged: every client with a
-    # connection to a killed node reports it. Those the direct leg does not match in a broker restart, by count:
-    told = outcomes.unexplained(gateway.pop("_client_errors"), direct.pop("_client_errors"), broker_windows(events))
+    windows = broker_windows(events)
+    records = outcomes.excuse(gateway.pop("_errors"), direct.pop("_errors"), windows)
+    gateway_only = [{"client": client, "error": name, "at": t} for client, name, t in records.counted]
+    told = outcomes.excuse(gateway.pop("_client_errors"), direct.pop("_client_errors"), windows)
+    client_only = outcomes.by_client_and_name(told.counted)
     lost = [f"{leg}: {p}" for leg, fig in (("gateway", gateway), ("direct", direct)) for p in outcomes.problems(fig)
             if "acked but never consumed" in p or "more than once" in p or "no producer sent" in p]
     return {"gateway": gateway, "direct": direct, "gateway_only_errors": gateway_only,
-            "gateway_only_client_errors": dict(Counter(f"{client}: {name}" for client, name, _ in told)),
-            "ok": not lost and not gateway_only, "failure": lost + [f"gateway only: {e}" for e in gateway_only]}
+            "excused_errors": outcomes.by_client_and_name(records.excused),
+            "gateway_only_client_errors": client_only,
+            "excused_client_errors": outcomes.by_client_and_name(told.excused),
+            "ok": not lost and not gateway_only and not client_only,
+            "failure": lost + [f"gateway only: {e}" for e in gateway_only]
+            + [f"gateway only client error: {n}x {what}" for what, n in client_only.items()]}
 
 
 def unclean_exits(events: list[dict]) -> list[str]:
@@ -264,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     for leg in ("gateway", "direct"):
         if leg in result:
             print(f"soak: {leg} leg\n{outcomes.summary(result[leg])}")
-    print(f"soak: gateway-only application errors: {len(result.get('gateway_only_errors', []))}")
+    print(f"soak: gateway-only application errors: {len(result.get('gateway_only_errors', []))}; gateway-only "
+          f"client errors: {sum(result.get('gateway_only_client_errors', {}).values())}")
     print(f"soak: {'OK' if result['ok'] else 'FAILED: ' + '; '.join(result['failure'])[:2000]}")
     print(f"soak: results in {args.out}")
     return 0 if result["ok"] else 1
