@@ -32,6 +32,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from gateway_app.cluster.mapping import BrokerRack, assign
 from gateway_app.config import SPECS
+from lab.clients import outcomes
+from lab.clients.cluster_clients import verifiable_producer
 from lab.clients.load import ClientLoad
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
     PORT_START, ClusterNode, cluster_id, http_get, wait_until,
@@ -218,6 +220,40 @@ class Probe:
             self.proc.wait(5)
 
 
+class NoRetryProducer:
+    """Kafka's VerifiableProducer at its own settings (retries=0, so not idempotent) on a topic of its own, in the client
+    namespace: every request that does not come back is a send the application is told failed (docs/handover.md)."""
+
+    def __init__(self, lab, tmp_path: Path, bootstrap: str, rate: float, seconds: float) -> None:
+        self.lab, self.dir = lab, tmp_path / "no-retry"
+        self.dir.mkdir()
+        self.topic, self.sent_max = f"no-retry-{uuid.uuid4().hex[:8]}", int(rate * seconds)
+        self.admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+        new = NewTopic(self.topic, num_partitions=3, replication_factor=3, config={"min.insync.replicas": "2"})
+        self.admin.create_topics([new], request_timeout=15)[self.topic].result()
+        argv = verifiable_producer(lab, self.dir, bootstrap, self.topic, self.sent_max, rate, 2, tool_retries=True)
+        self.proc = subprocess.Popen(lab.client_cmd(argv), stdout=(self.dir / "events").open("w"),
+                                     stderr=(self.dir / "stderr").open("w"))
+
+    def finish(self, restarts: list[tuple[str, float, float]]) -> dict:
+        """Stop it (it closes its producer: every record it was handed gets an outcome) and say what it was told,
+        each failed send placed in the restart (node, began, ready) it fell in."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        lines = (self.dir / "events").read_text().splitlines()
+        log = outcomes.verifiable_producer("no-retry", 0, lines, 0, (self.dir / "stderr").read_text().splitlines())
+        during = Counter(next((node for node, began, ready in restarts if began <= t <= ready + 5), "outside a restart")
+                         for _, _, t in log.failed)
+        self.admin.delete_topics([self.topic], request_timeout=10)[self.topic].exception()
+        return {"acked": len(log.acked), "failed": len(log.failed),
+                "errors": dict(Counter(name for _, name, _ in log.failed)), "failed_during": dict(during)}
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(60)
+
+
 def longest_latency_ms(latencies: list[list[float]], since: float, until: float) -> float:
     return max((ms for sent, ms in latencies if since <= sent < until), default=0.0)
 
@@ -278,19 +314,26 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
     bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in nodes.values())
     load = ClientLoad(lab, tmp_path, bootstrap, count=18000, rate=100)  # 3 minutes of sending
     load.group_settle_s = READY_S  # two JVMs starting on a machine this busy
-    probe = None
+    probe = no_retry = None
     try:
         with Sampler(by_rack) as sampler:
             load.start()
             probe = Probe(lab, tmp_path, bootstrap, topic, "librdkafka", seconds=400, rate=50)
+            no_retry = NoRetryProducer(lab, tmp_path, bootstrap, rate=100, seconds=400)
             wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), 30, "the clients to settle on the rack-local nodes", 0.5)
             time.sleep(5)
             started = time.time()
+            restarts = []
             for rack in RACKS:  # the playbook's order
+                began = time.time()
                 restart(gateway, nodes, f"gw-{rack}", rack)
+                restarts.append((f"gw-{rack}", began, time.time()))
                 by_rack[rack] = nodes[f"gw-{rack}"]
             ready_at = time.time()
             print(f"\nrolling restart of 3 nodes took {ready_at - started:.1f} s")
+            time.sleep(5)
+            told = no_retry.finish(restarts)
+            print(f"retries=0 VerifiableProducer through the rolling restart: {json.dumps(told)}")
             if BASELINE:
                 time.sleep(CONVERGE_S)
                 assert not follows_mapping(by_rack, rack_owner(lab)), "without handover the connections should stay put"
@@ -332,6 +375,8 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
     finally:
         if probe is not None:
             probe.kill()
+        if no_retry is not None:
+            no_retry.kill()
         load.stop()
         load.delete()
 
