@@ -10,6 +10,7 @@ mapped node, rackless), and at the end every acknowledged message consumed exact
 
 KGW_HANDOVER_BASELINE=1 runs the rolling restart with GATEWAY_HANDOVER_ENABLED=false and asserts the opposite (the
 connections stay where they went): the "before" figures of docs/handover.md, and proof the test sees the problem.
+KGW_HANDOVER_SOURCE=<a checkout> runs the nodes from that checkout (a figure before a change to the drain).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ MARGIN_S = 15.0  # the 2-core machine under brokers, gateways, JVMs
 CONVERGE_S = SETTLE_S + SPREAD_S + METADATA_REFRESH_S + MARGIN_S
 READY_S = 300  # joining the gateway group takes seconds, or tens of them on a machine this busy
 BASELINE = os.environ.get("KGW_HANDOVER_BASELINE") == "1"
+SOURCE = Path(os.environ.get("KGW_HANDOVER_SOURCE", Path(__file__).resolve().parents[2]))
 CLIENTS = Path(__file__).with_name("handover_clients.py")
 SAMPLE = re.compile(r'^(gateway_client_connections_active|gateway_handover_foreign_connections|gateway_out_of_rack_bytes_total|'
                     r'gateway_handovers_total)\{([^}]*)\} ([0-9.e+]+)$')
@@ -158,7 +160,7 @@ def gateway(lab, cluster_id, tmp_path):
     started: list[ClusterNode] = []
 
     def start(name: str, rack: str | None, address: str) -> ClusterNode:
-        node = ClusterNode(lab, cluster_id, name, rack, address, tmp_path,
+        node = ClusterNode(lab, cluster_id, name, rack, address, tmp_path, source=SOURCE,
                            GATEWAY_HANDOVER_ENABLED="false" if BASELINE else "true")
         started.append(node)
         return node
