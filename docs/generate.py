@@ -7,8 +7,10 @@ Sources: settings from `gateway_app.config.SPECS` (the table `kafka-gateway --he
 role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, the
 API table from `gateway_app.protocol.policy.POLICIES`, the Kafka version matrix from `results/kafka-matrix.json`
 (`python -m lab.matrix`) and the soak's figures from `results/soak-10min.json` (`python -m soak`); the diagrams from the lab's layout, the mapping function and the proxy's modules
-(docs/diagrams.py), the plots from the committed result files (docs/plots.py). tests/docs/test_reference_drift.py and
-tests/docs/test_picture_drift.py fail when a committed page or picture differs from what this produces.
+(docs/diagrams.py), the plots from the committed result files (docs/plots.py), and the figures inside hand-written
+pages (README.md, docs/*.md) between `<!-- figures:NAME -->` markers from the committed result files (docs/figures.py).
+tests/docs/test_reference_drift.py and tests/docs/test_picture_drift.py fail when a committed page, passage or picture
+differs from what this produces.
 """
 
 from __future__ import annotations
@@ -358,7 +360,9 @@ def pictures() -> dict[str, Callable[[], str]]:
 
 
 def render() -> dict[Path, str]:
-    return {DOCS / page: make() for page, make in {**PAGES, **pictures()}.items()}
+    from docs.figures import pages as pages_with_figures
+
+    return {**{DOCS / page: make() for page, make in {**PAGES, **pictures()}.items()}, **pages_with_figures()}
 
 
 def stale_pages() -> list[Path]:
