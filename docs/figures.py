@@ -20,7 +20,8 @@ BENCH_BEFORE = ROOT / "results" / "bench-request-parser-before.json"
 BENCH_AFTER = ROOT / "results" / "bench-request-parser-after.json"
 SOAK = ROOT / "results" / "soak-10min.json"
 HANDOVER = ROOT / "results" / "handover-rolling-restart.json"
-PAGES_WITH_FIGURES = ("README.md", "docs/benchmark.md", "docs/reliability.md", "docs/handover.md")
+PAGES_WITH_FIGURES = ("README.md", "docs/benchmark.md", "docs/reliability.md", "docs/handover.md",
+                      "docs/production.md")
 _BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 
 
@@ -132,6 +133,42 @@ def bench_parser() -> str:
     return "".join(out)
 
 
+def bench_sizing() -> str:
+    r = _load(BENCH_LATEST)
+    m, cpu, relay = r["machine"], r["gateway_cpu"], r["relay_cpu"]
+    rows = [[CPU_WORKLOADS[name].replace("produce at the fixed latency rate",
+                                         f"produce at a fixed {r['latency_rate_records_s']} records/s"),
+             cpu[name]["cpu_s_per_gb"],
+             f"{cpu[name]['mean_produce_request_bytes']} B" if cpu[name]["mean_produce_request_bytes"] else ""]
+            for name in cpu]
+    rows.append(["Metadata requests", f"{round(r['metadata_requests_per_gateway_cpu_s']['median'])} answered per gateway "
+                 "CPU-second", ""])
+    default, batched, small, consume = (cpu[k]["cpu_s_per_gb"] for k in ("produce_default", "produce_batched",
+                                                                          "produce_1k_requests", "consume"))
+    example = 0.1 * default + 0.3 * consume
+    return (f"`{_rel(BENCH_LATEST)}`, at commit {r['commit']} (Linux {m['kernel']}, load average "
+            f"{_load_average(m['loadavg_start'])} at the start and {_load_average(m['loadavg_end'])} at the end; "
+            "[Benchmark](benchmark.md) has the whole run):\n\n"
+            + _table(["workload (1 KiB records, acks=all)", "gateway CPU-seconds per GB relayed", "mean Produce request"], rows)
+            + "\nHow to read them:\n\n"
+            f"- **CPU follows requests, not bytes.** The same gigabyte costs {batched} CPU-s in 128 KiB requests and "
+            f"{small} CPU-s in 1 KiB requests. Ask what your producers' batching looks like (`gateway_bytes_total / "
+            "gateway_requests_total` by API on a running node) before sizing on bytes.\n"
+            "- **A node is one core.** The data plane is one event loop; a node never uses much more than one core for "
+            f"relaying. By the table, a core on that machine relays about 1 GB/s / {default} ≈ {1000 / default:.0f} MB/s "
+            f"of default-batched produce or about {1 / consume:.1f} GB/s of consume traffic — arithmetic from the table, "
+            "not a measured ceiling.\n"
+            "- **Worked example** (same caveat): 100 MB/s of default-batched produce and 300 MB/s of consume in one rack "
+            f"is 0.1 × {default} + 0.3 × {consume} ≈ {example:.2f} core. Two nodes in that rack keep it rack-local "
+            f"through one node's loss, each at ~{example / 2:.2f} core in normal operation and ~{example:.2f} with its "
+            "peer gone.\n"
+            "- **CPU figures move with the machine's load**; compare figures within one run only.\n"
+            "- **The gateway against a C relay.** In the same run HAProxy alone in the path (TCP mode, one thread, splice) "
+            f"cost {relay['consume']['cpu_s_per_gb']:.2f} CPU-s/GB consume, {relay['produce_batched']['cpu_s_per_gb']:.2f} "
+            f"batched and {relay['produce_1k_requests']['cpu_s_per_gb']:.2f} at 1 KiB requests: a relay hop of any kind "
+            "costs CPU of the same order.\n")
+
+
 # --- the soak, the handover and a producer without retries -------------------------------------------------------
 
 def soak_summary() -> str:
@@ -168,6 +205,7 @@ def handover_rolling() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "bench-latest": bench_latest,
     "bench-parser": bench_parser,
+    "bench-sizing": bench_sizing,
     "soak-summary": soak_summary,
     "handover-rolling": handover_rolling,
 }
