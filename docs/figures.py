@@ -20,6 +20,7 @@ BENCH_BEFORE = ROOT / "results" / "bench-request-parser-before.json"
 BENCH_AFTER = ROOT / "results" / "bench-request-parser-after.json"
 SOAK = ROOT / "results" / "soak-10min.json"
 HANDOVER = ROOT / "results" / "handover-rolling-restart.json"
+NO_RETRY = ROOT / "results" / "no-retry-rolling-restart.json"
 PAGES_WITH_FIGURES = ("README.md", "docs/benchmark.md", "docs/reliability.md", "docs/handover.md",
                       "docs/production.md")
 _BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
@@ -200,6 +201,19 @@ def handover_rolling() -> str:
             f"after the last node was ready (settle {r['settle_s']} s + spread {r['spread_s']} s). Foreign connections "
             "of all nodes and out-of-rack bytes per 5 s, t from the last node ready:\n\n"
             + _table(["t (s)", *(f"{s['t_s']:+d}" if s["t_s"] else "0" for s in samples)], rows))
+
+
+def no_retry_rolling() -> str:
+    r = _load(NO_RETRY)
+    rows = []
+    for run in r["runs"]:
+        errors = ", ".join(f"{n}× {name}" for name, n in run["errors"].items()) or "none"
+        during = ", ".join(f"{n} in {where}" for where, n in run["failed_during"].items()) or "—"
+        rows.append([run["label"], f"{run['gateway']}", run["acked"], run["failed"], errors, during,
+                     f"{run['rolling_restart_s']} s"])
+    return (f"`{r['command']}` on Kafka {r['kafka_version']} (`{_rel(NO_RETRY)}`; {r['source']}):\n\n"
+            + _table(["run", "gateway nodes from", "acked", "failed sends", "by error", "when",
+                      "rolling restart took"], rows))
 
 
 BLOCKS: dict[str, Callable[[], str]] = {

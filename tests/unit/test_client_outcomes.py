@@ -22,8 +22,8 @@ COMMIT_ERRORS_IN_FIXTURE = ["CommitFailedException", "CommitFailedException"]
 
 
 def commit_fixture() -> list[str]:
-    """Real VerifiableConsumer output (Kafka 4.4.0, lab instance 0): commits refused after the member was frozen past
-    its session timeout, and while its group's coordinator broker was killed (see the test of commit names)."""
+    """Real VerifiableConsumer output (Kafka 4.4.0, lab instance 0, two runs): the last good commit and the refused one
+    of a member frozen (SIGSTOP) past its 6 s session timeout while the group's producer kept sending."""
     return (FIXTURES / "verifiable_consumer_commit_errors.events").read_text().splitlines()
 
 
