@@ -209,7 +209,7 @@ def no_retry_rolling() -> str:
     for run in r["runs"]:
         errors = ", ".join(f"{n}× {name}" for name, n in run["errors"].items()) or "none"
         during = ", ".join(f"{n} in {where}" for where, n in run["failed_during"].items()) or "—"
-        rows.append([run["label"], f"{run['gateway']}", run["acked"], run["failed"], errors, during,
+        rows.append([run["label"], run["gateway"], run["acked"], run["failed"], errors, during,
                      f"{run['rolling_restart_s']} s"])
     return (f"`{r['command']}` on Kafka {r['kafka_version']} (`{_rel(NO_RETRY)}`; {r['source']}):\n\n"
             + _table(["run", "gateway nodes from", "acked", "failed sends", "by error", "when",
@@ -222,6 +222,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "bench-sizing": bench_sizing,
     "soak-summary": soak_summary,
     "handover-rolling": handover_rolling,
+    "no-retry-rolling": no_retry_rolling,
 }
 
 
