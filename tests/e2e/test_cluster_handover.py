@@ -244,11 +244,23 @@ class NoRetryProducer:
         self.proc.wait(60)
         lines = (self.dir / "events").read_text().splitlines()
         log = outcomes.verifiable_producer("no-retry", 0, lines, 0, (self.dir / "stderr").read_text().splitlines())
-        during = Counter(next((node for node, began, ready in restarts if began <= t <= ready + 5), "outside a restart")
-                         for _, _, t in log.failed)
+        def restart_of(t: float) -> tuple[str, float, float] | None:
+            return next(((node, began, ready) for node, began, ready in restarts if began <= t <= ready + 5), None)
+
+        during = Counter((restart_of(t) or ("outside a restart",))[0] for _, _, t in log.failed)
+        # When, after the node's SIGTERM, its failed sends were told (the node was ready again at "ready_s"): a drain's
+        # close is within its first seconds, a handover's after the node is ready.
+        when: dict[str, dict] = {}
+        for _, _, t in log.failed:
+            found = restart_of(t)
+            if found:
+                node, began, ready = found
+                seen = when.setdefault(node, {"ready_s": round(ready - began, 1), "told_s": []})
+                seen["told_s"].append(round(t - began, 2))
         self.admin.delete_topics([self.topic], request_timeout=10)[self.topic].exception()
         return {"acked": len(log.acked), "failed": len(log.failed),
-                "errors": dict(Counter(name for _, name, _ in log.failed)), "failed_during": dict(during)}
+                "errors": dict(Counter(name for _, name, _ in log.failed)), "failed_during": dict(during),
+                "failed_after_sigterm": when}
 
     def kill(self) -> None:
         if self.proc.poll() is None:
