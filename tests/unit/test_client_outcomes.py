@@ -299,3 +299,22 @@ def test_the_soak_fails_on_a_client_level_error_the_direct_leg_does_not_match_on
     assert not outside["ok"] and outside["gateway_only_client_errors"] == {"lib: _TRANSPORT": 1}
     other_client = legs([("java", "WARN NetworkClient", T0 + 20)], [("java-consumer-0", "WARN NetworkClient", T0 + 15)])
     assert not other_client["ok"]
+
+
+def test_client_level_errors_in_a_node_round_are_the_gateways_and_allowed_there_only():
+    """A kill -9 ends every connection to the node, and the clients say so: those lines are counted against the
+    gateway (node_round_client_errors, never excused) and fail nothing inside the round's window (from the signal
+    until the node is back plus NODE_SETTLE_S); the same line after it fails the soak."""
+    events = [{"at": T0, "node": "soak-rack-a", "signal": "KILL", "back_after_s": 6.0}]
+    gateway, direct = load(*healthy()), load(*healthy())
+    gateway.update(_errors=[], _client_errors=[("lib", "_TRANSPORT", T0 + 1), ("lib", "_TRANSPORT", T0 + 15)])
+    direct.update(_errors=[], _client_errors=[])
+    inside = soak.judge(gateway, direct, events)
+    assert inside["ok"], inside["failure"]
+    assert inside["node_round_client_errors"] == {"lib: _TRANSPORT": 2} and inside["gateway_only_client_errors"] == {}
+    gateway, direct = load(*healthy()), load(*healthy())
+    gateway.update(_errors=[], _client_errors=[("lib", "_TRANSPORT", T0 + 6.0 + soak.NODE_SETTLE_S + 1)])
+    direct.update(_errors=[], _client_errors=[])
+    after = soak.judge(gateway, direct, events)
+    assert not after["ok"] and after["gateway_only_client_errors"] == {"lib: _TRANSPORT": 1}
+    assert after["node_round_client_errors"] == {}
