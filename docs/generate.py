@@ -7,8 +7,10 @@ Sources: settings from `gateway_app.config.SPECS` (the table `kafka-gateway --he
 role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, the
 API table from `gateway_app.protocol.policy.POLICIES`, the Kafka version matrix from `results/kafka-matrix.json`
 (`python -m lab.matrix`) and the soak's figures from `results/soak-10min.json` (`python -m soak`); the diagrams from the lab's layout, the mapping function and the proxy's modules
-(docs/diagrams.py), the plots from the committed result files (docs/plots.py). tests/docs/test_reference_drift.py and
-tests/docs/test_picture_drift.py fail when a committed page or picture differs from what this produces.
+(docs/diagrams.py), the plots from the committed result files (docs/plots.py), and the figures inside hand-written
+pages (README.md, docs/*.md) between `<!-- figures:NAME -->` markers from the committed result files (docs/figures.py).
+tests/docs/test_reference_drift.py and tests/docs/test_picture_drift.py fail when a committed page, passage or picture
+differs from what this produces.
 """
 
 from __future__ import annotations
@@ -319,9 +321,15 @@ def soak_page_from(result: dict[str, Any]) -> str:
     out.append(_table(["leg", "consumer", "consumed", "commit errors", "exit", "crashed", "longest consume pause",
                        "chaos during it", "client-level errors"], rows))
     told = result.get("gateway_only_client_errors", {})
-    out.append("\nClient-level errors of the gateway leg that the direct leg does not match in a broker restart "
-               "(reported, not judged): "
-               + (", ".join(f"{count}× {name}" for name, count in sorted(told.items())) or "none") + ".\n")
+    listed = ", ".join(f"{count}× {name}" for name, count in sorted(told.items())) or "none"
+    if "excused_client_errors" in result:  # a result without it was written before the soak judged them
+        excused = ", ".join(f"{count}× {name}" for name, count in sorted(result["excused_client_errors"].items())) or "none"
+        out.append(f"\nClient-level errors of the gateway leg counted against the gateway (no direct-leg match of the "
+                   f"same client and name in the same broker restart, one for one): {listed}. Excused by the direct "
+                   f"leg: {excused}.\n")
+    else:
+        out.append("\nClient-level errors of the gateway leg that the direct leg does not match in a broker restart "
+                   f"(this run predates their judgement: reported, not judged): {listed}.\n")
     return "".join(out)
 
 
@@ -429,7 +437,9 @@ def pictures() -> dict[str, Callable[[], str]]:
 
 
 def render() -> dict[Path, str]:
-    return {DOCS / page: make() for page, make in {**PAGES, **pictures()}.items()}
+    from docs.figures import pages as pages_with_figures
+
+    return {**{DOCS / page: make() for page, make in {**PAGES, **pictures()}.items()}, **pages_with_figures()}
 
 
 def stale_pages() -> list[Path]:

@@ -9,10 +9,12 @@ clients on a topic of their own, on the controller, bootstrapped from the broker
 restarts without any gateway: the control that says what a broker restart does to applications on its own.
 
 Every client reports each record's outcome (acknowledged, or the error the application was told) and the group
-reports every record and every failed commit (lab/clients/outcomes.py). The soak fails when a leg lost or
-duplicated an acknowledged message, or when the gateway leg was told of an error that the direct leg was not also
-told of during the same broker restart (an error outside any broker restart is the gateway's by definition). The
-figures of both legs and the chaos events go to a JSON file.
+reports every record and every failed commit (lab/clients/outcomes.py); every client's own errors (librdkafka's
+error_cb, the Java tools' WARN/ERROR lines by logger class) are kept beside them. The soak fails when a leg lost or
+duplicated an acknowledged message, or when the gateway leg was told of an error, of a record or of the client's
+own, that the direct leg's same client was not also told of during the same broker restart, one for one (an error
+outside any broker restart is the gateway's by definition). The figures of both legs, what was excused and the
+chaos events go to a JSON file.
 
 Everything is bounded: the load is --rate messages/s per producer for --minutes, the chaos loop stops when the
 load has been sent, and every wait has a timeout. Do not run it beside the test suite or the benchmark: it uses
@@ -30,7 +32,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -47,6 +48,7 @@ RACKS = ("rack-a", "rack-b", "rack-c")
 FIRST_ADDRESS_INDEX = 4  # gateway_addresses[4:7]: clear of the cluster tests' [0:4] and the benchmark's [-1]
 READY_S = 600  # a node or a consumer group may start slowly on a busy machine; a soak is not a timing test
 EXIT_S = 60  # a SIGTERM'd node drains (5 s here) and leaves its group (up to 10 s); measured over 20 s at load 40
+NODE_SETTLE_S = 10.0  # after a node is back: clients refresh Metadata and reconnect (librdkafka's backoff, up to 10 s)
 PAUSE_SLACK_S = 1.0  # a pause begins at the last record before the action; allow for the clocks' rounding
 BROKER_ERROR_GRACE_S = 35  # after a restart returns: a request stuck on the old broker times out in 30 s (Java default)
 
@@ -164,6 +166,13 @@ def broker_windows(events: list[dict]) -> list[tuple[float, float]]:
     return windows
 
 
+def node_windows(events: list[dict]) -> list[tuple[float, float]]:
+    """Each gateway node's round (kill -9 or SIGTERM): from the signal until the node was back, plus NODE_SETTLE_S for
+    the clients to find it again. A client's connection to the node ends in it, and the client says so (librdkafka's
+    error_cb, the Java tools' WARN lines): counted against the gateway, and the only place such a line is allowed."""
+    return [(e["at"], e["at"] + e.get("back_after_s", 0.0) + NODE_SETTLE_S) for e in events if "signal" in e]
+
+
 def chaos_marks(events: list[dict], nodes: bool) -> list[tuple[float, str]]:
     """When each chaos action began (wall time) and what it was; the direct leg only lives through the brokers'."""
     marks = []
@@ -197,19 +206,28 @@ def attribute_pauses(figures: dict, marks: list[tuple[float, str]]) -> None:
 
 
 def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
-    """Both legs' figures, the gateway-only errors, and the verdict."""
+    """Both legs' figures, the gateway-only errors, and the verdict. The records' errors and the client-level ones
+    (librdkafka's error_cb, the Java tools' WARN/ERROR lines by logger class) are judged by one rule: each is the
+    gateway's unless the direct leg's same client was told the same in the same broker restart, one for one."""
     attribute_pauses(gateway, chaos_marks(events, nodes=True))
     attribute_pauses(direct, chaos_marks(events, nodes=False))
-    unexplained = outcomes.unexplained(gateway.pop("_errors"), direct.pop("_errors"), broker_windows(events))
-    gateway_only = [{"client": client, "error": name, "at": t} for client, name, t in unexplained]
-    # Client-level errors (error_cb, Java WARN/ERROR lines) are reported, not judged: every client with a
-    # connection to a killed node reports it. Those the direct leg does not match in a broker restart, by count:
-    told = outcomes.unexplained(gateway.pop("_client_errors"), direct.pop("_client_errors"), broker_windows(events))
+    windows = broker_windows(events)
+    records = outcomes.excuse(gateway.pop("_errors"), direct.pop("_errors"), windows)
+    gateway_only = [{"client": client, "error": name, "at": t} for client, name, t in records.counted]
+    told = outcomes.excuse(gateway.pop("_client_errors"), direct.pop("_client_errors"), windows)
+    rounds = node_windows(events)
+    in_rounds = [e for e in told.counted if any(start <= e[2] <= end for start, end in rounds)]
+    client_only = outcomes.by_client_and_name([e for e in told.counted if e not in in_rounds])
     lost = [f"{leg}: {p}" for leg, fig in (("gateway", gateway), ("direct", direct)) for p in outcomes.problems(fig)
             if "acked but never consumed" in p or "more than once" in p or "no producer sent" in p]
     return {"gateway": gateway, "direct": direct, "gateway_only_errors": gateway_only,
-            "gateway_only_client_errors": dict(Counter(f"{client}: {name}" for client, name, _ in told)),
-            "ok": not lost and not gateway_only, "failure": lost + [f"gateway only: {e}" for e in gateway_only]}
+            "excused_errors": outcomes.by_client_and_name(records.excused),
+            "gateway_only_client_errors": client_only,
+            "node_round_client_errors": outcomes.by_client_and_name(in_rounds),
+            "excused_client_errors": outcomes.by_client_and_name(told.excused),
+            "ok": not lost and not gateway_only and not client_only,
+            "failure": lost + [f"gateway only: {e}" for e in gateway_only]
+            + [f"gateway only client error: {n}x {what}" for what, n in client_only.items()]}
 
 
 def unclean_exits(events: list[dict]) -> list[str]:
@@ -264,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     for leg in ("gateway", "direct"):
         if leg in result:
             print(f"soak: {leg} leg\n{outcomes.summary(result[leg])}")
-    print(f"soak: gateway-only application errors: {len(result.get('gateway_only_errors', []))}")
+    print(f"soak: gateway-only application errors: {len(result.get('gateway_only_errors', []))}; gateway-only "
+          f"client errors: {sum(result.get('gateway_only_client_errors', {}).values())}, "
+          f"client errors in node rounds: {sum(result.get('node_round_client_errors', {}).values())}")
     print(f"soak: {'OK' if result['ok'] else 'FAILED: ' + '; '.join(result['failure'])[:2000]}")
     print(f"soak: results in {args.out}")
     return 0 if result["ok"] else 1

@@ -14,11 +14,14 @@ and written in the same callback, which keeps pipelined responses in order.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import ctypes
+import fcntl
 import logging
 import socket
 import struct
+import termios
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -98,6 +101,20 @@ class ReadLowWater:
             self.mark = mark
             self._value.value = mark
             _setsockopt(self.fd, socket.SOL_SOCKET, socket.SO_RCVLOWAT, ctypes.byref(self._value), 4)
+
+
+def unread_bytes(transport: asyncio.BaseTransport) -> int:
+    """Bytes that have arrived on the transport's socket and that the event loop has not read yet (FIONREAD);
+    0 when it has no socket to ask."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+    except OSError:  # closed under us: nothing more will be read from it either
+        return 0
+    return count[0]
 
 
 class _Truncated(Exception):
@@ -221,6 +238,7 @@ class ConnectionPair:
         self.in_flight: deque[InFlight] = deque()
         self.closed = False
         self.holding = False  # handed over (proxy/handover.py): no new requests are read
+        self.closing_when_idle = False  # the node drains (server.drain): close at the first quiet moment
         self._early: list[bytes] = []  # checked client frames that arrived before the broker connection
         self._refusals = 0  # refusals queued in in_flight behind responses still to come from the broker
         self.accepted = time.monotonic()
@@ -285,6 +303,25 @@ class ConnectionPair:
     def idle(self) -> bool:
         """No request waiting for its response and no frame half-received: safe to close."""
         return not self.in_flight and self.requests.at_boundary() and self.responses.at_boundary()
+
+    def close_when_idle(self) -> bool:
+        """Drain: close this connection at the first moment nothing is in flight either way and the client has
+        sent nothing we have not read — now if it is so, else as the response that leaves nothing in flight is
+        written. Requests keep being read and answered meanwhile. Returns whether it closed now.
+
+        A request the client wrote after the last one we answered and that is already in our socket would be lost
+        with the connection (a producer without retries is told NetworkException), so it is read and answered
+        first; only one still on the wire as we close can meet the closed connection."""
+        self.closing_when_idle = True
+        return self._close_if_quiet()
+
+    def _close_if_quiet(self) -> bool:
+        if self.closed or not self.idle():
+            return False
+        if not self.holding and self.client is not None and unread_bytes(self.client):
+            return False  # read it and answer it first (a held connection never reads again: nothing to wait for)
+        self.close()
+        return True
 
     def hold(self) -> None:
         """Take no new requests (a handover, proxy/handover.py): reading stops at the next request boundary,
@@ -575,6 +612,8 @@ class ConnectionPair:
             return
         if self._upstream_low_water is not None and not self.closed:
             self._upstream_low_water.follow(self.responses.pending())
+        if self.closing_when_idle:
+            self._close_if_quiet()
 
     def _decide_response(self, prefix: memoryview, size: int) -> Decision:
         (correlation_id,) = CORRELATION.unpack_from(prefix, 4)

@@ -237,16 +237,19 @@ class Gateway:
             sock.close()
 
     async def drain(self, timeout_s: float) -> int:
-        """Close connections as they become idle, wait up to the timeout, abort the rest.
+        """Close every connection at its first quiet moment (ConnectionPair.close_when_idle: nothing in flight, no
+        request of the client's unread), wait up to the timeout, abort the rest.
 
         Returns how many had to be aborted. Clients see an ordinary disconnect between requests
         and reconnect through their bootstrap list / metadata, like after a broker restart.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        for pair in list(self.pairs):
+            pair.close_when_idle()  # most close at the next response; the rest are looked at below
         while self.pairs and loop.time() < deadline:
-            for pair in [p for p in self.pairs if p.idle()]:
-                pair.close()
+            for pair in list(self.pairs):
+                pair.close_when_idle()  # a request that was unread a moment ago may have been answered since
             await asyncio.sleep(0.05)
         remaining = list(self.pairs)
         for pair in remaining:

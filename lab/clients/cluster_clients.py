@@ -40,24 +40,28 @@ rootLogger.appenderRef.err.ref = err
 """
 
 
-def _java(lab, workdir: Path, main_class: str, bootstrap: str, topic: str, *args: str) -> list[str]:
+def _java(lab, workdir: Path, main_class: str, bootstrap: str, topic: str, *args: str, tool_retries: bool = False) -> list[str]:
     log4j = workdir / "log4j2.properties"
     log4j.write_text(LOG4J2)
     producer = main_class.endswith("Producer")
     # Kafka's defaults but for how soon a client sees a new mapping. VerifiableProducer sets retries=0 before it
-    # reads this file, which also turns idempotence off (Kafka's tool, 4.1.1 to 4.4.0); the file puts the client's default back.
+    # reads this file, which also turns idempotence off (Kafka's tool, 4.1.1 to 4.4.0); the file puts the client's default
+    # back, unless `tool_retries` asks for the tool's own retries=0 (what a producer that never retries is told).
     config = workdir / ("producer.properties" if producer else "consumer.properties")
-    config.write_text(f"metadata.max.age.ms={METADATA_REFRESH_MS}\n" + (f"retries={JAVA_DEFAULT_RETRIES}\n" if producer else ""))
+    retries = f"retries={JAVA_DEFAULT_RETRIES}\n" if producer and not tool_retries else ""
+    config.write_text(f"metadata.max.age.ms={METADATA_REFRESH_MS}\n" + retries)
     config_flag = "--producer.config" if producer else "--consumer.config"
     return ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={log4j}", "-cp",
             lab.java_classpath, main_class, "--bootstrap-server", bootstrap, "--topic", topic, config_flag, str(config), *args]
 
 
-def verifiable_producer(lab, workdir: Path, bootstrap: str, topic: str, count: int, rate: float, prefix: int) -> list[str]:
-    """Kafka's VerifiableProducer with the Java client's defaults (idempotent, acks=all, delivery.timeout.ms 120 s):
+def verifiable_producer(lab, workdir: Path, bootstrap: str, topic: str, count: int, rate: float, prefix: int,
+                        tool_retries: bool = False) -> list[str]:
+    """Kafka's VerifiableProducer with the Java client's defaults (idempotent, acks=all, delivery.timeout.ms 120 s),
+    or with the tool's own retries=0 (`tool_retries`: not idempotent, every failed request is a failed send):
     values PREFIX.i; a producer_send_success or producer_send_error JSON event per record on stdout."""
     return _java(lab, workdir, "org.apache.kafka.tools.VerifiableProducer", bootstrap, topic, "--max-messages", str(count),
-                 "--throughput", str(int(rate)), "--value-prefix", str(prefix))
+                 "--throughput", str(int(rate)), "--value-prefix", str(prefix), tool_retries=tool_retries)
 
 
 def verifiable_consumer(lab, workdir: Path, bootstrap: str, topic: str, group: str) -> list[str]:

@@ -6,8 +6,9 @@ JSON event per record and per commit on stdout, and the librdkafka producer of c
 line per delivery callback. Nothing here counts a record as acknowledged unless its client said so.
 
 Client-level errors are kept beside the per-record outcomes: librdkafka's error_cb (a JSON line of its own in the
-producer's events) and the Java clients' WARN/ERROR log lines on stderr, by level and logger class. They are
-reported, not judged: a killed node's connections are reported by every client that had one.
+producer's events) and the Java clients' WARN/ERROR log lines on stderr, by level and logger class. The soak judges
+them as it judges the records' errors (`excuse`): each one on the gateway leg is the gateway's unless the direct leg's
+same client had one of the same name in the same broker restart.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ EXIT = "ExitCode"  # a client process that ended other than by our SIGTERM or it
 CRASHED = "Crashed"  # a consumer that ended on its own: VerifiableConsumer runs until stopped, and exits 0 on any error
 # VerifiableConsumer.run() catches every Throwable, logs this at ERROR (to stderr here) and returns: exit code 0.
 JAVA_CONSUMER_CRASH = "Error during processing, terminating consumer process"
+Told = tuple[str, str, float | None]  # what a client was told: (client, error name, wall time or None)
 
 
 @dataclass
@@ -58,6 +60,35 @@ def _events(lines: Iterable[str]) -> Iterable[dict]:
 def error_name(exception: str) -> str:
     """'org.apache.kafka.common.errors.TimeoutException' -> 'TimeoutException'."""
     return exception.rsplit(".", 1)[-1] or "UnknownError"
+
+
+# VerifiableConsumer reports a failed commit with the exception's getMessage() only, never its class. The messages
+# Kafka's consumer (kafka-clients 4.4.0, read from its bytecode) throws from a commit, by the class it throws:
+_COMMIT_MESSAGES = (
+    (re.compile(r"^Commit cannot be completed since the group has already rebalanced"), "CommitFailedException"),
+    (re.compile(r"^Offset commit cannot be completed since the consumer is not part of an active group"),
+     "CommitFailedException"),
+    (re.compile(r"^Offset commit cannot be completed since the consumer is undergoing a rebalance"),
+     "RebalanceInProgressException"),
+    (re.compile(r"^Timeout of \d+ms expired before successfully committing offsets"), "TimeoutException"),
+)
+_NAMED_EXCEPTION = re.compile(r"\b(?:[a-z_$][\w$]*\.)+([A-Z][\w$]*(?:Exception|Error))\b")
+UNRECOGNISED_COMMIT_ERROR = "UnrecognisedCommitError"
+
+
+def commit_error_name(message: str | None) -> str:
+    """The exception class behind the free text VerifiableConsumer prints for a failed commit: the class a message
+    names (a wrapped cause prints as 'org....XException: ...'), else the class Kafka throws with that message, else
+    the message itself with its numbers taken out, so that two unrelated errors never share a name."""
+    text = (message or "").strip()
+    for pattern, name in _COMMIT_MESSAGES:
+        if pattern.match(text):
+            return name
+    named = _NAMED_EXCEPTION.search(text)
+    if named:
+        return named.group(1)
+    gist = re.sub(r"\{.*\}|\d+", "N", text.split(". ")[0])[:80]
+    return f"{UNRECOGNISED_COMMIT_ERROR}: {gist or 'no message'}"
 
 
 _JAVA_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] (WARN|ERROR) .* \(([\w.$]+)\)$")
@@ -119,7 +150,7 @@ def verifiable_consumer(name: str, lines: Iterable[str], exit_code: int | None, 
         if event.get("name") == "record_data":
             log.records.append((event["value"], event["timestamp"] / 1000))
         elif event.get("name") == "offsets_committed" and not event.get("success", True):
-            log.commit_errors.append((error_name(event.get("error") or ""), event["timestamp"] / 1000))
+            log.commit_errors.append((commit_error_name(event.get("error")), event["timestamp"] / 1000))
     return log
 
 
@@ -151,9 +182,9 @@ def _pause(prefix: str, pause: Pause) -> dict:
     return {f"longest_{prefix}_pause_s": pause[0], f"longest_{prefix}_pause_began": pause[1]}
 
 
-def errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[tuple[str, str, float | None]]:
+def errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[Told]:
     """Every application-visible error: (client, error name, wall time or None when it has no time)."""
-    found: list[tuple[str, str, float | None]] = []
+    found: list[Told] = []
     for p in producers:
         found += [(p.name, name, t) for _, name, t in p.failed]
         found += [(p.name, NO_OUTCOME, None)] * max(0, p.sent - len(p.acked) - len(p.failed))
@@ -168,7 +199,7 @@ def errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[t
     return found
 
 
-def client_errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[tuple[str, str, float | None]]:
+def client_errors(producers: list[ProducerLog], consumers: list[ConsumerLog]) -> list[Told]:
     """Every client-level error: (client, name, wall time)."""
     return [(log.name, name, t) for log in [*producers, *consumers] for name, t in log.client_errors]
 
@@ -216,23 +247,35 @@ def problems(result: dict) -> list[str]:
     return found
 
 
-def unexplained(gateway: list[tuple[str, str, float | None]], direct: list[tuple[str, str, float | None]],
-                windows: list[tuple[float, float]]) -> list[tuple[str, str, float | None]]:
-    """The gateway leg's errors that the direct leg does not also show. Excused by count: each error the direct
-    leg's same client got in a broker-restart window (wall-clock start, end) excuses one error of the same name
-    and client in that window on the gateway leg, so one direct error cannot excuse a hundred gateway ones."""
+@dataclass
+class Excused:
+    counted: list[Told]  # the gateway's: no direct-leg error of the same client and name in the same window left
+    excused: list[Told]  # each matched by one of the direct leg's
+
+
+def excuse(gateway: list[Told], direct: list[Told], windows: list[tuple[float, float]]) -> Excused:
+    """Split the gateway leg's errors (of records, or client-level) into the gateway's and those the direct leg also
+    shows. By count: each error the direct leg's same client got in a broker-restart window (wall-clock start, end)
+    excuses one error of the same name and client in that window on the gateway leg, so one direct error cannot
+    excuse a hundred gateway ones; outside every window nothing is excused."""
     def window(t: float | None) -> int | None:
         return next((i for i, (start, end) in enumerate(windows) if t is not None and start <= t <= end), None)
 
     excuses = Counter((client, name, window(t)) for client, name, t in direct if window(t) is not None)
-    left = []
+    result = Excused([], [])
     for client, name, t in gateway:
         key = (client, name, window(t))
         if key[2] is not None and excuses[key] > 0:
             excuses[key] -= 1
+            result.excused.append((client, name, t))
         else:
-            left.append((client, name, t))
-    return left
+            result.counted.append((client, name, t))
+    return result
+
+
+def by_client_and_name(told: list[Told]) -> dict[str, int]:
+    """{"client: name": count}, for the soak's report."""
+    return dict(Counter(f"{client}: {name}" for client, name, _ in told))
 
 
 def summary(result: dict) -> str:

@@ -10,6 +10,7 @@ mapped node, rackless), and at the end every acknowledged message consumed exact
 
 KGW_HANDOVER_BASELINE=1 runs the rolling restart with GATEWAY_HANDOVER_ENABLED=false and asserts the opposite (the
 connections stay where they went): the "before" figures of docs/handover.md, and proof the test sees the problem.
+KGW_HANDOVER_SOURCE=<a checkout> runs the nodes from that checkout (a figure before a change to the drain).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from gateway_app.cluster.mapping import BrokerRack, assign
 from gateway_app.config import SPECS
+from lab.clients import outcomes
+from lab.clients.cluster_clients import verifiable_producer
 from lab.clients.load import ClientLoad
 from tests.e2e.cluster_support import (  # noqa: F401  (cluster_id is a fixture)
     PORT_START, ClusterNode, cluster_id, http_get, wait_until,
@@ -45,6 +48,7 @@ MARGIN_S = 15.0  # the 2-core machine under brokers, gateways, JVMs
 CONVERGE_S = SETTLE_S + SPREAD_S + METADATA_REFRESH_S + MARGIN_S
 READY_S = 300  # joining the gateway group takes seconds, or tens of them on a machine this busy
 BASELINE = os.environ.get("KGW_HANDOVER_BASELINE") == "1"
+SOURCE = Path(os.environ.get("KGW_HANDOVER_SOURCE", Path(__file__).resolve().parents[2]))
 CLIENTS = Path(__file__).with_name("handover_clients.py")
 SAMPLE = re.compile(r'^(gateway_client_connections_active|gateway_handover_foreign_connections|gateway_out_of_rack_bytes_total|'
                     r'gateway_handovers_total)\{([^}]*)\} ([0-9.e+]+)$')
@@ -156,7 +160,7 @@ def gateway(lab, cluster_id, tmp_path):
     started: list[ClusterNode] = []
 
     def start(name: str, rack: str | None, address: str) -> ClusterNode:
-        node = ClusterNode(lab, cluster_id, name, rack, address, tmp_path,
+        node = ClusterNode(lab, cluster_id, name, rack, address, tmp_path, source=SOURCE,
                            GATEWAY_HANDOVER_ENABLED="false" if BASELINE else "true")
         started.append(node)
         return node
@@ -216,6 +220,52 @@ class Probe:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+class NoRetryProducer:
+    """Kafka's VerifiableProducer at its own settings (retries=0, so not idempotent) on a topic of its own, in the client
+    namespace: every request that does not come back is a send the application is told failed (docs/handover.md)."""
+
+    def __init__(self, lab, tmp_path: Path, bootstrap: str, rate: float, seconds: float) -> None:
+        self.lab, self.dir = lab, tmp_path / "no-retry"
+        self.dir.mkdir()
+        self.topic, self.sent_max = f"no-retry-{uuid.uuid4().hex[:8]}", int(rate * seconds)
+        self.admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+        new = NewTopic(self.topic, num_partitions=3, replication_factor=3, config={"min.insync.replicas": "2"})
+        self.admin.create_topics([new], request_timeout=15)[self.topic].result()
+        argv = verifiable_producer(lab, self.dir, bootstrap, self.topic, self.sent_max, rate, 2, tool_retries=True)
+        self.proc = subprocess.Popen(lab.client_cmd(argv), stdout=(self.dir / "events").open("w"),
+                                     stderr=(self.dir / "stderr").open("w"))
+
+    def finish(self, restarts: list[tuple[str, float, float]]) -> dict:
+        """Stop it (it closes its producer: every record it was handed gets an outcome) and say what it was told,
+        each failed send placed in the restart (node, began, ready) it fell in."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        lines = (self.dir / "events").read_text().splitlines()
+        log = outcomes.verifiable_producer("no-retry", 0, lines, 0, (self.dir / "stderr").read_text().splitlines())
+        def restart_of(t: float) -> tuple[str, float, float] | None:
+            return next(((node, began, ready) for node, began, ready in restarts if began <= t <= ready + 5), None)
+
+        during = Counter((restart_of(t) or ("outside a restart",))[0] for _, _, t in log.failed)
+        # When, after the node's SIGTERM, its failed sends were told (the node was ready again at "ready_s"): a drain's
+        # close is within its first seconds, a handover's after the node is ready.
+        when: dict[str, dict] = {}
+        for _, _, t in log.failed:
+            found = restart_of(t)
+            if found:
+                node, began, ready = found
+                seen = when.setdefault(node, {"ready_s": round(ready - began, 1), "told_s": []})
+                seen["told_s"].append(round(t - began, 2))
+        self.admin.delete_topics([self.topic], request_timeout=10)[self.topic].exception()
+        return {"acked": len(log.acked), "failed": len(log.failed),
+                "errors": dict(Counter(name for _, name, _ in log.failed)), "failed_during": dict(during),
+                "failed_after_sigterm": when}
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(60)
 
 
 def longest_latency_ms(latencies: list[list[float]], since: float, until: float) -> float:
@@ -278,19 +328,26 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
     bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in nodes.values())
     load = ClientLoad(lab, tmp_path, bootstrap, count=18000, rate=100)  # 3 minutes of sending
     load.group_settle_s = READY_S  # two JVMs starting on a machine this busy
-    probe = None
+    probe = no_retry = None
     try:
         with Sampler(by_rack) as sampler:
             load.start()
             probe = Probe(lab, tmp_path, bootstrap, topic, "librdkafka", seconds=400, rate=50)
+            no_retry = NoRetryProducer(lab, tmp_path, bootstrap, rate=100, seconds=400)
             wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), 30, "the clients to settle on the rack-local nodes", 0.5)
             time.sleep(5)
             started = time.time()
+            restarts = []
             for rack in RACKS:  # the playbook's order
+                began = time.time()
                 restart(gateway, nodes, f"gw-{rack}", rack)
+                restarts.append((f"gw-{rack}", began, time.time()))
                 by_rack[rack] = nodes[f"gw-{rack}"]
             ready_at = time.time()
             print(f"\nrolling restart of 3 nodes took {ready_at - started:.1f} s")
+            time.sleep(5)
+            told = no_retry.finish(restarts)
+            print(f"retries=0 VerifiableProducer through the rolling restart: {json.dumps(told)}")
             if BASELINE:
                 time.sleep(CONVERGE_S)
                 assert not follows_mapping(by_rack, rack_owner(lab)), "without handover the connections should stay put"
@@ -332,6 +389,8 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
     finally:
         if probe is not None:
             probe.kill()
+        if no_retry is not None:
+            no_retry.kill()
         load.stop()
         load.delete()
 

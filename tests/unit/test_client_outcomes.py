@@ -15,6 +15,16 @@ from lab.clients import outcomes
 from lab.clients.cluster_clients import verifiable_consumer, verifiable_producer
 
 T0 = 1_764_000_000.0
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+COMMIT_ERRORS_IN_FIXTURE = ["CommitFailedException", "CommitFailedException"]
+
+
+def commit_fixture() -> list[str]:
+    """Real VerifiableConsumer output (Kafka 4.4.0, lab instance 0, two runs): the last good commit and the refused one
+    of a member frozen (SIGSTOP) past its 6 s session timeout while the group's producer kept sending."""
+    return (FIXTURES / "verifiable_consumer_commit_errors.events").read_text().splitlines()
 
 
 def java_send(value: str, t: float, error: str | None = None) -> str:
@@ -94,10 +104,24 @@ def test_a_duplicate_is_reported():
 def test_a_record_without_outcome_a_failed_commit_and_a_crash_are_errors():
     java, lib, group = healthy()
     producers = [outcomes.verifiable_producer("java", 4, java, 0), outcomes.librdkafka_producer("lib", 3, lib, 1)]
-    consumers = [outcomes.verifiable_consumer("c0", group[0] + [commit(T0 + 4, "CommitFailedException")], 0),
+    refused = [line for line in commit_fixture() if '"success":false' in line][:1]  # a real one: rebalanced
+    consumers = [outcomes.verifiable_consumer("c0", group[0] + refused, 0),
                  outcomes.verifiable_consumer("c1", group[1], 0)]
     assert sorted(outcomes.problems(outcomes.figures(producers, consumers))) == [
         "1x c0: CommitFailedException", "1x java: NoOutcome", "1x lib: ExitCode 1"]
+
+
+def test_a_failed_commit_is_named_by_the_exception_class_behind_the_tools_free_text():
+    """VerifiableConsumer prints only getMessage() of a failed commit. Each real line is named by the class Kafka
+    throws with that message, so unrelated errors keep apart (the old last-dotted-word reading named them all
+    UnknownError, and one excused another); text no table knows stays apart by its own words."""
+    consumer = outcomes.verifiable_consumer("c0", commit_fixture(), 0)
+    assert [name for name, _ in consumer.commit_errors] == COMMIT_ERRORS_IN_FIXTURE
+    assert outcomes.commit_error_name("org.apache.kafka.common.errors.DisconnectException: broken") == "DisconnectException"
+    unknown = [outcomes.commit_error_name(text) for text in ("The coordinator is loading", "Something else at 12 {a=1}", None)]
+    assert unknown == [f"{outcomes.UNRECOGNISED_COMMIT_ERROR}: The coordinator is loading",
+                       f"{outcomes.UNRECOGNISED_COMMIT_ERROR}: Something else at N N",
+                       f"{outcomes.UNRECOGNISED_COMMIT_ERROR}: no message"]
 
 
 def test_pauses_are_the_longest_gaps_between_acknowledgements_and_between_records_while_one_waited():
@@ -131,15 +155,16 @@ def test_only_errors_the_direct_leg_shared_in_the_same_broker_restart_are_explai
                ("lib", "_MSG_TIMED_OUT", T0 + 20),  # a kind the direct leg did not see
                ("java", "TimeoutException", T0 + 40),  # outside any broker restart: a node's doing
                ("lib", "NoOutcome", None)]
-    assert outcomes.unexplained(gateway, direct, windows) == gateway[1:]
-    assert outcomes.unexplained(gateway, [], windows) == gateway
+    assert outcomes.excuse(gateway, direct, windows) == outcomes.Excused(counted=gateway[1:], excused=gateway[:1])
+    assert outcomes.excuse(gateway, [], windows) == outcomes.Excused(counted=gateway, excused=[])
 
 
 def test_one_direct_error_excuses_one_gateway_error_of_its_client_and_name_not_any_number():
     windows = [(T0, T0 + 30)]
     direct = [("java", "TimeoutException", T0 + 5), ("java", "TimeoutException", T0 + 6)]
     gateway = [("java", "TimeoutException", T0 + t) for t in (10, 11, 12)] + [("lib", "TimeoutException", T0 + 13)]
-    assert outcomes.unexplained(gateway, direct, windows) == gateway[2:]  # two excused; the third and lib's are not
+    judged = outcomes.excuse(gateway, direct, windows)
+    assert judged.counted == gateway[2:] and judged.excused == gateway[:2]  # two excused; the third and lib's are not
 
 
 def test_the_verifiable_producer_runs_with_the_java_clients_default_retries(tmp_path):
@@ -151,6 +176,14 @@ def test_the_verifiable_producer_runs_with_the_java_clients_default_retries(tmp_
     assert f"retries={2**31 - 1}" in config
     consumer = verifiable_consumer(lab, tmp_path, "gw:6969", "t", "g")
     assert not any(line.startswith("retries") for line in Path(consumer[consumer.index("--consumer.config") + 1]).read_text().splitlines())
+
+
+def test_the_no_retry_producer_keeps_the_tools_own_retries(tmp_path):
+    """The rolling-restart test's producer that never retries: no retries line, so the tool's retries=0 holds."""
+    lab = types.SimpleNamespace(java_classpath="kafka/libs/*")
+    argv = verifiable_producer(lab, tmp_path, "gw:6969", "t", 10, 100, 2, tool_retries=True)
+    config = Path(argv[argv.index("--producer.config") + 1]).read_text().splitlines()
+    assert not any(line.startswith("retries") for line in config) and config  # the metadata age is still set
 
 
 def test_the_soak_excuses_errors_only_until_the_next_node_goes_down():
@@ -194,7 +227,6 @@ def test_the_soak_names_the_chaos_action_each_longest_pause_began_after():
     assert "longest produce pause 10.5 s (round 1: KILL soak-rack-b at +1.0 s" in outcomes.summary(result)
 
 
-FIXTURES = Path(__file__).with_name("fixtures")
 
 
 def test_a_java_consumer_that_crashed_with_exit_code_0_is_a_problem():
@@ -243,3 +275,46 @@ def test_client_level_errors_are_kept_beside_the_records_java_by_level_and_logge
     assert outcomes.problems(result) == []  # reported, not judged
     assert [(c, n) for c, n, _ in outcomes.client_errors(producers, consumers)] == [
         ("java", "WARN NetworkClient"), ("lib", "_TRANSPORT")]
+
+
+def test_the_soak_fails_on_a_client_level_error_the_direct_leg_does_not_match_one_for_one():
+    """A client-level error on the gateway leg (here librdkafka's error_cb and a Java WARN line) is excused only by
+    the direct leg's same client and name in the same broker restart, one each; any other fails the soak, and what
+    was excused is kept in the result."""
+    events = [{"at": T0, "node": "soak-rack-a", "signal": "TERM", "broker_restarted": 1, "broker_window": [T0 + 10, T0 + 60]}]
+
+    def legs(gateway_told: list, direct_told: list) -> dict:
+        gateway, direct = load(*healthy()), load(*healthy())
+        gateway.update(_errors=[], _client_errors=gateway_told)
+        direct.update(_errors=[], _client_errors=direct_told)
+        return soak.judge(gateway, direct, events)
+
+    told = [("lib", "_TRANSPORT", T0 + 20), ("java", "WARN NetworkClient", T0 + 21)]
+    matched = legs(told, [("lib", "_TRANSPORT", T0 + 15), ("java", "WARN NetworkClient", T0 + 16)])
+    assert matched["ok"] and matched["gateway_only_client_errors"] == {}
+    assert matched["excused_client_errors"] == {"lib: _TRANSPORT": 1, "java: WARN NetworkClient": 1}
+    twice = legs(told + [("lib", "_TRANSPORT", T0 + 22)], [("lib", "_TRANSPORT", T0 + 15), ("java", "WARN NetworkClient", T0 + 16)])
+    assert not twice["ok"] and twice["failure"] == ["gateway only client error: 1x lib: _TRANSPORT"]
+    outside = legs([("lib", "_TRANSPORT", T0 + 70)], [("lib", "_TRANSPORT", T0 + 15)])  # after the restart's window
+    assert not outside["ok"] and outside["gateway_only_client_errors"] == {"lib: _TRANSPORT": 1}
+    other_client = legs([("java", "WARN NetworkClient", T0 + 20)], [("java-consumer-0", "WARN NetworkClient", T0 + 15)])
+    assert not other_client["ok"]
+
+
+def test_client_level_errors_in_a_node_round_are_the_gateways_and_allowed_there_only():
+    """A kill -9 ends every connection to the node, and the clients say so: those lines are counted against the
+    gateway (node_round_client_errors, never excused) and fail nothing inside the round's window (from the signal
+    until the node is back plus NODE_SETTLE_S); the same line after it fails the soak."""
+    events = [{"at": T0, "node": "soak-rack-a", "signal": "KILL", "back_after_s": 6.0}]
+    gateway, direct = load(*healthy()), load(*healthy())
+    gateway.update(_errors=[], _client_errors=[("lib", "_TRANSPORT", T0 + 1), ("lib", "_TRANSPORT", T0 + 15)])
+    direct.update(_errors=[], _client_errors=[])
+    inside = soak.judge(gateway, direct, events)
+    assert inside["ok"], inside["failure"]
+    assert inside["node_round_client_errors"] == {"lib: _TRANSPORT": 2} and inside["gateway_only_client_errors"] == {}
+    gateway, direct = load(*healthy()), load(*healthy())
+    gateway.update(_errors=[], _client_errors=[("lib", "_TRANSPORT", T0 + 6.0 + soak.NODE_SETTLE_S + 1)])
+    direct.update(_errors=[], _client_errors=[])
+    after = soak.judge(gateway, direct, events)
+    assert not after["ok"] and after["gateway_only_client_errors"] == {"lib: _TRANSPORT": 1}
+    assert after["node_round_client_errors"] == {}

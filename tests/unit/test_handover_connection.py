@@ -1,9 +1,11 @@
 """The handover's hooks below the policy: a held connection stops reading at a request boundary and stays stopped,
-and the readiness probe of a mapped node (an ApiVersions round trip)."""
+and the readiness probe of a mapped node (an ApiVersions round trip); and the drain's close at a connection's first
+quiet moment (nothing in flight, nothing of the client's unread in its socket)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 
 from gateway_app.broker_addresses import PortPlan
@@ -22,6 +24,7 @@ class _Transport:
     def __init__(self) -> None:
         self.written: list[bytes] = []
         self.reading = True
+        self.closed = False
 
     def write(self, data) -> None:
         self.written.append(bytes(data))
@@ -31,6 +34,11 @@ class _Transport:
 
     def resume_reading(self) -> None:
         self.reading = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
 
 
 def _connected_pair() -> ConnectionPair:
@@ -102,3 +110,59 @@ def test_the_probe_of_a_port_nobody_listens_on_is_false() -> None:
         return await answers_api_versions("127.0.0.1", port, proxy_header=False, tls=None, timeout_s=2)
 
     assert not asyncio.run(closed_port())
+
+
+class _SocketTransport(_Transport):
+    """A client transport over one end of a real socket pair: FIONREAD sees what the other end sent."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def get_extra_info(self, name: str):
+        return self.sock if name == "socket" else None
+
+
+def _heartbeat(correlation_id: int) -> bytes:
+    """Heartbeat v0 of group "g": relayed untouched, and so is its answer."""
+    body = struct.pack(">hhih", 12, 0, correlation_id, 1) + b"c" + struct.pack(">h", 1) + b"g" + struct.pack(">ih", 1, 1) + b"m"
+    return struct.pack(">i", len(body)) + body
+
+
+def _draining_pair():
+    pair = _connected_pair()
+    ours, theirs = socket.socketpair()
+    pair.client = _SocketTransport(ours)  # type: ignore[assignment]
+    return pair, theirs
+
+
+def test_a_draining_connection_closes_when_the_response_that_leaves_nothing_in_flight_is_written() -> None:
+    pair, theirs = _draining_pair()
+    pair.from_client(_heartbeat(5))
+    assert not pair.close_when_idle() and not pair.closed, "a request in flight is answered first"
+    pair.from_upstream(struct.pack(">ii", 6, 5) + struct.pack(">h", 0))
+    assert pair.client.written[-1].endswith(struct.pack(">h", 0)) and pair.closed and pair.client.closed
+    theirs.close()
+
+
+def test_a_draining_connection_reads_and_answers_a_request_waiting_in_its_socket_before_closing() -> None:
+    pair, theirs = _draining_pair()
+    assert pair.idle()
+    theirs.sendall(_heartbeat(9))  # written by the client, not yet read by the node
+    assert not pair.close_when_idle() and not pair.closed
+    pair.from_client(pair.client.sock.recv(65536))  # the event loop reads it
+    assert not pair.closed and [entry.correlation_id for entry in pair.in_flight] == [9]
+    pair.from_upstream(struct.pack(">ii", 6, 9) + struct.pack(">h", 0))
+    assert pair.closed
+    theirs.close()
+
+
+def test_a_draining_connection_with_nothing_unread_closes_at_once_and_a_held_one_does_not_wait_for_what_it_never_reads() -> None:
+    pair, theirs = _draining_pair()
+    assert pair.close_when_idle() and pair.closed
+    held, other = _draining_pair()
+    held.hold()
+    other.sendall(_heartbeat(3))
+    assert held.close_when_idle() and held.closed
+    theirs.close()
+    other.close()
