@@ -49,6 +49,8 @@ class SuiteTimings:
             "kafka_version": lab_kafka_version(),
             "began": round(self.began, 1),
             "seconds": round(time.time() - self.began, 1),
+            # the machine's load (1, 5, 15 min averages) at the end: a busy machine's figures are not a quiet one's
+            "load_at_end": [round(load, 2) for load in os.getloadavg()],
             "tests": self.tests,
             "modules": modules,
             "molecule": self.molecule,
