@@ -6,7 +6,7 @@
 Sources: settings from `gateway_app.config.SPECS` (the table `kafka-gateway --help` prints), role variables from each
 role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, the
 API table from `gateway_app.protocol.policy.POLICIES`, the Kafka version matrix from `results/kafka-matrix.json`
-(`python -m lab.matrix`) and the soak's figures from `results/soak-10min.json` (`python -m soak`); the diagrams from the lab's layout, the mapping function and the proxy's modules
+(`python -m lab.matrix`) and the soak's figures from `results/soak-10min.json` (`python -m soak`), the timing tables of docs/testing.md from `results/suite-timings/` (`KGW_TIMINGS`, tests/timings.py); the diagrams from the lab's layout, the mapping function and the proxy's modules
 (docs/diagrams.py), the plots from the committed result files (docs/plots.py). tests/docs/test_reference_drift.py and
 tests/docs/test_picture_drift.py fail when a committed page or picture differs from what this produces.
 """
@@ -326,6 +326,12 @@ def soak_page() -> str:
     return soak_page_from(json.loads(SOAK_RESULTS.read_text()))
 
 
+def testing_page() -> str:
+    from docs.suite_timings import testing_page as page  # it imports this module's _table
+
+    return page()
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "reference/settings.md": settings_page,
     "reference/role-variables.md": role_variables_page,
@@ -333,6 +339,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "reference/api-policy.md": api_policy_page,
     "reference/kafka-matrix.md": kafka_matrix_page,
     "reference/soak.md": soak_page,
+    "testing.md": testing_page,  # its timing tables only (docs/suite_timings.py)
 }
 
 
