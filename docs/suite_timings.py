@@ -51,9 +51,12 @@ def _pair(before: float | None, after: float | None) -> str:
 
 def _sources(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
     rows = [[label, f"`{name}`", f"`{run['commit']}`", run["kafka_version"] or "no lab",
-             time.strftime("%Y-%m-%d %H:%M", time.gmtime(run["began"])), f"`{run['command']}`"]
+             time.strftime("%Y-%m-%d %H:%M", time.gmtime(run["began"])),
+             " / ".join(str(load) for load in run["load_at_end"]) if "load_at_end" in run else "not recorded",
+             f"`{run['command']}`"]
             for label in LABELS for name, run in runs[label]]
-    return _table(["run", "file", "commit", "Kafka", "began (UTC)", "command"], rows)
+    return _table(["run", "file", "commit", "Kafka", "began (UTC)", "load at the end (1 / 5 / 15 min)", "command"],
+                  rows)
 
 
 def molecule_phases(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
