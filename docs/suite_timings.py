@@ -78,8 +78,8 @@ def molecule_tasks(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
         for scenario, (_, _, figures) in sorted(_scenarios(runs[label]).items()):
             slowest = sorted(figures["tasks"], key=lambda task: -task["seconds"])[:SLOWEST_TASKS]
             for task in slowest:
-                name = f"{task['role']} : {task['task']}" if task["role"] else task["task"]
-                rows.append([label, scenario, task["phase"], name, task["runs"], f"{task['seconds']:.1f}"])
+                # Ansible names a role's task "role : task" itself
+                rows.append([label, scenario, task["phase"], task["task"], task["runs"], f"{task['seconds']:.1f}"])
     return _table(["run", "scenario", "phase", "task", "runs", "seconds"], rows)
 
 

@@ -26,6 +26,7 @@ class SuiteTimings:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.began = time.time()
+        self.commit = commit()  # at the start: the checkout may move on while a long session runs
         self.tests: dict[str, dict[str, object]] = {}
         self.molecule: list[dict[str, object]] = []
 
@@ -44,7 +45,7 @@ class SuiteTimings:
             module["tests"] += 1
             module["seconds"] = round(module["seconds"] + entry["seconds"], 3)
         result = {
-            "commit": commit(),
+            "commit": self.commit,
             "command": shlex.join(["pytest", *sys.argv[1:]]),
             "kafka_version": lab_kafka_version(),
             "began": round(self.began, 1),
