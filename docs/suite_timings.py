@@ -1,6 +1,7 @@
 """docs/testing.md's timing tables, from the files `KGW_TIMINGS=PATH` wrote (tests/timings.py).
 
-The files are results/suite-timings/<label>-<what>.json, label `before` or `after`: each is one pytest session, e.g.
+The files are results/suite-timings/<label>-<what>.json, label `before`, `after` or `quick` (`scripts/test --quick`
+run without a network): each is one pytest session, e.g.
 one molecule scenario (`KGW_TIMINGS=results/suite-timings/after-tls.json scripts/test
 tests/e2e/test_ansible_molecule.py -k tls`). The tables go between the two marker lines of docs/testing.md; the
 text around them is written by hand.
@@ -92,11 +93,26 @@ def slowest_tests(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
     return _table(["run", "test", "outcome", "seconds"], rows)
 
 
+def quick_runs(_: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
+    """`scripts/test --quick` runs (files quick-*.json): the edit-test loop's time against its 180 s budget."""
+    rows = []
+    for name, run in load("quick"):
+        outcomes: dict[str, int] = {}
+        for entry in run["tests"].values():
+            outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + 1
+        rows.append([f"`{name}`", f"`{run['commit']}`", time.strftime("%Y-%m-%d %H:%M", time.gmtime(run["began"])),
+                     ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
+                     f"{run['seconds']:.0f}", " / ".join(str(load) for load in run.get("load_at_end", [])),
+                     f"`{run['command']}`"])
+    return _table(["file", "commit", "began (UTC)", "tests", "seconds", "load at the end", "command"], rows)
+
+
 SECTIONS: dict[str, Callable[[dict[str, list[tuple[str, dict[str, Any]]]]], str]] = {
     "Molecule phases, seconds (before → after)": molecule_phases,
     f"The {SLOWEST_TASKS} slowest tasks of each scenario (a task's runs summed within a phase)": molecule_tasks,
     f"The {SLOWEST_TESTS} slowest tests of each run": slowest_tests,
     "Where each figure comes from": _sources,
+    "`scripts/test --quick` without a network (budget 180 s)": quick_runs,
 }
 
 
