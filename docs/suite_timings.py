@@ -33,8 +33,12 @@ def load(label: str) -> list[tuple[str, dict[str, Any]]]:
     return [(path.name, json.loads(path.read_text())) for path in sorted(TIMINGS.glob(f"{label}-*.json"))]
 
 
-def _scenarios(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
-    return {scenario["scenario"]: (name, run, scenario) for name, run in runs for scenario in run["molecule"]}
+def _scenario_runs(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> list[tuple[str, str, str, dict, dict]]:
+    """(scenario, label, file name, its figures, the whole file) of every molecule scenario run, by scenario, then
+    before ahead of after, then file."""
+    found = [(scenario["scenario"], label, name, scenario, run)
+             for label in LABELS for name, run in runs[label] for scenario in run["molecule"]]
+    return sorted(found, key=lambda item: (item[0], LABELS.index(item[1]), item[2]))
 
 
 def _phase_seconds(scenario: dict[str, Any]) -> dict[str, float]:
@@ -44,44 +48,33 @@ def _phase_seconds(scenario: dict[str, Any]) -> dict[str, float]:
     return totals
 
 
-def _pair(before: float | None, after: float | None) -> str:
-    if before is None or after is None:
-        return f"{before if after is None else after:.0f}" if (before, after) != (None, None) else ""
-    return f"{before:.0f} → {after:.0f}"
-
-
 def _sources(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
     rows = [[label, f"`{name}`", f"`{run['commit']}`", run["kafka_version"] or "no lab",
-             time.strftime("%Y-%m-%d %H:%M", time.gmtime(run["began"])),
-             " / ".join(str(load) for load in run["load_at_end"]) if "load_at_end" in run else "not recorded",
-             f"`{run['command']}`"]
+             time.strftime("%Y-%m-%d %H:%M", time.gmtime(run["began"])), f"`{run['command']}`"]
             for label in LABELS for name, run in runs[label]]
-    return _table(["run", "file", "commit", "Kafka", "began (UTC)", "load at the end (1 / 5 / 15 min)", "command"],
-                  rows)
+    return _table(["run", "file", "commit", "Kafka", "began (UTC)", "command"], rows)
+
+
+def _load(run: dict[str, Any]) -> str:
+    return " / ".join(str(load) for load in run["load_at_end"]) if "load_at_end" in run else "not recorded"
 
 
 def molecule_phases(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
-    before, after = _scenarios(runs["before"]), _scenarios(runs["after"])
     rows = []
-    for scenario in sorted(before.keys() | after.keys()):
-        old = _phase_seconds(before[scenario][2]) if scenario in before else {}
-        new = _phase_seconds(after[scenario][2]) if scenario in after else {}
-        total_old = before[scenario][2]["seconds"] if scenario in before else None
-        total_new = after[scenario][2]["seconds"] if scenario in after else None
-        rows.append([scenario, *(_pair(old.get(phase), new.get(phase)) for phase in PHASES),
-                     _pair(total_old, total_new)])
-    return _table(["scenario", *PHASES, "whole test"], rows)
+    for scenario, label, file, figures, run in _scenario_runs(runs):
+        phases = _phase_seconds(figures)
+        rows.append([scenario, label, f"`{file}`", *(f"{phases[phase]:.0f}" for phase in PHASES),
+                     f"{figures['seconds']:.0f}", _load(run)])
+    return _table(["scenario", "run", "file", *PHASES, "whole test", "load at the end (1 / 5 / 15 min)"], rows)
 
 
 def molecule_tasks(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
     rows = []
-    for label in LABELS:
-        for scenario, (_, _, figures) in sorted(_scenarios(runs[label]).items()):
-            slowest = sorted(figures["tasks"], key=lambda task: -task["seconds"])[:SLOWEST_TASKS]
-            for task in slowest:
-                # Ansible names a role's task "role : task" itself
-                rows.append([label, scenario, task["phase"], task["task"], task["runs"], f"{task['seconds']:.1f}"])
-    return _table(["run", "scenario", "phase", "task", "runs", "seconds"], rows)
+    for _, _, file, figures, _ in _scenario_runs(runs):
+        for task in sorted(figures["tasks"], key=lambda task: -task["seconds"])[:SLOWEST_TASKS]:
+            # Ansible names a role's task "role : task" itself
+            rows.append([f"`{file}`", task["phase"], task["task"], task["runs"], f"{task['seconds']:.1f}"])
+    return _table(["file", "phase", "task", "runs", "seconds"], rows)
 
 
 def slowest_tests(runs: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
@@ -102,13 +95,13 @@ def quick_runs(_: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
             outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + 1
         rows.append([f"`{name}`", f"`{run['commit']}`", time.strftime("%Y-%m-%d %H:%M", time.gmtime(run["began"])),
                      ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
-                     f"{run['seconds']:.0f}", " / ".join(str(load) for load in run.get("load_at_end", [])),
+                     f"{run['seconds']:.0f}", _load(run),
                      f"`{run['command']}`"])
     return _table(["file", "commit", "began (UTC)", "tests", "seconds", "load at the end", "command"], rows)
 
 
 SECTIONS: dict[str, Callable[[dict[str, list[tuple[str, dict[str, Any]]]]], str]] = {
-    "Molecule phases, seconds (before → after)": molecule_phases,
+    "Molecule phases, seconds (both destroys added up)": molecule_phases,
     f"The {SLOWEST_TASKS} slowest tasks of each scenario (a task's runs summed within a phase)": molecule_tasks,
     f"The {SLOWEST_TESTS} slowest tests of each run": slowest_tests,
     "Where each figure comes from": _sources,
