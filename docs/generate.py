@@ -6,11 +6,12 @@
 Sources: settings from `gateway_app.config.SPECS` (the table `kafka-gateway --help` prints), role variables from each
 role's `meta/argument_specs.yml`, metrics from a fresh registry holding every metrics class of `gateway_app`, the
 API table from `gateway_app.protocol.policy.POLICIES`, the Kafka version matrix from `results/kafka-matrix.json`
-(`python -m lab.matrix`) and the soak's figures from `results/soak-10min.json` (`python -m soak`); the diagrams from the lab's layout, the mapping function and the proxy's modules
-(docs/diagrams.py), the plots from the committed result files (docs/plots.py), and the figures inside hand-written
-pages (README.md, docs/*.md) between `<!-- figures:NAME -->` markers from the committed result files (docs/figures.py).
-tests/docs/test_reference_drift.py and tests/docs/test_picture_drift.py fail when a committed page, passage or picture
-differs from what this produces.
+(`python -m lab.matrix`), the soak's figures from `results/soak-10min.json` (`python -m soak`) and the timing tables
+of docs/testing.md from `results/suite-timings/` (`KGW_TIMINGS`, tests/timings.py); the diagrams from the lab's layout,
+the mapping function and the proxy's modules (docs/diagrams.py), the plots from the committed result files
+(docs/plots.py), and the figures inside hand-written pages (README.md, docs/*.md) between `<!-- figures:NAME -->`
+markers from the committed result files (docs/figures.py). tests/docs/test_reference_drift.py and
+tests/docs/test_picture_drift.py fail when a committed page, passage or picture differs from what this produces.
 """
 
 from __future__ import annotations
@@ -327,6 +328,11 @@ def soak_page_from(result: dict[str, Any]) -> str:
         out.append(f"\nClient-level errors of the gateway leg counted against the gateway (no direct-leg match of the "
                    f"same client and name in the same broker restart, one for one): {listed}. Excused by the direct "
                    f"leg: {excused}.\n")
+        if "node_round_client_errors" in result:
+            rounds = ", ".join(f"{count}× {name}" for name, count in
+                               sorted(result["node_round_client_errors"].items())) or "none"
+            out.append(f"\nClient-level errors inside a node's round (from its signal until it was back, plus the "
+                       f"clients' settle time), counted against the gateway and allowed only there: {rounds}.\n")
     else:
         out.append("\nClient-level errors of the gateway leg that the direct leg does not match in a broker restart "
                    f"(this run predates their judgement: reported, not judged): {listed}.\n")
@@ -410,6 +416,12 @@ def dataplane_page() -> str:
     return dataplane_page_from(before, after)
 
 
+def testing_page() -> str:
+    from docs.suite_timings import testing_page as page  # it imports this module's _table
+
+    return page()
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "reference/settings.md": settings_page,
     "reference/role-variables.md": role_variables_page,
@@ -418,6 +430,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "reference/kafka-matrix.md": kafka_matrix_page,
     "reference/soak.md": soak_page,
     "reference/dataplane-before-after.md": dataplane_page,
+    "testing.md": testing_page,  # its timing tables only (docs/suite_timings.py)
 }
 
 

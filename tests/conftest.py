@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 
 from lab.state import LabState
+from tests import timings
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    timings.register(config)
 
 
 INSTANCE = int(os.environ.get("KGW_LAB_INSTANCE", "0"))  # another instance runs a second lab beside the first

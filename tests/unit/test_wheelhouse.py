@@ -107,3 +107,59 @@ def test_the_archive_holds_the_set_the_gateway_and_the_stamp_and_is_made_once_pe
     assert wheelhouse.pack(result_dir, project, "d1").read_bytes() == made
     second = wheelhouse.pack(result_dir, project, "d2")
     assert sorted(p.name for p in result_dir.parent.glob("*.tar")) == [second.name] == ["abc-d2.tar"]
+
+
+def fake_pip_wheel(calls: list[Path]):
+    """subprocess.run standing in for `pip wheel`: a wheel whose bytes are the source's module, one call noted."""
+    def run(argv: list[str], check: bool, env: dict) -> None:
+        source, staging = Path(argv[-1]), Path(argv[argv.index("--wheel-dir") + 1])
+        calls.append(source)
+        with zipfile.ZipFile(staging / "kafka_gateway-0.1.0-py3-none-any.whl", "w") as archive:
+            archive.writestr("gateway_app/__init__.py", (source / "gateway_app/__init__.py").read_bytes())
+    return run
+
+
+def test_the_project_wheel_is_built_once_per_source_and_again_when_the_source_changes(tmp_path: Path,
+                                                                                        monkeypatch) -> None:
+    source, out = tmp_path / "src", tmp_path / "wheelhouse"
+    (source / "gateway_app/__pycache__").mkdir(parents=True)
+    (source / "pyproject.toml").write_text("[project]\nname = 'kafka-gateway'\n")
+    (source / "gateway_app/__init__.py").write_text("A = 1\n")
+    calls: list[Path] = []
+    monkeypatch.setattr(wheelhouse.subprocess, "run", fake_pip_wheel(calls))
+    first = wheelhouse.build_project(sys.executable, source, out, offline=False)
+    assert first["built"] and len(calls) == 1
+    # bytecode and build output are not the source: still the same wheel, not built again
+    (source / "gateway_app/__pycache__/__init__.cpython-311.pyc").write_bytes(b"\0")
+    (source / "build/lib").mkdir(parents=True)
+    again = wheelhouse.build_project(sys.executable, source, out, offline=False)
+    assert again == {**first, "built": False} and len(calls) == 1
+    # a changed file is a new build; so is a wheel replaced by another source's build of the same version
+    (source / "gateway_app/__init__.py").write_text("A = 2\n")
+    changed = wheelhouse.build_project(sys.executable, source, out, offline=False)
+    assert changed["built"] and len(calls) == 2
+    (source / "gateway_app/__init__.py").write_text("A = 1\n")
+    assert wheelhouse.build_project(sys.executable, source, out, offline=False)["built"] and len(calls) == 3
+    # no staging directory is left behind
+    assert sorted(p.name for p in out.iterdir()) == ["project"]
+
+
+def test_a_shared_dependency_cache_serves_another_checkout_without_a_download(tmp_path: Path, monkeypatch) -> None:
+    downloads: list[list[str]] = []
+
+    def pip_download(python: str, target: dict, requirements: list[str], dest: Path) -> None:
+        downloads.append(requirements)
+        fake_wheel(dest / "kio-0.6.5-cp313-cp313-manylinux_2_28_x86_64.whl", "kio", [])
+
+    monkeypatch.setattr(wheelhouse, "pip_download", pip_download)
+    project = fake_wheel(tmp_path / "kafka_gateway-1.0-py3-none-any.whl", "kafka-gateway", ["kio>=0.6"], ">=3.11")
+    cache = tmp_path / "cache"
+    first = wheelhouse.gather(sys.executable, project, TRIXIE, tmp_path / "one/out", offline=False, deps_cache=cache)
+    assert first["downloaded"] and downloads == [["kio>=0.6"]]
+    # another checkout, offline even: the set comes from the cache; each checkout's archive stays its own
+    second = wheelhouse.gather(sys.executable, project, TRIXIE, tmp_path / "two/out", offline=True, deps_cache=cache)
+    assert not second["downloaded"] and len(downloads) == 1
+    assert first["deps_dir"] == second["deps_dir"] and Path(second["deps_dir"]).is_relative_to(cache)
+    assert Path(first["archive"]).is_relative_to(tmp_path / "one/out")
+    assert Path(second["archive"]).is_relative_to(tmp_path / "two/out") and Path(first["archive"]).exists()
+    assert not list(cache.rglob("*.tar"))

@@ -11,8 +11,10 @@ markers with the controller's environment even when told another --platform/--py
 Python 3.12 controller would drop `uvloop; sys_platform == 'linux'` or a `python_version` dependency. This script
 evaluates every Requires-Dist against the host's environment itself and lets pip only download, one round per
 level of the dependency tree (`pip download --no-deps --only-binary=:all:` with the host's tags), until the set is
-closed. The set goes into OUT/<target>/<key>/ (key: target + evaluated requirements), so a second run, or a new
-gateway version with the same dependencies, downloads nothing.
+closed. The set goes into OUT/<target>/<key>/ (key: target + evaluated requirements), or DEPS_CACHE/<target>/<key>/ with
+--deps-cache (a directory outside the checkout that several share), so a second run, a new gateway version with the
+same dependencies or another checkout downloads nothing. The gateway's own wheel is built again only when its
+source changed (OUT/project/by-source/).
 
 Beside the set, one tar of everything a host installs (the dependency wheels, the gateway's wheel and a stamp file
 named after the digest): the role copies it in one transfer and unpacks it, rather than one round trip per wheel.
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -68,9 +71,12 @@ def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def pack(result_dir: Path, project_wheel: Path, digest: str) -> Path:
-    """The tar a host unpacks into its release's wheelhouse, made once per digest; older ones of this set go."""
-    archive = result_dir.parent / f"{result_dir.name}-{digest}.tar"
+def pack(result_dir: Path, project_wheel: Path, digest: str, into: Path | None = None) -> Path:
+    """The tar a host unpacks into its release's wheelhouse, made once per digest in INTO (default: beside the set);
+    older ones of this set there go."""
+    into = into or result_dir.parent
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into / f"{result_dir.name}-{digest}.tar"
     if not archive.exists():
         partial = archive.with_name(archive.name + ".partial")
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -79,7 +85,7 @@ def pack(result_dir: Path, project_wheel: Path, digest: str) -> Path:
             stamp = _owned_by_root(tarfile.TarInfo(stamp_name(digest)))
             tar.addfile(stamp)  # empty: its name is the content
         os.replace(partial, archive)
-    for older in result_dir.parent.glob(f"{result_dir.name}-*.tar"):
+    for older in into.glob(f"{result_dir.name}-*.tar"):
         if older != archive:
             older.unlink(missing_ok=True)
     return archive
@@ -159,7 +165,11 @@ def pip_download(python: str, target: dict[str, str], requirements: list[str], d
             f"pip said: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
 
 
-def gather(python: str, project_wheel: Path, target: dict[str, str], out: Path, offline: bool) -> dict[str, object]:
+def gather(python: str, project_wheel: Path, target: dict[str, str], out: Path, offline: bool,
+           deps_cache: Path | None = None) -> dict[str, object]:
+    """The target's dependency set, downloaded once into DEPS_CACHE (default OUT) and shared by every checkout that
+    uses that cache: a set is keyed by its target and requirements and appears whole or not at all. The archive,
+    which holds this checkout's own gateway wheel, stays in OUT."""
     environment = {k: v for k, v in target.items() if k != "glibc"}
     name, lines, requires_python = wheel_metadata(project_wheel)
     version = str(parse_wheel_filename(project_wheel.name)[1])
@@ -172,11 +182,11 @@ def gather(python: str, project_wheel: Path, target: dict[str, str], out: Path, 
     top = requirements_for(lines, environment)
     key_text = json.dumps([target_name(target), sorted(str(r) for r in top)])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:12]
-    base = out / target_name(target)
+    base = (deps_cache or out) / target_name(target)
     result_dir = base / key
     downloaded = False
     if not (result_dir / ".complete").exists() and offline:
-        raise TargetRefused(f"no wheel set for {target_name(target)} in {out} and gateway_wheelhouse_build is false")
+        raise TargetRefused(f"no wheel set for {target_name(target)} in {deps_cache or out} and gateway_wheelhouse_build is false")
     if not (result_dir / ".complete").exists():
         downloads = base / "downloads"
         downloads.mkdir(parents=True, exist_ok=True)
@@ -214,32 +224,63 @@ def gather(python: str, project_wheel: Path, target: dict[str, str], out: Path, 
     digest_text = digest.hexdigest()[:16]
     return {"target": target_name(target), "version": version, "project_wheel": str(project_wheel), "deps_dir": str(result_dir),
             "wheels": sorted(w.name for w in result_dir.glob("*.whl")), "digest": digest_text,
-            "archive": str(pack(result_dir, project_wheel, digest_text)), "stamp": stamp_name(digest_text),
+            "archive": str(pack(result_dir, project_wheel, digest_text, out / target_name(target))),
+            "stamp": stamp_name(digest_text),
             "downloaded": downloaded}
 
 
+# Not part of a wheel: version control, virtualenvs, build output (the wheelhouse itself may live under build/).
+SKIPPED_DIRS = {"build", "dist", "node_modules", "__pycache__"}
+
+
+def source_digest(source: Path) -> str:
+    """A digest of every file a build of SOURCE could read (hidden, build-output and bytecode files aside): the
+    same digest, the same wheel. Over-inclusive on purpose: a file outside the package only costs a rebuild."""
+    digest = hashlib.sha256()
+    for directory, subdirs, files in os.walk(source):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in SKIPPED_DIRS
+                            and not d.endswith(".egg-info"))
+        for name in sorted(f for f in files if not f.endswith((".pyc", ".pyo"))):
+            path = Path(directory) / name
+            digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def build_project(python: str, source: Path, out: Path, offline: bool) -> dict[str, str]:
-    """The gateway's own wheel into OUT/project/, rebuilt reproducibly (an unchanged source gives the same bytes);
-    offline, the newest wheel already there."""
+    """The gateway's own wheel into OUT/project/, rebuilt reproducibly (an unchanged source gives the same bytes)
+    and not at all when a wheel built from the same source is still there (OUT/project/by-source/<digest> names
+    it and its sha256); offline, the newest wheel already there."""
     project = out / "project"
     if not offline:
-        staging = out / "project.building"
-        shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run([python, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
-                        "--wheel-dir", str(staging), str(source)],
-                       check=True, env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
+        by_source = project / "by-source" / source_digest(source)
+        if by_source.exists():
+            name, sha256 = by_source.read_text().split()
+            wheel = project / name
+            if wheel.exists() and hashlib.sha256(wheel.read_bytes()).hexdigest() == sha256:
+                return {"wheel": str(wheel), "version": str(parse_wheel_filename(wheel.name)[1]), "built": False}
         project.mkdir(parents=True, exist_ok=True)
-        (built,) = staging.glob("*.whl")
-        if not (project / built.name).exists() or (project / built.name).read_bytes() != built.read_bytes():
-            os.replace(built, project / built.name)
-        shutil.rmtree(staging)
+        # a staging directory of this build's own: two deploys from one checkout may build at once
+        staging = Path(tempfile.mkdtemp(prefix="project.building.", dir=out))
+        try:
+            subprocess.run([python, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
+                            "--wheel-dir", str(staging), str(source)],
+                           check=True, env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
+            (built,) = staging.glob("*.whl")
+            if not (project / built.name).exists() or (project / built.name).read_bytes() != built.read_bytes():
+                os.replace(built, project / built.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         wheel = project / built.name
-    else:
-        wheels = sorted(project.glob("*.whl"), key=lambda w: parse_wheel_filename(w.name)[1])
-        if not wheels:
-            raise TargetRefused(f"no gateway wheel in {project} and gateway_wheelhouse_build is false")
-        wheel = wheels[-1]
-    return {"wheel": str(wheel), "version": str(parse_wheel_filename(wheel.name)[1])}
+        by_source.parent.mkdir(exist_ok=True)
+        partial = by_source.with_name(f"{by_source.name}.{os.getpid()}.partial")
+        partial.write_text(f"{wheel.name} {hashlib.sha256(wheel.read_bytes()).hexdigest()}\n")
+        os.replace(partial, by_source)
+        return {"wheel": str(wheel), "version": str(parse_wheel_filename(wheel.name)[1]), "built": True}
+    wheels = sorted(project.glob("*.whl"), key=lambda w: parse_wheel_filename(w.name)[1])
+    if not wheels:
+        raise TargetRefused(f"no gateway wheel in {project} and gateway_wheelhouse_build is false")
+    wheel = wheels[-1]
+    return {"wheel": str(wheel), "version": str(parse_wheel_filename(wheel.name)[1]), "built": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="wheelhouse root; one directory per target below")
     parser.add_argument("--pip-python", default=sys.executable, help="Python whose pip downloads (default: this one)")
     parser.add_argument("--offline", action="store_true", help="use only what OUT holds; build and download nothing")
+    parser.add_argument("--deps-cache", type=Path, help="where the dependency sets are kept (default: OUT); may be "
+                                                        "shared by several checkouts")
     sub = parser.add_subparsers(dest="step", required=True)
     project = sub.add_parser("project", help="build the gateway's own wheel")
     project.add_argument("--source", type=Path, required=True, help="the gateway's source tree")
@@ -258,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "project":
             result = build_project(args.pip_python, args.source, args.out, args.offline)
         else:
-            result = gather(args.pip_python, args.project_wheel, json.loads(args.target), args.out, args.offline)
+            result = gather(args.pip_python, args.project_wheel, json.loads(args.target), args.out, args.offline,
+                            args.deps_cache)
     except TargetRefused as refused:
         print(json.dumps({"error": str(refused)}))
         return 1
