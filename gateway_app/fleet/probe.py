@@ -32,7 +32,7 @@ ADMIN_TOKEN_KEY = "GATEWAY_HTTP_ADMIN_TOKEN"
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 UNIT_PROPERTIES = ("ActiveState", "SubState", "UnitFileState", "NRestarts", "ExecMainStartTimestamp")
 CONNECT_TIMEOUT_S = 2.0
-SELECTORS_TIMEOUT_S = 15
+SELECTORS_TIMEOUT_S = 4  # Kafka's answer, inside the doctor's 10 s per host (--timeout) with the probe's other checks
 HTTP_TIMEOUT_S = 3.0
 
 
@@ -129,11 +129,17 @@ def cluster_summary(view):
     }
 
 
+def selectors_wanted(values, reach):
+    """Whether to ask the brokers for their replica selector: client networks configured and a broker reached."""
+    return bool(values.get("GATEWAY_CLIENT_RACK_NETWORKS")) and any(r.get("ok") for r in reach.values())
+
+
 def replica_selectors(venv, env_path):
     """The brokers' replica.selector.class, read in the node's venv with its own settings (fleet/replica_selectors.py)."""
     try:
-        out = subprocess.run([venv + "/bin/python", "-m", "gateway_app.fleet.replica_selectors", "--config", env_path],
-                             capture_output=True, text=True, timeout=SELECTORS_TIMEOUT_S + 5)
+        out = subprocess.run([venv + "/bin/python", "-m", "gateway_app.fleet.replica_selectors", "--config", env_path,
+                              "--timeout", str(SELECTORS_TIMEOUT_S)],
+                             capture_output=True, text=True, timeout=SELECTORS_TIMEOUT_S + 3)
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as error:
         return {"error": str(error) or type(error).__name__}
@@ -160,9 +166,10 @@ def gateway_facts(args):
         "ready": ready, "cluster": summary if summary is not None else {"error": cluster.get("error") or
                                                                        "HTTP %s" % cluster.get("status")},
         "broker_reach": reach,
-        # rack-aware reads need the brokers' selector: asked only where client networks are configured
-        "replica_selectors": replica_selectors(args["venv"], args["env_file"])
-        if values.get("GATEWAY_CLIENT_RACK_NETWORKS") else None,
+        # rack-aware reads need the brokers' selector: asked only where client networks are configured, and only
+        # of brokers this host reaches (unreachable ones are reported above; waiting on them would cost the host's
+        # whole probe its time)
+        "replica_selectors": replica_selectors(args["venv"], args["env_file"]) if selectors_wanted(values, reach) else None,
     }
 
 

@@ -26,7 +26,8 @@ def test_the_probe_runs_the_module_in_the_nodes_venv_with_its_env_file(tmp_path:
     venv = fake_venv(tmp_path, json.dumps(answer))
     assert probe.replica_selectors(str(venv), "/etc/kafka-gateway/gateway.env") == answer
     assert (tmp_path / "argv").read_text().split() == [
-        "-m", "gateway_app.fleet.replica_selectors", "--config", "/etc/kafka-gateway/gateway.env"]
+        "-m", "gateway_app.fleet.replica_selectors", "--config", "/etc/kafka-gateway/gateway.env",
+        "--timeout", str(probe.SELECTORS_TIMEOUT_S)]
 
 
 def test_a_probe_that_gets_no_json_says_so(tmp_path: Path) -> None:
@@ -45,3 +46,14 @@ def test_the_module_reports_bad_settings_as_an_error_document(tmp_path: Path, ca
     printed = json.loads(capsys.readouterr().out)
     assert printed["error"].startswith("settings: KAFKA_BOOTSTRAP_SERVERS")
     assert "unit-test-secret" not in json.dumps(printed)
+
+
+def test_the_selectors_are_asked_only_with_client_networks_and_a_broker_reached():
+    """A host whose brokers are all unreachable (the doctor's `brokers` problem) is not made to wait on Kafka too:
+    that wait would cost the host's whole probe its time, and the doctor would report SSH instead of the brokers."""
+    networks = {"GATEWAY_CLIENT_RACK_NETWORKS": "rack-a=10.1.0.0/16"}
+    reached = {"b1:9092": {"ok": True}, "b2:9092": {"ok": False, "error": "timed out"}}
+    unreached = {"b1:9092": {"ok": False, "error": "timed out"}}
+    assert probe.selectors_wanted(networks, reached)
+    assert not probe.selectors_wanted(networks, unreached)
+    assert not probe.selectors_wanted({}, reached)
