@@ -341,7 +341,10 @@ class Membership:
         if self._on_reserved_topic_ids is None:
             return
         prefix = f"{self.group}_"
-        names = [name for name in admin.list_topics(timeout=10).topics if name == self.topic or name.startswith(prefix)]
+        # The members topic by name, whatever the listing says: the broker that answers the listing may not have the
+        # just-created topic in its metadata yet, and an id left out here would pass the guard. describe_topics
+        # raises until a broker knows it, and wait_for_topic asks again.
+        names = sorted({self.topic, *(name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix))})
         ids = []
         for future in admin.describe_topics(TopicCollection(names), request_timeout=10).values():
             topic_id = future.result().topic_id

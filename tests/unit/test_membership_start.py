@@ -109,3 +109,38 @@ def test_a_lagging_topic_is_warned_about_and_shows_in_the_readiness_detail(monke
     assert [r.message for r in caplog.records if "not in the metadata yet" in r.message][:1]
     status = node.status()
     assert not status.joined and status.detail == "starting: members topic found; joining the group"
+
+
+class LaggingListingAdmin(FakeAdmin):
+    """The members topic is listed when asked for by name, but the broker answering the full listing does not have
+    it in its metadata yet; describe_topics gives each topic an id of its own."""
+
+    def __init__(self, topic: str, others: list[str]) -> None:
+        super().__init__(topic, lagging=0)
+        self.others = others
+        self.described: list[str] = []
+
+    def list_topics(self, topic=None, timeout=None):
+        if topic is not None:
+            return super().list_topics(topic, timeout)
+        return SimpleNamespace(topics={name: object() for name in self.others})
+
+    def describe_topics(self, collection, request_timeout=None):
+        self.described = list(collection.topic_names)
+        return {name: Future(SimpleNamespace(topic_id=SimpleNamespace(
+            get_most_significant_bits=lambda n=name: hash(n) & 0xFFFF, get_least_significant_bits=lambda: 1)))
+            for name in self.described}
+
+
+def test_the_members_topic_id_is_learnt_even_when_the_full_listing_lags_its_creation():
+    """Left out, the members topic's id would pass the guard by id (the node would say it knows every reserved id):
+    the full listing comes from whichever broker answers, which may not have the just-created topic yet."""
+    learnt: list[list[bytes]] = []
+    stopping = Stopping()
+    node = Membership(Member("gw-a", "10.0.0.1", None, 6969, 10), "c1", {}, 10.0, lambda view: None, None,
+                      secret="unit-test-secret-0123456789", stopping=stopping, on_reserved_topic_ids=learnt.append)
+    extra = f"{node.group}_extra"
+    admin = LaggingListingAdmin(node.topic, ["orders", extra])
+    assert node.wait_for_topic(admin) == [0]
+    assert sorted(admin.described) == sorted([node.topic, extra])
+    assert len(learnt) == 1 and len(learnt[0]) == 2
