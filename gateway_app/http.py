@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .client_networks import contains
 from .config import Settings
 from .metrics import Metrics
 from .readiness import Readiness
@@ -108,13 +108,7 @@ class HttpServer:
         return _json(200, self._cluster_view(False))
 
     def _from_admin_network(self, peer: str) -> bool:
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._admin_networks)
+        return contains(self._admin_networks, peer)
 
     def admit(self, host: str) -> str | None:
         """Why a new connection from `host` is refused, or None (then it is counted as open)."""

@@ -108,6 +108,14 @@ class Tally:
         self.created = time.time()
 
 
+def _tally(tallies: dict, key) -> Tally:
+    """The tally of a key, made at its first use (connections keep theirs: a lookup per connection, not per byte)."""
+    tally = tallies.get(key)
+    if tally is None:
+        tally = tallies[key] = Tally()
+    return tally
+
+
 class RackTallies:
     """Rack-aware reads (client_networks.py, protocol/fetch_rack.py): Fetch requests given the client's rack, and
     the Fetch response bytes relayed to consumers by (client rack, broker rack): the cross-rack share of
@@ -119,23 +127,13 @@ class RackTallies:
         self.fetch_bytes: dict[tuple[str, str], Tally] = {}
 
     def rack_assigned(self, rack: str) -> Tally:
-        tally = self.assigned.get(rack)
-        if tally is None:
-            tally = self.assigned[rack] = Tally()
-        return tally
+        return _tally(self.assigned, rack)
 
     def rack_withheld(self, rack: str) -> Tally:
-        tally = self.withheld.get(rack)
-        if tally is None:
-            tally = self.withheld[rack] = Tally()
-        return tally
+        return _tally(self.withheld, rack)
 
     def fetch_response_bytes(self, client_rack: str | None, broker_rack: str | None) -> Tally:
-        key = (client_rack or NO_RACK, broker_rack or NO_RACK)
-        tally = self.fetch_bytes.get(key)
-        if tally is None:
-            tally = self.fetch_bytes[key] = Tally()
-        return tally
+        return _tally(self.fetch_bytes, (client_rack or NO_RACK, broker_rack or NO_RACK))
 
     def describe(self):
         return self._families({}, {}, {})

@@ -12,10 +12,9 @@ values), the field is read and written anew by the codec, and the rest follows a
 from __future__ import annotations
 
 from functools import cache
-
-from .api_keys import FETCH
 from typing import Callable
 
+from .api_keys import FETCH
 from .codec import decode_field, encode_field
 from .message_specs import REQUEST, FieldSpec, spec
 from .reserved import offset_reader

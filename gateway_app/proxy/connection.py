@@ -408,8 +408,9 @@ class ConnectionPair:
         return Decision.COLLECT
 
     def _collect_for_rack(self, size: int) -> bool:
-        """Hold a Fetch request whole to give it the client's rack, within the same limits as any request held
-        whole; one beyond them is relayed as the client sent it (the rack is an optimisation, not a check)."""
+        """Hold a request whole for the rack (a Fetch to give it the client's rack, an ApiVersions to read the client's
+        software), within the same limits as any request held whole; one beyond them is relayed as the client sent it
+        (the rack is an optimisation, not a check)."""
         if size > self._assembled_limit or not self.rules.assembly.take(size):
             return False
         self._assembling = size

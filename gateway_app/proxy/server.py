@@ -245,11 +245,13 @@ class Gateway:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        for pair in list(self.pairs):
-            pair.close_when_idle()  # most close at the next response; the rest are looked at below
-        while self.pairs and loop.time() < deadline:
+        while True:
+            # most close at their next response; the others are asked again (a request unread a moment ago may
+            # have been answered since)
             for pair in list(self.pairs):
-                pair.close_when_idle()  # a request that was unread a moment ago may have been answered since
+                pair.close_when_idle()
+            if not self.pairs or loop.time() >= deadline:
+                break
             await asyncio.sleep(0.05)
         remaining = list(self.pairs)
         for pair in remaining:
