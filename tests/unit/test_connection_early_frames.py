@@ -15,21 +15,8 @@ from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from lab.frames import metadata_request
+from tests.unit.fake_transport import RecordingTransport
 
-
-class _Transport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.aborted = False
-
-    def write(self, data) -> None:
-        self.written.append(bytes(data))
-
-    def writelines(self, chunks) -> None:
-        self.written.extend(bytes(chunk) for chunk in chunks)
-
-    def abort(self) -> None:
-        self.aborted = True
 
 
 def _refused(metrics: Metrics) -> list[str]:
@@ -44,7 +31,7 @@ def _pair_still_connecting() -> tuple[ConnectionPair, Metrics, list[ConnectionPa
                   reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"))
     ended: list[ConnectionPair] = []
     pair = ConnectionPair(routes, rules, Incidents(metrics), 6969, "test", on_close=ended.append)
-    pair.client = _Transport()  # type: ignore[assignment]
+    pair.client = RecordingTransport()  # type: ignore[assignment]
     pair._connecting = True  # the first request opened the broker connection; the connect has not finished
     return pair, metrics, ended
 
@@ -69,7 +56,7 @@ def _pair_with(rules: Rules) -> tuple[ConnectionPair, Metrics]:
     metrics = Metrics()
     routes = Routes(StaticTopology(PortPlan(6969, 1, 8), "198.18.0.9"), BrokerDirectory({}, (), 1.0), metrics)
     pair = ConnectionPair(routes, rules, Incidents(metrics), 6969, "test")
-    pair.client = _Transport()  # type: ignore[assignment]
+    pair.client = RecordingTransport()  # type: ignore[assignment]
     pair._connecting = True
     return pair, metrics
 

@@ -16,19 +16,8 @@ from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from lab.frames import metadata_request
+from tests.unit.fake_transport import RecordingTransport
 
-
-class _Transport:
-    """Every write or writelines call is one entry: one send() or writev() of a real transport."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def write(self, data) -> None:
-        self.writes.append(bytes(data))
-
-    def writelines(self, chunks) -> None:
-        self.writes.append(b"".join(bytes(chunk) for chunk in chunks))
 
 
 def _connected_pair() -> ConnectionPair:
@@ -37,7 +26,7 @@ def _connected_pair() -> ConnectionPair:
     rules = Rules(max_frame_bytes=1 << 20, max_in_flight=500, max_assembled_bytes=1 << 20,
                   reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"))
     pair = ConnectionPair(routes, rules, Incidents(metrics), 6969, "test")
-    pair.client, pair.upstream = _Transport(), _Transport()  # type: ignore[assignment]
+    pair.client, pair.upstream = RecordingTransport(), RecordingTransport()  # type: ignore[assignment]
     return pair
 
 

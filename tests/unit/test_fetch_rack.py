@@ -27,6 +27,7 @@ from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from gateway_app.protocol.reserved import ReservedNames
 from lab.frames import fetch_request, request_frame
+from tests.unit.fake_transport import RecordingTransport
 
 RACKED = range(FIRST_WITH_RACK, POLICIES[FETCH].max_version + 1)
 
@@ -116,25 +117,6 @@ def test_a_frame_cut_short_raises() -> None:
 # --- through a connection ----------------------------------------------------------------------------------
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def write(self, data) -> None:
-        self.written.append(bytes(data))
-
-    def writelines(self, chunks) -> None:
-        self.written.extend(bytes(chunk) for chunk in chunks)
-
-    def set_write_buffer_limits(self, high: int) -> None:
-        pass
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def abort(self) -> None:
-        pass
-
 
 def _pair(source: str, networks: str = "rack-a=198.18.8.0/24,rack-b=198.18.9.0/24") -> tuple[ConnectionPair, Metrics]:
     metrics = Metrics()
@@ -150,7 +132,7 @@ def _pair(source: str, networks: str = "rack-a=198.18.8.0/24,rack-b=198.18.9.0/2
         return True
 
     pair = ConnectionPair(routes, rules, Incidents(metrics), 6971, f"{source}:5555", on_open=admit)  # broker 2's port
-    pair.client_connected(_Transport())  # type: ignore[arg-type]
+    pair.client_connected(RecordingTransport())  # type: ignore[arg-type]
     pair._connecting = True  # frames wait in _early: what would be written to the broker
     return pair, metrics
 
@@ -250,7 +232,7 @@ def test_fetch_response_bytes_count_by_client_rack_and_broker_rack() -> None:
     _introduce(pair)
     pair.in_flight.clear()  # as if the broker had answered ApiVersions
     pair.from_client(fetch_request(12, 7, partitions=1))
-    pair.upstream = _Transport()  # type: ignore[assignment]
+    pair.upstream = RecordingTransport()  # type: ignore[assignment]
     pair._connecting = False
     response = struct.pack(">i", 7) + b"\0" + b"r" * 100  # correlation id, empty header tags, a body
     pair.from_upstream(struct.pack(">i", len(response)) + response)

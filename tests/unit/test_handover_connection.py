@@ -18,27 +18,8 @@ from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from lab.frames import metadata_request
 from gateway_app.proxy.peer_probe import answers_api_versions
+from tests.unit.fake_transport import RecordingTransport
 
-
-class _Transport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.reading = True
-        self.closed = False
-
-    def write(self, data) -> None:
-        self.written.append(bytes(data))
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
 
 
 def _connected_pair() -> ConnectionPair:
@@ -49,7 +30,7 @@ def _connected_pair() -> ConnectionPair:
                   reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"))
     pair = ConnectionPair(routes, rules, Incidents(metrics), 6970, "test")
     assert pair.broker_id == 1
-    pair.client, pair.upstream = _Transport(), _Transport()  # type: ignore[assignment]
+    pair.client, pair.upstream = RecordingTransport(), RecordingTransport()  # type: ignore[assignment]
     return pair
 
 
@@ -112,7 +93,7 @@ def test_the_probe_of_a_port_nobody_listens_on_is_false() -> None:
     assert not asyncio.run(closed_port())
 
 
-class _SocketTransport(_Transport):
+class _SocketTransport(RecordingTransport):
     """A client transport over one end of a real socket pair: FIONREAD sees what the other end sent."""
 
     def __init__(self, sock: socket.socket) -> None:
