@@ -95,10 +95,7 @@ class FrameStream:
                     pos += take
                     if not self._collect_left:
                         parts, self._parts = self._parts, None
-                        self.flush()  # what passed before this frame is written before it
-                        frame = b"".join(parts)
-                        if self._on_frame(frame):
-                            self._sink(frame)
+                        self._deliver(b"".join(parts))
                 else:
                     pos = self._boundary(view, pos, end)
         finally:
@@ -109,6 +106,13 @@ class FrameStream:
                 self.started = time.monotonic()
         else:
             self.started = None
+
+    def _deliver(self, frame: bytes) -> None:
+        """A collected frame (a copy, not a view) to the owner, after what passed before it; written as it is when
+        the owner says it goes out unchanged."""
+        self.flush()
+        if self._on_frame(frame):
+            self._sink(frame)
 
     def _pass(self, start: int, stop: int) -> None:
         """Bytes [start, stop) of the chunk pass: joined to the pending slice when they follow it."""
@@ -198,10 +202,7 @@ class FrameStream:
         else:
             if complete:
                 self._head = bytearray()
-                self.flush()
-                frame = bytes(prefix)
-                if self._on_frame(frame):
-                    self._sink(frame)
+                self._deliver(bytes(prefix))
                 return pos
             self._parts = [bytes(prefix)]  # the head buffer is reused; the frame's start must not be
             self._collect_left = 4 + size - consumed
