@@ -28,8 +28,9 @@ What a refused request is answered with is refusal.py's business.
 from __future__ import annotations
 
 import re
-import sre_constants
-import sre_parse
+# The regex parser Python's `re` uses (the `sre_parse`/`sre_constants` aliases warn since 3.11 and are going):
+# there is no public API that returns a pattern's parse tree.
+from re import _constants as sre_constants, _parser as sre_parse
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
