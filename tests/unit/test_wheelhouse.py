@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -80,6 +81,31 @@ def test_pick_takes_the_newest_wheel_that_fits_every_constraint(tmp_path: Path) 
     assert chosen["kio"].name.startswith("kio-0.6.5-")
 
 
+PIP_SAID = Path(__file__).parent / "fixtures/pip_download"  # pip 26.3's stderr, captured as each file's name says
+
+
+@pytest.mark.parametrize(("capture", "kind"), [
+    ("offline.stderr", "NameResolutionError"),  # in a network namespace with only loopback
+    ("refused.stderr", "NewConnectionError"),  # through a proxy address nothing listens on
+    ("no_wheel.stderr", None),  # PyPI answered: no confluent-kafka wheel for glibc 2.27
+])
+def test_an_index_that_cannot_be_reached_is_told_apart_from_a_missing_wheel(capture: str, kind: str | None) -> None:
+    assert wheelhouse.why_download_failed((PIP_SAID / capture).read_text()) == kind
+
+
+def test_an_unreachable_index_is_reported_as_such_not_as_a_target_without_wheels(tmp_path: Path) -> None:
+    """Offline (a proxy on loopback that nothing listens on): the error names the index, not the target."""
+    project = fake_wheel(tmp_path / "kafka_gateway-1.0-py3-none-any.whl", "kafka-gateway", ["confluent-kafka<3,>=2.6"])
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), "target", "--project-wheel", str(project),
+         "--target", json.dumps({**TRIXIE, "glibc": "2.27"})], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PIP_PROXY": "http://127.0.0.1:9", "PIP_RETRIES": "0"})  # the script still retries once
+    assert proc.returncode == 1
+    error = json.loads(proc.stdout)["error"]
+    assert error.startswith("pip could not reach the package index (NewConnectionError)") and "glibc" not in error
+
+
+@pytest.mark.network
 def test_a_glibc_without_confluent_kafka_wheels_is_refused_naming_the_dependency(tmp_path: Path) -> None:
     """Against PyPI (CI has it): confluent-kafka publishes manylinux_2_28 wheels, none for glibc 2.27."""
     project = fake_wheel(tmp_path / "kafka_gateway-1.0-py3-none-any.whl", "kafka-gateway", ["confluent-kafka<3,>=2.6"])

@@ -57,6 +57,21 @@ class TargetRefused(Exception):
     pass
 
 
+class IndexUnreachable(Exception):
+    """pip could not reach the package index: nothing is known about the target's wheels."""
+
+
+# What pip prints when the index cannot be reached (it then also says "No matching distribution", as when the
+# index answered that no wheel fits, so this is told apart first).
+_UNREACHABLE = re.compile(r"^WARNING: Retrying \(.*\) after connection broken by '(\w+)", re.MULTILINE)
+
+
+def why_download_failed(stderr: str) -> str | None:
+    """The kind of connection error when pip never reached the index, else None."""
+    found = _UNREACHABLE.search(stderr)
+    return found.group(1) if found else None
+
+
 def stamp_name(digest: str) -> str:
     """The file in a host's wheelhouse that says which set it holds."""
     return f".wheelset-{digest}"
@@ -151,11 +166,18 @@ def pip_download(python: str, target: dict[str, str], requirements: list[str], d
     version = target["python_version"]
     argv = [python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
             "--only-binary=:all:", "--implementation", "cp", "--python-version", version,
-            "--abi", "cp" + "".join(version.split(".")[:2]), "--dest", str(dest)]
+            "--abi", "cp" + "".join(version.split(".")[:2]), "--dest", str(dest),
+            # at least one retry: pip names a connection error only in its "Retrying" warning
+            "--retries", str(max(1, int(os.environ.get("PIP_RETRIES") or 5)))]
     for tag in platform_tags(target["glibc"], target["platform_machine"]):
         argv += ["--platform", tag]
     proc = subprocess.run(argv + requirements, capture_output=True, text=True)
     if proc.returncode != 0:
+        unreachable = why_download_failed(proc.stderr)
+        if unreachable:
+            raise IndexUnreachable(f"pip could not reach the package index ({unreachable}) to download "
+                                   f"{', '.join(requirements)}; set gateway_wheelhouse_build: false to use only "
+                                   f"the wheel sets already gathered")
         missing = re.findall(r"(?:satisfies|matching distribution found for) the requirement (\S+)|"
                              r"No matching distribution found for (\S+)", proc.stderr)
         names = sorted({a or b for a, b in missing}) or ["a dependency"]
@@ -303,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = gather(args.pip_python, args.project_wheel, json.loads(args.target), args.out, args.offline,
                             args.deps_cache)
-    except TargetRefused as refused:
+    except (TargetRefused, IndexUnreachable) as refused:
         print(json.dumps({"error": str(refused)}))
         return 1
     print(json.dumps(result))
