@@ -183,6 +183,32 @@ def test_metadata_topics_are_not_copied() -> None:
     assert before.obj is body.obj and after.obj is body.obj and len(after) > 50 * len("topic-00")
 
 
+def test_the_same_broker_list_again_is_reported_and_rewritten_for_the_endpoints_of_now() -> None:
+    """A repeated broker list reuses the last rewrite only while every broker's endpoint is unchanged: a node that
+    moves a broker (the topology's answer changes) is told apart, and every answer still reports its brokers."""
+    message = metadata_with_topics(12, 2)
+    first, again = Context(), Context()
+    assert [(b.node_id, b.port) for b in rewrite(3, 12, message, first).brokers] == [(1, 6970), (3, 6972)]
+    moved = Context()
+    moved.topology = StaticTopology(PLAN, "gw-other.example")
+    for ctx, host in ((again, GATEWAY), (moved, "gw-other.example"), (Context(), GATEWAY)):
+        result = rewrite(3, 12, message, ctx)
+        assert [(b.node_id, b.host, b.port) for b in result.brokers] == [(1, host, 6970), (3, host, 6972)]
+        assert result.topics == message.topics and set(ctx.learned) == {1, 3, OUT_OF_RANGE}
+        assert ctx.out_of_range == [OUT_OF_RANGE]
+
+
+def test_a_broker_list_that_only_starts_like_the_last_one_is_read_again() -> None:
+    cls = load_response_schema(3, 12)
+    three = sample(cls, brokers=broker_list(cls, "node_id"), topics=())
+    rewrite(3, 12, three, Context())
+    four = sample(cls, brokers=(*broker_list(cls, "node_id"), sample(nested(cls, "brokers"), node_id=5, host="h",
+                                                                     port=1, rack=None)), topics=())
+    ctx = Context()
+    assert [b.node_id for b in rewrite(3, 12, four, ctx).brokers] == [1, 3, 5] and set(ctx.learned) == {1, 3, 5, 42}
+    assert [b.node_id for b in rewrite(3, 12, three, Context()).brokers] == [1, 3]
+
+
 @pytest.mark.parametrize("version", [0, 12])
 def test_metadata_truncated_inside_the_broker_list_is_a_walk_error(version: int) -> None:
     body = memoryview(encode(metadata_with_topics(version, 0)))
