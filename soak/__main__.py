@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also restart one broker every N rounds, 0 for never (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the chaos choices (default 1)")
     parser.add_argument("--out", type=Path, default=Path("soak-results.json"))
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="copy every client's events and log and every node's log to this directory at the end")
     return parser.parse_args(argv)
 
 
@@ -217,12 +220,14 @@ def judge(gateway: dict, direct: dict, events: list[dict]) -> dict:
     told = outcomes.excuse(gateway.pop("_client_errors"), direct.pop("_client_errors"), windows)
     rounds = node_windows(events)
     in_rounds = [e for e in told.counted if any(start <= e[2] <= end for start, end in rounds)]
-    client_only = outcomes.by_client_and_name([e for e in told.counted if e not in in_rounds])
+    outside = [e for e in told.counted if e not in in_rounds]
+    client_only = outcomes.by_client_and_name(outside)
     lost = [f"{leg}: {p}" for leg, fig in (("gateway", gateway), ("direct", direct)) for p in outcomes.problems(fig)
             if "acked but never consumed" in p or "more than once" in p or "no producer sent" in p]
     return {"gateway": gateway, "direct": direct, "gateway_only_errors": gateway_only,
             "excused_errors": outcomes.by_client_and_name(records.excused),
             "gateway_only_client_errors": client_only,
+            "gateway_only_client_error_times": [{"client": client, "error": name, "at": t} for client, name, t in outside],
             "node_round_client_errors": outcomes.by_client_and_name(in_rounds),
             "excused_client_errors": outcomes.by_client_and_name(told.excused),
             "ok": not lost and not gateway_only and not client_only,
@@ -278,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
             for leg in (load, control):
                 leg.delete()
+            if args.keep is not None:  # the clients' own words and the nodes' logs, to look a failure up in
+                shutil.copytree(workdir, args.keep, dirs_exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for leg in ("gateway", "direct"):
         if leg in result:

@@ -318,3 +318,6 @@ def test_client_level_errors_in_a_node_round_are_the_gateways_and_allowed_there_
     after = soak.judge(gateway, direct, events)
     assert not after["ok"] and after["gateway_only_client_errors"] == {"lib: _TRANSPORT": 1}
     assert after["node_round_client_errors"] == {}
+    late = T0 + 6.0 + soak.NODE_SETTLE_S + 1  # when, so that a failed run can be looked up in the nodes' logs
+    assert after["gateway_only_client_error_times"] == [{"client": "lib", "error": "_TRANSPORT", "at": late}]
+    assert inside["gateway_only_client_error_times"] == []
