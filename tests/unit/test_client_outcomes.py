@@ -10,6 +10,8 @@ import time
 import types
 from pathlib import Path
 
+import pytest
+
 import soak.__main__ as soak
 from lab.clients import outcomes
 from lab.clients.cluster_clients import verifiable_consumer, verifiable_producer
@@ -321,3 +323,31 @@ def test_client_level_errors_in_a_node_round_are_the_gateways_and_allowed_there_
     late = T0 + 6.0 + soak.NODE_SETTLE_S + 1  # when, so that a failed run can be looked up in the nodes' logs
     assert after["gateway_only_client_error_times"] == [{"client": "lib", "error": "_TRANSPORT", "at": late}]
     assert inside["gateway_only_client_error_times"] == []
+
+
+def test_the_soak_elects_preferred_leaders_until_no_partition_refuses_and_gives_up_at_its_bound(monkeypatch):
+    """After a broker restart the soak gives leadership back at once (inside the restart's window), asking again
+    while a replica is not yet in sync; the brokers' periodic election would otherwise move it outside every window."""
+    answers = [{"t-0": "PREFERRED_LEADER_NOT_AVAILABLE", "t-1": None}, {}]
+    asked = []
+
+    class Admin:
+        def __init__(self, config):
+            pass
+
+        def elect_leaders(self, election_type, partitions):
+            asked.append((election_type, partitions))
+            result = answers.pop(0) if answers else {"t-0": "PREFERRED_LEADER_NOT_AVAILABLE"}
+
+            class Future:
+                def result(self, timeout):
+                    return result
+            return Future()
+
+    monkeypatch.setattr(soak, "AdminClient", Admin)
+    monkeypatch.setattr(soak.time, "sleep", lambda s: None)
+    lab = type("Lab", (), {"bootstrap_servers": "b:9092"})()
+    assert soak.elect_preferred_leaders(lab) >= 0 and asked == [(soak.ElectionType.PREFERRED, None)] * 2
+    monkeypatch.setattr(soak, "ELECT_S", -1)  # never in sync: it gives up, and the soak fails the run
+    with pytest.raises(AssertionError, match="preferred leaders not elected"):
+        soak.elect_preferred_leaders(lab)
