@@ -245,7 +245,10 @@ class NoRetryProducer:
         lines = (self.dir / "events").read_text().splitlines()
         log = outcomes.verifiable_producer("no-retry", 0, lines, 0, (self.dir / "stderr").read_text().splitlines())
         def restart_of(t: float) -> tuple[str, float, float] | None:
-            return next(((node, began, ready) for node, began, ready in restarts if began <= t <= ready + 5), None)
+            # The latest to begin: a restart's window (to 5 s after it was ready) overlaps the next one's SIGTERM,
+            # and a send failed after that SIGTERM is the next node's (a drain), not the node just back.
+            found = [(node, began, ready) for node, began, ready in restarts if began <= t <= ready + 5]
+            return max(found, key=lambda restart: restart[1], default=None)
 
         during = Counter((restart_of(t) or ("outside a restart",))[0] for _, _, t in log.failed)
         # When, after the node's SIGTERM, its failed sends were told (the node was ready again at "ready_s"): a drain's
