@@ -217,11 +217,14 @@ def no_retry_rolling() -> str:
     for run in r["runs"]:
         errors = ", ".join(f"{n}× {name}" for name, n in run["errors"].items()) or "none"
         during = ", ".join(f"{n} in {where}" for where, n in run["failed_during"].items()) or "—"
+        if run.get("note"):  # what the run's own logs say beyond the line the test printed
+            during += f" ({run['note']})"
+        drains = run.get("drains")  # the nodes' drain log lines, in runs whose nodes logged them
         rows.append([run["label"], run["gateway"], run["acked"], run["failed"], errors, during,
-                     f"{run['rolling_restart_s']} s"])
+                     f"{run['rolling_restart_s']} s", "; ".join(drains) if drains else "–"])
     return (f"`{r['command']}` on Kafka {r['kafka_version']} (`{_rel(NO_RETRY)}`; {r['source']}):\n\n"
             + _table(["run", "gateway nodes from", "acked", "failed sends", "by error", "when",
-                      "rolling restart took"], rows))
+                      "rolling restart took", "each node's drain (its log)"], rows))
 
 
 BLOCKS: dict[str, Callable[[], str]] = {
