@@ -185,9 +185,17 @@ def soak_summary() -> str:
         legs.append(f"{leg} leg: {told}; the group consumed {r[leg]['group']['consumed']} "
                     f"({r[leg]['group']['distinct']} distinct)")
     verdict = "OK" if r["ok"] else "FAILED"
+    told = ""
+    if "node_round_client_errors" in r:  # a result written before the soak judged client-level errors has none
+        def listed(counts: dict) -> str:
+            return ", ".join(f"{n}× {what}" for what, n in sorted(counts.items())) or "none"
+        told = (f"; client-level errors of the gateway leg outside every node round and not matched by the direct "
+                f"leg: {listed(r['gateway_only_client_errors'])}; inside node rounds (counted against the gateway, "
+                f"allowed there only): {sum(r['node_round_client_errors'].values())}; excused by the direct leg: "
+                f"{listed(r['excused_client_errors'])}")
     return (f"`{r['command']}` at {r['commit']} on Kafka {r['kafka_version']} (`{_rel(SOAK)}`): {len(events)} rounds, "
             f"{kills} of them `kill -9` and {len(events) - kills} SIGTERM, and {brokers} broker restarts. "
-            + "; ".join(legs) + f". {len(r['gateway_only_errors'])} gateway-only application errors; verdict "
+            + "; ".join(legs) + f". {len(r['gateway_only_errors'])} gateway-only application errors{told}; verdict "
             f"{verdict}.\n")
 
 
@@ -209,11 +217,14 @@ def no_retry_rolling() -> str:
     for run in r["runs"]:
         errors = ", ".join(f"{n}× {name}" for name, n in run["errors"].items()) or "none"
         during = ", ".join(f"{n} in {where}" for where, n in run["failed_during"].items()) or "—"
+        if run.get("note"):  # what the run's own logs say beyond the line the test printed
+            during += f" ({run['note']})"
+        drains = run.get("drains")  # the nodes' drain log lines, in runs whose nodes logged them
         rows.append([run["label"], run["gateway"], run["acked"], run["failed"], errors, during,
-                     f"{run['rolling_restart_s']} s"])
+                     f"{run['rolling_restart_s']} s", "; ".join(drains) if drains else "–"])
     return (f"`{r['command']}` on Kafka {r['kafka_version']} (`{_rel(NO_RETRY)}`; {r['source']}):\n\n"
             + _table(["run", "gateway nodes from", "acked", "failed sends", "by error", "when",
-                      "rolling restart took"], rows))
+                      "rolling restart took", "each node's drain (its log)"], rows))
 
 
 BLOCKS: dict[str, Callable[[], str]] = {

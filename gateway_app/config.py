@@ -292,7 +292,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("GATEWAY_HANDOVER_SPREAD_S", "handover_spread_s", _float_in(0, 3600), "10",
          "Handovers that become due together are spread evenly over this many seconds."),
     Spec("GATEWAY_HANDOVER_DEADLINE_S", "handover_deadline_s", _float_in(0.1, 600), "10",
-         "A connection being handed over is closed at this deadline even if a request is still in flight."),
+         "A connection being handed over is closed at this deadline even if a request is still in flight; "
+         "one that has had no quiet moment by half of it stops reading new requests."),
 )
 
 KAFKA_PREFIX = "KAFKA_"

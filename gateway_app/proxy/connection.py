@@ -237,7 +237,8 @@ class ConnectionPair:
         self.upstream_label = "bootstrap"
         self.in_flight: deque[InFlight] = deque()
         self.closed = False
-        self.holding = False  # handed over (proxy/handover.py): no new requests are read
+        self.handing_over = False  # proxy/handover.py: closes at its first quiet moment, as in a drain
+        self.reading_stopped = False  # no new requests are read (a handover that found no quiet moment)
         self.closing_when_idle = False  # the node drains (server.drain): close at the first quiet moment
         self._early: list[bytes] = []  # checked client frames that arrived before the broker connection
         self._refusals = 0  # refusals queued in in_flight behind responses still to come from the broker
@@ -315,18 +316,32 @@ class ConnectionPair:
         self.closing_when_idle = True
         return self._close_if_quiet()
 
-    def _close_if_quiet(self) -> bool:
-        if self.closed or not self.idle():
+    def quiet(self) -> bool:
+        """Idle, and nothing the client sent waits unread in our socket (or we read nothing more): a close now
+        loses only a request still on the wire."""
+        if not self.idle():
             return False
-        if not self.holding and self.client is not None and unread_bytes(self.client):
-            return False  # read it and answer it first (a held connection never reads again: nothing to wait for)
+        return self.reading_stopped or self.client is None or not unread_bytes(self.client)
+
+    def _close_if_quiet(self) -> bool:
+        if self.closed or not self.quiet():
+            return False  # a request waiting unread is read and answered first
         self.close()
         return True
 
-    def hold(self) -> None:
-        """Take no new requests (a handover, proxy/handover.py): reading stops at the next request boundary,
-        so what is in flight completes and idle() becomes true; requests the client sends meanwhile stay unread."""
-        self.holding = True
+    def hand_over(self) -> bool:
+        """A handover (proxy/handover.py): close at the first quiet moment, as the drain does, reading and answering
+        requests meanwhile. Stopping reading first would lose every request the client wrote before it saw the close
+        (a producer without retries is told NetworkException for each; one with retries logs a warning and sends it
+        again). Returns whether it closed now."""
+        self.handing_over = True
+        return self.close_when_idle()
+
+    def stop_reading(self) -> None:
+        """Take no new requests (a handover that found no quiet moment): reading stops at the next request
+        boundary, so what is in flight completes and idle() becomes true; requests the client sends meanwhile stay
+        unread, and are lost with the connection."""
+        self.reading_stopped = True
         if self.requests.at_boundary():
             self._pause_client(PAUSED_HANDOVER)
 
@@ -362,7 +377,7 @@ class ConnectionPair:
             return
         if self._client_low_water is not None and not self.closed:
             self._client_low_water.follow(self.requests.pending())
-        if self.holding and self.requests.at_boundary():
+        if self.reading_stopped and self.requests.at_boundary():
             self._pause_client(PAUSED_HANDOVER)  # never resumed: the connection closes once idle
 
     def _decide_request(self, prefix: memoryview, size: int) -> Decision:

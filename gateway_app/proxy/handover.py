@@ -5,8 +5,10 @@ the connections its peers took over while it was away stay with them: one node c
 traffic crosses racks. A connection is *foreign* when this node holds it on a broker's port and the
 mapping gives that broker to another live node (internal load balancing only; the bootstrap port and
 external load balancing never have foreign connections). This node hands each foreign connection
-over: it stops reading requests from it (at a request boundary), lets the requests already forwarded
-complete, and closes it; the client reconnects, and its next metadata names the mapped node.
+over: it closes it at its first quiet moment (nothing in flight, nothing of the client's unread), as the drain
+does, or, when none comes within half the deadline, stops reading requests (at a request boundary), lets the
+requests already forwarded complete, and closes it; the client reconnects, and its next metadata names the mapped
+node.
 
 Three parts: `HandoverPolicy` (handover_policy.py) decides when — settle, spread, never while the mapped
 node is not ready, deadline; `PeerProbes` (peer_probe.py) says whether the mapped node is ready, by an
@@ -54,9 +56,10 @@ class HandoverMetrics:
             "gateway_handover_foreign_connections",
             "Client connections held for a broker the mapping gives to another live node", ["broker"], registry=registry)
         self.holding = Gauge(
-            "gateway_handover_holding_connections", "Connections being handed over (reading stopped)", registry=registry)
+            "gateway_handover_holding_connections", "Connections being handed over (closing at a quiet moment)",
+            registry=registry)
         self.done = PromCounter(
-            "gateway_handovers", "Foreign connections closed: idle (at a request boundary) or at the deadline",
+            "gateway_handovers", "Foreign connections closed: idle (at a quiet moment) or at the deadline",
             ["outcome"], registry=registry)
         self.refused = PromCounter(
             "gateway_handovers_refused", "Due handovers put off, by reason (target_not_ready, not_a_member)",
@@ -153,12 +156,12 @@ class HandoverRunner:
         out_of_rack = {b for b in brokers if self.placement.out_of_rack(b)}
         targets = {pair: foreign_to[pair.broker_id] for pair in pairs
                    if pair.broker_id is not None and pair.upstream is not None and not pair.closed
-                   and (foreign_to[pair.broker_id] is not None or pair.holding)}
+                   and (foreign_to[pair.broker_id] is not None or pair.handing_over)}
         self._account_out_of_rack(pairs, out_of_rack)
 
         hand_over = self.settings.handover_enabled  # off: foreign connections are only counted
         # Only foreign and held connections: the policy forgets every other one, as it would with target None.
-        observed = {pair: Observed(self._endpoint(pair, m) if m is not None and hand_over else None, pair.idle())
+        observed = {pair: Observed(self._endpoint(pair, m) if m is not None and hand_over else None, pair.quiet())
                     for pair, m in targets.items()}
         decisions = self.policy.tick(now, self.placement.mapping_changed_at, observed,
                                      lambda endpoint: self.peers.ready(*endpoint), self.placement.joined())
@@ -166,7 +169,15 @@ class HandoverRunner:
             target = targets[pair]
             log.info("handing over %s on port %d (broker %d -> %s)", pair.peer, pair.port, pair.broker_id,
                      target.node_id if target is not None else "?")
-            pair.hold()
+            self._account_pair(pair)
+            pair.hand_over()  # closes now if it is quiet, else at its first quiet moment
+        for pair in decisions.stop_reading:
+            log.info("handing over %s on port %d: no quiet moment in %.1fs, reading stopped", pair.peer, pair.port,
+                     self.policy.deadline_s / 2)
+            pair.stop_reading()
+        for pair in decisions.ended:  # closed at its quiet moment (or by the client) between two ticks
+            self.metrics.done.labels(IDLE).inc()
+            self._done[IDLE] += 1
         for pair, outcome in decisions.close:
             self._account_pair(pair)
             pair.close()

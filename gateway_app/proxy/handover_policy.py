@@ -7,7 +7,10 @@ in, decisions out); the runner (handover.py) applies it to the node's connection
   (a golden-ratio sequence: any part of the window gets its share, whatever the number);
 - never while the mapped node is not ready (the runner asks peer_probe.py); a refused handover is
   tried again RETRY_S later;
-- deadline: a connection whose requests have not all completed `deadline_s` after reading stopped is
+- quiet moment: a connection being handed over keeps being read and answered, and closes at its first moment
+  with nothing in flight and nothing of the client's unread (the runner reports that as `idle`); one that has had
+  none after half the deadline stops reading new requests, so that it becomes idle;
+- deadline: a connection whose requests have not all completed `deadline_s` after its handover began is
   closed anyway (its unanswered requests fail on the client, which retries them).
 """
 
@@ -30,13 +33,15 @@ class Observed:
     """One client connection as the runner sees it at a tick."""
 
     target: Hashable | None  # where the mapping sends its broker (the mapped node's port), None when not foreign
-    idle: bool  # nothing in flight, at a request boundary both ways
+    idle: bool  # quiet: nothing in flight, at a request boundary both ways, nothing of the client's unread
 
 
 @dataclass(slots=True)
 class Decisions:
-    hold: list[Hashable] = field(default_factory=list)  # stop reading new requests
+    hold: list[Hashable] = field(default_factory=list)  # hand over: close at the first quiet moment
+    stop_reading: list[Hashable] = field(default_factory=list)  # no quiet moment in half the deadline
     close: list[tuple[Hashable, str]] = field(default_factory=list)  # (connection, IDLE or DEADLINE)
+    ended: list[Hashable] = field(default_factory=list)  # held, and closed on its own (its quiet moment): IDLE
     refused: Counter[str] = field(default_factory=Counter)
 
 
@@ -51,7 +56,8 @@ class HandoverPolicy:
     def __init__(self, settle_s: float, spread_s: float, deadline_s: float) -> None:
         self.settle_s, self.spread_s, self.deadline_s = settle_s, spread_s, deadline_s
         self._pending: dict[Hashable, _Pending] = {}
-        self._holding: dict[Hashable, float] = {}  # connection -> when reading stopped
+        self._holding: dict[Hashable, float] = {}  # connection -> when its handover began
+        self._stopped: set[Hashable] = set()  # held connections told to stop reading
         self._turn = 0
 
     @property
@@ -73,12 +79,18 @@ class HandoverPolicy:
             del self._pending[gone]
         for gone in [key for key in self._holding if key not in connections]:
             del self._holding[gone]
+            self._stopped.discard(gone)
+            decisions.ended.append(gone)
         for key, seen in connections.items():
             held_since = self._holding.get(key)
-            if held_since is not None:  # finishes even if the mapping moved back meanwhile: reading is off
+            if held_since is not None:  # finishes even if the mapping moved back meanwhile
                 if seen.idle or now - held_since >= self.deadline_s:
                     decisions.close.append((key, IDLE if seen.idle else DEADLINE))
                     del self._holding[key]
+                    self._stopped.discard(key)
+                elif now - held_since >= self.deadline_s / 2 and key not in self._stopped:
+                    self._stopped.add(key)
+                    decisions.stop_reading.append(key)
                 continue
             if seen.target is None:
                 self._pending.pop(key, None)

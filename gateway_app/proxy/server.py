@@ -244,7 +244,9 @@ class Gateway:
         and reconnect through their bootstrap list / metadata, like after a broker restart.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        began = loop.time()
+        deadline = began + timeout_s
+        count = len(self.pairs)
         while True:
             # most close at their next response; the others are asked again (a request unread a moment ago may
             # have been answered since)
@@ -254,6 +256,11 @@ class Gateway:
                 break
             await asyncio.sleep(0.05)
         remaining = list(self.pairs)
+        # When each went, for a client that was told of an error at this node's shutdown to be looked up.
+        log.info("drain: %d of %d connections closed at a quiet moment within %.2f s", count - len(remaining), count,
+                 loop.time() - began)
         for pair in remaining:
+            log.warning("drain: %s on port %d aborted at the %.1fs timeout with %d requests in flight", pair.peer,
+                        pair.port, timeout_s, len(pair.in_flight))
             pair.abort()
         return len(remaining)

@@ -64,11 +64,12 @@ def verifiable_producer(lab, workdir: Path, bootstrap: str, topic: str, count: i
                  "--throughput", str(int(rate)), "--value-prefix", str(prefix), tool_retries=tool_retries)
 
 
-def verifiable_consumer(lab, workdir: Path, bootstrap: str, topic: str, group: str) -> list[str]:
+def verifiable_consumer(lab, workdir: Path, bootstrap: str, topic: str, group: str, *options: str) -> list[str]:
     """One member of GROUP (Kafka's VerifiableConsumer, synchronous commit after every poll): a record_data event
-    per record and an offsets_committed event (success or the error) per commit on stdout; runs until SIGTERM."""
+    per record and an offsets_committed event (success or the error) per commit on stdout; runs until SIGTERM.
+    `options`: more of the tool's own flags (e.g. --assignment-strategy)."""
     return _java(lab, workdir, "org.apache.kafka.tools.VerifiableConsumer", bootstrap, topic, "--group-id", group,
-                 "--verbose", "--reset-policy", "earliest")
+                 "--verbose", "--reset-policy", "earliest", *options)
 
 
 def produce(bootstrap: str, topic: str, prefix: str, count: str, rate: str, events_file: str) -> None:

@@ -10,20 +10,26 @@ import time
 import types
 from pathlib import Path
 
+import pytest
+
 import soak.__main__ as soak
 from lab.clients import outcomes
+from lab.clients.capture_commit_errors import failed_commits
 from lab.clients.cluster_clients import verifiable_consumer, verifiable_producer
 
 T0 = 1_764_000_000.0
 FIXTURES = Path(__file__).with_name("fixtures")
 
 
-COMMIT_ERRORS_IN_FIXTURE = ["CommitFailedException", "CommitFailedException"]
+COMMIT_ERRORS_IN_FIXTURE = ["CommitFailedException", "CommitFailedException", "RebalanceInProgressException",
+                            "RebalanceInProgressException"]
 
 
 def commit_fixture() -> list[str]:
-    """Real VerifiableConsumer output (Kafka 4.4.0, lab instance 0, two runs): the last good commit and the refused one
-    of a member frozen (SIGSTOP) past its 6 s session timeout while the group's producer kept sending."""
+    """Real VerifiableConsumer output (Kafka 4.4.0, lab instance 0), each a member's last good commit and the refused
+    one after it: two runs of a member frozen (SIGSTOP) past its 6 s session timeout while the group's producer kept
+    sending (CommitFailedException), and two rounds of `python -m lab.clients.capture_commit_errors --rounds 6`: a
+    cooperative member committing while a second member joins or leaves (RebalanceInProgressException)."""
     return (FIXTURES / "verifiable_consumer_commit_errors.events").read_text().splitlines()
 
 
@@ -109,6 +115,21 @@ def test_a_record_without_outcome_a_failed_commit_and_a_crash_are_errors():
                  outcomes.verifiable_consumer("c1", group[1], 0)]
     assert sorted(outcomes.problems(outcomes.figures(producers, consumers))) == [
         "1x c0: CommitFailedException", "1x java: NoOutcome", "1x lib: ExitCode 1"]
+
+
+def test_each_real_commit_error_class_keeps_its_own_name_and_one_never_excuses_another():
+    """The two classes the tool really printed on the lab are told apart: a message table that lost or swapped one
+    (RebalanceInProgressException read as CommitFailedException, or left unrecognised) fails here."""
+    names = [name for name, _ in outcomes.verifiable_consumer("c0", commit_fixture(), 0).commit_errors]
+    assert sorted(set(names)) == ["CommitFailedException", "RebalanceInProgressException"]
+    assert not any(name.startswith(outcomes.UNRECOGNISED_COMMIT_ERROR) for name in names)
+    rebalancing = [("c0", name, t) for name, t in outcomes.verifiable_consumer("c0", commit_fixture(), 0).commit_errors
+                   if name == "RebalanceInProgressException"]
+    kicked_out = [("c0", name, t) for name, t in outcomes.verifiable_consumer("c0", commit_fixture(), 0).commit_errors
+                  if name == "CommitFailedException"]
+    window = [(min(t for *_, t in rebalancing + kicked_out) - 1, max(t for *_, t in rebalancing + kicked_out) + 1)]
+    judged = outcomes.excuse(rebalancing, kicked_out, window)  # the direct leg's other class excuses nothing
+    assert len(judged.counted) == len(rebalancing) and not judged.excused
 
 
 def test_a_failed_commit_is_named_by_the_exception_class_behind_the_tools_free_text():
@@ -318,3 +339,44 @@ def test_client_level_errors_in_a_node_round_are_the_gateways_and_allowed_there_
     after = soak.judge(gateway, direct, events)
     assert not after["ok"] and after["gateway_only_client_errors"] == {"lib: _TRANSPORT": 1}
     assert after["node_round_client_errors"] == {}
+    late = T0 + 6.0 + soak.NODE_SETTLE_S + 1  # when, so that a failed run can be looked up in the nodes' logs
+    assert after["gateway_only_client_error_times"] == [{"client": "lib", "error": "_TRANSPORT", "at": late}]
+    assert inside["gateway_only_client_error_times"] == []
+
+
+def test_the_soak_elects_preferred_leaders_until_no_partition_refuses_and_gives_up_at_its_bound(monkeypatch):
+    """After a broker restart the soak gives leadership back at once (inside the restart's window), asking again
+    while a replica is not yet in sync; the brokers' periodic election would otherwise move it outside every window."""
+    answers = [{"t-0": "PREFERRED_LEADER_NOT_AVAILABLE", "t-1": None}, {}]
+    asked = []
+
+    class Admin:
+        def __init__(self, config):
+            pass
+
+        def elect_leaders(self, election_type, partitions):
+            asked.append((election_type, partitions))
+            result = answers.pop(0) if answers else {"t-0": "PREFERRED_LEADER_NOT_AVAILABLE"}
+
+            class Future:
+                def result(self, timeout):
+                    return result
+            return Future()
+
+    monkeypatch.setattr(soak, "AdminClient", Admin)
+    monkeypatch.setattr(soak.time, "sleep", lambda s: None)
+    lab = type("Lab", (), {"bootstrap_servers": "b:9092"})()
+    assert soak.elect_preferred_leaders(lab) >= 0 and asked == [(soak.ElectionType.PREFERRED, None)] * 2
+    monkeypatch.setattr(soak, "ELECT_S", -1)  # never in sync: it gives up, and the soak fails the run
+    with pytest.raises(AssertionError, match="preferred leaders not elected"):
+        soak.elect_preferred_leaders(lab)
+
+
+def test_the_capture_keeps_each_failed_commit_with_the_good_one_before_it():
+    """lab/clients/capture_commit_errors.py picks the fixture's lines out of a member's events: a refused commit,
+    after the same member's last good one (kept once before a run of refusals); records and other good commits go."""
+    lines = commit_fixture()
+    good, refused = lines[4], lines[5]
+    noise = [record("1.1", T0), commit(T0 + 1)]
+    assert failed_commits(noise + [good, refused, refused, commit(T0 + 2)]) == [good, refused, refused]
+    assert failed_commits(lines) == lines

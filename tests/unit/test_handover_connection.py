@@ -1,6 +1,6 @@
-"""The handover's hooks below the policy: a held connection stops reading at a request boundary and stays stopped,
-and the readiness probe of a mapped node (an ApiVersions round trip); and the drain's close at a connection's first
-quiet moment (nothing in flight, nothing of the client's unread in its socket)."""
+"""The handover's hooks below the policy: a handed-over connection closes at its first quiet moment (nothing in flight,
+nothing of the client's unread in its socket), as a draining one does; one told to stop reading stops at a request
+boundary and stays stopped; and the readiness probe of a mapped node (an ApiVersions round trip)."""
 
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ def _connected_pair() -> ConnectionPair:
     return pair
 
 
-def test_a_held_connection_finishes_the_request_it_is_reading_then_stops_reading() -> None:
+def test_a_connection_told_to_stop_reading_finishes_the_request_it_is_reading_then_stops() -> None:
     pair = _connected_pair()
     frame = metadata_request(7)
     pair.from_client(frame[:10])
-    pair.hold()
+    pair.stop_reading()
     assert pair.client.reading, "mid-frame: the rest of the request must still be read"
     pair.from_client(frame[10:])
     assert not pair.client.reading
@@ -46,9 +46,9 @@ def test_a_held_connection_finishes_the_request_it_is_reading_then_stops_reading
     assert [entry.correlation_id for entry in pair.in_flight] == [7] and not pair.idle()
 
 
-def test_a_held_connection_stops_at_once_when_at_a_boundary_and_flow_control_does_not_resume_it() -> None:
+def test_a_connection_told_to_stop_reading_stops_at_once_when_at_a_boundary_and_flow_control_does_not_resume_it() -> None:
     pair = _connected_pair()
-    pair.hold()
+    pair.stop_reading()
     assert not pair.client.reading and pair.idle()
     pair.resume_client()  # the broker side drained its write buffer
     assert not pair.client.reading
@@ -138,12 +138,32 @@ def test_a_draining_connection_reads_and_answers_a_request_waiting_in_its_socket
     theirs.close()
 
 
-def test_a_draining_connection_with_nothing_unread_closes_at_once_and_a_held_one_does_not_wait_for_what_it_never_reads() -> None:
+def test_a_draining_connection_with_nothing_unread_closes_at_once_and_one_not_reading_does_not_wait_for_what_it_never_reads() -> None:
     pair, theirs = _draining_pair()
     assert pair.close_when_idle() and pair.closed
     held, other = _draining_pair()
-    held.hold()
+    held.stop_reading()
     other.sendall(_heartbeat(3))
     assert held.close_when_idle() and held.closed
+    theirs.close()
+    other.close()
+
+
+def test_a_handed_over_connection_answers_a_request_waiting_in_its_socket_and_closes_at_its_quiet_moment() -> None:
+    """The request a client wrote just before its connection was handed over is answered, not lost (stopping reading
+    first, as handovers did, lost it: a producer without retries was told NetworkException, one with retries logged
+    a warning and sent it again)."""
+    pair, theirs = _draining_pair()
+    pair.from_client(_heartbeat(4))
+    theirs.sendall(_heartbeat(5))  # written by the client, not yet read by the node
+    assert not pair.hand_over() and not pair.closed and pair.handing_over
+    pair.from_upstream(struct.pack(">ii", 6, 4) + struct.pack(">h", 0))
+    assert not pair.closed and not pair.quiet(), "request 5 waits unread: read and answered first"
+    pair.from_client(pair.client.sock.recv(65536))  # the event loop goes on reading
+    assert [entry.correlation_id for entry in pair.in_flight] == [5]
+    pair.from_upstream(struct.pack(">ii", 6, 5) + struct.pack(">h", 0))
+    assert pair.closed and pair.client.written[-1].endswith(struct.pack(">ii", 6, 5) + struct.pack(">h", 0))
+    quiet, other = _draining_pair()
+    assert quiet.hand_over() and quiet.closed, "nothing in flight, nothing unread: closed at once"
     theirs.close()
     other.close()

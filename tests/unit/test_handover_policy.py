@@ -107,3 +107,18 @@ def test_a_held_connection_still_closes_when_the_mapping_moves_back():
     decisions = policy.tick(1, 0, {"c": Observed(None, True)}, lambda t: True, True)
     assert decisions.close == [("c", IDLE)]
     assert policy.holding == 0
+
+
+def test_a_connection_without_a_quiet_moment_stops_reading_at_half_the_deadline_and_closes_at_it():
+    policy = HandoverPolicy(settle_s=0, spread_s=0, deadline_s=4)
+    assert policy.tick(0, 0, {"busy": Observed("target", False)}, lambda t: True, True).hold == ["busy"]
+    told = {t: policy.tick(t, 0, {"busy": Observed("target", False)}, lambda t: True, True) for t in (1, 2, 3, 4)}
+    assert [t for t, d in told.items() if d.stop_reading] == [2], "once, at half the deadline"
+    assert [(t, d.close) for t, d in told.items() if d.close] == [(4, [("busy", DEADLINE)])]
+
+
+def test_a_held_connection_that_closed_on_its_own_is_reported_ended_once():
+    policy = HandoverPolicy(settle_s=0, spread_s=0, deadline_s=4)
+    assert policy.tick(0, 0, {"c": Observed("target", False)}, lambda t: True, True).hold == ["c"]
+    assert policy.tick(0.25, 0, {}, lambda t: True, True).ended == ["c"]  # closed at its quiet moment
+    assert policy.tick(0.5, 0, {}, lambda t: True, True).ended == [] and policy.holding == 0
