@@ -55,6 +55,7 @@ class LowWater(Protocol):
 
 PIPE_SIZE = 1024 * 1024  # F_SETPIPE_SZ; Linux's default pipe-max-size for an unprivileged process
 READ_SIZE = 256 * 1024  # what the event loop's transports read at once
+TURN_BYTES = 4 * 1024 * 1024  # moved per wakeup at most: a fast pair must not keep the loop from the others
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
@@ -220,8 +221,11 @@ class BrokerReading:
             self._want_write(False)
             return
         pair = self._pair
+        budget = TURN_BYTES
         try:
             while True:
+                if budget <= 0:  # the rest at the next wakeup (the sockets are level-triggered), after the others
+                    return self._wait(write=bool(self._pending or self._in_pipe))
                 if self._pending or self._in_pipe:
                     if self._client_transport.get_write_buffer_size():
                         return self._wait(write=True)  # what the transport holds goes first
@@ -231,6 +235,7 @@ class BrokerReading:
                     else:
                         moved = os.splice(self._pipe_read, self._client.fileno(), self._in_pipe, flags=_SPLICE_FLAGS)
                         self._in_pipe -= moved
+                        budget -= moved
                         self._tally(moved)
                     pair.write_paused_since = None
                 elif frame.records_left:
