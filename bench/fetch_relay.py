@@ -136,6 +136,7 @@ def started(role: str, *args: str) -> tuple[subprocess.Popen, int]:
 
 
 def measure(args: argparse.Namespace) -> dict:
+    load_start, begun = list(os.getloadavg()), datetime.datetime.now(datetime.timezone.utc)
     broker, broker_port = started("broker", str(args.response_mb * 1_000_000))
     runs: dict[str, list[dict]] = {"off": [], "on": []}
     try:
@@ -156,11 +157,11 @@ def measure(args: argparse.Namespace) -> dict:
         broker.kill()
         broker.wait()
     medians = {mode: statistics.median(run["cpu_s_per_gb"] for run in rows) for mode, rows in runs.items()}
-    return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    return {"started": begun.isoformat(timespec="seconds"),
             "command": " ".join(["python -m bench.fetch_relay", *sys.argv[1:]]),
             "commit": subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
                                      text=True).stdout.strip(),
-            "machine": {"cpus": os.cpu_count(), "loadavg_start": list(os.getloadavg())},
+            "machine": {"cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": list(os.getloadavg())},
             "response_mb": args.response_mb, "fetches": args.fetches, "runs": runs,
             "median_cpu_s_per_gb": medians, "splice_over_copy": medians["on"] / medians["off"] if medians["off"] else None}  # None: too short to tick
 
@@ -181,7 +182,6 @@ def main() -> None:
             serve_gateway(Path(ready), int(rest[0]), rest[1] == "on")
         return
     result = measure(args)
-    result["machine"]["loadavg_end"] = list(os.getloadavg())
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.write_text(text + "\n")
