@@ -230,7 +230,10 @@ class BrokerReading:
                     if self._client_transport.get_write_buffer_size():
                         return self._wait(write=True)  # what the transport holds goes first
                     if self._pending:
-                        sent = self._client.send(self._pending)
+                        # Headers with more of the frame to follow go out with what follows (MSG_MORE): a send
+                        # costs the receiver's whole TCP delivery, whatever its size. The frame's end is pushed.
+                        last = frame.done and frame.tags is None
+                        sent = self._client.send(self._pending, 0 if last else socket.MSG_MORE)
                         del self._pending[:sent]
                     else:
                         moved = os.splice(self._pipe_read, self._client.fileno(), self._in_pipe, flags=_SPLICE_FLAGS)
