@@ -28,6 +28,11 @@ from ..protocol.api_keys import FETCH
 from ..protocol.fetch_stream import FIRST_FLEXIBLE_FETCH, FetchResponseReader
 from ..protocol.policy import needs_rewrite
 
+PIPE_SIZE = 1024 * 1024  # F_SETPIPE_SZ; Linux's default pipe-max-size for an unprivileged process
+READ_SIZE = 256 * 1024  # what the event loop's transports read at once
+TURN_BYTES = 4 * 1024 * 1024  # moved per wakeup at most: a fast pair must not keep the loop from the others
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
 
 class Owner(Protocol):
@@ -53,11 +58,7 @@ class Owner(Protocol):
 class LowWater(Protocol):
     def follow(self, pending: int) -> None: ...
 
-PIPE_SIZE = 1024 * 1024  # F_SETPIPE_SZ; Linux's default pipe-max-size for an unprivileged process
-READ_SIZE = 256 * 1024  # what the event loop's transports read at once
-TURN_BYTES = 4 * 1024 * 1024  # moved per wakeup at most: a fast pair must not keep the loop from the others
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-_SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+
 
 
 class WholeFrame:
