@@ -262,6 +262,11 @@ SPECS: tuple[Spec, ...] = (
          "itself) would fetch from the leader forever without progress, so only software known to follow it is "
          "given a rack; other connections are counted (gateway_fetch_rack_withheld_total) and read from leaders. "
          "The default lists the clients the project's rack-aware e2e test proves."),
+    Spec("GATEWAY_SPLICE", "splice", _bool, "true",
+         "Move consumers' record bytes kernel to kernel: on a connection with no TLS on either side, the record sets "
+         "of Fetch responses go from the broker's socket to the client's through a pipe (os.splice) and never enter "
+         "the gateway's memory; headers are read, and KIP-951 node endpoints rewritten in a tag section of the same "
+         "size (gateway_fetch_endpoints_in_place_total). TLS connections always copy. false: every byte is copied."),
     Spec("GATEWAY_EVENT_LOOP", "event_loop", _choice("uvloop", "asyncio"), "uvloop", "Event loop implementation."),
     Spec("GATEWAY_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
     Spec("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _host_ports, None, "Brokers of the backing cluster, host:port,host:port."),
@@ -332,6 +337,7 @@ class Settings:
     proxy_trusted_networks: tuple[Network, ...]
     client_rack_networks: ClientNetworks
     client_rack_software: frozenset[str]
+    splice: bool
     event_loop: str
     log_level: str
     bootstrap_servers: tuple[tuple[str, int], ...]

@@ -74,6 +74,13 @@ class Metrics:
             "was recognised (token, network)", ["via"], registry=r)
         self.tls_handshake_failures = Counter(
             "gateway_tls_handshake_failures", "Client TLS handshakes that failed, by reason", ["reason"], registry=r)
+        self.spliced_bytes = Counter(
+            "gateway_spliced_bytes", "Fetch response bytes moved from broker to client through a pipe (os.splice, "
+            "GATEWAY_SPLICE), never read into the gateway's memory", registry=r)
+        self.endpoints_in_place = Counter(
+            "gateway_fetch_endpoints_in_place", "Spliced Fetch responses whose KIP-951 node endpoints were rewritten "
+            "in a tag section of the same size: rewritten (same size), padded (shorter, padding added), dropped "
+            "(would not fit: left out, the client refreshes its metadata)", ["outcome"], registry=r)
         self.build_info = Gauge("gateway_build_info", "Always 1; the version label is the running gateway's",
                                 ["version"], registry=r)
         self.build_info.labels(__version__).set(1)

@@ -56,7 +56,18 @@ def rewrite_node_endpoints(api_key: int, body: memoryview, api_version: int, ctx
     tags, _ = read_tags(body[start:end], 0)
     for index, (item_tag, value) in enumerate(tags):
         if item_tag == tag:
-            endpoints, _ = get_field_reader(schema, field, False, True)(value, 0)
-            tags[index] = (tag, _encode_field(field, True, _rewrite_endpoints(endpoints, ctx)))
+            tags[index] = (tag, rewritten_tag(api_key, api_version, value, ctx))
             return body[:start], write_tags(tags)
     return None
+
+
+def endpoints_tag(api_key: int, api_version: int) -> int | None:
+    """The tag of `node_endpoints` in the top-level tag section of this response version (None: not a tag)."""
+    return _endpoint_field(api_key, api_version)[2]
+
+
+def rewritten_tag(api_key: int, api_version: int, value: memoryview | bytes, ctx: RewriteContext) -> bytes:
+    """The value of a `node_endpoints` tagged field, its brokers replaced by their gateway addresses."""
+    schema, field, _ = _endpoint_field(api_key, api_version)
+    endpoints, _ = get_field_reader(schema, field, False, True)(memoryview(value), 0)
+    return _encode_field(field, True, _rewrite_endpoints(endpoints, ctx))

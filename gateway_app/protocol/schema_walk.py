@@ -190,6 +190,20 @@ def skip_to_field(entity: type[Entity], name: str) -> Skip:
 
 
 @cache
+def skip_after_field(entity: type[Entity], name: str, tags: bool = True) -> Skip:
+    """(buffer, offset where the untagged field `name` ends) -> offset where the entity ends: the untagged fields
+    after it, then its tag section (or where that section starts, without `tags`)."""
+    names = [field.name for field in fields(entity) if get_field_tag(field) is None]
+    if name not in names:
+        raise WalkError(f"{entity.__name__} has no untagged field {name!r}")
+    lines: list[str] = []
+    for field in fields(entity):
+        if get_field_tag(field) is None and names.index(field.name) > names.index(name):
+            lines += _field_lines(field, entity.__flexible__)
+    return _compile(f"skip_after_{name}", lines + (_TAG_LINES if entity.__flexible__ and tags else []))
+
+
+@cache
 def _to_tags_skip(entity: type[Entity]) -> Skip:
     return _compile("skip_to_tags", _untagged_lines(entity))
 

@@ -32,6 +32,7 @@ from ..close_reasons import CloseReason
 from ..protocol.api_keys import API_VERSIONS, FETCH, METADATA, PRODUCE
 from ..protocol.api_versions import unsupported_version_body
 from ..protocol.api_versions_request import client_software, names_node, names_software, without_node
+from ..protocol.endpoints_in_place import rewrite_in_place
 from ..protocol.fetch_rack import carries_rack, with_rack
 from ..protocol.headers import (
     CORRELATION, SIZE, MalformedFrame, read_request_header, response_body_offset, response_header_is_flexible,
@@ -46,6 +47,7 @@ from ..protocol.rewriting import REWRITERS
 from ..metrics import ApiMetrics, Metrics, Tally
 from ..broker_addresses import BrokerInfo
 from .framing import Decision, FrameStream
+from .splice import READ_SIZE, BrokerReading, reader_for
 from .incidents import Incidents
 from .routes import Routes, UpstreamError
 
@@ -152,6 +154,7 @@ class Rules:
     assembly: AssemblyBudget = AssemblyBudget(2**62)  # shared by all connections of a node
     client_networks: ClientNetworks = ClientNetworks()  # a client's rack, from its source address
     rack_software: frozenset[str] = frozenset()  # client software given that rack (it follows preferred replicas)
+    splice: bool = False  # Fetch responses of plaintext pairs are spliced (proxy/splice.py, GATEWAY_SPLICE)
 
 
 def produce_expects_response(frame: memoryview, body_offset: int, api_version: int) -> bool:
@@ -252,6 +255,8 @@ class ConnectionPair:
         self._assembling = 0  # bytes of the request being collected, taken from rules.assembly
         self._client_low_water: ReadLowWater | None = None
         self._upstream_low_water: ReadLowWater | None = None
+        self._broker_reading: BrokerReading | None = None  # plaintext both ways, GATEWAY_SPLICE: read by us
+        self._spliced_version = 0  # the version of the Fetch response being spliced
         limit = rules.max_frame_bytes
         self.requests = FrameStream(limit, 8, self._decide_request, self._to_upstream, self._collected_request)
         self.responses = FrameStream(limit, 4, self._decide_response, self._to_client, self._rewrite_response,
@@ -294,6 +299,10 @@ class ConnectionPair:
             return
         self.upstream, self.upstream_label = upstream, label
         self._upstream_low_water = ReadLowWater.of(upstream, self.routes.upstream_ssl is not None)
+        if self.rules.splice and not self.rules.client_tls and self._upstream_low_water is not None \
+                and self._client_low_water is not None:  # both plain TCP sockets
+            self._broker_reading = BrokerReading(self, upstream, self.client, self.metrics.spliced_bytes.inc,
+                                                 self._upstream_low_water)
         self.metrics.upstream_connections_active.labels(label).inc()
         upstream.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         early, self._early = self._early, []
@@ -303,7 +312,10 @@ class ConnectionPair:
 
     def idle(self) -> bool:
         """No request waiting for its response and no frame half-received: safe to close."""
-        return not self.in_flight and self.requests.at_boundary() and self.responses.at_boundary()
+        return not self.in_flight and self.requests.at_boundary() and self._responses_at_boundary()
+
+    def _responses_at_boundary(self) -> bool:
+        return self.responses.at_boundary() and not (self._broker_reading is not None and self._broker_reading.busy)
 
     def close_when_idle(self) -> bool:
         """Drain: close this connection at the first moment nothing is in flight either way and the client has
@@ -350,6 +362,8 @@ class ConnectionPair:
             return
         self.closed = True
         self._release_assembly()
+        if self._broker_reading is not None:
+            self._broker_reading.close()
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.close()
@@ -358,6 +372,8 @@ class ConnectionPair:
     def abort(self) -> None:
         self.closed = True
         self._release_assembly()
+        if self._broker_reading is not None:
+            self._broker_reading.close()
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.abort()
@@ -589,7 +605,7 @@ class ConnectionPair:
         self.last_request = time.monotonic()
         header = CORRELATION.pack(correlation_id) + (b"\0" if flexible_header else b"")
         response = SIZE.pack(len(header) + len(body)) + header + body
-        if not self.in_flight and self.responses.at_boundary():
+        if not self.in_flight and self._responses_at_boundary():
             self.client.write(response)
             return
         api = self.metrics.api(api_key)
@@ -616,6 +632,10 @@ class ConnectionPair:
     def from_upstream(self, data: bytes) -> None:
         try:
             self.responses.feed(data)
+            detached = self.responses.take_detached()
+            if detached is not None and not self.closed:
+                self._broker_reading.start(reader_for(self._spliced_version), detached)
+                return  # the rest is the splice's (spliced_frame_done)
             if self._refusals and self.responses.at_boundary():
                 self._write_refusals()
         except UpstreamError as error:
@@ -631,6 +651,43 @@ class ConnectionPair:
         if self.closing_when_idle:
             self._close_if_quiet()
 
+    # --- the splice's calls (proxy/splice.py) ---------------------------------------------------
+
+    def response_read_size(self) -> int:
+        """How much of the broker's socket to read at once: a little when a Fetch response comes next, whose
+        record sets are to be spliced, not read."""
+        if self.in_flight and self.in_flight[0].api_key == FETCH and self.responses.at_boundary():
+            return 256
+        return READ_SIZE
+
+    def spliced_frame_done(self) -> None:
+        if self.closed:
+            return
+        if self._refusals:
+            self._write_refusals()
+        if self.closing_when_idle:
+            self._close_if_quiet()
+
+    def endpoints_in_place(self, tags: bytes) -> bytes:
+        """The spliced Fetch response's top-level tag section, its KIP-951 node endpoints rewritten in place."""
+        self.rewrite_context.names_reserved = False
+        section, outcome = rewrite_in_place(FETCH, self._spliced_version, tags, self.rewrite_context)
+        if outcome.value != "unchanged":
+            self.metrics.endpoints_in_place.labels(outcome.value).inc()
+            self.metrics.api(FETCH).rewritten += 1
+        return section
+
+    def broker_lost(self, reason: str) -> None:
+        if not self.closed:
+            self.incidents.upstream_failed(self, UpstreamError(CloseReason.BROKER_CLOSED, reason))
+        self.close()
+
+    def bad_response(self, reason: str) -> None:
+        if not self.closed:
+            self.incidents.upstream_failed(self, UpstreamError(CloseReason.UNDECODABLE_RESPONSE,
+                                                               f"fetch v{self._spliced_version}: {reason}"))
+        self.abort()
+
     def _decide_response(self, prefix: memoryview, size: int) -> Decision:
         (correlation_id,) = CORRELATION.unpack_from(prefix, 4)
         if self._refusals:
@@ -640,6 +697,11 @@ class ConnectionPair:
         entry = self.in_flight[0]
         if entry.correlation_id != correlation_id:
             raise UpstreamError(CloseReason.CORRELATION_MISMATCH, f"expected {entry.correlation_id}, got {correlation_id}")
+        if entry.api_key == FETCH and self._broker_reading is not None:
+            self.in_flight.popleft()
+            self._account(entry, size)
+            self._spliced_version = entry.api_version
+            return Decision.DETACH
         if entry.rewrite:
             if size > self._assembled_limit and entry.api_key not in (PRODUCE, FETCH):
                 raise UpstreamError(CloseReason.OVERSIZED_REWRITE, f"response of {size} bytes to decode exceeds "
@@ -718,13 +780,17 @@ class ConnectionPair:
         """The client reads slower than we write to it: stop reading the broker's answers, and the client's
         requests too (the gateway's own answers, refusals among them, would otherwise pile up unread)."""
         self.write_paused_since = time.monotonic()
-        if self.upstream is not None and not self.closed:
+        if self._broker_reading is not None:
+            self._broker_reading.pause()
+        elif self.upstream is not None and not self.closed:
             self.upstream.pause_reading()
         self._pause_client(PAUSED_CLIENT_NOT_READING)
 
     def resume_upstream(self) -> None:
         self.write_paused_since = None
-        if self.upstream is not None and not self.closed:
+        if self._broker_reading is not None:
+            self._broker_reading.resume()
+        elif self.upstream is not None and not self.closed:
             self.upstream.resume_reading()
         self._resume_client(PAUSED_CLIENT_NOT_READING)
 

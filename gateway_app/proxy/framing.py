@@ -28,6 +28,7 @@ class Decision(Enum):
     PASS = "pass"
     COLLECT = "collect"
     NEED_MORE = "need_more"
+    DETACH = "detach"  # the owner takes the frame, and the bytes after it, from here on (take_detached)
 
 
 # decide(prefix incl. the 4-byte size, frame size) -> Decision; raises MalformedFrame.
@@ -61,7 +62,14 @@ class FrameStream:
         self._span = 0  # where in it the bytes that pass and are not yet written begin
         self._span_end = 0
         self._out: list[bytes | memoryview] = []  # what goes out before that span: earlier spans, emitted frames
+        self._detached: bytes | None = None  # a detached frame's first bytes and all that followed in its chunk
         self.started: float | None = None  # when the frame still incomplete at the end of the last chunk began
+
+    def take_detached(self) -> bytes | None:
+        """The bytes from the start of the frame the owner detached (Decision.DETACH) to the end of the chunk it
+        was in, once: the owner moves the frame itself and feeds the stream again from the frame's end."""
+        detached, self._detached = self._detached, None
+        return detached
 
     def at_boundary(self) -> bool:
         return not self._passthrough and self._parts is None and not self._head
@@ -153,6 +161,9 @@ class FrameStream:
                 if decision is Decision.PASS:
                     self._pass(pos, pos + take)
                     self._passthrough = 4 + size - take
+                elif decision is Decision.DETACH:
+                    self._detached = bytes(view[pos:end])
+                    return end
                 elif decision is Decision.COLLECT:
                     if take == 4 + size:
                         if self._frames_as_views:  # on_frame flushes before it writes anything itself
@@ -192,6 +203,10 @@ class FrameStream:
             self._stash(prefix)
             return pos
         consumed = len(prefix)
+        if decision is Decision.DETACH:
+            self._detached = bytes(prefix) + bytes(view[pos:end])
+            self._head = bytearray()
+            return end
         if decision is Decision.PASS:
             if self._head:  # the head came in pieces: written on its own
                 self.flush()

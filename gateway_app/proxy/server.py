@@ -34,7 +34,7 @@ SWEEP_INTERVAL_S = 1.0  # deadlines are checked this often: they fire up to a se
 def rules_of(settings: Settings, client_tls: bool, reserved: ReservedNames) -> Rules:
     return Rules(settings.max_frame_bytes, settings.max_in_flight, settings.max_assembled_bytes, reserved, client_tls,
                  AssemblyBudget(settings.max_assembled_bytes_total), settings.client_rack_networks,
-                 settings.client_rack_software)
+                 settings.client_rack_software, splice=settings.splice)
 
 
 class Gateway:

@@ -63,6 +63,8 @@ def test_metrics_and_cluster_view_reflect_traffic(lab, node):
     assert node.metric("gateway_rewritten_responses_total", api="metadata") > 0
     assert node.metric("gateway_rewritten_responses_total", api="find_coordinator") > 0
     assert node.metric("gateway_bytes_total", api="fetch", direction="response") > 0
+    # plain TCP both ways: the consumers' record sets were spliced (GATEWAY_SPLICE, on by default)
+    assert node.metric("gateway_spliced_bytes_total") > 0
     assert node.metric("gateway_request_latency_seconds_count", api="produce") > 0
     assert node.metric("gateway_client_connections_total", port=str(PORT_START), broker="bootstrap") > 0
     assert node.metric("gateway_malformed_frames_total") == 0

@@ -75,6 +75,8 @@ def test_confluent_kafka_over_tls_with_client_certificate(lab, node, pki):
            "--config", f"ssl.certificate.location={pki['client.pem']}", "--config", f"ssl.key.location={pki['client.key']}"]
     result = run_client(lab, "idempotent", "--bootstrap", node.bootstrap, "--topic", unique("tls"), "--count", "1000", *tls)
     assert result == {"acked": 1000, "consumed": 1000, "distinct": 1000, "missing": 0}
+    assert node.metric("gateway_bytes_total", api="fetch", direction="response") > 0
+    assert node.metric("gateway_spliced_bytes_total") == 0, "TLS keeps the copying path"
 
 
 def api_versions_request() -> bytes:
@@ -115,6 +117,7 @@ def test_upstream_tls_from_kafka_settings(lab, node, pki, tmp_path):
                             "--count", "500")
         assert result == {"acked": 500, "consumed": 500, "distinct": 500, "missing": 0}
         assert chained.metric("gateway_upstream_errors_total") == 0
+        assert chained.metric("gateway_spliced_bytes_total") == 0, "TLS to the brokers keeps the copying path"
     finally:
         assert chained.stop() == 0
 

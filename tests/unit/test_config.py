@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway_app.config import SPECS, ConfigError, load_settings
+from gateway_app.protocol.reserved import ReservedNames
+from gateway_app.proxy.server import rules_of
 
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "198.18.1.11:9092,198.18.1.12:9092", "GATEWAY_CLUSTER_SECRET": "unit-test-secret-0123456789"}
 
@@ -17,6 +19,7 @@ def test_defaults() -> None:
     s = load_settings(BASE)
     assert (s.port_start, s.min_broker_id, s.http_port, s.max_frame_bytes) == (6969, 1, 8888, 100 * 1024 * 1024)
     assert s.internal_load_balancing is True and s.proxy_protocol is False and s.client_tls is False
+    assert s.splice is True and load_settings({**BASE, "GATEWAY_SPLICE": "false"}).splice is False
     assert s.bootstrap_servers == (("198.18.1.11", 9092), ("198.18.1.12", 9092))
     assert s.advertised_host and s.node_id  # host name by default
     assert s.port_plan.port_for_broker(3) == 6972  # 6969 + 1 + (3 - 1)
@@ -50,6 +53,7 @@ def test_file_then_environment_wins(tmp_path: Path) -> None:
     ({"KAFKA_BOOTSTRAP_SERVERS": "nohostport"}, "KAFKA_BOOTSTRAP_SERVERS"),
     ({"KAFKA_SECURITY_PROTOCOL": "tls"}, "KAFKA_SECURITY_PROTOCOL"),
     ({"GATEWAY_DRAIN_TIMEOUT_S": "-1"}, "GATEWAY_DRAIN_TIMEOUT_S"),
+    ({"GATEWAY_SPLICE": "sometimes"}, "GATEWAY_SPLICE"),
 ])
 def test_errors_name_the_setting(env: dict[str, str], setting: str) -> None:
     with pytest.raises(ConfigError) as raised:
@@ -108,3 +112,9 @@ def test_a_node_never_starts_with_a_record_its_peers_refuse(env: dict[str, str],
 def test_help_says_how_to_make_a_cluster_secret() -> None:
     done = subprocess.run([sys.executable, "-m", "gateway_app", "--help"], capture_output=True, text=True, timeout=60)
     assert "GATEWAY_CLUSTER_SECRET  (required)" in done.stdout and "openssl rand -hex 32" in done.stdout
+
+
+def test_the_splice_setting_reaches_every_connection_s_rules() -> None:
+    reserved = ReservedNames.of("_gateway_test", "_gateway_test_members")
+    assert rules_of(load_settings(BASE), False, reserved).splice is True
+    assert rules_of(load_settings({**BASE, "GATEWAY_SPLICE": "false"}), False, reserved).splice is False

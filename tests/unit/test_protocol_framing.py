@@ -201,3 +201,45 @@ def test_a_frame_answered_out_of_turn_comes_after_what_passed_before_it() -> Non
     recorder = RewritingRecorder()
     recorder.stream.feed(b"".join(frame(p) for p in items))
     assert recorder.writes == [frame(b"\x02a"), frame(b"\x03b"), frame(b"\x02c")]
+
+
+class Detacher(Recorder):
+    """Detaches every frame whose first payload byte is 0xDD: the owner moves it (here: takes it from the detached
+    bytes) and feeds the stream again from its end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved: list[bytes] = []
+
+    def decide(self, prefix: memoryview, size: int) -> Decision:
+        if size and prefix[4] == 0xDD:
+            return Decision.DETACH
+        return super().decide(prefix, size)
+
+    def feed(self, chunk: bytes, rest: list[bytes]) -> None:
+        self.stream.feed(chunk)
+        detached = self.stream.take_detached()
+        if detached is None:
+            return
+        whole = detached + b"".join(rest)  # the owner reads the rest of the frame itself
+        rest.clear()
+        end = 4 + struct.unpack_from(">i", whole)[0]
+        self.moved.append(whole[:end])
+        self.out.extend(whole[:end])
+        if whole[end:]:
+            self.feed(whole[end:], rest)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads, st.lists(st.booleans(), min_size=8, max_size=8), st.lists(st.integers(0, 10_000), max_size=12))
+def test_detached_frames_leave_the_stream_and_the_frames_around_them_stay_in_order(
+        items: list[bytes], detach: list[bool], cuts: list[int]) -> None:
+    items = [b"\xdd" + p if d else p.lstrip(b"\xdd") for p, d in zip(items, detach)]
+    data = b"".join(frame(p) for p in items)
+    detacher = Detacher()
+    chunks = chunked(data, cuts)
+    while chunks:
+        detacher.feed(chunks.pop(0), chunks)
+    assert bytes(detacher.out) == data
+    assert detacher.moved == [frame(p) for p in items if p[:1] == b"\xdd"]
+    assert detacher.stream.at_boundary() and detacher.stream.take_detached() is None

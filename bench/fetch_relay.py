@@ -1,0 +1,193 @@
+"""``python -m bench.fetch_relay``: gateway CPU per GB of Fetch responses, GATEWAY_SPLICE on against off, no lab.
+
+Three processes on loopback: a stand-in broker that answers every Fetch request (v17) with the same response of
+``--response-mb`` MB of records (written with sendall, as a broker's sendfile would), one gateway node's listener
+(uvloop, one ConnectionPair per client connection, the node's own code) and a client that fetches ``--fetches``
+responses one after the other and reads them whole. Each round runs a fresh gateway with splicing off, then on; the
+figure is the gateway process's user+sys CPU (from /proc) over the bytes relayed, and the rate the client saw. It
+isolates what splicing changes in the gateway's own cost from the lab's brokers and clients; the lab benchmark
+(``python -m bench --workload consume``) is what counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import io
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v17 import response as fetch_response
+from kio.serial import entity_writer
+from kio.static.primitive import i32, i32Timedelta, i64
+
+from gateway_app.broker_addresses import BrokerInfo, PortPlan
+from gateway_app.cluster.topology import StaticTopology
+from gateway_app.metrics import Metrics
+from gateway_app.protocol.reserved import ReservedNames
+from gateway_app.proxy.connection import ClientProtocol, ConnectionPair, Rules
+from gateway_app.proxy.directory import BrokerDirectory
+from gateway_app.proxy.incidents import Incidents
+from gateway_app.proxy.routes import Routes
+from lab.frames import fetch_request, recv_exactly
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def response_frame(record_bytes: int) -> bytearray:
+    """A Fetch v17 response frame (correlation id 0): one topic, four partitions sharing `record_bytes`."""
+    share = record_bytes // 4
+    partitions = tuple(fetch_response.PartitionData(
+        partition_index=i32(i), error_code=ErrorCode.none, high_watermark=i64(0), aborted_transactions=(),
+        records=os.urandom(share)) for i in range(4))
+    message = fetch_response.FetchResponse(
+        throttle_time=i32Timedelta.parse(datetime.timedelta(0)), error_code=ErrorCode.none, session_id=i32(0),
+        responses=(fetch_response.FetchableTopicResponse(topic_id=uuid.UUID(int=1), partitions=partitions),))
+    body = io.BytesIO()
+    entity_writer(fetch_response.FetchResponse)(body, message)
+    payload = struct.pack(">i", 0) + b"\0" + body.getvalue()  # response header v1
+    return bytearray(struct.pack(">i", len(payload)) + payload)
+
+
+def serve_broker(ready: Path, record_bytes: int) -> None:
+    answer = response_frame(record_bytes)
+    server = socket.create_server(("127.0.0.1", 0))
+    ready.write_text(str(server.getsockname()[1]))
+    while True:
+        connection, _ = server.accept()
+        try:
+            while True:
+                size = struct.unpack(">i", recv_exactly(connection, 4))[0]
+                request = recv_exactly(connection, size)
+                answer[4:8] = request[4:8]  # the correlation id
+                connection.sendall(answer)
+        except (OSError, ConnectionError):
+            connection.close()
+
+
+def serve_gateway(ready: Path, broker_port: int, splice: bool) -> None:
+    import uvloop
+
+    async def main() -> None:
+        metrics = Metrics()
+        directory = BrokerDirectory({}, (), 1.0)
+        directory.described([BrokerInfo(1, "127.0.0.1", broker_port, None)])
+        routes = Routes(StaticTopology(PortPlan(6969, 1, 8), "127.0.0.1"), directory, metrics)
+        rules = Rules(max_frame_bytes=100 << 20, max_in_flight=500, max_assembled_bytes=1 << 20,
+                      reserved=ReservedNames.of("_gateway_bench", "_gateway_bench_members"), splice=splice)
+
+        def protocol() -> ClientProtocol:
+            return ClientProtocol(ConnectionPair(routes, rules, Incidents(metrics), 6970, "bench"))  # broker 1
+
+        server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
+        ready.write_text(str(server.sockets[0].getsockname()[1]))
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
+def fetch(port: int, count: int) -> int:
+    """Fetch `count` responses through the gateway, each read whole; the bytes received."""
+    total = 0
+    buffer = memoryview(bytearray(8 << 20))
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        for correlation_id in range(1, count + 1):
+            client.sendall(fetch_request(17, correlation_id))
+            size = struct.unpack(">i", recv_exactly(client, 4))[0]
+            left = size
+            while left:
+                got = client.recv_into(buffer[:min(left, len(buffer))])
+                if not got:
+                    raise ConnectionError("the gateway closed mid-response")
+                left -= got
+            total += 4 + size
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def started(role: str, *args: str) -> tuple[subprocess.Popen, int]:
+    ready = Path(f"/tmp/bench-fetch-relay-{os.getpid()}-{role}")
+    ready.unlink(missing_ok=True)
+    process = subprocess.Popen([sys.executable, "-m", "bench.fetch_relay", "--serve", role, str(ready), *args],
+                               cwd=REPO)
+    deadline = time.monotonic() + 30
+    while not (ready.exists() and ready.read_text()):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError(f"the {role} did not start")
+        time.sleep(0.05)
+    port = int(ready.read_text())
+    ready.unlink()
+    return process, port
+
+
+def measure(args: argparse.Namespace) -> dict:
+    load_start, begun = list(os.getloadavg()), datetime.datetime.now(datetime.timezone.utc)
+    broker, broker_port = started("broker", str(args.response_mb * 1_000_000))
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    try:
+        for _ in range(args.rounds):
+            for mode in ("off", "on"):
+                gateway, port = started("gateway", str(broker_port), mode)
+                try:
+                    fetch(port, 3)  # connection, first response: not measured
+                    cpu, clock = cpu_seconds(gateway.pid), time.monotonic()
+                    relayed = fetch(port, args.fetches)
+                    cpu, clock = cpu_seconds(gateway.pid) - cpu, time.monotonic() - clock
+                finally:
+                    gateway.kill()
+                    gateway.wait()
+                runs[mode].append({"cpu_s_per_gb": cpu / (relayed / 1e9), "mb_s": relayed / clock / 1e6,
+                                   "bytes": relayed})
+    finally:
+        broker.kill()
+        broker.wait()
+    medians = {mode: statistics.median(run["cpu_s_per_gb"] for run in rows) for mode, rows in runs.items()}
+    return {"started": begun.isoformat(timespec="seconds"),
+            "command": " ".join(["python -m bench.fetch_relay", *sys.argv[1:]]),
+            "commit": subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
+                                     text=True).stdout.strip(),
+            "machine": {"cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": list(os.getloadavg())},
+            "response_mb": args.response_mb, "fetches": args.fetches, "runs": runs,
+            "median_cpu_s_per_gb": medians, "splice_over_copy": medians["on"] / medians["off"] if medians["off"] else None}  # None: too short to tick
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of (splice off, splice on)")
+    parser.add_argument("--fetches", type=int, default=250, help="responses fetched per measured run")
+    parser.add_argument("--response-mb", type=int, default=4, help="MB of records in each response")
+    parser.add_argument("--out", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)  # the broker and gateway processes
+    args = parser.parse_args()
+    if args.serve:
+        role, ready, *rest = args.serve
+        if role == "broker":
+            serve_broker(Path(ready), int(rest[0]))
+        else:
+            serve_gateway(Path(ready), int(rest[0]), rest[1] == "on")
+        return
+    result = measure(args)
+    text = json.dumps(result, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(json.dumps({"median_cpu_s_per_gb": result["median_cpu_s_per_gb"],
+                      "splice_over_copy": result["splice_over_copy"]}))
+
+
+if __name__ == "__main__":
+    main()

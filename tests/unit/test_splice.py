@@ -1,0 +1,257 @@
+"""proxy.splice on real sockets, under uvloop (the node's default loop) and asyncio: a client, a gateway pair and a
+stand-in broker on loopback. Fetch responses reach the client byte for byte (record sets spliced, KIP-951 endpoints
+rewritten in a tag section of the same size), pipelined with other responses; a client that stops reading stops the
+broker's socket being read (no memory grows); TLS pairs and GATEWAY_SPLICE=false keep the copying path."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from dataclasses import replace
+
+import pytest
+import uvloop
+
+from gateway_app.broker_addresses import BrokerInfo, PortPlan
+from gateway_app.cluster.topology import StaticTopology
+from gateway_app.metrics import Metrics
+from gateway_app.protocol.api_keys import FETCH
+from gateway_app.protocol.kio_adapter import load_response_schema
+from gateway_app.protocol.reserved import ReservedNames
+from gateway_app.protocol.schema_walk import read_tags, tag_section_offsets
+from gateway_app.proxy.connection import ClientProtocol, ConnectionPair, Rules
+from gateway_app.proxy.directory import BrokerDirectory
+from gateway_app.proxy.incidents import Incidents
+from gateway_app.proxy.routes import Routes
+from gateway_app.proxy.splice import PIPE_SIZE, READ_SIZE
+from lab.frames import fetch_request, request_frame
+from tests.unit.test_fetch_stream import fetch_response, frame_of, records
+from tests.unit.test_protocol_rewrite import nested, sample
+
+LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
+GATEWAY_HOST = "198.18.0.9"
+
+
+def heartbeat(correlation_id: int) -> bytes:
+    return request_frame(12, 0, correlation_id, {"group_id": "g", "generation_id": 1, "member_id": "m"})
+
+
+def fetch_answer(version: int, correlation_id: int, size: int, endpoint_host: str | None = None) -> bytes:
+    message = fetch_response(version, [[records(size, correlation_id), None], [records(size // 3, 1)]])
+    if endpoint_host is not None:
+        endpoint = nested(load_response_schema(FETCH, version), "node_endpoints")
+        message = replace(message, node_endpoints=(sample(endpoint, node_id=2, host=endpoint_host, port=9092,
+                                                          rack="rack-b"),))
+    return frame_of(message, correlation_id)
+
+
+class Broker:
+    """Answers each request in order: a Fetch with `answers[correlation id]`, anything else with an empty body."""
+
+    def __init__(self, answers: dict[int, bytes]) -> None:
+        self.answers = answers
+        self.server: asyncio.AbstractServer | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                size = struct.unpack(">i", await reader.readexactly(4))[0]
+                request = await reader.readexactly(size)
+                correlation_id = struct.unpack_from(">i", request, 4)[0]
+                answer = self.answers.get(correlation_id) or struct.pack(">iih", 6, correlation_id, 0)
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+async def gateway(broker_port: int, splice: bool = True, client_tls: bool = False
+                  ) -> tuple[asyncio.AbstractServer, list[ConnectionPair], Metrics]:
+    metrics = Metrics()
+    directory = BrokerDirectory({}, (), 1.0)
+    directory.described([BrokerInfo(1, "127.0.0.1", broker_port, "rack-a")])
+    routes = Routes(StaticTopology(PortPlan(6969, 1, 8), GATEWAY_HOST), directory, metrics)
+    rules = Rules(max_frame_bytes=64 << 20, max_in_flight=500, max_assembled_bytes=1 << 20,
+                  reserved=ReservedNames.of("_gateway_test", "_gateway_test_members"), splice=splice,
+                  client_tls=client_tls)
+    pairs: list[ConnectionPair] = []
+
+    def protocol() -> ClientProtocol:
+        pair = ConnectionPair(routes, rules, Incidents(metrics), 6970, "test")  # broker 1's port
+        pairs.append(pair)
+        return ClientProtocol(pair)
+
+    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
+    return server, pairs, metrics
+
+
+async def read_frames(reader: asyncio.StreamReader, count: int) -> list[bytes]:
+    frames = []
+    for _ in range(count):
+        head = await reader.readexactly(4)
+        frames.append(head + await reader.readexactly(struct.unpack(">i", head)[0]))
+    return frames
+
+
+def endpoints_in(frame: bytes, version: int) -> list[tuple[int, str, int]]:
+    body = memoryview(frame[4 + 4 + 1:])  # size, correlation id, header tags
+    start, end = tag_section_offsets(load_response_schema(FETCH, version), body)
+    tags, _ = read_tags(body[start:end], 0)
+    found = []
+    for tag, value in tags:
+        if tag == 0:
+            schema = load_response_schema(FETCH, version)
+            field = schema.__dataclass_fields__["node_endpoints"]
+            from gateway_app.protocol.kio_adapter import get_field_reader
+            endpoints, _ = get_field_reader(schema, field, False, True)(value.toreadonly(), 0)
+            found = [(e.node_id, e.host, int(e.port)) for e in endpoints]
+    return found
+
+
+async def relay_mixed(splice: bool) -> tuple[list[bytes], dict[int, bytes], ConnectionPair, Metrics]:
+    answers = {
+        1: fetch_answer(16, 1, 2_000_000, endpoint_host="broker-host.example"),  # shorter rewritten: padded
+        3: fetch_answer(11, 3, 300_000),  # before KIP-951: the whole frame moved
+        4: fetch_answer(17, 4, 50),
+        5: fetch_answer(18, 5, 5_000_000),
+    }
+    broker = Broker(answers)
+    broker_server = await asyncio.start_server(broker.handle, "127.0.0.1", 0)
+    server, pairs, metrics = await gateway(broker_server.sockets[0].getsockname()[1], splice)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    requests = [fetch_request(16, 1), heartbeat(2), fetch_request(11, 3), fetch_request(17, 4), fetch_request(18, 5),
+                heartbeat(6)]
+    writer.write(b"".join(requests))
+    frames = await asyncio.wait_for(read_frames(reader, len(requests)), 20)
+    (pair,) = pairs
+    writer.close()
+    server.close()
+    broker_server.close()
+    await asyncio.sleep(0.05)
+    return frames, answers, pair, metrics
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("splice", [True, False])
+def test_fetch_responses_reach_the_client_as_the_broker_sent_them(loop: str, splice: bool) -> None:
+    frames, answers, pair, metrics = LOOPS[loop]().run_until_complete(relay_mixed(splice))
+    assert [struct.unpack_from(">i", f, 4)[0] for f in frames] == [1, 2, 3, 4, 5, 6]
+    assert frames[2] == answers[3] and frames[3] == answers[4] and frames[4] == answers[5]
+    assert endpoints_in(frames[0], 16) == [(2, GATEWAY_HOST, 6971)], "the endpoints point at the gateway"
+    tags_at = len(answers[1]) - 60
+    assert frames[0][4:tags_at] == answers[1][4:tags_at], "all before the tag section as the broker sent it"
+    if splice:
+        assert len(frames[0]) == len(answers[1]), "spliced: the size went out before the endpoints were read"
+    else:
+        assert len(frames[0]) < len(answers[1]), "copied: the frame is rebuilt at its new size"
+    spliced = metrics.spliced_bytes._value.get()
+    if splice:
+        # at most one read's worth of a frame is read into user space: the read that found its start
+        assert spliced >= sum(len(answers[c]) for c in (1, 3, 4, 5)) - 4 * READ_SIZE
+        assert metrics.endpoints_in_place.labels("padded")._value.get() == 1
+    else:
+        assert spliced == 0 and pair._broker_reading is None
+    assert metrics.api(FETCH).response_bytes == sum(len(answers[c]) for c in (1, 3, 4, 5))
+    assert not pair.in_flight
+
+
+async def stalled_client() -> tuple[int, int, bool, bytes, bytes]:
+    size = 30_000_000
+    answer = fetch_answer(17, 1, size)
+    broker_server = await asyncio.start_server(Broker({1: answer}).handle, "127.0.0.1", 0)
+    server, pairs, _ = await gateway(broker_server.sockets[0].getsockname()[1])
+    client = socket.create_connection(server.sockets[0].getsockname()[:2])
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    client.setblocking(False)
+    client.send(fetch_request(17, 1))
+    await asyncio.sleep(1.0)  # the client reads nothing meanwhile
+    (pair,) = pairs
+    reading = pair._broker_reading
+    held = len(reading._pending) + reading._in_pipe
+    paused = pair.write_paused_since is not None
+    received = bytearray()
+    while len(received) < len(answer):
+        try:
+            chunk = client.recv(1 << 20)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+            continue
+        assert chunk
+        received += chunk
+    client.close()
+    server.close()
+    broker_server.close()
+    await asyncio.sleep(0.05)
+    return held, size, paused, bytes(received), answer
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_client_that_does_not_read_stops_the_broker_being_read(loop: str) -> None:
+    held, size, paused, received, answer = LOOPS[loop]().run_until_complete(stalled_client())
+    assert held <= PIPE_SIZE + 4096, "no more than a pipe's worth waits in the gateway"
+    assert paused, "the client-not-reading deadline runs"
+    assert received == answer
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_tls_client_connection_copies(loop: str) -> None:
+    async def run() -> ConnectionPair:
+        broker_server = await asyncio.start_server(Broker({}).handle, "127.0.0.1", 0)
+        server, pairs, _ = await gateway(broker_server.sockets[0].getsockname()[1], client_tls=True)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.write(heartbeat(1))
+        await read_frames(reader, 1)
+        writer.close()
+        server.close()
+        broker_server.close()
+        return pairs[0]
+
+    pair = LOOPS[loop]().run_until_complete(run())
+    assert pair._broker_reading is None and pair.upstream is not None
+
+
+class CutBroker(Broker):
+    """Answers the first request with `answer` cut after `keep` bytes, then closes."""
+
+    def __init__(self, answer: bytes, keep: int) -> None:
+        super().__init__({})
+        self.answer, self.keep = answer, keep
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = struct.unpack(">i", await reader.readexactly(4))[0]
+        await reader.readexactly(size)
+        writer.write(self.answer[:self.keep])
+        await writer.drain()
+        writer.close()
+
+
+async def cut_answer(answer: bytes, keep: int) -> tuple[ConnectionPair, Metrics, bytes]:
+    broker_server = await asyncio.start_server(CutBroker(answer, keep).handle, "127.0.0.1", 0)
+    server, pairs, metrics = await gateway(broker_server.sockets[0].getsockname()[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    writer.write(fetch_request(17, 1))
+    received = await asyncio.wait_for(reader.read(), 10)  # until the gateway closes the connection
+    writer.close()
+    server.close()
+    broker_server.close()
+    return pairs[0], metrics, received
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("keep", [100, 1_000_000])
+def test_a_broker_that_closes_inside_a_spliced_frame_closes_the_pair(loop: str, keep: int) -> None:
+    answer = fetch_answer(17, 1, 3_000_000)
+    pair, metrics, received = LOOPS[loop]().run_until_complete(cut_answer(answer, keep))
+    assert pair.closed and pair._broker_reading.closed
+    assert metrics.upstream_errors.labels("broker_closed")._value.get() == 1
+    assert received == answer[:len(received)] and len(received) <= keep
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_fetch_response_that_does_not_match_its_schema_closes_the_pair(loop: str) -> None:
+    answer = bytearray(fetch_answer(17, 1, 5000))
+    answer[4 + 4 + 1 + 10] = 0  # the topic array: null, which a Fetch response never has
+    pair, metrics, _ = LOOPS[loop]().run_until_complete(cut_answer(bytes(answer), len(answer)))
+    assert pair.closed
+    assert metrics.upstream_errors.labels("undecodable_response")._value.get() == 1
