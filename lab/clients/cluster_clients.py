@@ -6,8 +6,9 @@ lab's client namespace, plus the command lines of Kafka's VerifiableProducer / V
 
 produce: COUNT unique values PREFIX-i at RATE/s with librdkafka's defaults for an idempotent producer
 (acks=all); every delivery callback writes one JSON line to EVENTS_FILE, {"value", "error": null or the
-error's name, "t": time.time()} (lab/clients/outcomes.py reads them); a JSON summary goes to stdout.
-Bounded by the count plus a FLUSH_S flush.
+error's name, "t": time.time()} (lab/clients/outcomes.py reads them); a JSON summary goes to stdout, with
+"sent", the values handed to the client. Bounded by the count plus a FLUSH_S flush; SIGTERM ends it sooner, the
+same way: it sends no more, flushes, and reports.
 consume: one member of GROUP; writes each value to OUT_FILE, commits synchronously after each batch,
 touches READY_FILE once it has partitions, and stops when STOP_FILE exists and nothing arrived for
 5 s, or after MAX_S seconds. On stderr: assignments, failed commits, "commit ok again at T"
@@ -18,6 +19,7 @@ a commit that blocked over a second (librdkafka holds a synchronous commit while
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -89,8 +91,13 @@ def produce(bootstrap: str, topic: str, prefix: str, count: str, rate: str, even
             if error is not None:
                 failures.append(str(error))
 
-        start = time.monotonic()
+        # SIGTERM: stop sending, but still flush, so every value handed to the client gets its outcome
+        stopping: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
+        start, sent = time.monotonic(), 0
         for i in range(int(count)):
+            if stopping:
+                break
             pause = start + i / float(rate) - time.monotonic()
             if pause > 0:
                 producer.poll(pause)
@@ -102,9 +109,10 @@ def produce(bootstrap: str, topic: str, prefix: str, count: str, rate: str, even
                 name = error.args[0].name()
                 events.write(json.dumps({"value": value, "error": name, "t": time.time()}) + "\n")
                 failures.append(str(error))
+            sent = i + 1
             producer.poll(0)
         unflushed = producer.flush(FLUSH_S)
-    print(json.dumps({"failed": len(failures), "unflushed": unflushed, "errors": failures[:5]}), flush=True)
+    print(json.dumps({"sent": sent, "failed": len(failures), "unflushed": unflushed, "errors": failures[:5]}), flush=True)
 
 
 def consume(bootstrap: str, topic: str, group: str, out_file: str, ready_file: str, stop_file: str, max_s: str) -> None:

@@ -91,7 +91,7 @@ class ClientLoad:
         self.librdkafka = self.spawn(
             self._cmd([sys.executable, str(CLIENTS), "produce", self.bootstrap, self.topic, "lib",
                        str(self.count), str(self.rate), str(self.workdir / "librdkafka-producer.events")]),
-            stdout=subprocess.DEVNULL, stderr=self._out("librdkafka-producer.stderr"))
+            stdout=self._out("librdkafka-producer.summary"), stderr=self._out("librdkafka-producer.stderr"))
         self.java = self.spawn(
             self._cmd(verifiable_producer(self.lab, self.workdir, self.bootstrap, self.topic, self.count, self.rate, JAVA_PREFIX)),
             stdout=self._out("java-producer.events"), stderr=self._out("java-producer.stderr"))
@@ -108,8 +108,47 @@ class ClientLoad:
             return None
         return sum(ends[tp].result().offset - done[tp.partition] for tp in partitions)
 
+    def acked(self) -> tuple[int, int]:
+        """Records acknowledged so far to (the librdkafka producer, the Java producer), from their event files."""
+        librdkafka = outcomes.librdkafka_producer("librdkafka-producer", 0, self._lines_so_far("librdkafka-producer.events"), 0)
+        java = outcomes.verifiable_producer("java-producer", 0, self._lines_so_far("java-producer.events"), 0)
+        return len(librdkafka.acked), len(java.acked)
+
+    def wait_flowing(self, timeout_s: float = 60.0, records: int = 50) -> None:
+        """Until each producer has had `records` acknowledged (half a second at the tests' 100/s) and the group has
+        committed on every partition: the load runs end to end, so what a test does next happens under it."""
+        wait_until(lambda: min(self.acked()) >= records and self._lag() is not None, timeout_s,
+                   "both producers acknowledged and the group committing on every partition", 0.2)
+
     def producers_done(self) -> bool:
         return self.librdkafka.poll() is not None and self.java.poll() is not None
+
+    def stop_producers(self) -> None:
+        """End both producers before their count, once a test has checked what it needed under load: each stops
+        sending, closes its client (every record it was handed gets an outcome) and reports how many it handed over,
+        which finish() then counts instead of the count."""
+        for proc in (self.librdkafka, self.java):
+            if proc.poll() is None:
+                self.terminated.add(proc.pid)
+                proc.send_signal(signal.SIGTERM)
+
+    def _sent(self, proc: subprocess.Popen, reported: int | None) -> int:
+        """What a producer must account for: its count, unless we stopped it, then what it reported handing over
+        (the count still when it reported nothing, so its records show as having no outcome)."""
+        return reported if proc.pid in self.terminated and reported is not None else self.count
+
+    def _java_sent(self) -> int | None:
+        """VerifiableProducer's own tally of records handed to its client, from its closing tool_data event."""
+        return next((event["sent"] for event in outcomes.events(self._lines("java-producer.events"))
+                     if event.get("name") == "tool_data"), None)
+
+    def _librdkafka_sent(self) -> int | None:
+        lines = self._lines("librdkafka-producer.summary")
+        return json.loads(lines[-1]).get("sent") if lines else None
+
+    def _exit_code(self, proc: subprocess.Popen, rc: int | None) -> int | None:
+        """A client we ended with SIGTERM and that exited of it (the JVM's 143) ended as asked, not failed."""
+        return 0 if proc.pid in self.terminated and rc == 128 + signal.SIGTERM else rc
 
     def finish(self) -> dict:
         """Wait for both producers and the group, stop the group, and return every client's figures
@@ -130,14 +169,16 @@ class ClientLoad:
         # member takes its partitions over and the lag still reaches 0, so only its end shows it.
         consumer_rcs = [consumer.wait(30) for consumer in self.consumers]
         producers = [
-            outcomes.librdkafka_producer("librdkafka-producer", self.count,
-                                         self._lines("librdkafka-producer.events"), rcs["librdkafka"]),
-            outcomes.verifiable_producer("java-producer", self.count, self._lines("java-producer.events"), rcs["java"],
+            outcomes.librdkafka_producer("librdkafka-producer", self._sent(self.librdkafka, self._librdkafka_sent()),
+                                         self._lines("librdkafka-producer.events"),
+                                         self._exit_code(self.librdkafka, rcs["librdkafka"])),
+            outcomes.verifiable_producer("java-producer", self._sent(self.java, self._java_sent()),
+                                         self._lines("java-producer.events"), self._exit_code(self.java, rcs["java"]),
                                          self._lines("java-producer.stderr")),
         ]
         consumers = [
             outcomes.verifiable_consumer(f"java-consumer-{i}", self._lines(f"consumer-{i}.events"),
-                                         0 if self.consumers[i].pid in self.terminated and rc == 128 + signal.SIGTERM else rc,
+                                         self._exit_code(self.consumers[i], rc),
                                          self._lines(f"consumer-{i}.stderr"), self.consumers[i].pid in self.terminated)
             for i, rc in enumerate(consumer_rcs)
         ]
@@ -148,6 +189,11 @@ class ClientLoad:
 
     def _lines(self, name: str) -> list[str]:
         return (self.workdir / name).read_text().splitlines()
+
+    def _lines_so_far(self, name: str) -> list[str]:
+        """A running client's lines: none yet while it has not opened its file."""
+        path = self.workdir / name
+        return path.read_text().splitlines() if path.exists() else []
 
     def finish_and_verify(self) -> dict:
         """finish(), print the figures, and assert: every acknowledged message consumed exactly once, and no

@@ -48,7 +48,8 @@ class ConsumerLog:
     client_errors: list[tuple[str, float]] = field(default_factory=list)  # (name, wall time): not of a record
 
 
-def _events(lines: Iterable[str]) -> Iterable[dict]:
+def events(lines: Iterable[str]) -> Iterable[dict]:
+    """The JSON events among a client's output lines."""
     for line in lines:  # anything else on stdout (a stray log line) is not an event
         if line.startswith("{"):
             try:
@@ -109,7 +110,7 @@ def java_client_errors(stderr: Iterable[str]) -> list[tuple[str, float]]:
 def verifiable_producer(name: str, sent: int, lines: Iterable[str], exit_code: int | None,
                         stderr: Iterable[str] = ()) -> ProducerLog:
     log = ProducerLog(name, sent, exit_code=exit_code, client_errors=java_client_errors(stderr))
-    for event in _events(lines):
+    for event in events(lines):
         if event.get("name") == "producer_send_success":
             log.acked[event["value"]] = event["timestamp"] / 1000
         elif event.get("name") == "producer_send_error":
@@ -119,7 +120,7 @@ def verifiable_producer(name: str, sent: int, lines: Iterable[str], exit_code: i
 
 def librdkafka_producer(name: str, sent: int, lines: Iterable[str], exit_code: int | None) -> ProducerLog:
     log = ProducerLog(name, sent, exit_code=exit_code)
-    for event in _events(lines):
+    for event in events(lines):
         if "client_error" in event:
             log.client_errors.append((event["client_error"], event["t"]))
         elif event.get("error") is None:
@@ -146,7 +147,7 @@ def verifiable_consumer(name: str, lines: Iterable[str], exit_code: int | None, 
     crash = java_crash(stderr)
     log = ConsumerLog(name, exit_code=exit_code, crashed=crash or (None if stopped else "ended on its own"),
                       client_errors=java_client_errors(stderr))
-    for event in _events(lines):
+    for event in events(lines):
         if event.get("name") == "record_data":
             log.records.append((event["value"], event["timestamp"] / 1000))
         elif event.get("name") == "offsets_committed" and not event.get("success", True):

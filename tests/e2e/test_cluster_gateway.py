@@ -145,7 +145,7 @@ def test_kill_9_of_a_node_under_load_clients_carry_on_exactly_once(lab, start_no
     nodes = three_racks(lab, start_node)
     load = client_load(",".join(f"{n.address}:{PORT_START}" for n in nodes.values()))
     load.start()
-    time.sleep(8)
+    load.wait_flowing()
 
     victim_rack = lab.broker(coordinator_of(lab, load.group)).rack
     victim = nodes[victim_rack]
@@ -158,6 +158,10 @@ def test_kill_9_of_a_node_under_load_clients_carry_on_exactly_once(lab, start_no
           f"(bound {MEMBERSHIP_BOUND_S}s)")
     assert time.monotonic() - killed_at <= MEMBERSHIP_BOUND_S
     load.finish_and_verify()
+
+
+def read_if_there(path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def refused_lookups(nodes) -> int:
@@ -197,7 +201,8 @@ def test_librdkafka_consumer_group_survives_the_death_of_its_coordinators_node(l
     wait_until(lambda: (tmp_path / "ready").exists(), 30, "the librdkafka consumer to get partitions", 0.2)
     producer = load.spawn(lab.client_cmd([sys.executable, str(CLIENTS), "produce", bootstrap, load.topic, "lib", "1500", "100",
                                            str(tmp_path / "sent")]), stdout=subprocess.PIPE, text=True)
-    time.sleep(4)
+    wait_until(lambda: '"error": null' in read_if_there(tmp_path / "sent") and read_if_there(tmp_path / "consumed").strip(),
+               30, "a record acknowledged and one consumed before the kill", 0.2)
     victim = nodes[lab.broker(coordinator_of(lab, load.group)).rack]
     survivors = [node for node in nodes.values() if node is not victim]
     killed_at = time.time()
@@ -282,7 +287,7 @@ def test_a_fourth_node_joins_takes_one_broker_then_leaves_cleanly_under_load(lab
     before = rack_local(lab, nodes)
     load = client_load(",".join(f"{n.address}:{PORT_START}" for n in nodes.values()))
     load.start()
-    time.sleep(4)
+    load.wait_flowing()
 
     fourth = start_node(name_that_wins(1, "gw-rack-a"), "rack-a", lab.gateway_addresses[3])
     fourth.wait_ready()
@@ -290,7 +295,9 @@ def test_a_fourth_node_joins_takes_one_broker_then_leaves_cleanly_under_load(lab
     wait_for_mapping([*nodes.values(), fourth], expected, 5, "broker 1 (and only it) to move to the fourth node")
     wait_until(lambda: b'gateway_client_connections_total{broker="1",port="6970"}' in http_get(fourth.address, "/metrics")[1],
                20, "clients to follow broker 1 to the fourth node", 0.5)
-    time.sleep(3)
+    acked = load.acked()  # traffic while the fourth node serves broker 1, before it leaves
+    wait_until(lambda: all(now >= then + load.rate for now, then in zip(load.acked(), acked)), 20,
+               "both producers to have a second more acknowledged", 0.2)
 
     assert fourth.terminate() == 0
     wait_for_mapping(nodes.values(), before, 3, "broker 1 back on gw-rack-a after the clean leave")

@@ -329,7 +329,8 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
     nodes = start_cluster(gateway, [(f"gw-{r}", r) for r in RACKS], lab.gateway_addresses[:3])
     by_rack = {r: nodes[f"gw-{r}"] for r in RACKS}
     bootstrap = ",".join(f"{n.address}:{PORT_START}" for n in nodes.values())
-    load = ClientLoad(lab, tmp_path, bootstrap, count=18000, rate=100)  # 3 minutes of sending
+    # at most 3 minutes of sending: stopped once both disturbances are checked (a minute or so on a quiet machine)
+    load = ClientLoad(lab, tmp_path, bootstrap, count=18000, rate=100)
     load.group_settle_s = READY_S  # two JVMs starting on a machine this busy
     probe = no_retry = None
     try:
@@ -374,7 +375,8 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
             by_rack["rack-b"].kill()
             survivors = {r: by_rack[r] for r in ("rack-a", "rack-c")}
             wait_until(lambda: listed_by_no_peer(survivors, "gw-rack-b"), 30, "the killed node to leave the survivors' views", 0.5)
-            time.sleep(5)  # the clients move broker 2's traffic to a survivor
+            wait_until(lambda: any(held["2"] for held in connections(survivors).values()), 30,
+                       "the clients to move broker 2's traffic to a survivor", 0.5)
             print(f"while gw-rack-b is down after kill -9: {per_node(survivors)}")
             restart_dead(gateway, nodes, "gw-rack-b", "rack-b")
             by_rack["rack-b"] = nodes["gw-rack-b"]
@@ -383,6 +385,7 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
                               "no foreign connection and every broker's connections on its rack's node", 0.5)
             print(f"kill -9 and return: connections follow the mapping {took:.1f} s after the node was ready again: "
                   f"{per_node(by_rack)}")
+            load.stop_producers()
             result = probe.result()
             summary = load.finish_and_verify()
             report("rolling restart", sampler, ready_at, converged_at, by_rack, result["latencies"], started)
@@ -436,7 +439,7 @@ def test_a_node_joining_a_rackless_cluster_takes_its_share_of_existing_connectio
     load.group_settle_s = READY_S
     try:
         load.start()
-        time.sleep(5)
+        load.wait_flowing()
         joiner = joiner_that_takes_a_broker(names, brokers)
         nodes[joiner] = gateway(joiner, None, lab.gateway_addresses[3])
         nodes[joiner].wait_ready(READY_S)
@@ -448,6 +451,7 @@ def test_a_node_joining_a_rackless_cluster_takes_its_share_of_existing_connectio
                           f"{joiner} to hold the connections of its broker and no node a foreign one", 0.5)
         print(f"\n{joiner} joined a rackless cluster: connections follow the mapping {took:.1f} s after it was ready; "
               f"at the end {({n: dict(c) for n, c in connections(nodes).items()})}")
+        load.stop_producers()
         load.finish_and_verify()
     finally:
         load.stop()
