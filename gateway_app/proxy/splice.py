@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import socket
 import time
@@ -27,6 +28,8 @@ from typing import Callable, Protocol
 from ..protocol.api_keys import FETCH
 from ..protocol.fetch_stream import FIRST_FLEXIBLE_FETCH, FetchResponseReader
 from ..protocol.policy import needs_rewrite
+
+log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1024 * 1024  # F_SETPIPE_SZ; Linux's default pipe-max-size for an unprivileged process
 READ_SIZE = 256 * 1024  # what the event loop's transports read at once
@@ -101,20 +104,56 @@ def reader_for(api_version: int) -> FetchResponseReader | WholeFrame:
     return WholeFrame()
 
 
-def _pipe() -> tuple[int, int]:
-    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:  # above /proc/sys/fs/pipe-max-size: the default 64 KiB pipe still works, in smaller moves
-        pass
-    return read_end, write_end
+class Pipes:
+    """The pipes spliced frames pass through, shared by the node's pairs: a pair holds one only while a frame is under
+    way, and gives it back empty.
+
+    Linux counts a pipe's capacity against its user's fs.pipe-user-pages-soft (64 MiB by default): with a pipe per
+    pair, an unprivileged node's 65th 1 MiB pipe is refused its size and every pipe after it holds 8 KiB (measured
+    on this project's kernel), so each consumer past the 64th would splice 8 KiB a call. Held per frame, the pipes
+    number the frames moving at once; up to `idle_kept` empty ones wait for the next."""
+
+    def __init__(self, size: int = PIPE_SIZE, idle_kept: int = 16) -> None:
+        self._size = size
+        self._idle_kept = idle_kept
+        self._idle: list[tuple[int, int]] = []
+        self.in_use = 0
+        self.undersized = 0  # pipes the kernel refused their size (the user's pipe pages are spent)
+
+    def take(self) -> tuple[int, int]:
+        pipe = self._idle.pop() if self._idle else self._new()
+        self.in_use += 1
+        return pipe
+
+    def give(self, pipe: tuple[int, int], empty: bool) -> None:
+        """Back to the pool; a pipe still holding bytes (its pair closed mid-frame) is closed, never reused."""
+        self.in_use -= 1
+        if empty and len(self._idle) < self._idle_kept:
+            self._idle.append(pipe)
+        else:
+            for end in pipe:
+                os.close(end)
+
+    def _new(self) -> tuple[int, int]:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(write_end, _F_SETPIPE_SZ, self._size)
+        except OSError:  # EPERM past the user's pipe pages, or above pipe-max-size: smaller moves, still correct
+            self.undersized += 1
+            if self.undersized == 1:
+                log.warning("a splice pipe was refused %d bytes (fs.pipe-user-pages-soft or fs.pipe-max-size): "
+                            "frames move in smaller pieces while many move at once", self._size)
+        return read_end, write_end
+
+
+PIPES = Pipes()  # the node's: one event loop, one pool
 
 
 class BrokerReading:
     """The broker side of one plaintext pair, read by the pair (see the module's docstring)."""
 
     def __init__(self, pair: Owner, upstream: asyncio.Transport, client: asyncio.Transport,
-                 tally: Callable[[int], None], low_water: LowWater) -> None:
+                 tally: Callable[[int], None], low_water: LowWater, pipes: Pipes = PIPES) -> None:
         self._pair = pair
         self._client_transport = client
         self._loop = asyncio.get_running_loop()
@@ -122,7 +161,8 @@ class BrokerReading:
         self._client = socket.socket(fileno=os.dup(client.get_extra_info("socket").fileno()))
         self._broker.setblocking(False)
         self._client.setblocking(False)
-        self._pipe_read, self._pipe_write = _pipe()
+        self._pipes = pipes
+        self._pipe: tuple[int, int] | None = None  # (read end, write end), taken for a frame, given back after it
         self._in_pipe = 0
         self._frame: FetchResponseReader | WholeFrame | None = None  # the Fetch response being moved
         self._pending = bytearray()  # bytes of it read into user space, to write before anything else of it
@@ -179,8 +219,12 @@ class BrokerReading:
         self.closed = True
         for sock in (self._broker, self._client):
             sock.close()  # a duplicate: the transports' own descriptors stay theirs
-        for end in (self._pipe_read, self._pipe_write):
-            os.close(end)
+        self._give_pipe()
+
+    def _give_pipe(self) -> None:
+        if self._pipe is not None:
+            self._pipes.give(self._pipe, empty=not self._in_pipe)
+            self._pipe, self._in_pipe = None, 0
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -204,6 +248,8 @@ class BrokerReading:
     def start(self, reader: FetchResponseReader | WholeFrame, head: bytes) -> None:
         """A Fetch response starts with `head` (its first bytes, and maybe more past its end): move it."""
         self._frame = reader
+        if self._pipe is None:
+            self._pipe = self._pipes.take()
         self._low_water.follow(0)  # set for the frame before it, which may have been read in the same chunk
         remaining = 4 + int.from_bytes(head[:4], "big")
         self._after = head[remaining:]
@@ -237,7 +283,7 @@ class BrokerReading:
                         sent = self._client.send(self._pending, 0 if last else socket.MSG_MORE)
                         del self._pending[:sent]
                     else:
-                        moved = os.splice(self._pipe_read, self._client.fileno(), self._in_pipe, flags=_SPLICE_FLAGS)
+                        moved = os.splice(self._pipe[0], self._client.fileno(), self._in_pipe, flags=_SPLICE_FLAGS)
                         self._in_pipe -= moved
                         budget -= moved
                         self._tally(moved)
@@ -245,7 +291,7 @@ class BrokerReading:
                 elif frame.records_left:
                     if self._paused:
                         return self._wait(write=False)
-                    moved = os.splice(self._broker.fileno(), self._pipe_write,
+                    moved = os.splice(self._broker.fileno(), self._pipe[1],
                                       min(frame.records_left, PIPE_SIZE), flags=_SPLICE_FLAGS)
                     if not moved:
                         return pair.broker_lost("closed")
@@ -284,6 +330,7 @@ class BrokerReading:
 
     def _finish(self) -> None:
         self._frame = None
+        self._give_pipe()  # empty: the frame's every byte is out
         self._low_water.follow(0)
         self._want_write(False)
         after, self._after = self._after, b""

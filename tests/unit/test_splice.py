@@ -6,6 +6,7 @@ broker's socket being read (no memory grows); TLS pairs and GATEWAY_SPLICE=false
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from dataclasses import replace
@@ -24,7 +25,7 @@ from gateway_app.proxy.connection import ClientProtocol, ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
-from gateway_app.proxy.splice import PIPE_SIZE, READ_SIZE
+from gateway_app.proxy.splice import PIPE_SIZE, PIPES, READ_SIZE, Pipes
 from lab.frames import fetch_request, request_frame
 from tests.unit.test_fetch_stream import fetch_response, frame_of, records
 from tests.unit.test_protocol_rewrite import nested, sample
@@ -109,7 +110,9 @@ def endpoints_in(frame: bytes, version: int) -> list[tuple[int, str, int]]:
     return found
 
 
-async def relay_mixed(splice: bool) -> tuple[list[bytes], dict[int, bytes], ConnectionPair, Metrics]:
+async def relay_mixed(splice: bool) -> tuple[list[bytes], dict[int, bytes], ConnectionPair, Metrics, bool]:
+    """The frames the client read, the broker's answers, the pair, its metrics, and whether the pair held a pipe
+    once every frame was out (before it closed)."""
     answers = {
         1: fetch_answer(16, 1, 2_000_000, endpoint_host="broker-host.example"),  # shorter rewritten: padded
         3: fetch_answer(11, 3, 300_000),  # before KIP-951: the whole frame moved
@@ -125,17 +128,18 @@ async def relay_mixed(splice: bool) -> tuple[list[bytes], dict[int, bytes], Conn
     writer.write(b"".join(requests))
     frames = await asyncio.wait_for(read_frames(reader, len(requests)), 20)
     (pair,) = pairs
+    held_pipe = pair._broker_reading is not None and pair._broker_reading._pipe is not None
     writer.close()
     server.close()
     broker_server.close()
     await asyncio.sleep(0.05)
-    return frames, answers, pair, metrics
+    return frames, answers, pair, metrics, held_pipe
 
 
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("splice", [True, False])
 def test_fetch_responses_reach_the_client_as_the_broker_sent_them(loop: str, splice: bool) -> None:
-    frames, answers, pair, metrics = LOOPS[loop]().run_until_complete(relay_mixed(splice))
+    frames, answers, pair, metrics, held_pipe = LOOPS[loop]().run_until_complete(relay_mixed(splice))
     assert [struct.unpack_from(">i", f, 4)[0] for f in frames] == [1, 2, 3, 4, 5, 6]
     assert frames[2] == answers[3] and frames[3] == answers[4] and frames[4] == answers[5]
     assert endpoints_in(frames[0], 16) == [(2, GATEWAY_HOST, 6971)], "the endpoints point at the gateway"
@@ -150,6 +154,7 @@ def test_fetch_responses_reach_the_client_as_the_broker_sent_them(loop: str, spl
         # at most one read's worth of a frame is read into user space: the read that found its start
         assert spliced >= sum(len(answers[c]) for c in (1, 3, 4, 5)) - 4 * READ_SIZE
         assert metrics.endpoints_in_place.labels("padded")._value.get() == 1
+        assert not held_pipe, "between frames a pair holds no pipe"
     else:
         assert spliced == 0 and pair._broker_reading is None
     assert metrics.api(FETCH).response_bytes == sum(len(answers[c]) for c in (1, 3, 4, 5))
@@ -169,6 +174,7 @@ async def stalled_client() -> tuple[int, int, bool, bytes, bytes]:
     (pair,) = pairs
     reading = pair._broker_reading
     held = len(reading._pending) + reading._in_pipe
+    assert reading._pipe is not None and PIPES.in_use >= 1, "a frame under way holds its pipe"
     paused = pair.write_paused_since is not None
     received = bytearray()
     while len(received) < len(answer):
@@ -192,6 +198,26 @@ def test_a_client_that_does_not_read_stops_the_broker_being_read(loop: str) -> N
     assert held <= PIPE_SIZE + 4096, "no more than a pipe's worth waits in the gateway"
     assert paused, "the client-not-reading deadline runs"
     assert received == answer
+
+
+def test_pipes_are_reused_empty_kept_to_a_few_and_never_reused_holding_bytes() -> None:
+    pipes = Pipes(size=64 * 1024, idle_kept=2)
+    first, second, third = pipes.take(), pipes.take(), pipes.take()
+    assert pipes.in_use == 3
+    pipes.give(first, empty=True)
+    assert pipes.take() == first, "an empty pipe is taken again rather than a new one made"
+    os.write(second[1], b"left by a pair that closed mid-frame")
+    pipes.give(second, empty=False)
+    with pytest.raises(OSError):
+        os.fstat(second[0])  # closed
+    for pipe in (first, third):
+        pipes.give(pipe, empty=True)
+    extra = pipes.take(), pipes.take(), pipes.take()
+    for pipe in extra:
+        pipes.give(pipe, empty=True)
+    assert pipes.in_use == 0 and len(pipes._idle) == 2, "no more than idle_kept wait"
+    for pipe in pipes._idle:
+        os.close(pipe[0]), os.close(pipe[1])
 
 
 @pytest.mark.parametrize("loop", LOOPS)
