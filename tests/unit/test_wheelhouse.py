@@ -105,6 +105,21 @@ def test_an_unreachable_index_is_reported_as_such_not_as_a_target_without_wheels
     assert error.startswith("pip could not reach the package index (NewConnectionError)") and "glibc" not in error
 
 
+@pytest.mark.parametrize(("setting", "retries"), [(None, 5), ("", 5), ("0", 1), ("3", 3)])
+def test_pip_is_told_to_retry_at_least_once(setting: str | None, retries: int) -> None:
+    assert wheelhouse.pip_retries(setting) == retries
+
+
+def test_a_pip_retries_setting_that_is_not_a_number_is_refused_in_words(tmp_path: Path) -> None:
+    project = fake_wheel(tmp_path / "kafka_gateway-1.0-py3-none-any.whl", "kafka-gateway", ["confluent-kafka<3,>=2.6"])
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), "target", "--project-wheel", str(project),
+         "--target", json.dumps(TRIXIE)], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PIP_RETRIES": "many"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout)["error"] == "PIP_RETRIES='many' is not a whole number of retries"
+
+
 @pytest.mark.network
 def test_a_glibc_without_confluent_kafka_wheels_is_refused_naming_the_dependency(tmp_path: Path) -> None:
     """Against PyPI (CI has it): confluent-kafka publishes manylinux_2_28 wheels, none for glibc 2.27."""

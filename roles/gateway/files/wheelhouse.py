@@ -162,13 +162,22 @@ def pick(downloads: Path, wanted: dict[str, SpecifierSet]) -> dict[str, Path]:
     return chosen
 
 
+def pip_retries(setting: str | None) -> int:
+    """The operator's PIP_RETRIES, at least one: pip names a connection error only in its "Retrying" warning."""
+    if not setting:
+        return 5  # pip's own default
+    try:
+        return max(1, int(setting))
+    except ValueError:
+        raise TargetRefused(f"PIP_RETRIES={setting!r} is not a whole number of retries") from None
+
+
 def pip_download(python: str, target: dict[str, str], requirements: list[str], dest: Path) -> None:
     version = target["python_version"]
     argv = [python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
             "--only-binary=:all:", "--implementation", "cp", "--python-version", version,
             "--abi", "cp" + "".join(version.split(".")[:2]), "--dest", str(dest),
-            # at least one retry: pip names a connection error only in its "Retrying" warning
-            "--retries", str(max(1, int(os.environ.get("PIP_RETRIES") or 5)))]
+            "--retries", str(pip_retries(os.environ.get("PIP_RETRIES")))]
     for tag in platform_tags(target["glibc"], target["platform_machine"]):
         argv += ["--platform", tag]
     proc = subprocess.run(argv + requirements, capture_output=True, text=True)
