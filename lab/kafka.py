@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from . import kafka_versions
+from .cache_lock import cache_lock
 from .layout import (BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, REPO_DIR, SASL_PORT, SASL_USERS, Layout,
                      broker_rack)
 from .shell import run, say, stop_pid, wait_until
@@ -44,12 +45,19 @@ def ensure_jars(version: str | None = None) -> Path:
     them in the cache."""
     version = kafka_versions.selected(version)
     home = kafka_home(version)
-    libs = home / "libs"
     marker = home / ".complete"
     # The cache is valid for the pom that filled it: change the pom and the jars are resolved again.
     pom_digest = hashlib.sha256(POM.read_bytes() + SECOND_LOGGING_BINDING.encode()).hexdigest()
     if marker.exists() and marker.read_text() == pom_digest:
         return home
+    with cache_lock(f"kafka-{version}"):
+        if not (marker.exists() and marker.read_text() == pom_digest):  # another lab instance may have resolved them
+            _resolve_jars(version, home, pom_digest)
+    return home
+
+
+def _resolve_jars(version: str, home: Path, pom_digest: str) -> None:
+    libs = home / "libs"
     say(f"resolving Apache Kafka {version} from Maven Central into {libs}")
     if libs.exists():
         shutil.rmtree(libs)
@@ -59,8 +67,7 @@ def ensure_jars(version: str | None = None) -> Path:
         "dependency:copy-dependencies", f"-DoutputDirectory={libs}", f"-DexcludeArtifactIds={SECOND_LOGGING_BINDING}",
     ])
     (home / "log4j2.properties").write_text(LOG4J2)
-    marker.write_text(pom_digest)
-    return home
+    (home / ".complete").write_text(pom_digest)
 
 
 def java_cmd(home: Path, main_class: str, *args: str, heap: list[str] | None = None) -> list[str]:

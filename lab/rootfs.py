@@ -6,6 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from .cache_lock import cache_lock
 from .layout import CACHE_DIR, DEBIAN_RELEASES, DEFAULT_RELEASE, ROOTFS_DISABLED_UNITS, ROOTFS_PACKAGES
 from .shell import run, say
 
@@ -46,6 +47,13 @@ def ensure_rootfs(release: str = DEFAULT_RELEASE) -> Path:
     root = rootfs_dir(release)
     if (root / ".complete").exists():
         return root
+    with cache_lock(f"rootfs-{release}"):
+        if not (root / ".complete").exists():  # another lab instance may have built it while this one waited
+            _build(root, release)
+    return root
+
+
+def _build(root: Path, release: str) -> None:
     building = root.with_name(root.name + ".building")
     if building.exists():
         shutil.rmtree(building)
@@ -60,7 +68,6 @@ def ensure_rootfs(release: str = DEFAULT_RELEASE) -> Path:
         shutil.rmtree(root)
     building.rename(root)
     (root / ".complete").touch()
-    return root
 
 
 def _configure(root: Path) -> None:
