@@ -59,6 +59,11 @@ PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT, PAUSED_HANDOVER, PAUSED_CLIE
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER_MIN = 32 * 1024  # a frame's rest below this is not worth a setsockopt
 LOW_WATER_MAX = 256 * 1024  # what the event loop reads at once
+# The first read of a Fetch response on a spliced pair. One that comes whole in it (an empty answer, a few small
+# records: what a consumer keeping up gets) is relayed like any other response, one read and one write; splicing
+# it cost two epoll_ctl, two sends and a walk of its headers (py-spy under EndToEndLatency). A larger one has at
+# most this much read into user space before its record sets are spliced.
+FETCH_FIRST_READ = 16 * 1024
 
 _setsockopt = ctypes.CDLL(None, use_errno=True).setsockopt
 
@@ -655,9 +660,9 @@ class ConnectionPair:
 
     def response_read_size(self) -> int:
         """How much of the broker's socket to read at once: a little when a Fetch response comes next, whose
-        record sets are to be spliced, not read."""
+        record sets are to be spliced, not read (unless the response is small enough to come whole in that read)."""
         if self.in_flight and self.in_flight[0].api_key == FETCH and self.responses.at_boundary():
-            return 256
+            return FETCH_FIRST_READ
         return READ_SIZE
 
     def spliced_frame_done(self) -> None:
@@ -697,7 +702,7 @@ class ConnectionPair:
         entry = self.in_flight[0]
         if entry.correlation_id != correlation_id:
             raise UpstreamError(CloseReason.CORRELATION_MISMATCH, f"expected {entry.correlation_id}, got {correlation_id}")
-        if entry.api_key == FETCH and self._broker_reading is not None:
+        if entry.api_key == FETCH and self._broker_reading is not None and len(prefix) < 4 + size:
             self.in_flight.popleft()
             self._account(entry, size)
             self._spliced_version = entry.api_version
