@@ -78,6 +78,7 @@ class InFlight:
     api: ApiMetrics
     refusal: bytes | None = None  # the gateway's own answer (a refused request), written in turn
     names_reserved: bool = False  # a Metadata request that asked for reserved topics by name
+    request_body: bytes | None = None  # a Metadata request's body: its answer's rewrite may be reused (Routes)
 
 
 class ReadLowWater:
@@ -429,7 +430,10 @@ class ConnectionPair:
         except (Reserved, _Truncated):
             # Refused (the refusal echoes the request) or names still to come: decided on the whole frame.
             return self._collect_request(size)
-        self._admit(api_key, api_version, correlation_id, size, rewrite, expects_response)
+        request_body = None  # the key of a reusable rewrite of its answer (Routes.metadata_answers)
+        if api_key == METADATA and not incomplete and body_offset is not None:
+            request_body = bytes(frame[body_offset:])
+        self._admit(api_key, api_version, correlation_id, size, rewrite, expects_response, request_body=request_body)
         return Decision.PASS
 
     def _collect_request(self, size: int) -> Decision:
@@ -570,7 +574,7 @@ class ConnectionPair:
             raise _Truncated(repr(error)) from None
 
     def _admit(self, api_key: int, api_version: int, correlation_id: int, size: int, rewrite: bool,
-               expects_response: bool, names_reserved: bool = False) -> None:
+               expects_response: bool, names_reserved: bool = False, request_body: bytes | None = None) -> None:
         api = self.metrics.api(api_key)
         api.requests += 1
         api.request_bytes += 4 + size
@@ -579,7 +583,7 @@ class ConnectionPair:
             self._connect_on_first_request()
         if expects_response:
             self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, now, api,
-                                           names_reserved=names_reserved))
+                                           names_reserved=names_reserved, request_body=request_body))
             self._cap_in_flight()
 
     def _cap_in_flight(self) -> None:
@@ -737,7 +741,11 @@ class ConnectionPair:
         try:
             body_start = 4 + response_body_offset(view[4:], entry.api_key, entry.api_version)
             self.rewrite_context.names_reserved = entry.names_reserved
-            result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.rewrite_context)
+            if entry.api_key == METADATA:
+                result = self.routes.metadata_answers.rewrite(entry.request_body, view[body_start:], entry.api_version,
+                                                              self.rewrite_context)
+            else:
+                result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.rewrite_context)
         except Exception as error:
             raise UpstreamError(CloseReason.UNDECODABLE_RESPONSE,
                                 f"api key {entry.api_key} v{entry.api_version}: {error!r}") from None
