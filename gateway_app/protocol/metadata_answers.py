@@ -8,6 +8,11 @@ names, is written as that rewrite behind its own correlation id (the response he
 still asked every time, and what a client is told is what the broker told it, rewritten: two connections share a
 rewrite only when the brokers sent them byte-identical bodies.
 
+But for one field: a KRaft broker names a random live broker as `controller_id` in each answer (the lab's three
+brokers give three bodies in turn), and the rewrite never touches it. So it is left out of the comparison and the
+answer's own controller id is written into the kept rewrite: every other byte must be equal, so it sits at the same
+offset in both.
+
 What the rewrite did besides the bytes happens again on every reuse: reserved topics hidden are counted, and a broker
 without a gateway port is asked for again (which counts it). Requests that name reserved topics are never kept (their
 answer denies them, see hiding.py). Every reuse is counted (gateway_metadata_answers_reused_total).
@@ -20,24 +25,39 @@ brokers, the topology's mapping epoch: proxy/routes.py) or the body differs.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cache
 from typing import Callable, Hashable
 
 from ..broker_addresses import BrokerInfo
 from ..metrics import Tally
+from .api_keys import METADATA
 from .context import Chunks, RewriteContext
+from .kio_adapter import load_response_schema
 from .reserved import ReservedNames
+from .schema_walk import Skip, skip_to_field
 
 MAX_ENTRIES = 512
 MAX_BYTES = 16 * 1024 * 1024
 
 Rewrite = Callable[[memoryview, int, RewriteContext], Chunks]
+CONTROLLER = "controller_id"
+_NO_CONTROLLER = bytes(4)
+
+
+@cache
+def _to_controller(api_version: int) -> Skip | None:
+    """Skip to a Metadata response's controller_id (v1+), None before it existed."""
+    schema = load_response_schema(METADATA, api_version)
+    return skip_to_field(schema, CONTROLLER) if any(f.name == CONTROLLER for f in fields(schema)) else None
 
 
 @dataclass(frozen=True, slots=True)
 class _Kept:
-    body: bytes  # the broker's body, as it came
+    body: bytes  # the broker's body, as it came, its controller id zeroed
     rewritten: bytes
+    controller_at: int | None  # where the controller id is in `body`
+    rewritten_controller_at: int | None  # and in `rewritten`
     routes_version: Hashable
     reserved: ReservedNames  # the names it was rewritten for (compared by identity)
     hidden: int  # reserved topics it left out
@@ -107,22 +127,42 @@ class MetadataAnswers:
         version = self._routes_version()
         key = (api_version, request)
         kept = self._kept.get(key)
-        came = bytes(body)  # a memoryview compares item by item; bytes with memcmp
-        if kept is not None and kept.body == came and kept.routes_version == version and kept.reserved is ctx.reserved:
-            self._kept.move_to_end(key)
-            self.reused.value += 1
-            if kept.hidden:
-                ctx.hidden(kept.hidden)
-            for broker_id in kept.missing:
-                ctx.endpoint(broker_id)  # counted (and logged once) as the rewrite did
-            return (kept.rewritten,)
+        if kept is not None and len(body) == len(kept.body) and kept.routes_version == version \
+                and kept.reserved is ctx.reserved:
+            came = bytearray(body)  # a memoryview compares item by item; a bytearray with memcmp
+            at = kept.controller_at
+            if at is not None:
+                controller, came[at:at + 4] = bytes(came[at:at + 4]), _NO_CONTROLLER
+            if came == kept.body:
+                return self._reuse(key, kept, None if at is None else controller, ctx)
         recording = _Recording(ctx)
         rewritten = b"".join(self._rewrite(body, api_version, recording))  # type: ignore[arg-type]
-        self._keep(key, _Kept(came, rewritten, self._routes_version(), ctx.reserved, recording.hidden_count,
-                              tuple(recording.missing)))
+        self._keep(key, body, rewritten, api_version, recording)
         return (rewritten,)
 
-    def _keep(self, key: tuple[int, bytes], kept: _Kept) -> None:
+    def _reuse(self, key: tuple[int, bytes], kept: _Kept, controller: bytes | None, ctx: RewriteContext) -> Chunks:
+        self._kept.move_to_end(key)
+        self.reused.value += 1
+        if kept.hidden:
+            ctx.hidden(kept.hidden)
+        for broker_id in kept.missing:
+            ctx.endpoint(broker_id)  # counted (and logged once) as the rewrite did
+        if controller is None:
+            return (kept.rewritten,)
+        at = kept.rewritten_controller_at
+        return (kept.rewritten[:at], controller, kept.rewritten[at + 4:])
+
+    def _keep(self, key: tuple[int, bytes], body: memoryview, rewritten: bytes, api_version: int,
+              recording: _Recording) -> None:
+        came = bytearray(body)
+        to_controller = _to_controller(api_version)
+        at = rewritten_at = None
+        if to_controller is not None:
+            at, rewritten_at = to_controller(body, 0), to_controller(memoryview(rewritten), 0)
+            came[at:at + 4] = _NO_CONTROLLER
+        # the routes version after the rewrite: what it reported is known from then on
+        kept = _Kept(bytes(came), rewritten, at, rewritten_at, self._routes_version(), recording.reserved,
+                     recording.hidden_count, tuple(recording.missing))
         old = self._kept.pop(key, None)
         if old is not None:
             self.bytes -= old.size

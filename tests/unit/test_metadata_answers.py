@@ -48,11 +48,12 @@ class Transport:
         return None
 
 
-def body(hosts: tuple[str, ...] = ("10.0.0.1", "10.0.0.2"), topics: tuple[str, ...] = (), ids=(1, 2)) -> bytes:
+def body(hosts: tuple[str, ...] = ("10.0.0.1", "10.0.0.2"), topics: tuple[str, ...] = (), ids=(1, 2),
+         controller: int = 1) -> bytes:
     brokers = tuple(metadata_response.MetadataResponseBroker(node_id=i32(i), host=host, port=i32(9092), rack=None)
                     for i, host in zip(ids, hosts))
     return encode(metadata_response.MetadataResponse(
-        throttle_time=i32Timedelta.parse(datetime.timedelta(0)), brokers=brokers, cluster_id="lab", controller_id=i32(1),
+        throttle_time=i32Timedelta.parse(datetime.timedelta(0)), brokers=brokers, cluster_id="lab", controller_id=i32(controller),
         topics=tuple(metadata_response.MetadataResponseTopic(
             error_code=ErrorCode.none, name=name, topic_id=uuid.UUID(int=n + 1), is_internal=False, partitions=(),
             topic_authorized_operations=i32(-2147483648)) for n, name in enumerate(topics))))
@@ -108,6 +109,20 @@ def test_the_same_answer_to_the_same_request_is_reused_behind_each_correlation_i
     assert all(message == answers[0][1] for _, message in answers)
     assert hosts(answers[0][1]) == [(1, GATEWAY, 6970), (2, GATEWAY, 6971)]
     assert metrics.api(METADATA).rewritten == 3
+
+
+def test_answers_that_differ_in_their_controller_id_alone_reuse_the_rewrite_with_their_own() -> None:
+    """A KRaft broker names a random live broker as the controller in each answer."""
+    routes, rules, metrics = node()
+    pair = connection(routes, rules, metrics)
+    controllers = [1, 2, 3, 2, 1]
+    for correlation_id, controller in enumerate(controllers):
+        ask(pair, correlation_id, body(controller=controller, topics=("orders",)))
+    assert metrics.metadata_answers_reused.value == 4
+    answers = [decode_response(METADATA, 12, memoryview(m)) for _, m in responses(pair)]
+    assert [a.controller_id for a in answers] == controllers
+    assert all(a.brokers == answers[0].brokers and a.topics == answers[0].topics for a in answers)
+    assert hosts(responses(pair)[-1][1]) == [(1, GATEWAY, 6970), (2, GATEWAY, 6971)]
 
 
 def test_another_body_another_request_or_version_is_rewritten() -> None:
