@@ -17,8 +17,8 @@ What the rewrite did besides the bytes happens again on every reuse: reserved to
 without a gateway port is asked for again (which counts it). Requests that name reserved topics are never kept (their
 answer denies them, see hiding.py). Every reuse is counted (gateway_metadata_answers_reused_total).
 
-Bounded: at most `max_entries` answers and `max_bytes` of kept bodies and rewrites, the least recently used dropped
-first; an answer over `max_bytes // 16` is not kept. An entry is replaced when the routes version (the directory's
+Bounded: at most `max_entries` answers and `max_bytes` of kept requests, bodies and rewrites, the least recently used
+dropped first; an answer (with its request) over `max_bytes // 16` is not kept. An entry is replaced when the routes version (the directory's
 brokers, the topology's mapping epoch: proxy/routes.py) or the body differs.
 """
 
@@ -62,10 +62,11 @@ class _Kept:
     reserved: ReservedNames  # the names it was rewritten for (compared by identity)
     hidden: int  # reserved topics it left out
     missing: tuple[int, ...]  # brokers without a gateway port, left out of its broker list
+    request_size: int  # its key holds the request's body
 
     @property
     def size(self) -> int:
-        return len(self.body) + len(self.rewritten)
+        return self.request_size + len(self.body) + len(self.rewritten)
 
 
 class _Recording:
@@ -162,7 +163,7 @@ class MetadataAnswers:
             came[at:at + 4] = _NO_CONTROLLER
         # the routes version after the rewrite: what it reported is known from then on
         kept = _Kept(bytes(came), rewritten, at, rewritten_at, self._routes_version(), recording.reserved,
-                     recording.hidden_count, tuple(recording.missing))
+                     recording.hidden_count, tuple(recording.missing), len(key[1]))
         old = self._kept.pop(key, None)
         if old is not None:
             self.bytes -= old.size

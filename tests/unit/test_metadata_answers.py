@@ -209,14 +209,16 @@ def test_the_kept_answers_are_bounded_by_count_and_bytes_least_recently_used_fir
     assert list(answers._kept) == [(12, b"c"), (12, b"a"), (12, b"d")]
     kept(answers, b"b", message, ctx)
     assert answers.reused.value == 1, "b was dropped, so it was rewritten again"
-    assert answers.bytes == 3 * (len(message) + len(kept(answers, b"b", message, ctx)))
+    assert answers.bytes == 3 * (1 + len(message) + len(kept(answers, b"b", message, ctx))), "requests count too"
     big = body(topics=tuple(f"topic-{n:05}" for n in range(200)))  # over max_bytes // 16: rewritten, not kept
     assert len(big) > 4096
     kept(answers, b"e", big, ctx)
     assert (12, b"e") not in answers._kept and answers.bytes <= answers.max_bytes
-    entry = len(message) + len(kept(answers, b"b", message, ctx))
+    kept(answers, b"f" * 4096, message, ctx)  # a request naming many topics: its key alone is over the bound
+    assert (12, b"f" * 4096) not in answers._kept
+    entry = 2 + len(message) + len(kept(answers, b"b", message, ctx))
     by_bytes = MetadataAnswers(REWRITERS[METADATA], routes.version, Tally(), max_entries=100, max_bytes=16 * entry)
-    for n in range(20):
+    for n in range(10, 30):  # two-byte requests
         kept(by_bytes, b"%d" % n, message, ctx)
     assert len(by_bytes) == 16 and by_bytes.bytes == 16 * entry, "the byte bound holds 16 of them, the newest"
-    assert (12, b"19") in by_bytes._kept and (12, b"3") not in by_bytes._kept
+    assert (12, b"29") in by_bytes._kept and (12, b"13") not in by_bytes._kept
