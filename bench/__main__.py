@@ -337,6 +337,7 @@ class Workloads:
         for pct in ("avg_ms", "p99_ms"):
             self.results[f"e2e_latency_{pct}"] = added([getattr(r, pct) for r in a], [getattr(r, pct) for r in b])
         self.profiled("latency", lambda: steady(self.gateway))
+        self.profiled("e2e_latency", lambda: end_to_end(self.gateway))
         self.topics.delete(topic)
 
     def metadata_pairs(self) -> None:

@@ -73,6 +73,7 @@ class Topology(Protocol):
     """What the rewriters and the /cluster view need from the mapping of brokers to gateway nodes."""
 
     plan: PortPlan
+    epoch: int  # changes whenever broker_endpoint may answer differently for some broker
 
     def broker_endpoint(self, broker_id: int) -> tuple[str, int]:
         """(host, port) a client must use for this broker; a read, it changes nothing. Raises BrokerOutOfRange."""

@@ -41,6 +41,11 @@ class Metrics:
         r.register(_ApiCollector(self.apis))
         self.racks = RackTallies()
         r.register(self.racks)
+        self.metadata_answers_reused = Tally()
+        r.register(_TallyCollector(
+            "gateway_metadata_answers_reused", "Metadata responses written from the rewrite of an identical earlier "
+            "broker answer to the same request (protocol/metadata_answers.py) instead of being rewritten again",
+            self.metadata_answers_reused))
         self.upstream_errors = Counter(
             "gateway_upstream_errors", "Broker connection failures and bad broker responses", ["reason"], registry=r)
         self.malformed_frames = Counter(
@@ -121,6 +126,21 @@ def _tally(tallies: dict, key) -> Tally:
     if tally is None:
         tally = tallies[key] = Tally()
     return tally
+
+
+class _TallyCollector:
+    """One unlabelled counter kept as a Tally."""
+
+    def __init__(self, name: str, documentation: str, tally: Tally) -> None:
+        self._name, self._documentation, self._tally = name, documentation, tally
+
+    def describe(self):
+        return [CounterMetricFamily(self._name, self._documentation)]
+
+    def collect(self):
+        family = CounterMetricFamily(self._name, self._documentation)
+        family.add_metric([], self._tally.value, created=self._tally.created)
+        return [family]
 
 
 class RackTallies:

@@ -73,6 +73,8 @@ class StaticTopology:
     advertised host is the load balancer's name.
     """
 
+    epoch = 0  # every endpoint is fixed at construction
+
     def __init__(self, plan: PortPlan, advertised_host: str) -> None:
         self.plan = plan
         self.advertised_host = advertised_host

@@ -59,6 +59,11 @@ PAUSED_CONNECTING, PAUSED_BROKER, PAUSED_IN_FLIGHT, PAUSED_HANDOVER, PAUSED_CLIE
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER_MIN = 32 * 1024  # a frame's rest below this is not worth a setsockopt
 LOW_WATER_MAX = 256 * 1024  # what the event loop reads at once
+# The first read of a Fetch response on a spliced pair. One that comes whole in it (an empty answer, a few small
+# records: what a consumer keeping up gets) is relayed like any other response, one read and one write; splicing
+# it cost two epoll_ctl, two sends and a walk of its headers (py-spy under EndToEndLatency). A larger one has at
+# most this much read into user space before its record sets are spliced.
+FETCH_FIRST_READ = 16 * 1024
 
 _setsockopt = ctypes.CDLL(None, use_errno=True).setsockopt
 
@@ -73,6 +78,7 @@ class InFlight:
     api: ApiMetrics
     refusal: bytes | None = None  # the gateway's own answer (a refused request), written in turn
     names_reserved: bool = False  # a Metadata request that asked for reserved topics by name
+    request_body: bytes | None = None  # a Metadata request's body: its answer's rewrite may be reused (Routes)
 
 
 class ReadLowWater:
@@ -424,7 +430,10 @@ class ConnectionPair:
         except (Reserved, _Truncated):
             # Refused (the refusal echoes the request) or names still to come: decided on the whole frame.
             return self._collect_request(size)
-        self._admit(api_key, api_version, correlation_id, size, rewrite, expects_response)
+        request_body = None  # the key of a reusable rewrite of its answer (Routes.metadata_answers)
+        if api_key == METADATA and not incomplete and body_offset is not None:
+            request_body = bytes(frame[body_offset:])
+        self._admit(api_key, api_version, correlation_id, size, rewrite, expects_response, request_body=request_body)
         return Decision.PASS
 
     def _collect_request(self, size: int) -> Decision:
@@ -565,7 +574,7 @@ class ConnectionPair:
             raise _Truncated(repr(error)) from None
 
     def _admit(self, api_key: int, api_version: int, correlation_id: int, size: int, rewrite: bool,
-               expects_response: bool, names_reserved: bool = False) -> None:
+               expects_response: bool, names_reserved: bool = False, request_body: bytes | None = None) -> None:
         api = self.metrics.api(api_key)
         api.requests += 1
         api.request_bytes += 4 + size
@@ -574,7 +583,7 @@ class ConnectionPair:
             self._connect_on_first_request()
         if expects_response:
             self.in_flight.append(InFlight(correlation_id, api_key, api_version, rewrite, now, api,
-                                           names_reserved=names_reserved))
+                                           names_reserved=names_reserved, request_body=request_body))
             self._cap_in_flight()
 
     def _cap_in_flight(self) -> None:
@@ -655,9 +664,9 @@ class ConnectionPair:
 
     def response_read_size(self) -> int:
         """How much of the broker's socket to read at once: a little when a Fetch response comes next, whose
-        record sets are to be spliced, not read."""
+        record sets are to be spliced, not read (unless the response is small enough to come whole in that read)."""
         if self.in_flight and self.in_flight[0].api_key == FETCH and self.responses.at_boundary():
-            return 256
+            return FETCH_FIRST_READ
         return READ_SIZE
 
     def spliced_frame_done(self) -> None:
@@ -697,7 +706,7 @@ class ConnectionPair:
         entry = self.in_flight[0]
         if entry.correlation_id != correlation_id:
             raise UpstreamError(CloseReason.CORRELATION_MISMATCH, f"expected {entry.correlation_id}, got {correlation_id}")
-        if entry.api_key == FETCH and self._broker_reading is not None:
+        if entry.api_key == FETCH and self._broker_reading is not None and len(prefix) < 4 + size:
             self.in_flight.popleft()
             self._account(entry, size)
             self._spliced_version = entry.api_version
@@ -732,7 +741,11 @@ class ConnectionPair:
         try:
             body_start = 4 + response_body_offset(view[4:], entry.api_key, entry.api_version)
             self.rewrite_context.names_reserved = entry.names_reserved
-            result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.rewrite_context)
+            if entry.api_key == METADATA:
+                result = self.routes.metadata_answers.rewrite(entry.request_body, view[body_start:], entry.api_version,
+                                                              self.rewrite_context)
+            else:
+                result = REWRITERS[entry.api_key](view[body_start:], entry.api_version, self.rewrite_context)
         except Exception as error:
             raise UpstreamError(CloseReason.UNDECODABLE_RESPONSE,
                                 f"api key {entry.api_key} v{entry.api_version}: {error!r}") from None

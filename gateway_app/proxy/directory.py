@@ -37,6 +37,7 @@ class BrokerDirectory:
                  timeout_s: float, on_change: Callable[[Mapping[int, BrokerInfo]], None] | None = None) -> None:
         self.bootstrap = bootstrap
         self.brokers: dict[int, BrokerInfo] = {}
+        self.version = 0  # counts the changes of `brokers`
         self.cluster_id: str | None = None
         self.last_refresh_ok: float | None = None
         self.last_refresh_error: str | None = None
@@ -74,6 +75,7 @@ class BrokerDirectory:
         self._changed()
 
     def _changed(self) -> None:
+        self.version += 1
         if self._on_change:
             self._on_change(self.brokers)
 

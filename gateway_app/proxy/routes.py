@@ -21,6 +21,9 @@ from typing import Callable
 from ..close_reasons import CloseReason
 from ..metrics import Metrics
 from ..broker_addresses import BrokerInfo, BrokerOutOfRange, PortPlan, Topology
+from ..protocol.api_keys import METADATA
+from ..protocol.metadata_answers import MetadataAnswers
+from ..protocol.rewriting import REWRITERS
 from .directory import BrokerDirectory
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ class Routes:
         self._connect_timeout_s = connect_timeout_s
         self._bootstrap_turn = itertools.count()
         self._reported_out_of_range: set[int] = set()
+        # The node's rewritten Metadata answers, reused while the broker answers alike (protocol/metadata_answers.py)
+        self.metadata_answers = MetadataAnswers(REWRITERS[METADATA], self.version, metrics.metadata_answers_reused)
 
     @property
     def plan(self) -> PortPlan:
@@ -97,6 +102,11 @@ class Routes:
         return transport  # type: ignore[return-value]
 
     # --- what the rewriters ask (through each connection's ClientRewriteContext) -----------------
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever what `report` learns or `endpoint` answers may have: the directory's brokers, the
+        topology's mapping epoch."""
+        return self.directory.version, self.topology.epoch
 
     def report(self, broker: BrokerInfo) -> tuple[str, int] | None:
         """A broker a response names: into the directory (which tells the topology when its set changes),

@@ -21,7 +21,7 @@ from gateway_app.protocol.api_keys import FETCH
 from gateway_app.protocol.kio_adapter import load_response_schema
 from gateway_app.protocol.reserved import ReservedNames
 from gateway_app.protocol.schema_walk import read_tags, tag_section_offsets
-from gateway_app.proxy.connection import ClientProtocol, ConnectionPair, Rules
+from gateway_app.proxy.connection import FETCH_FIRST_READ, ClientProtocol, ConnectionPair, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
@@ -275,9 +275,43 @@ def test_a_broker_that_closes_inside_a_spliced_frame_closes_the_pair(loop: str, 
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_a_fetch_response_that_does_not_match_its_schema_closes_the_pair(loop: str) -> None:
-    answer = bytearray(fetch_answer(17, 1, 5000))
+@pytest.mark.parametrize("size", [5000, 50_000])  # read whole and copied; spliced
+def test_a_fetch_response_that_does_not_match_its_schema_closes_the_pair(loop: str, size: int) -> None:
+    answer = bytearray(fetch_answer(17, 1, size))
     answer[4 + 4 + 1 + 10] = 0  # the topic array: null, which a Fetch response never has
     pair, metrics, _ = LOOPS[loop]().run_until_complete(cut_answer(bytes(answer), len(answer)))
     assert pair.closed
     assert metrics.upstream_errors.labels("undecodable_response")._value.get() == 1
+
+
+async def small_then_large() -> tuple[list[bytes], dict[int, bytes], list[float], ConnectionPair]:
+    """A Fetch response small enough to come whole in the first read, then one that does not; the spliced byte
+    count after each."""
+    answers = {1: fetch_answer(17, 1, 600, endpoint_host="broker-host.example"), 2: fetch_answer(17, 2, 400_000)}
+    assert len(answers[1]) < FETCH_FIRST_READ < len(answers[2])
+    broker_server = await asyncio.start_server(Broker(answers).handle, "127.0.0.1", 0)
+    server, pairs, metrics = await gateway(broker_server.sockets[0].getsockname()[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    frames, spliced = [], []
+    for correlation_id in answers:
+        writer.write(fetch_request(17, correlation_id))
+        frames += await asyncio.wait_for(read_frames(reader, 1), 10)
+        spliced.append(metrics.spliced_bytes._value.get())
+    writer.close()
+    server.close()
+    broker_server.close()
+    await asyncio.sleep(0.05)
+    return frames, answers, spliced, pairs[0]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_fetch_response_whole_in_the_first_read_is_relayed_as_read(loop: str) -> None:
+    """Splicing a small response costs more syscalls than copying it: it is rewritten and written as any other."""
+    frames, answers, spliced, pair = LOOPS[loop]().run_until_complete(small_then_large())
+    assert pair._broker_reading is not None, "a splicing pair"
+    assert spliced[0] == 0, "nothing of the small response was spliced"
+    assert len(frames[0]) < len(answers[1]), "copied: rebuilt at its new size, not padded in place"
+    assert endpoints_in(frames[0], 17) == [(2, GATEWAY_HOST, 6971)]
+    # the large one: spliced but for its first read and the headers between its record sets
+    assert spliced[1] >= len(answers[2]) - FETCH_FIRST_READ - 1024
+    assert frames[1] == answers[2]
