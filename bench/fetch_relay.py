@@ -119,11 +119,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def started(role: str, *args: str) -> tuple[subprocess.Popen, int]:
-    ready = Path(f"/tmp/bench-fetch-relay-{os.getpid()}-{role}")
+def started(role: str, *args: str, module: str = "bench.fetch_relay") -> tuple[subprocess.Popen, int]:
+    """One of `module`'s serving processes (its --serve ROLE READY ARGS...), and the port it listens on."""
+    ready = Path(f"/tmp/bench-{module.rsplit('.', 1)[-1].replace('_', '-')}-{os.getpid()}-{role}")
     ready.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", "bench.fetch_relay", "--serve", role, str(ready), *args],
-                               cwd=REPO)
+    process = subprocess.Popen([sys.executable, "-m", module, "--serve", role, str(ready), *args], cwd=REPO)
     deadline = time.monotonic() + 30
     while not (ready.exists() and ready.read_text()):
         if time.monotonic() > deadline or process.poll() is not None:

@@ -1,4 +1,4 @@
-"""Fetch responses moved kernel to kernel on a plaintext pair (GATEWAY_SPLICE).
+"""Fetch responses and Produce requests' records moved kernel to kernel on a plaintext pair (GATEWAY_SPLICE).
 
 A consumer's bytes are record sets the gateway never reads. On a pair with no TLS on either side, the pair reads the
 broker's socket itself instead of through its transport (which is paused for good: asyncio and uvloop refuse
@@ -13,6 +13,14 @@ Writes of the pair's own (every other response, refusals) go through the client'
 starts only once the transport has written everything before it, and the transport writes nothing until it ends
 (the pair's response stream is not at a boundary meanwhile). Flow control is the sockets': a client that does not
 read fills the pipe, and the broker's socket is no longer read.
+
+The other way, `ClientReading` does the same for Produce requests: from the first Produce request the pair chose to
+splice (proxy/connection.py decides at the request's head, once the request guard has passed every name in it) the
+pair reads the client's socket itself, a little at a time at a frame boundary, and the request is walked as it
+arrives (protocol/produce_stream.py): its header and each topic and partition header are read and written to the
+broker's socket, its records go client -> pipe -> broker with os.splice. Writes of the pair's own to the broker (every
+other request) go through the broker's transport, which has written everything before a spliced request starts and
+writes nothing until it ends.
 """
 
 from __future__ import annotations
@@ -28,11 +36,13 @@ from typing import Callable, Protocol
 from ..protocol.api_keys import FETCH
 from ..protocol.fetch_stream import FIRST_FLEXIBLE_FETCH, FetchResponseReader
 from ..protocol.policy import needs_rewrite
+from ..protocol.produce_stream import ProduceRequestReader
 
 log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1024 * 1024  # F_SETPIPE_SZ; Linux's default pipe-max-size for an unprivileged process
 READ_SIZE = 256 * 1024  # what the event loop's transports read at once
+REQUEST_HEAD_READ = 1024  # read at a request's start once requests are spliced: a Produce head is ~100 bytes
 TURN_BYTES = 4 * 1024 * 1024  # moved per wakeup at most: a fast pair must not keep the loop from the others
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
@@ -62,6 +72,20 @@ class LowWater(Protocol):
     def follow(self, pending: int) -> None: ...
 
 
+class RequestOwner(Protocol):
+    """What the splice of Produce requests asks of its connection pair (proxy/connection.py)."""
+
+    def request_read_size(self) -> int: ...
+
+    def from_client(self, data: bytes) -> None: ...
+
+    def spliced_request_done(self) -> None: ...
+
+    def client_lost(self) -> None: ...
+
+    def broker_lost(self, reason: str) -> None: ...
+
+    def bad_request(self, error: Exception) -> None: ...
 
 
 class WholeFrame:
@@ -337,5 +361,180 @@ class BrokerReading:
         self._pair.spliced_frame_done()
         if after and not self.closed:
             self._pair.from_upstream(after)
+        if self._frame is None:
+            self._want_read(True)
+
+
+class ClientReading:
+    """The client side of one plaintext pair, read by the pair once it splices Produce requests (see the module's
+    docstring). A mirror of BrokerReading: the client's socket read here, the broker's written here while a request
+    is under way."""
+
+    def __init__(self, pair: RequestOwner, client: asyncio.Transport, upstream: asyncio.Transport,
+                 tally: Callable[[int], None], low_water: LowWater, pipes: Pipes = PIPES) -> None:
+        self._pair = pair
+        self._upstream_transport = upstream
+        self._loop = asyncio.get_running_loop()
+        self._client = socket.socket(fileno=os.dup(client.get_extra_info("socket").fileno()))
+        self._broker = socket.socket(fileno=os.dup(upstream.get_extra_info("socket").fileno()))
+        self._client.setblocking(False)
+        self._broker.setblocking(False)
+        self._pipes = pipes
+        self._pipe: tuple[int, int] | None = None
+        self._in_pipe = 0
+        self._frame: ProduceRequestReader | None = None  # the Produce request being moved
+        self._pending = bytearray()  # bytes of it read into user space, to write before anything else of it
+        self._after = b""  # bytes read past its end, for the pair's FrameStream once it is out
+        self._tally = tally
+        self._low_water = low_water  # the client socket's SO_RCVLOWAT: wake for a record batch's worth
+        self._reading = self._writing = False
+        self._paused = False  # the pair's reasons to stop reading the client (in-flight cap, handover, ...)
+        self.closed = False
+        client.pause_reading()  # for good: from now on the client's bytes are read here
+        self._want_read(True)
+
+    @property
+    def busy(self) -> bool:
+        """A spliced request is under way (the pair's request stream is not at a boundary)."""
+        return self._frame is not None
+
+    def _want_read(self, wanted: bool) -> None:
+        wanted = wanted and not self._paused and not self.closed
+        if wanted != self._reading:
+            self._reading = wanted
+            if wanted:
+                self._loop.add_reader(self._client.fileno(), self._on_client)
+            else:
+                self._loop.remove_reader(self._client.fileno())
+
+    def _want_write(self, wanted: bool) -> None:
+        wanted = wanted and not self.closed
+        if wanted != self._writing:
+            self._writing = wanted
+            if wanted:
+                self._loop.add_writer(self._broker.fileno(), self._pump)
+            else:
+                self._loop.remove_writer(self._broker.fileno())
+
+    def pause(self) -> None:
+        self._paused = True
+        self._want_read(False)
+
+    def resume(self) -> None:
+        self._paused = False
+        if self._frame is None:
+            self._want_read(True)
+        else:
+            self._pump()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._want_read(False)
+        self._want_write(False)
+        self.closed = True
+        for sock in (self._client, self._broker):
+            sock.close()  # a duplicate: the transports' own descriptors stay theirs
+        if self._pipe is not None:
+            self._pipes.give(self._pipe, empty=not self._in_pipe)
+            self._pipe, self._in_pipe = None, 0
+
+    def _on_client(self) -> None:
+        if self._frame is not None:
+            self._pump()
+            return
+        pair = self._pair
+        try:
+            data = self._client.recv(pair.request_read_size())
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pair.client_lost()
+            return
+        if not data:
+            pair.client_lost()
+            return
+        pair.from_client(data)
+
+    def start(self, reader: ProduceRequestReader, head: bytes) -> None:
+        """A Produce request starts with `head` (its first bytes, and maybe more past its end): move it."""
+        self._frame = reader
+        if self._pipe is None:
+            self._pipe = self._pipes.take()
+        remaining = 4 + int.from_bytes(head[:4], "big")
+        self._after = head[remaining:]
+        try:  # the client's socket stays watched: the rest of the request is read from it (an epoll_ctl saved)
+            self._pending += b"".join(reader.feed(head[:remaining]))
+        except Exception as error:  # bytes Kafka refuses, or a reserved name
+            self._pair.bad_request(error)
+            return
+        self._pump()
+
+    def _pump(self) -> None:
+        """Move the request on as far as the sockets let us; then wait for the one that stopped us."""
+        frame = self._frame
+        if frame is None or self.closed:
+            self._want_write(False)
+            return
+        budget = TURN_BYTES
+        try:
+            while True:
+                if budget <= 0:
+                    return self._wait(write=bool(self._pending or self._in_pipe))
+                if self._pending or self._in_pipe:
+                    if self._upstream_transport.get_write_buffer_size():
+                        return self._wait(write=True)  # what the transport holds goes first
+                    if self._pending:
+                        sent = self._broker.send(self._pending, 0 if frame.done else socket.MSG_MORE)
+                        del self._pending[:sent]
+                    else:
+                        moved = os.splice(self._pipe[0], self._broker.fileno(), self._in_pipe, flags=_SPLICE_FLAGS)
+                        self._in_pipe -= moved
+                        budget -= moved
+                        self._tally(moved)
+                elif frame.records_left:
+                    if self._paused:
+                        return self._wait(write=False)
+                    moved = os.splice(self._client.fileno(), self._pipe[1], min(frame.records_left, PIPE_SIZE),
+                                      flags=_SPLICE_FLAGS)
+                    if not moved:
+                        return self._pair.client_lost()
+                    frame.moved(moved)
+                    self._in_pipe += moved
+                elif not frame.done:
+                    if self._paused:
+                        return self._wait(write=False)
+                    data = self._client.recv(frame.want())
+                    if not data:
+                        return self._pair.client_lost()
+                    self._pending += b"".join(frame.feed(data))
+                else:
+                    return self._finish()
+        except BlockingIOError:  # the broker's socket is full, or the client's empty: wait for that one
+            self._wait(write=bool(self._pending or self._in_pipe))
+        except OSError as error:
+            if self._pending or self._in_pipe:  # writing to the broker: it went away
+                self._pair.broker_lost(repr(error))
+            else:
+                self._pair.client_lost()
+        except Exception as error:  # bytes Kafka refuses, or a reserved name
+            self._pair.bad_request(error)
+
+    def _wait(self, write: bool) -> None:
+        if not write:
+            self._low_water.follow(self._frame.records_left if self._frame is not None else 0)
+        self._want_write(write)
+        self._want_read(not write)
+
+    def _finish(self) -> None:
+        self._frame = None
+        self._pipes.give(self._pipe, empty=True)  # the request's every byte is out
+        self._pipe = None
+        self._low_water.follow(0)
+        self._want_write(False)
+        after, self._after = self._after, b""
+        self._pair.spliced_request_done()
+        if after and not self.closed:
+            self._pair.from_client(after)
         if self._frame is None:
             self._want_read(True)
