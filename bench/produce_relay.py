@@ -13,15 +13,11 @@ benchmark (``python -m bench --workload produce_batched``) is what counts.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import socket
 import statistics
 import struct
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from gateway_app.protocol.api_keys import PRODUCE
@@ -29,7 +25,7 @@ from gateway_app.protocol.codec import encode
 from gateway_app.protocol.message_specs import RESPONSE, spec
 from lab.frames import recv_exactly, request_frame
 
-from .fetch_relay import REPO, cpu_seconds, serve_gateway, started
+from .fetch_relay import paired_runs, provenance, serve_gateway, started
 
 VERSION = 9  # flexible, and its response has nothing the gateway rewrites (KIP-951 came with v10)
 IN_FLIGHT = 5  # a Kafka producer's max.in.flight.requests.per.connection
@@ -77,34 +73,19 @@ def produce(port: int, count: int, record_bytes: int) -> int:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    load_start, begun = list(os.getloadavg()), datetime.datetime.now(datetime.timezone.utc)
+    result = provenance("bench.produce_relay")
     broker, broker_port = started("broker", module="bench.produce_relay")
     record_bytes = args.request_kb * 1000
-    runs: dict[str, list[dict]] = {"copy": [], "splice": []}
     try:
-        for _ in range(args.rounds):
-            for mode in ("copy", "splice"):
-                gateway, port = started("gateway", str(broker_port), mode, module="bench.produce_relay")
-                try:
-                    produce(port, IN_FLIGHT, record_bytes)  # connection, first requests: not measured
-                    cpu, clock = cpu_seconds(gateway.pid), time.monotonic()
-                    relayed = produce(port, args.requests, record_bytes)
-                    cpu, clock = cpu_seconds(gateway.pid) - cpu, time.monotonic() - clock
-                finally:
-                    gateway.kill()
-                    gateway.wait()
-                runs[mode].append({"cpu_s_per_gb": cpu / (relayed / 1e9), "mb_s": relayed / clock / 1e6,
-                                   "bytes": relayed})
+        runs = paired_runs(broker_port, ("copy", "splice"), args.rounds, lambda port: produce(port, IN_FLIGHT, record_bytes),
+                           lambda port: produce(port, args.requests, record_bytes), module="bench.produce_relay")
     finally:
         broker.kill()
         broker.wait()
+    result["machine"]["loadavg_end"] = list(os.getloadavg())
     medians = {mode: statistics.median(run["cpu_s_per_gb"] for run in rows) for mode, rows in runs.items()}
-    return {"started": begun.isoformat(timespec="seconds"),
-            "command": " ".join(["python -m bench.produce_relay", *sys.argv[1:]]),
-            "commit": subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
-                                     text=True).stdout.strip(),
-            "machine": {"cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": list(os.getloadavg())},
-            "request_kb": args.request_kb, "requests": args.requests, "runs": runs, "median_cpu_s_per_gb": medians,
+    return {**result, "request_kb": args.request_kb, "requests": args.requests, "runs": runs,
+            "median_cpu_s_per_gb": medians,
             "splice_over_copy": medians["splice"] / medians["copy"] if medians["copy"] else None}
 
 

@@ -173,36 +173,74 @@ class Pipes:
 PIPES = Pipes()  # the node's: one event loop, one pool
 
 
-class BrokerReading:
-    """The broker side of one plaintext pair, read by the pair (see the module's docstring)."""
+class SplicedSide:
+    """One direction of a plaintext pair read by the pair itself: the socket frames come from (the source) and the one
+    they go to (the destination), both duplicates of the transports' descriptors (asyncio and uvloop refuse
+    `add_reader` on a transport's own), the source's transport paused for good. Between frames, what the source sends
+    is read and handed to the pair (`_deliver`); a frame the pair detached is moved on by `_pump`: the bytes its reader
+    read go out with send, its unread runs source -> pipe -> destination with os.splice. BrokerReading and
+    ClientReading say what differs: the pair's calls, and what a frame's end needs."""
 
-    def __init__(self, pair: Owner, upstream: asyncio.Transport, client: asyncio.Transport,
-                 tally: Callable[[int], None], low_water: LowWater, pipes: Pipes = PIPES) -> None:
-        self._pair = pair
-        self._client_transport = client
+    def __init__(self, source: asyncio.Transport, destination: asyncio.Transport, tally: Callable[[int], None],
+                 low_water: LowWater, pipes: Pipes) -> None:
+        self._destination_transport = destination
         self._loop = asyncio.get_running_loop()
-        self._broker = socket.socket(fileno=os.dup(upstream.get_extra_info("socket").fileno()))
-        self._client = socket.socket(fileno=os.dup(client.get_extra_info("socket").fileno()))
-        self._broker.setblocking(False)
-        self._client.setblocking(False)
+        self._source = socket.socket(fileno=os.dup(source.get_extra_info("socket").fileno()))
+        self._destination = socket.socket(fileno=os.dup(destination.get_extra_info("socket").fileno()))
+        self._source.setblocking(False)
+        self._destination.setblocking(False)
         self._pipes = pipes
         self._pipe: tuple[int, int] | None = None  # (read end, write end), taken for a frame, given back after it
         self._in_pipe = 0
-        self._frame: FetchResponseReader | WholeFrame | None = None  # the Fetch response being moved
+        self._frame: FetchResponseReader | WholeFrame | ProduceRequestReader | None = None  # the frame being moved
         self._pending = bytearray()  # bytes of it read into user space, to write before anything else of it
         self._after = b""  # bytes read past its end, for the pair's FrameStream once it is out
         self._tally = tally  # bytes moved without entering user space
-        self._low_water = low_water  # the broker socket's SO_RCVLOWAT: wake for a record set's worth, not each segment
+        self._low_water = low_water  # the source's SO_RCVLOWAT: wake for a run's worth, not each segment
         self._reading = self._writing = False
-        self._paused = False  # the client reads slower than we write (its transport's high water)
+        self._paused = False  # the pair stopped this direction (the destination takes too little, a limit, ...)
         self.closed = False
-        upstream.pause_reading()  # for good: from now on the broker's bytes are read here
+        source.pause_reading()  # for good: from now on the source's bytes are read here
         self._want_read(True)
 
     @property
     def busy(self) -> bool:
-        """A spliced frame is under way (the pair's response stream is not at a boundary)."""
+        """A spliced frame is under way (the pair's stream this way is not at a boundary)."""
         return self._frame is not None
+
+    # --- what differs between the two directions -------------------------------------------------
+
+    def _read_size(self) -> int:
+        raise NotImplementedError
+
+    def _deliver(self, data: bytes) -> None:
+        raise NotImplementedError  # bytes read between frames, to the pair's FrameStream
+
+    def _source_lost(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _destination_lost(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _bad_frame(self, error: Exception) -> None:
+        raise NotImplementedError
+
+    def _frame_done(self) -> None:
+        raise NotImplementedError
+
+    def _ends(self, frame) -> bool:
+        """Is what is pending the frame's last bytes (sent without MSG_MORE)?"""
+        return frame.done
+
+    def _tail(self, frame) -> bool:
+        """After the reader is done: add to _pending what the pair writes last; False once there is nothing."""
+        return False
+
+    def _wrote(self) -> None:
+        """Bytes went to the destination."""
+
+    def _blocked(self, on_destination: bool) -> None:
+        """A socket would block: the destination (full) or the source (empty)."""
 
     # --- interest in the two sockets ------------------------------------------------------------
 
@@ -211,18 +249,18 @@ class BrokerReading:
         if wanted != self._reading:
             self._reading = wanted
             if wanted:
-                self._loop.add_reader(self._broker.fileno(), self._on_broker)
+                self._loop.add_reader(self._source.fileno(), self._on_readable)
             else:
-                self._loop.remove_reader(self._broker.fileno())
+                self._loop.remove_reader(self._source.fileno())
 
     def _want_write(self, wanted: bool) -> None:
         wanted = wanted and not self.closed
         if wanted != self._writing:
             self._writing = wanted
             if wanted:
-                self._loop.add_writer(self._client.fileno(), self._pump)
+                self._loop.add_writer(self._destination.fileno(), self._pump)
             else:
-                self._loop.remove_writer(self._client.fileno())
+                self._loop.remove_writer(self._destination.fileno())
 
     def pause(self) -> None:
         self._paused = True
@@ -241,7 +279,7 @@ class BrokerReading:
         self._want_read(False)
         self._want_write(False)
         self.closed = True
-        for sock in (self._broker, self._client):
+        for sock in (self._source, self._destination):
             sock.close()  # a duplicate: the transports' own descriptors stay theirs
         self._give_pipe()
 
@@ -250,38 +288,37 @@ class BrokerReading:
             self._pipes.give(self._pipe, empty=not self._in_pipe)
             self._pipe, self._in_pipe = None, 0
 
-    # --- reading -----------------------------------------------------------------------------
+    # --- moving ----------------------------------------------------------------------------------
 
-    def _on_broker(self) -> None:
+    def _on_readable(self) -> None:
         if self._frame is not None:
             self._pump()
             return
-        pair = self._pair
         try:
-            data = self._broker.recv(pair.response_read_size())
+            data = self._source.recv(self._read_size())
         except (BlockingIOError, InterruptedError):
             return
         except OSError as error:
-            pair.broker_lost(repr(error))
+            self._source_lost(repr(error))
             return
         if not data:
-            pair.broker_lost("closed")
+            self._source_lost("closed")
             return
-        pair.from_upstream(data)
+        self._deliver(data)
 
-    def start(self, reader: FetchResponseReader | WholeFrame, head: bytes) -> None:
-        """A Fetch response starts with `head` (its first bytes, and maybe more past its end): move it."""
+    def start(self, reader: FetchResponseReader | WholeFrame | ProduceRequestReader, head: bytes) -> None:
+        """A frame starts with `head` (its first bytes, and maybe more past its end): move it. The source stays
+        watched: the rest of the frame is read from it."""
         self._frame = reader
         if self._pipe is None:
             self._pipe = self._pipes.take()
         self._low_water.follow(0)  # set for the frame before it, which may have been read in the same chunk
         remaining = 4 + int.from_bytes(head[:4], "big")
         self._after = head[remaining:]
-        self._want_read(False)
         try:
             self._pending += b"".join(reader.feed(head[:remaining]))
-        except Exception as error:  # a response that does not match its schema
-            self._pair.bad_response(repr(error))
+        except Exception as error:  # a frame that does not match its schema, or names what it may not
+            self._bad_frame(error)
             return
         self._pump()
 
@@ -291,60 +328,55 @@ class BrokerReading:
         if frame is None or self.closed:
             self._want_write(False)
             return
-        pair = self._pair
         budget = TURN_BYTES
         try:
             while True:
                 if budget <= 0:  # the rest at the next wakeup (the sockets are level-triggered), after the others
                     return self._wait(write=bool(self._pending or self._in_pipe))
                 if self._pending or self._in_pipe:
-                    if self._client_transport.get_write_buffer_size():
+                    if self._destination_transport.get_write_buffer_size():
                         return self._wait(write=True)  # what the transport holds goes first
                     if self._pending:
                         # Headers with more of the frame to follow go out with what follows (MSG_MORE): a send
                         # costs the receiver's whole TCP delivery, whatever its size. The frame's end is pushed.
-                        last = frame.done and frame.tags is None
-                        sent = self._client.send(self._pending, 0 if last else socket.MSG_MORE)
+                        sent = self._destination.send(self._pending, 0 if self._ends(frame) else socket.MSG_MORE)
                         del self._pending[:sent]
                     else:
-                        moved = os.splice(self._pipe[0], self._client.fileno(), self._in_pipe, flags=_SPLICE_FLAGS)
+                        moved = os.splice(self._pipe[0], self._destination.fileno(), self._in_pipe,
+                                          flags=_SPLICE_FLAGS)
                         self._in_pipe -= moved
                         budget -= moved
                         self._tally(moved)
-                    pair.write_paused_since = None
+                    self._wrote()
                 elif frame.records_left:
                     if self._paused:
                         return self._wait(write=False)
-                    moved = os.splice(self._broker.fileno(), self._pipe[1],
-                                      min(frame.records_left, PIPE_SIZE), flags=_SPLICE_FLAGS)
+                    moved = os.splice(self._source.fileno(), self._pipe[1], min(frame.records_left, PIPE_SIZE),
+                                      flags=_SPLICE_FLAGS)
                     if not moved:
-                        return pair.broker_lost("closed")
+                        return self._source_lost("closed")
                     frame.moved(moved)
                     self._in_pipe += moved
                 elif not frame.done:
                     if self._paused:
                         return self._wait(write=False)
-                    data = self._broker.recv(frame.want())
+                    data = self._source.recv(frame.want())
                     if not data:
-                        return pair.broker_lost("closed")
+                        return self._source_lost("closed")
                     self._pending += b"".join(frame.feed(data))
-                elif frame.tags is not None:  # the frame's last bytes: its tag section, rewritten in place
-                    self._pending += pair.endpoints_in_place(frame.tags)
-                    frame.tags = None
-                else:
+                elif not self._tail(frame):
                     return self._finish()
-        except BlockingIOError:  # the client's socket is full, or the broker's empty: wait for that one
-            blocked_on_client = bool(self._pending or self._in_pipe)
-            if blocked_on_client and pair.write_paused_since is None:
-                pair.write_paused_since = time.monotonic()  # the deadline for clients that stop reading
-            self._wait(write=blocked_on_client)
+        except BlockingIOError:  # the destination's socket is full, or the source's empty: wait for that one
+            on_destination = bool(self._pending or self._in_pipe)
+            self._blocked(on_destination)
+            self._wait(write=on_destination)
         except OSError as error:
-            if self._pending or self._in_pipe:  # writing to the client: it went away, as its transport would say
-                pair.close()
+            if self._pending or self._in_pipe:  # writing: the destination went away
+                self._destination_lost(repr(error))
             else:
-                pair.broker_lost(repr(error))
-        except Exception as error:  # a response that does not match its schema
-            pair.bad_response(repr(error))
+                self._source_lost(repr(error))
+        except Exception as error:  # a frame that does not match its schema, or names what it may not
+            self._bad_frame(error)
 
     def _wait(self, write: bool) -> None:
         if not write:
@@ -358,183 +390,80 @@ class BrokerReading:
         self._low_water.follow(0)
         self._want_write(False)
         after, self._after = self._after, b""
-        self._pair.spliced_frame_done()
+        self._frame_done()
         if after and not self.closed:
-            self._pair.from_upstream(after)
+            self._deliver(after)
         if self._frame is None:
             self._want_read(True)
 
 
-class ClientReading:
+class BrokerReading(SplicedSide):
+    """The broker side of one plaintext pair, read by the pair: Fetch responses spliced (see the module's docstring)."""
+
+    def __init__(self, pair: Owner, upstream: asyncio.Transport, client: asyncio.Transport,
+                 tally: Callable[[int], None], low_water: LowWater, pipes: Pipes = PIPES) -> None:
+        self._pair = pair
+        super().__init__(upstream, client, tally, low_water, pipes)
+
+    def _read_size(self) -> int:
+        return self._pair.response_read_size()
+
+    def _deliver(self, data: bytes) -> None:
+        self._pair.from_upstream(data)
+
+    def _source_lost(self, reason: str) -> None:
+        self._pair.broker_lost(reason)
+
+    def _destination_lost(self, reason: str) -> None:
+        self._pair.close()  # the client went away, as its transport would say
+
+    def _bad_frame(self, error: Exception) -> None:
+        self._pair.bad_response(repr(error))
+
+    def _frame_done(self) -> None:
+        self._pair.spliced_frame_done()
+
+    def _ends(self, frame) -> bool:
+        return frame.done and frame.tags is None
+
+    def _tail(self, frame) -> bool:
+        if frame.tags is None:
+            return False
+        self._pending += self._pair.endpoints_in_place(frame.tags)  # the frame's last bytes, rewritten in place
+        frame.tags = None
+        return True
+
+    def _wrote(self) -> None:
+        self._pair.write_paused_since = None
+
+    def _blocked(self, on_destination: bool) -> None:
+        if on_destination and self._pair.write_paused_since is None:
+            self._pair.write_paused_since = time.monotonic()  # the deadline for clients that stop reading
+
+
+class ClientReading(SplicedSide):
     """The client side of one plaintext pair, read by the pair once it splices Produce requests (see the module's
-    docstring). A mirror of BrokerReading: the client's socket read here, the broker's written here while a request
-    is under way."""
+    docstring)."""
 
     def __init__(self, pair: RequestOwner, client: asyncio.Transport, upstream: asyncio.Transport,
                  tally: Callable[[int], None], low_water: LowWater, pipes: Pipes = PIPES) -> None:
         self._pair = pair
-        self._upstream_transport = upstream
-        self._loop = asyncio.get_running_loop()
-        self._client = socket.socket(fileno=os.dup(client.get_extra_info("socket").fileno()))
-        self._broker = socket.socket(fileno=os.dup(upstream.get_extra_info("socket").fileno()))
-        self._client.setblocking(False)
-        self._broker.setblocking(False)
-        self._pipes = pipes
-        self._pipe: tuple[int, int] | None = None
-        self._in_pipe = 0
-        self._frame: ProduceRequestReader | None = None  # the Produce request being moved
-        self._pending = bytearray()  # bytes of it read into user space, to write before anything else of it
-        self._after = b""  # bytes read past its end, for the pair's FrameStream once it is out
-        self._tally = tally
-        self._low_water = low_water  # the client socket's SO_RCVLOWAT: wake for a record batch's worth
-        self._reading = self._writing = False
-        self._paused = False  # the pair's reasons to stop reading the client (in-flight cap, handover, ...)
-        self.closed = False
-        client.pause_reading()  # for good: from now on the client's bytes are read here
-        self._want_read(True)
+        super().__init__(client, upstream, tally, low_water, pipes)
 
-    @property
-    def busy(self) -> bool:
-        """A spliced request is under way (the pair's request stream is not at a boundary)."""
-        return self._frame is not None
+    def _read_size(self) -> int:
+        return self._pair.request_read_size()
 
-    def _want_read(self, wanted: bool) -> None:
-        wanted = wanted and not self._paused and not self.closed
-        if wanted != self._reading:
-            self._reading = wanted
-            if wanted:
-                self._loop.add_reader(self._client.fileno(), self._on_client)
-            else:
-                self._loop.remove_reader(self._client.fileno())
+    def _deliver(self, data: bytes) -> None:
+        self._pair.from_client(data)
 
-    def _want_write(self, wanted: bool) -> None:
-        wanted = wanted and not self.closed
-        if wanted != self._writing:
-            self._writing = wanted
-            if wanted:
-                self._loop.add_writer(self._broker.fileno(), self._pump)
-            else:
-                self._loop.remove_writer(self._broker.fileno())
+    def _source_lost(self, reason: str) -> None:
+        self._pair.client_lost()
 
-    def pause(self) -> None:
-        self._paused = True
-        self._want_read(False)
+    def _destination_lost(self, reason: str) -> None:
+        self._pair.broker_lost(reason)
 
-    def resume(self) -> None:
-        self._paused = False
-        if self._frame is None:
-            self._want_read(True)
-        else:
-            self._pump()
+    def _bad_frame(self, error: Exception) -> None:
+        self._pair.bad_request(error)
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self._want_read(False)
-        self._want_write(False)
-        self.closed = True
-        for sock in (self._client, self._broker):
-            sock.close()  # a duplicate: the transports' own descriptors stay theirs
-        if self._pipe is not None:
-            self._pipes.give(self._pipe, empty=not self._in_pipe)
-            self._pipe, self._in_pipe = None, 0
-
-    def _on_client(self) -> None:
-        if self._frame is not None:
-            self._pump()
-            return
-        pair = self._pair
-        try:
-            data = self._client.recv(pair.request_read_size())
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            pair.client_lost()
-            return
-        if not data:
-            pair.client_lost()
-            return
-        pair.from_client(data)
-
-    def start(self, reader: ProduceRequestReader, head: bytes) -> None:
-        """A Produce request starts with `head` (its first bytes, and maybe more past its end): move it."""
-        self._frame = reader
-        if self._pipe is None:
-            self._pipe = self._pipes.take()
-        remaining = 4 + int.from_bytes(head[:4], "big")
-        self._after = head[remaining:]
-        try:  # the client's socket stays watched: the rest of the request is read from it (an epoll_ctl saved)
-            self._pending += b"".join(reader.feed(head[:remaining]))
-        except Exception as error:  # bytes Kafka refuses, or a reserved name
-            self._pair.bad_request(error)
-            return
-        self._pump()
-
-    def _pump(self) -> None:
-        """Move the request on as far as the sockets let us; then wait for the one that stopped us."""
-        frame = self._frame
-        if frame is None or self.closed:
-            self._want_write(False)
-            return
-        budget = TURN_BYTES
-        try:
-            while True:
-                if budget <= 0:
-                    return self._wait(write=bool(self._pending or self._in_pipe))
-                if self._pending or self._in_pipe:
-                    if self._upstream_transport.get_write_buffer_size():
-                        return self._wait(write=True)  # what the transport holds goes first
-                    if self._pending:
-                        sent = self._broker.send(self._pending, 0 if frame.done else socket.MSG_MORE)
-                        del self._pending[:sent]
-                    else:
-                        moved = os.splice(self._pipe[0], self._broker.fileno(), self._in_pipe, flags=_SPLICE_FLAGS)
-                        self._in_pipe -= moved
-                        budget -= moved
-                        self._tally(moved)
-                elif frame.records_left:
-                    if self._paused:
-                        return self._wait(write=False)
-                    moved = os.splice(self._client.fileno(), self._pipe[1], min(frame.records_left, PIPE_SIZE),
-                                      flags=_SPLICE_FLAGS)
-                    if not moved:
-                        return self._pair.client_lost()
-                    frame.moved(moved)
-                    self._in_pipe += moved
-                elif not frame.done:
-                    if self._paused:
-                        return self._wait(write=False)
-                    data = self._client.recv(frame.want())
-                    if not data:
-                        return self._pair.client_lost()
-                    self._pending += b"".join(frame.feed(data))
-                else:
-                    return self._finish()
-        except BlockingIOError:  # the broker's socket is full, or the client's empty: wait for that one
-            self._wait(write=bool(self._pending or self._in_pipe))
-        except OSError as error:
-            if self._pending or self._in_pipe:  # writing to the broker: it went away
-                self._pair.broker_lost(repr(error))
-            else:
-                self._pair.client_lost()
-        except Exception as error:  # bytes Kafka refuses, or a reserved name
-            self._pair.bad_request(error)
-
-    def _wait(self, write: bool) -> None:
-        if not write:
-            self._low_water.follow(self._frame.records_left if self._frame is not None else 0)
-        self._want_write(write)
-        self._want_read(not write)
-
-    def _finish(self) -> None:
-        self._frame = None
-        self._pipes.give(self._pipe, empty=True)  # the request's every byte is out
-        self._pipe = None
-        self._low_water.follow(0)
-        self._want_write(False)
-        after, self._after = self._after, b""
+    def _frame_done(self) -> None:
         self._pair.spliced_request_done()
-        if after and not self.closed:
-            self._pair.from_client(after)
-        if self._frame is None:
-            self._want_read(True)

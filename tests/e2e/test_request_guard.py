@@ -580,8 +580,7 @@ def test_a_spliced_size_produce_naming_the_members_topic_is_refused_and_an_ordin
     broker; an ordinary one on the same connection goes to the broker with its records spliced (not a record batch:
     the broker reads it and answers with an error of its own, not the gateway's refusal)."""
     node = guarded.node
-    records = bytes(200_000)
-    assert len(records) > PRODUCE_SPLICE_MIN_BYTES
+    records = bytes(PRODUCE_SPLICE_MIN_BYTES + 100_000)
     members_id = guarded.topic_id(guarded.members)
     (partition,) = guarded.admin.list_topics(guarded.ordinary, timeout=10).topics[guarded.ordinary].partitions.values()
     frames = [

@@ -15,6 +15,7 @@ from gateway_app.close_reasons import CloseReason
 from gateway_app.protocol.api_keys import PRODUCE
 from gateway_app.protocol.codec import decode, encode
 from gateway_app.protocol.message_specs import REQUEST, RESPONSE, spec
+from gateway_app.proxy import connection
 from gateway_app.proxy.connection import PRODUCE_SPLICE_MIN_BYTES, ConnectionPair
 from gateway_app.protocol.produce_stream import HEAD_READ
 from gateway_app.proxy.framing import HEAD_LIMIT
@@ -25,6 +26,14 @@ from tests.unit.test_produce_stream import batch, produce_body
 from tests.unit.test_splice import LOOPS, gateway, heartbeat, read_frames
 
 RESERVED_TOPIC = "_gateway_test_members"  # test_splice.gateway's reserved names
+SMALL_THRESHOLD = 32 * 1024
+
+
+@pytest.fixture(autouse=True)
+def splice_from_32_kib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mechanics at sizes cheap to send: requests of 32 KiB on are spliced here (the node's threshold is where
+    splicing starts to cost less CPU than copying, test_the_threshold_is_the_nodes shows it applies)."""
+    monkeypatch.setattr(connection, "PRODUCE_SPLICE_MIN_BYTES", SMALL_THRESHOLD)
 
 
 def produce(version: int, correlation_id: int, topics: list[list[bytes | None]], **kwargs) -> bytes:
@@ -71,31 +80,48 @@ def body_offset(request: bytes) -> int:
     return 10 + max(client_id, 0) + (1 if flexible else 0)
 
 
+class Relay:
+    """A stand-in broker, a gateway and a client connection whose first request (a heartbeat) was answered: the broker
+    connection is up before the requests under test."""
+
+    async def __aenter__(self) -> "Relay":
+        self.broker = RecordingBroker()
+        self._broker_server = await asyncio.start_server(self.broker.handle, "127.0.0.1", 0)
+        self._server, self._pairs, self.metrics = await gateway(self._broker_server.sockets[0].getsockname()[1],
+                                                                self.splice, self.client_tls)
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1",
+                                                                 self._server.sockets[0].getsockname()[1])
+        self.writer.write(heartbeat(100))
+        await read_frames(self.reader, 1)
+        return self
+
+    def __init__(self, splice: bool = True, client_tls: bool = False) -> None:
+        self.splice, self.client_tls = splice, client_tls
+
+    @property
+    def pair(self) -> ConnectionPair:
+        (pair,) = self._pairs
+        return pair
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()
+        self._server.close()
+        self._broker_server.close()
+        await asyncio.sleep(0.05)
+
+
 async def relay(requests: list[bytes], answered: int, splice: bool = True, client_tls: bool = False,
                 piece: int | None = None) -> tuple[list[bytes], RecordingBroker, ConnectionPair, Metrics]:
     """Send `requests` (all at once, or `piece` bytes at a time), read `answered` responses; what the client read,
     the broker, the pair and the metrics."""
-    broker = RecordingBroker()
-    broker_server = await asyncio.start_server(broker.handle, "127.0.0.1", 0)
-    server, pairs, metrics = await gateway(broker_server.sockets[0].getsockname()[1], splice, client_tls)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-    writer.write(heartbeat(100))  # the broker connection is up before the requests under test
-    await read_frames(reader, 1)
-    data = b"".join(requests)
-    if piece is None:
-        writer.write(data)
-    else:
-        for start in range(0, len(data), piece):
-            writer.write(data[start:start + piece])
-            await writer.drain()
+    async with Relay(splice, client_tls) as relayed:
+        data = b"".join(requests)
+        for start in range(0, len(data), piece or len(data)):
+            relayed.writer.write(data[start:start + (piece or len(data))])
+            await relayed.writer.drain()
             await asyncio.sleep(0)
-    frames = await asyncio.wait_for(read_frames(reader, answered), 20)
-    (pair,) = pairs
-    writer.close()
-    server.close()
-    broker_server.close()
-    await asyncio.sleep(0.05)
-    return frames, broker, pair, metrics
+        frames = await asyncio.wait_for(read_frames(relayed.reader, answered), 20)
+    return frames, relayed.broker, relayed.pair, relayed.metrics
 
 
 def mixed() -> tuple[list[bytes], int]:
@@ -149,7 +175,7 @@ def test_a_spliced_size_produce_naming_a_reserved_topic_is_refused_and_never_rel
                                                                                    names: list[str]) -> None:
     """Its name past the request's head (the request is held whole, as before) or in it."""
     hostile = produce(version, 1, [[batch(100_000, 1)], [batch(150_000, 2)]], names=names)
-    assert len(hostile) > PRODUCE_SPLICE_MIN_BYTES
+    assert len(hostile) > SMALL_THRESHOLD
     later = produce(version, 3, [[batch(200_000, 3)]])
     frames, broker, pair, metrics = LOOPS[loop]().run_until_complete(relay([hostile, heartbeat(2), later], 3))
     refusal, _, answer = frames
@@ -169,22 +195,14 @@ def test_records_that_run_past_the_frame_close_the_pair(loop: str) -> None:
         at = good.index(batch(100_000, 2)) - 3  # the second partition's records' length (a 3-byte varint)
         hostile = good[:at] + b"\xff\xff\xff\x7f" + good[at + 3:]  # a length far past the frame's end
         hostile = struct.pack(">i", len(hostile) - 4) + hostile[4:]
-        broker = RecordingBroker()
-        broker_server = await asyncio.start_server(broker.handle, "127.0.0.1", 0)
-        server, pairs, metrics = await gateway(broker_server.sockets[0].getsockname()[1])
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-        writer.write(heartbeat(100))
-        await read_frames(reader, 1)
-        writer.write(hostile)
-        try:
-            assert await asyncio.wait_for(reader.read(), 10) == b"", "the gateway closed the connection"
-        except ConnectionResetError:
-            pass  # aborted: as a malformed frame's pair always was
-        await asyncio.wait_for(broker.closed.wait(), 10)
-        (pair,) = pairs
-        server.close()
-        broker_server.close()
-        return broker, pair, metrics
+        async with Relay() as relayed:
+            relayed.writer.write(hostile)
+            try:
+                assert await asyncio.wait_for(relayed.reader.read(), 10) == b"", "the gateway closed the connection"
+            except ConnectionResetError:
+                pass  # aborted: as a malformed frame's pair always was
+            await asyncio.wait_for(relayed.broker.closed.wait(), 10)
+        return relayed.broker, relayed.pair, relayed.metrics
 
     broker, pair, metrics = LOOPS[loop]().run_until_complete(run())
     assert pair.closed
@@ -212,27 +230,31 @@ def test_a_spliced_request_that_stops_mid_frame_runs_the_frame_deadline(loop: st
     """The pair's FrameStream is at a boundary while the splice moves a request: the frame deadline (server.sweep
     reads requests.started) must run all the same, and the pair is not idle."""
     async def run() -> tuple[float | None, bool, bool, bool, float | None]:
-        broker = RecordingBroker()
-        broker_server = await asyncio.start_server(broker.handle, "127.0.0.1", 0)
-        server, pairs, _ = await gateway(broker_server.sockets[0].getsockname()[1])
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-        writer.write(heartbeat(100))
-        await read_frames(reader, 1)
-        frame = produce(9, 1, [[batch(500_000, 1)]], acks=0)  # acks=0: nothing in flight, so only busy says so
-        writer.write(frame[:200_000])
-        await asyncio.sleep(0.3)
-        (pair,) = pairs
-        stalled = pair.requests.started, pair._client_reading.busy, pair.idle(), pair.reading_paused()
-        writer.write(frame[200_000:])
-        writer.write(heartbeat(2))
-        await read_frames(reader, 1)
-        after = pair.requests.started
-        writer.close()
-        server.close()
-        broker_server.close()
-        await asyncio.sleep(0.05)
-        return (*stalled, after)
+        async with Relay() as relayed:
+            frame = produce(9, 1, [[batch(500_000, 1)]], acks=0)  # acks=0: nothing in flight, so only busy says so
+            relayed.writer.write(frame[:200_000])
+            await asyncio.sleep(0.3)
+            pair = relayed.pair
+            stalled = pair.requests.started, pair._client_reading.busy, pair.idle(), pair.reading_paused()
+            relayed.writer.write(frame[200_000:])
+            relayed.writer.write(heartbeat(2))
+            await read_frames(relayed.reader, 1)
+            return (*stalled, pair.requests.started)
 
     started, busy, idle, paused, after = LOOPS[loop]().run_until_complete(run())
     assert started is not None and busy and not idle and not paused
     assert after is None, "the deadline stops with the frame"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_threshold_is_the_nodes(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the node's own threshold: a request just below it is copied, one at it spliced."""
+    monkeypatch.setattr(connection, "PRODUCE_SPLICE_MIN_BYTES", PRODUCE_SPLICE_MIN_BYTES)
+    below = produce(9, 1, [[batch(PRODUCE_SPLICE_MIN_BYTES - 200, 1)]])
+    at = produce(9, 2, [[batch(PRODUCE_SPLICE_MIN_BYTES, 2)]])
+    assert len(below) - 4 < PRODUCE_SPLICE_MIN_BYTES <= len(at) - 4
+    frames, broker, pair, metrics = LOOPS[loop]().run_until_complete(relay([below, heartbeat(3), at], 3, piece=1024))
+    assert broker.received[1:] == [below, heartbeat(3), at]
+    spliced = metrics.spliced_produce_bytes._value.get()
+    # none of the first request's records (copied), the second's but what the transport's read of its head found
+    assert PRODUCE_SPLICE_MIN_BYTES - READ_SIZE <= spliced <= PRODUCE_SPLICE_MIN_BYTES
