@@ -4,8 +4,8 @@ The Produce counterpart of bench/fetch_relay.py, whose processes it reuses: a st
 Produce request (v9) whole and answers it with an empty response, one gateway node's listener (uvloop, the node's own
 code) and a client that sends ``--requests`` requests of ``--request-kb`` kB each (one topic, one partition: the
 benchmark's shape), five in flight as a Kafka producer pipelines them. Each round runs a fresh gateway copying
-(GATEWAY_SPLICE off), then one splicing every Produce request whatever its size (the size threshold set to 0), so
-the two costs compare at each size; the figure is the gateway process's user+sys CPU (from /proc) over the bytes
+every Produce request, then one splicing every Produce request whatever its size (the size threshold set to 0; both
+with GATEWAY_SPLICE on, the node's default), so the two costs compare at each size; the figure is the gateway process's user+sys CPU (from /proc) over the bytes
 relayed. What it says is where splicing starts to pay (PRODUCE_SPLICE_MIN_BYTES in proxy/connection.py); the lab
 benchmark (``python -m bench --workload produce_batched``) is what counts.
 """
@@ -103,8 +103,10 @@ def main() -> None:
             serve_broker(Path(ready))
         else:
             from gateway_app.proxy import connection
-            connection.PRODUCE_SPLICE_MIN_BYTES = 0  # every Produce request spliced: the cost at each size
-            serve_gateway(Path(ready), int(rest[0]), rest[1] == "splice")
+            # GATEWAY_SPLICE on in both (the node's default: responses are read by the pair itself either way), and
+            # every Produce request spliced or none: the cost of splicing them at each size, and nothing else
+            connection.PRODUCE_SPLICE_MIN_BYTES = 0 if rest[1] == "splice" else 2**62
+            serve_gateway(Path(ready), int(rest[0]), True)
         return
     result = measure(args)
     text = json.dumps(result, indent=1)

@@ -61,7 +61,7 @@ LOW_WATER_MIN = 32 * 1024  # a frame's rest below this is not worth a setsockopt
 LOW_WATER_MAX = 256 * 1024  # what the event loop reads at once
 # Produce requests at least this large have their records spliced on a plaintext pair (proxy/splice.py). Below it
 # copying costs the node less CPU: measured with bench/produce_relay.py (results/bench-produce-relay.json), splicing
-# cost 1.6x the copy's CPU per GB at 128 and 256 kB requests, 1.04x at 384 kB, 0.68-0.84x at 512 kB, 0.79x at 1 MB.
+# cost 1.33x the copy's CPU per GB at 128 kB requests, 1.5x at 256 kB, 1.0x at 384 kB, 0.75x at 512 kB, 0.67x at 1 MB.
 PRODUCE_SPLICE_MIN_BYTES = 512_000
 
 _setsockopt = ctypes.CDLL(None, use_errno=True).setsockopt
