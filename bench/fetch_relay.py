@@ -25,6 +25,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v17 import response as fetch_response
@@ -119,11 +120,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def started(role: str, *args: str) -> tuple[subprocess.Popen, int]:
-    ready = Path(f"/tmp/bench-fetch-relay-{os.getpid()}-{role}")
+def started(role: str, *args: str, module: str = "bench.fetch_relay") -> tuple[subprocess.Popen, int]:
+    """One of `module`'s serving processes (its --serve ROLE READY ARGS...), and the port it listens on."""
+    ready = Path(f"/tmp/bench-{module.rsplit('.', 1)[-1].replace('_', '-')}-{os.getpid()}-{role}")
     ready.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", "bench.fetch_relay", "--serve", role, str(ready), *args],
-                               cwd=REPO)
+    process = subprocess.Popen([sys.executable, "-m", module, "--serve", role, str(ready), *args], cwd=REPO)
     deadline = time.monotonic() + 30
     while not (ready.exists() and ready.read_text()):
         if time.monotonic() > deadline or process.poll() is not None:
@@ -135,34 +136,48 @@ def started(role: str, *args: str) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
+def paired_runs(broker_port: int, modes: tuple[str, ...], rounds: int, warm: Callable[[int], object],
+                run: Callable[[int], int], module: str = "bench.fetch_relay") -> dict[str, list[dict]]:
+    """`rounds` rounds of a fresh gateway per mode (its --serve gateway BROKER_PORT MODE), warmed up (warm(port): its
+    connection, first frames) and then measured: the gateway's CPU per GB of what run(port) says it relayed, and the
+    rate."""
+    runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+    for _ in range(rounds):
+        for mode in modes:
+            gateway, port = started("gateway", str(broker_port), mode, module=module)
+            try:
+                warm(port)
+                cpu, clock = cpu_seconds(gateway.pid), time.monotonic()
+                relayed = run(port)
+                cpu, clock = cpu_seconds(gateway.pid) - cpu, time.monotonic() - clock
+            finally:
+                gateway.kill()
+                gateway.wait()
+            runs[mode].append({"cpu_s_per_gb": cpu / (relayed / 1e9), "mb_s": relayed / clock / 1e6, "bytes": relayed})
+    return runs
+
+
+def provenance(module: str) -> dict:
+    """When, from which commit and on how busy a machine a run started (its end's load is added after it)."""
+    return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([f"python -m {module}", *sys.argv[1:]]),
+            "commit": subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
+                                     text=True).stdout.strip(),
+            "machine": {"cpus": os.cpu_count(), "loadavg_start": list(os.getloadavg())}}
+
+
 def measure(args: argparse.Namespace) -> dict:
-    load_start, begun = list(os.getloadavg()), datetime.datetime.now(datetime.timezone.utc)
+    result = provenance("bench.fetch_relay")
     broker, broker_port = started("broker", str(args.response_mb * 1_000_000))
-    runs: dict[str, list[dict]] = {"off": [], "on": []}
     try:
-        for _ in range(args.rounds):
-            for mode in ("off", "on"):
-                gateway, port = started("gateway", str(broker_port), mode)
-                try:
-                    fetch(port, 3)  # connection, first response: not measured
-                    cpu, clock = cpu_seconds(gateway.pid), time.monotonic()
-                    relayed = fetch(port, args.fetches)
-                    cpu, clock = cpu_seconds(gateway.pid) - cpu, time.monotonic() - clock
-                finally:
-                    gateway.kill()
-                    gateway.wait()
-                runs[mode].append({"cpu_s_per_gb": cpu / (relayed / 1e9), "mb_s": relayed / clock / 1e6,
-                                   "bytes": relayed})
+        runs = paired_runs(broker_port, ("off", "on"), args.rounds, lambda port: fetch(port, 3),
+                           lambda port: fetch(port, args.fetches))
     finally:
         broker.kill()
         broker.wait()
+    result["machine"]["loadavg_end"] = list(os.getloadavg())
     medians = {mode: statistics.median(run["cpu_s_per_gb"] for run in rows) for mode, rows in runs.items()}
-    return {"started": begun.isoformat(timespec="seconds"),
-            "command": " ".join(["python -m bench.fetch_relay", *sys.argv[1:]]),
-            "commit": subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
-                                     text=True).stdout.strip(),
-            "machine": {"cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": list(os.getloadavg())},
-            "response_mb": args.response_mb, "fetches": args.fetches, "runs": runs,
+    return {**result, "response_mb": args.response_mb, "fetches": args.fetches, "runs": runs,
             "median_cpu_s_per_gb": medians, "splice_over_copy": medians["on"] / medians["off"] if medians["off"] else None}  # None: too short to tick
 
 

@@ -263,10 +263,12 @@ SPECS: tuple[Spec, ...] = (
          "given a rack; other connections are counted (gateway_fetch_rack_withheld_total) and read from leaders. "
          "The default lists the clients the project's rack-aware e2e test proves."),
     Spec("GATEWAY_SPLICE", "splice", _bool, "true",
-         "Move consumers' record bytes kernel to kernel: on a connection with no TLS on either side, the record sets "
-         "of Fetch responses go from the broker's socket to the client's through a pipe (os.splice) and never enter "
-         "the gateway's memory; headers are read, and KIP-951 node endpoints rewritten in a tag section of the same "
-         "size (gateway_fetch_endpoints_in_place_total). TLS connections always copy. false: every byte is copied."),
+         "Move record bytes kernel to kernel: on a connection with no TLS on either side, the record sets of Fetch "
+         "responses go from the broker's socket to the client's through a pipe (os.splice) and never enter the "
+         "gateway's memory; headers are read, and KIP-951 node endpoints rewritten in a tag section of the same size "
+         "(gateway_fetch_endpoints_in_place_total). So do the records of Produce requests of 512 kB or more whose "
+         "topic names the request guard has passed at the request's head (gateway_spliced_produce_bytes_total). TLS "
+         "connections always copy. false: every byte is copied."),
     Spec("GATEWAY_EVENT_LOOP", "event_loop", _choice("uvloop", "asyncio"), "uvloop", "Event loop implementation."),
     Spec("GATEWAY_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
     Spec("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _host_ports, None, "Brokers of the backing cluster, host:port,host:port."),

@@ -82,6 +82,9 @@ class Metrics:
         self.spliced_bytes = Counter(
             "gateway_spliced_bytes", "Fetch response bytes moved from broker to client through a pipe (os.splice, "
             "GATEWAY_SPLICE), never read into the gateway's memory", registry=r)
+        self.spliced_produce_bytes = Counter(
+            "gateway_spliced_produce_bytes", "Produce request bytes (records) moved from client to broker through a "
+            "pipe (os.splice, GATEWAY_SPLICE), never read into the gateway's memory", registry=r)
         self.endpoints_in_place = Counter(
             "gateway_fetch_endpoints_in_place", "Spliced Fetch responses whose KIP-951 node endpoints were rewritten "
             "in a tag section of the same size: rewritten (same size), padded (shorter, padding added), dropped "

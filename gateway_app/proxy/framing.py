@@ -74,6 +74,11 @@ class FrameStream:
     def at_boundary(self) -> bool:
         return not self._passthrough and self._parts is None and not self._head
 
+    def head_missing(self) -> int:
+        """Bytes of the current frame's head still to come before decide() has all it is to be given of it; 0 when
+        no frame's head is being held."""
+        return self._wanted(self._head) - len(self._head) if self._head else 0
+
     def pending(self) -> int:
         """Bytes still to come before the current frame is complete; 0 at a boundary or before its size is known."""
         if self._passthrough:

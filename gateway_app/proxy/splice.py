@@ -1,4 +1,4 @@
-"""Fetch responses moved kernel to kernel on a plaintext pair (GATEWAY_SPLICE).
+"""Fetch responses and Produce requests' records moved kernel to kernel on a plaintext pair (GATEWAY_SPLICE).
 
 A consumer's bytes are record sets the gateway never reads. On a pair with no TLS on either side, the pair reads the
 broker's socket itself instead of through its transport (which is paused for good: asyncio and uvloop refuse
@@ -13,6 +13,14 @@ Writes of the pair's own (every other response, refusals) go through the client'
 starts only once the transport has written everything before it, and the transport writes nothing until it ends
 (the pair's response stream is not at a boundary meanwhile). Flow control is the sockets': a client that does not
 read fills the pipe, and the broker's socket is no longer read.
+
+The other way, `ClientReading` does the same for Produce requests: from the first Produce request the pair chose to
+splice (proxy/connection.py decides at the request's head, once the request guard has passed every name in it) the
+pair reads the client's socket itself, a little at a time at a frame boundary, and the request is walked as it
+arrives (protocol/produce_stream.py): its header and each topic and partition header are read and written to the
+broker's socket, its records go client -> pipe -> broker with os.splice. Writes of the pair's own to the broker (every
+other request) go through the broker's transport, which has written everything before a spliced request starts and
+writes nothing until it ends.
 """
 
 from __future__ import annotations
@@ -28,11 +36,13 @@ from typing import Callable, Protocol
 from ..protocol.api_keys import FETCH
 from ..protocol.fetch_stream import FIRST_FLEXIBLE_FETCH, FetchResponseReader
 from ..protocol.policy import needs_rewrite
+from ..protocol.produce_stream import ProduceRequestReader
 
 log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1024 * 1024  # F_SETPIPE_SZ; Linux's default pipe-max-size for an unprivileged process
 READ_SIZE = 256 * 1024  # what the event loop's transports read at once
+REQUEST_HEAD_READ = 1024  # read at a request's start once requests are spliced: a Produce head is ~100 bytes
 TURN_BYTES = 4 * 1024 * 1024  # moved per wakeup at most: a fast pair must not keep the loop from the others
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
@@ -62,6 +72,20 @@ class LowWater(Protocol):
     def follow(self, pending: int) -> None: ...
 
 
+class RequestOwner(Protocol):
+    """What the splice of Produce requests asks of its connection pair (proxy/connection.py)."""
+
+    def request_read_size(self) -> int: ...
+
+    def from_client(self, data: bytes) -> None: ...
+
+    def spliced_request_done(self) -> None: ...
+
+    def client_lost(self) -> None: ...
+
+    def broker_lost(self, reason: str) -> None: ...
+
+    def bad_request(self, error: Exception) -> None: ...
 
 
 class WholeFrame:
@@ -149,36 +173,74 @@ class Pipes:
 PIPES = Pipes()  # the node's: one event loop, one pool
 
 
-class BrokerReading:
-    """The broker side of one plaintext pair, read by the pair (see the module's docstring)."""
+class SplicedSide:
+    """One direction of a plaintext pair read by the pair itself: the socket frames come from (the source) and the one
+    they go to (the destination), both duplicates of the transports' descriptors (asyncio and uvloop refuse
+    `add_reader` on a transport's own), the source's transport paused for good. Between frames, what the source sends
+    is read and handed to the pair (`_deliver`); a frame the pair detached is moved on by `_pump`: the bytes its reader
+    read go out with send, its unread runs source -> pipe -> destination with os.splice. BrokerReading and
+    ClientReading say what differs: the pair's calls, and what a frame's end needs."""
 
-    def __init__(self, pair: Owner, upstream: asyncio.Transport, client: asyncio.Transport,
-                 tally: Callable[[int], None], low_water: LowWater, pipes: Pipes = PIPES) -> None:
-        self._pair = pair
-        self._client_transport = client
+    def __init__(self, source: asyncio.Transport, destination: asyncio.Transport, tally: Callable[[int], None],
+                 low_water: LowWater, pipes: Pipes) -> None:
+        self._destination_transport = destination
         self._loop = asyncio.get_running_loop()
-        self._broker = socket.socket(fileno=os.dup(upstream.get_extra_info("socket").fileno()))
-        self._client = socket.socket(fileno=os.dup(client.get_extra_info("socket").fileno()))
-        self._broker.setblocking(False)
-        self._client.setblocking(False)
+        self._source = socket.socket(fileno=os.dup(source.get_extra_info("socket").fileno()))
+        self._destination = socket.socket(fileno=os.dup(destination.get_extra_info("socket").fileno()))
+        self._source.setblocking(False)
+        self._destination.setblocking(False)
         self._pipes = pipes
         self._pipe: tuple[int, int] | None = None  # (read end, write end), taken for a frame, given back after it
         self._in_pipe = 0
-        self._frame: FetchResponseReader | WholeFrame | None = None  # the Fetch response being moved
+        self._frame: FetchResponseReader | WholeFrame | ProduceRequestReader | None = None  # the frame being moved
         self._pending = bytearray()  # bytes of it read into user space, to write before anything else of it
         self._after = b""  # bytes read past its end, for the pair's FrameStream once it is out
         self._tally = tally  # bytes moved without entering user space
-        self._low_water = low_water  # the broker socket's SO_RCVLOWAT: wake for a record set's worth, not each segment
+        self._low_water = low_water  # the source's SO_RCVLOWAT: wake for a run's worth, not each segment
         self._reading = self._writing = False
-        self._paused = False  # the client reads slower than we write (its transport's high water)
+        self._paused = False  # the pair stopped this direction (the destination takes too little, a limit, ...)
         self.closed = False
-        upstream.pause_reading()  # for good: from now on the broker's bytes are read here
+        source.pause_reading()  # for good: from now on the source's bytes are read here
         self._want_read(True)
 
     @property
     def busy(self) -> bool:
-        """A spliced frame is under way (the pair's response stream is not at a boundary)."""
+        """A spliced frame is under way (the pair's stream this way is not at a boundary)."""
         return self._frame is not None
+
+    # --- what differs between the two directions -------------------------------------------------
+
+    def _read_size(self) -> int:
+        raise NotImplementedError
+
+    def _deliver(self, data: bytes) -> None:
+        raise NotImplementedError  # bytes read between frames, to the pair's FrameStream
+
+    def _source_lost(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _destination_lost(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _bad_frame(self, error: Exception) -> None:
+        raise NotImplementedError
+
+    def _frame_done(self) -> None:
+        raise NotImplementedError
+
+    def _ends(self, frame) -> bool:
+        """Is what is pending the frame's last bytes (sent without MSG_MORE)?"""
+        return frame.done
+
+    def _tail(self, frame) -> bool:
+        """After the reader is done: add to _pending what the pair writes last; False once there is nothing."""
+        return False
+
+    def _wrote(self) -> None:
+        """Bytes went to the destination."""
+
+    def _blocked(self, on_destination: bool) -> None:
+        """A socket would block: the destination (full) or the source (empty)."""
 
     # --- interest in the two sockets ------------------------------------------------------------
 
@@ -187,18 +249,18 @@ class BrokerReading:
         if wanted != self._reading:
             self._reading = wanted
             if wanted:
-                self._loop.add_reader(self._broker.fileno(), self._on_broker)
+                self._loop.add_reader(self._source.fileno(), self._on_readable)
             else:
-                self._loop.remove_reader(self._broker.fileno())
+                self._loop.remove_reader(self._source.fileno())
 
     def _want_write(self, wanted: bool) -> None:
         wanted = wanted and not self.closed
         if wanted != self._writing:
             self._writing = wanted
             if wanted:
-                self._loop.add_writer(self._client.fileno(), self._pump)
+                self._loop.add_writer(self._destination.fileno(), self._pump)
             else:
-                self._loop.remove_writer(self._client.fileno())
+                self._loop.remove_writer(self._destination.fileno())
 
     def pause(self) -> None:
         self._paused = True
@@ -217,7 +279,7 @@ class BrokerReading:
         self._want_read(False)
         self._want_write(False)
         self.closed = True
-        for sock in (self._broker, self._client):
+        for sock in (self._source, self._destination):
             sock.close()  # a duplicate: the transports' own descriptors stay theirs
         self._give_pipe()
 
@@ -226,38 +288,37 @@ class BrokerReading:
             self._pipes.give(self._pipe, empty=not self._in_pipe)
             self._pipe, self._in_pipe = None, 0
 
-    # --- reading -----------------------------------------------------------------------------
+    # --- moving ----------------------------------------------------------------------------------
 
-    def _on_broker(self) -> None:
+    def _on_readable(self) -> None:
         if self._frame is not None:
             self._pump()
             return
-        pair = self._pair
         try:
-            data = self._broker.recv(pair.response_read_size())
+            data = self._source.recv(self._read_size())
         except (BlockingIOError, InterruptedError):
             return
         except OSError as error:
-            pair.broker_lost(repr(error))
+            self._source_lost(repr(error))
             return
         if not data:
-            pair.broker_lost("closed")
+            self._source_lost("closed")
             return
-        pair.from_upstream(data)
+        self._deliver(data)
 
-    def start(self, reader: FetchResponseReader | WholeFrame, head: bytes) -> None:
-        """A Fetch response starts with `head` (its first bytes, and maybe more past its end): move it."""
+    def start(self, reader: FetchResponseReader | WholeFrame | ProduceRequestReader, head: bytes) -> None:
+        """A frame starts with `head` (its first bytes, and maybe more past its end): move it. The source stays
+        watched: the rest of the frame is read from it."""
         self._frame = reader
         if self._pipe is None:
             self._pipe = self._pipes.take()
         self._low_water.follow(0)  # set for the frame before it, which may have been read in the same chunk
         remaining = 4 + int.from_bytes(head[:4], "big")
         self._after = head[remaining:]
-        self._want_read(False)
         try:
             self._pending += b"".join(reader.feed(head[:remaining]))
-        except Exception as error:  # a response that does not match its schema
-            self._pair.bad_response(repr(error))
+        except Exception as error:  # a frame that does not match its schema, or names what it may not
+            self._bad_frame(error)
             return
         self._pump()
 
@@ -267,60 +328,55 @@ class BrokerReading:
         if frame is None or self.closed:
             self._want_write(False)
             return
-        pair = self._pair
         budget = TURN_BYTES
         try:
             while True:
                 if budget <= 0:  # the rest at the next wakeup (the sockets are level-triggered), after the others
                     return self._wait(write=bool(self._pending or self._in_pipe))
                 if self._pending or self._in_pipe:
-                    if self._client_transport.get_write_buffer_size():
+                    if self._destination_transport.get_write_buffer_size():
                         return self._wait(write=True)  # what the transport holds goes first
                     if self._pending:
                         # Headers with more of the frame to follow go out with what follows (MSG_MORE): a send
                         # costs the receiver's whole TCP delivery, whatever its size. The frame's end is pushed.
-                        last = frame.done and frame.tags is None
-                        sent = self._client.send(self._pending, 0 if last else socket.MSG_MORE)
+                        sent = self._destination.send(self._pending, 0 if self._ends(frame) else socket.MSG_MORE)
                         del self._pending[:sent]
                     else:
-                        moved = os.splice(self._pipe[0], self._client.fileno(), self._in_pipe, flags=_SPLICE_FLAGS)
+                        moved = os.splice(self._pipe[0], self._destination.fileno(), self._in_pipe,
+                                          flags=_SPLICE_FLAGS)
                         self._in_pipe -= moved
                         budget -= moved
                         self._tally(moved)
-                    pair.write_paused_since = None
+                    self._wrote()
                 elif frame.records_left:
                     if self._paused:
                         return self._wait(write=False)
-                    moved = os.splice(self._broker.fileno(), self._pipe[1],
-                                      min(frame.records_left, PIPE_SIZE), flags=_SPLICE_FLAGS)
+                    moved = os.splice(self._source.fileno(), self._pipe[1], min(frame.records_left, PIPE_SIZE),
+                                      flags=_SPLICE_FLAGS)
                     if not moved:
-                        return pair.broker_lost("closed")
+                        return self._source_lost("closed")
                     frame.moved(moved)
                     self._in_pipe += moved
                 elif not frame.done:
                     if self._paused:
                         return self._wait(write=False)
-                    data = self._broker.recv(frame.want())
+                    data = self._source.recv(frame.want())
                     if not data:
-                        return pair.broker_lost("closed")
+                        return self._source_lost("closed")
                     self._pending += b"".join(frame.feed(data))
-                elif frame.tags is not None:  # the frame's last bytes: its tag section, rewritten in place
-                    self._pending += pair.endpoints_in_place(frame.tags)
-                    frame.tags = None
-                else:
+                elif not self._tail(frame):
                     return self._finish()
-        except BlockingIOError:  # the client's socket is full, or the broker's empty: wait for that one
-            blocked_on_client = bool(self._pending or self._in_pipe)
-            if blocked_on_client and pair.write_paused_since is None:
-                pair.write_paused_since = time.monotonic()  # the deadline for clients that stop reading
-            self._wait(write=blocked_on_client)
+        except BlockingIOError:  # the destination's socket is full, or the source's empty: wait for that one
+            on_destination = bool(self._pending or self._in_pipe)
+            self._blocked(on_destination)
+            self._wait(write=on_destination)
         except OSError as error:
-            if self._pending or self._in_pipe:  # writing to the client: it went away, as its transport would say
-                pair.close()
+            if self._pending or self._in_pipe:  # writing: the destination went away
+                self._destination_lost(repr(error))
             else:
-                pair.broker_lost(repr(error))
-        except Exception as error:  # a response that does not match its schema
-            pair.bad_response(repr(error))
+                self._source_lost(repr(error))
+        except Exception as error:  # a frame that does not match its schema, or names what it may not
+            self._bad_frame(error)
 
     def _wait(self, write: bool) -> None:
         if not write:
@@ -334,8 +390,80 @@ class BrokerReading:
         self._low_water.follow(0)
         self._want_write(False)
         after, self._after = self._after, b""
-        self._pair.spliced_frame_done()
+        self._frame_done()
         if after and not self.closed:
-            self._pair.from_upstream(after)
+            self._deliver(after)
         if self._frame is None:
             self._want_read(True)
+
+
+class BrokerReading(SplicedSide):
+    """The broker side of one plaintext pair, read by the pair: Fetch responses spliced (see the module's docstring)."""
+
+    def __init__(self, pair: Owner, upstream: asyncio.Transport, client: asyncio.Transport,
+                 tally: Callable[[int], None], low_water: LowWater, pipes: Pipes = PIPES) -> None:
+        self._pair = pair
+        super().__init__(upstream, client, tally, low_water, pipes)
+
+    def _read_size(self) -> int:
+        return self._pair.response_read_size()
+
+    def _deliver(self, data: bytes) -> None:
+        self._pair.from_upstream(data)
+
+    def _source_lost(self, reason: str) -> None:
+        self._pair.broker_lost(reason)
+
+    def _destination_lost(self, reason: str) -> None:
+        self._pair.close()  # the client went away, as its transport would say
+
+    def _bad_frame(self, error: Exception) -> None:
+        self._pair.bad_response(repr(error))
+
+    def _frame_done(self) -> None:
+        self._pair.spliced_frame_done()
+
+    def _ends(self, frame) -> bool:
+        return frame.done and frame.tags is None
+
+    def _tail(self, frame) -> bool:
+        if frame.tags is None:
+            return False
+        self._pending += self._pair.endpoints_in_place(frame.tags)  # the frame's last bytes, rewritten in place
+        frame.tags = None
+        return True
+
+    def _wrote(self) -> None:
+        self._pair.write_paused_since = None
+
+    def _blocked(self, on_destination: bool) -> None:
+        if on_destination and self._pair.write_paused_since is None:
+            self._pair.write_paused_since = time.monotonic()  # the deadline for clients that stop reading
+
+
+class ClientReading(SplicedSide):
+    """The client side of one plaintext pair, read by the pair once it splices Produce requests (see the module's
+    docstring)."""
+
+    def __init__(self, pair: RequestOwner, client: asyncio.Transport, upstream: asyncio.Transport,
+                 tally: Callable[[int], None], low_water: LowWater, pipes: Pipes = PIPES) -> None:
+        self._pair = pair
+        super().__init__(client, upstream, tally, low_water, pipes)
+
+    def _read_size(self) -> int:
+        return self._pair.request_read_size()
+
+    def _deliver(self, data: bytes) -> None:
+        self._pair.from_client(data)
+
+    def _source_lost(self, reason: str) -> None:
+        self._pair.client_lost()
+
+    def _destination_lost(self, reason: str) -> None:
+        self._pair.broker_lost(reason)
+
+    def _bad_frame(self, error: Exception) -> None:
+        self._pair.bad_request(error)
+
+    def _frame_done(self) -> None:
+        self._pair.spliced_request_done()

@@ -77,6 +77,7 @@ def test_confluent_kafka_over_tls_with_client_certificate(lab, node, pki):
     assert result == {"acked": 1000, "consumed": 1000, "distinct": 1000, "missing": 0}
     assert node.metric("gateway_bytes_total", api="fetch", direction="response") > 0
     assert node.metric("gateway_spliced_bytes_total") == 0, "TLS keeps the copying path"
+    assert node.metric("gateway_spliced_produce_bytes_total") == 0, "for Produce requests too"
 
 
 def api_versions_request() -> bytes:
@@ -118,6 +119,7 @@ def test_upstream_tls_from_kafka_settings(lab, node, pki, tmp_path):
         assert result == {"acked": 500, "consumed": 500, "distinct": 500, "missing": 0}
         assert chained.metric("gateway_upstream_errors_total") == 0
         assert chained.metric("gateway_spliced_bytes_total") == 0, "TLS to the brokers keeps the copying path"
+        assert chained.metric("gateway_spliced_produce_bytes_total") == 0
     finally:
         assert chained.stop() == 0
 

@@ -38,6 +38,8 @@ from gateway_app.protocol import codec, message_specs
 from gateway_app.protocol.headers import response_header_is_flexible
 from gateway_app.protocol.policy import api_versions_known
 from gateway_app.protocol.reserved import ReservedNames
+from gateway_app.proxy.connection import PRODUCE_SPLICE_MIN_BYTES
+from gateway_app.proxy.splice import REQUEST_HEAD_READ
 from lab import kafka_versions
 from lab.frames import recv_exactly
 from tests.e2e.dataplane_support import PYTHON, REPO, GatewayNode, unique
@@ -561,3 +563,51 @@ def test_requests_stalled_mid_frame_are_closed_by_the_frame_deadline_and_the_nod
     assert node.metric("gateway_connections_refused_total", reason="frame_timeout") == before_timeout + 1
     assert "node_assembly_budget" in node.log() and "frame_timeout" in node.log()
     still_the_same_node(node, pid)
+
+
+# --- 10. Produce requests whose records are spliced (GATEWAY_SPLICE) are guarded as before ----------------
+
+def produce_of(version: int, correlation: int, topics: list[dict[str, Any]], records: bytes) -> bytes:
+    """A Produce request, acks=all, `records` in the one partition of each topic (named, or by id from v13)."""
+    return request(PRODUCE, version, correlation, {"acks": -1, "timeout_ms": 5000, "topic_data": [
+        {**topic, "partition_data": [{"index": 0, "records": records}]} for topic in topics]})
+
+
+def test_a_spliced_size_produce_naming_the_members_topic_is_refused_and_an_ordinary_one_is_spliced(
+        lab: Any, guarded: Guarded) -> None:
+    """Large enough to have its records spliced on this plaintext pair, a Produce request naming the node's members
+    topic (by name, by id, or after an ordinary topic) is refused as it always was, and not a byte of it reaches a
+    broker; an ordinary one on the same connection goes to the broker with its records spliced (not a record batch:
+    the broker reads it and answers with an error of its own, not the gateway's refusal)."""
+    node = guarded.node
+    records = bytes(PRODUCE_SPLICE_MIN_BYTES + 100_000)
+    members_id = guarded.topic_id(guarded.members)
+    (partition,) = guarded.admin.list_topics(guarded.ordinary, timeout=10).topics[guarded.ordinary].partitions.values()
+    frames = [
+        (api_versions(3, 70), True),  # the broker connection is up before the large requests
+        (produce_of(9, 71, [{"name": guarded.members}], records), True),
+        (produce_of(13, 72, [{"topic_id": uuid.UUID(bytes=members_id)}], records), True),
+        (produce_of(12, 73, [{"name": guarded.ordinary}, {"name": guarded.members}], records), True),
+        (produce_of(9, 74, [{"name": guarded.ordinary}], records), True),
+        (produce_of(9, 75, [{"name": guarded.ordinary}], records), True),  # the pair reads its socket itself by now
+    ]
+    spliced, refusals = node.metric("gateway_spliced_produce_bytes_total"), refused(node, "produce")
+
+    (steps,) = exchange(lab, node, frames, port=PORT_START + partition.leader)
+
+    assert len(steps) == 7 and all("response" in step for step in steps[:6]), (steps, node.log()[-3000:])
+    for step, version, correlation in ((steps[1], 9, 71), (steps[2], 13, 72), (steps[3], 12, 73)):
+        answer = response(PRODUCE, version, step["response"], correlation)
+        assert {p["error_code"] for t in answer["responses"] for p in t["partition_responses"]} == \
+            {TOPIC_AUTHORIZATION_FAILED}, answer
+    for step, correlation in ((steps[4], 74), (steps[5], 75)):
+        relayed = response(PRODUCE, 9, step["response"], correlation)
+        (topic,) = relayed["responses"]
+        assert topic["name"] == guarded.ordinary
+        assert [p["error_code"] for p in topic["partition_responses"]] not in ([0], [TOPIC_AUTHORIZATION_FAILED]), \
+            relayed
+    assert not closed(steps[6]), steps[6]
+    assert refused(node, "produce") == refusals + 3
+    # the first one's records (some or all) came in the client transport's read; the second's are spliced but for
+    # what the read of its head found
+    assert node.metric("gateway_spliced_produce_bytes_total") - spliced >= len(records) - REQUEST_HEAD_READ
