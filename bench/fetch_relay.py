@@ -15,17 +15,11 @@ import argparse
 import asyncio
 import datetime
 import io
-import json
 import os
 import socket
-import statistics
 import struct
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v17 import response as fetch_response
@@ -42,7 +36,9 @@ from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from lab.frames import fetch_request, recv_exactly
 
-REPO = Path(__file__).resolve().parents[1]
+from .relay_runs import measured, parser, report
+
+MODES = ("off", "on")  # GATEWAY_SPLICE: the baseline, then the candidate
 
 
 def response_frame(record_bytes: int) -> bytearray:
@@ -115,80 +111,17 @@ def fetch(port: int, count: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def started(role: str, *args: str, module: str = "bench.fetch_relay") -> tuple[subprocess.Popen, int]:
-    """One of `module`'s serving processes (its --serve ROLE READY ARGS...), and the port it listens on."""
-    ready = Path(f"/tmp/bench-{module.rsplit('.', 1)[-1].replace('_', '-')}-{os.getpid()}-{role}")
-    ready.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", module, "--serve", role, str(ready), *args], cwd=REPO)
-    deadline = time.monotonic() + 30
-    while not (ready.exists() and ready.read_text()):
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError(f"the {role} did not start")
-        time.sleep(0.05)
-    port = int(ready.read_text())
-    ready.unlink()
-    return process, port
-
-
-def paired_runs(broker_port: int, modes: tuple[str, ...], rounds: int, warm: Callable[[int], object],
-                run: Callable[[int], int], module: str = "bench.fetch_relay") -> dict[str, list[dict]]:
-    """`rounds` rounds of a fresh gateway per mode (its --serve gateway BROKER_PORT MODE), warmed up (warm(port): its
-    connection, first frames) and then measured: the gateway's CPU per GB of what run(port) says it relayed, and the
-    rate."""
-    runs: dict[str, list[dict]] = {mode: [] for mode in modes}
-    for _ in range(rounds):
-        for mode in modes:
-            gateway, port = started("gateway", str(broker_port), mode, module=module)
-            try:
-                warm(port)
-                cpu, clock = cpu_seconds(gateway.pid), time.monotonic()
-                relayed = run(port)
-                cpu, clock = cpu_seconds(gateway.pid) - cpu, time.monotonic() - clock
-            finally:
-                gateway.kill()
-                gateway.wait()
-            runs[mode].append({"cpu_s_per_gb": cpu / (relayed / 1e9), "mb_s": relayed / clock / 1e6, "bytes": relayed})
-    return runs
-
-
-def provenance(module: str) -> dict:
-    """When, from which commit and on how busy a machine a run started (its end's load is added after it)."""
-    return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join([f"python -m {module}", *sys.argv[1:]]),
-            "commit": subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
-                                     text=True).stdout.strip(),
-            "machine": {"cpus": os.cpu_count(), "loadavg_start": list(os.getloadavg())}}
-
-
 def measure(args: argparse.Namespace) -> dict:
-    result = provenance("bench.fetch_relay")
-    broker, broker_port = started("broker", str(args.response_mb * 1_000_000))
-    try:
-        runs = paired_runs(broker_port, ("off", "on"), args.rounds, lambda port: fetch(port, 3),
-                           lambda port: fetch(port, args.fetches))
-    finally:
-        broker.kill()
-        broker.wait()
-    result["machine"]["loadavg_end"] = list(os.getloadavg())
-    medians = {mode: statistics.median(run["cpu_s_per_gb"] for run in rows) for mode, rows in runs.items()}
-    return {**result, "response_mb": args.response_mb, "fetches": args.fetches, "runs": runs,
-            "median_cpu_s_per_gb": medians, "splice_over_copy": medians["on"] / medians["off"] if medians["off"] else None}  # None: too short to tick
+    result = measured("bench.fetch_relay", (str(args.response_mb * 1_000_000),), MODES, args.rounds,
+                      lambda port: fetch(port, 3), lambda port: fetch(port, args.fetches))
+    return {**result, "response_mb": args.response_mb, "fetches": args.fetches}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of (splice off, splice on)")
-    parser.add_argument("--fetches", type=int, default=250, help="responses fetched per measured run")
-    parser.add_argument("--response-mb", type=int, default=4, help="MB of records in each response")
-    parser.add_argument("--out", type=Path, help="write the figures to this JSON file")
-    parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)  # the broker and gateway processes
-    args = parser.parse_args()
+    options = parser(__doc__, MODES)
+    options.add_argument("--fetches", type=int, default=250, help="responses fetched per measured run")
+    options.add_argument("--response-mb", type=int, default=4, help="MB of records in each response")
+    args = options.parse_args()
     if args.serve:
         role, ready, *rest = args.serve
         if role == "broker":
@@ -196,12 +129,7 @@ def main() -> None:
         else:
             serve_gateway(Path(ready), int(rest[0]), rest[1] == "on")
         return
-    result = measure(args)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(json.dumps({"median_cpu_s_per_gb": result["median_cpu_s_per_gb"],
-                      "splice_over_copy": result["splice_over_copy"]}))
+    report(measure(args), args.out)
 
 
 if __name__ == "__main__":

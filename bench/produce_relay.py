@@ -1,6 +1,6 @@
 """``python -m bench.produce_relay``: gateway CPU per GB of Produce requests, their records copied or spliced, no lab.
 
-The Produce counterpart of bench/fetch_relay.py, whose processes it reuses: a stand-in broker that reads every
+The Produce counterpart of bench/fetch_relay.py, whose gateway process it reuses (bench/relay_runs.py runs both): a stand-in broker that reads every
 Produce request (v9) whole and answers it with an empty response, one gateway node's listener (uvloop, the node's own
 code) and a client that sends ``--requests`` requests of ``--request-kb`` kB each (one topic, one partition: the
 benchmark's shape), five in flight as a Kafka producer pipelines them. Each round runs a fresh gateway copying
@@ -13,10 +13,8 @@ benchmark (``python -m bench --workload produce_batched``) is what counts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
-import statistics
 import struct
 from pathlib import Path
 
@@ -25,10 +23,12 @@ from gateway_app.protocol.codec import encode
 from gateway_app.protocol.message_specs import RESPONSE, spec
 from lab.frames import recv_exactly, request_frame
 
-from .fetch_relay import paired_runs, provenance, serve_gateway, started
+from .fetch_relay import serve_gateway
+from .relay_runs import measured, parser, report
 
 VERSION = 9  # flexible, and its response has nothing the gateway rewrites (KIP-951 came with v10)
 IN_FLIGHT = 5  # a Kafka producer's max.in.flight.requests.per.connection
+MODES = ("copy", "splice")  # every Produce request copied, then every one spliced
 
 
 def produce_frame(correlation_id: int, record_bytes: int) -> bytes:
@@ -73,30 +73,17 @@ def produce(port: int, count: int, record_bytes: int) -> int:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    result = provenance("bench.produce_relay")
-    broker, broker_port = started("broker", module="bench.produce_relay")
     record_bytes = args.request_kb * 1000
-    try:
-        runs = paired_runs(broker_port, ("copy", "splice"), args.rounds, lambda port: produce(port, IN_FLIGHT, record_bytes),
-                           lambda port: produce(port, args.requests, record_bytes), module="bench.produce_relay")
-    finally:
-        broker.kill()
-        broker.wait()
-    result["machine"]["loadavg_end"] = list(os.getloadavg())
-    medians = {mode: statistics.median(run["cpu_s_per_gb"] for run in rows) for mode, rows in runs.items()}
-    return {**result, "request_kb": args.request_kb, "requests": args.requests, "runs": runs,
-            "median_cpu_s_per_gb": medians,
-            "splice_over_copy": medians["splice"] / medians["copy"] if medians["copy"] else None}
+    result = measured("bench.produce_relay", (), MODES, args.rounds, lambda port: produce(port, IN_FLIGHT, record_bytes),
+                      lambda port: produce(port, args.requests, record_bytes))
+    return {**result, "request_kb": args.request_kb, "requests": args.requests}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of (copy, splice)")
-    parser.add_argument("--requests", type=int, default=2000, help="requests sent per measured run")
-    parser.add_argument("--request-kb", type=int, default=128, help="kB of records in each request")
-    parser.add_argument("--out", type=Path, help="write the figures to this JSON file")
-    parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)  # the broker and gateway processes
-    args = parser.parse_args()
+    options = parser(__doc__, MODES)
+    options.add_argument("--requests", type=int, default=2000, help="requests sent per measured run")
+    options.add_argument("--request-kb", type=int, default=128, help="kB of records in each request")
+    args = options.parse_args()
     if args.serve:
         role, ready, *rest = args.serve
         if role == "broker":
@@ -108,12 +95,7 @@ def main() -> None:
             connection.PRODUCE_SPLICE_MIN_BYTES = 0 if rest[1] == "splice" else 2**62
             serve_gateway(Path(ready), int(rest[0]), True)
         return
-    result = measure(args)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(json.dumps({"request_kb": args.request_kb, "median_cpu_s_per_gb": result["median_cpu_s_per_gb"],
-                      "splice_over_copy": result["splice_over_copy"]}))
+    report(measure(args), args.out, request_kb=args.request_kb)
 
 
 if __name__ == "__main__":
