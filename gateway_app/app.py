@@ -18,6 +18,7 @@ from .proxy.directory import BrokerDirectory
 from .proxy.handover import HandoverRunner
 from .proxy.routes import Routes
 from .proxy.server import Gateway
+from .proxy.splice import PIPES
 from .proxy.tls import reload_client_certificate, upstream_context
 from .cluster_names import group_name, topic_name
 from .readiness import CheckResult, Flag, Readiness
@@ -46,6 +47,7 @@ class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        PIPES.report_to(self.metrics.splice_pipes_in_use, self.metrics.splice_pipes_undersized)
         self.readiness = Readiness()
         # The guard's reserved names; their topic ids come from the membership's first look at the backing Kafka.
         self.reserved = ReservedNames.of(group_name(settings.cluster_id), topic_name(settings.cluster_id))

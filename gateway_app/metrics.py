@@ -89,6 +89,14 @@ class Metrics:
             "gateway_fetch_endpoints_in_place", "Spliced Fetch responses whose KIP-951 node endpoints were rewritten "
             "in a tag section of the same size: rewritten (same size), padded (shorter, padding added), dropped "
             "(would not fit: left out, the client refreshes its metadata)", ["outcome"], registry=r)
+        self.splice_pipes_in_use = Gauge(
+            "gateway_splice_pipes_in_use", "Pipes (os.splice, GATEWAY_SPLICE) holding a frame under way: one per frame "
+            "moving at once, taken from and given back to the node's pool", registry=r)
+        self.splice_pipes_undersized = Tally()
+        r.register(_TallyCollector(
+            "gateway_splice_pipes_undersized", "Splice pipes the kernel refused their 1 MiB size "
+            "(fs.pipe-user-pages-soft spent by the node's user, or fs.pipe-max-size): those frames move in smaller "
+            "pieces, at more system calls a byte", self.splice_pipes_undersized))
         self.build_info = Gauge("gateway_build_info", "Always 1; the version label is the running gateway's",
                                 ["version"], registry=r)
         self.build_info.labels(__version__).set(1)

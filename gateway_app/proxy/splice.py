@@ -33,6 +33,9 @@ import socket
 import time
 from typing import Callable, Protocol
 
+from prometheus_client import Gauge
+
+from ..metrics import Tally
 from ..protocol.api_keys import FETCH
 from ..protocol.fetch_stream import FIRST_FLEXIBLE_FETCH, FetchResponseReader
 from ..protocol.policy import needs_rewrite
@@ -142,7 +145,14 @@ class Pipes:
         self._idle_kept = idle_kept
         self._idle: list[tuple[int, int]] = []
         self.in_use = 0
-        self.undersized = 0  # pipes the kernel refused their size (the user's pipe pages are spent)
+        self.undersized = Tally()  # pipes the kernel refused their size (the user's pipe pages are spent)
+
+    def report_to(self, in_use: Gauge, undersized: Tally) -> None:
+        """Count into a node's metrics from now on: the pipes under way (read at each scrape), and every pipe refused
+        its size (in the node's tally, with those refused before)."""
+        in_use.set_function(lambda: self.in_use)
+        undersized.value += self.undersized.value
+        self.undersized = undersized
 
     def take(self) -> tuple[int, int]:
         pipe = self._idle.pop() if self._idle else self._new()
@@ -163,8 +173,8 @@ class Pipes:
         try:
             fcntl.fcntl(write_end, _F_SETPIPE_SZ, self._size)
         except OSError:  # EPERM past the user's pipe pages, or above pipe-max-size: smaller moves, still correct
-            self.undersized += 1
-            if self.undersized == 1:
+            self.undersized.value += 1
+            if self.undersized.value == 1:
                 log.warning("a splice pipe was refused %d bytes (fs.pipe-user-pages-soft or fs.pipe-max-size): "
                             "frames move in smaller pieces while many move at once", self._size)
         return read_end, write_end

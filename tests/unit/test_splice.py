@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 import uvloop
+from prometheus_client import generate_latest
 
 from gateway_app.broker_addresses import BrokerInfo, PortPlan
 from gateway_app.cluster.topology import StaticTopology
@@ -216,6 +217,23 @@ def test_pipes_are_reused_empty_kept_to_a_few_and_never_reused_holding_bytes() -
     for pipe in extra:
         pipes.give(pipe, empty=True)
     assert pipes.in_use == 0 and len(pipes._idle) == 2, "no more than idle_kept wait"
+    for pipe in pipes._idle:
+        os.close(pipe[0]), os.close(pipe[1])
+
+
+def test_the_pool_is_reported_pipes_under_way_and_pipes_refused_their_size() -> None:
+    pipes = Pipes(size=(1 << 31) - 1, idle_kept=2)  # above any fs.pipe-max-size: the kernel refuses it, even to root
+    metrics = Metrics()
+    refused_before = pipes.take()
+    pipes.report_to(metrics.splice_pipes_in_use, metrics.splice_pipes_undersized)
+    taken = pipes.take(), refused_before
+    scraped = generate_latest(metrics.registry).decode()
+    assert "gateway_splice_pipes_in_use 2.0" in scraped
+    assert "gateway_splice_pipes_undersized_total 2.0" in scraped, "each refused pipe counted, before and after"
+    for pipe in taken:
+        pipes.give(pipe, empty=True)
+    scraped = generate_latest(metrics.registry).decode()
+    assert "gateway_splice_pipes_in_use 0.0" in scraped and "gateway_splice_pipes_undersized_total 2.0" in scraped
     for pipe in pipes._idle:
         os.close(pipe[0]), os.close(pipe[1])
 
