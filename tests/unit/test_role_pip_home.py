@@ -55,7 +55,7 @@ def test_pip_is_unpacked_once_and_installs_offline_into_the_venv_that_runs_it(tm
     home.mkdir()
     (home / "pip-0.1-py3-none-any-cpython-30-0123456789abcdef").mkdir()  # a host's pip wheel before an upgrade
     (home / ".unpacking-abandoned").mkdir()  # a run killed while unpacking
-    (home / "notes.txt").write_text("an operator's\n")
+    (home / "kept").mkdir()  # not the role's
     probe_wheel(tmp_path / "wheels")
     code = pip_code("gateway", home)
 
@@ -69,7 +69,7 @@ def test_pip_is_unpacked_once_and_installs_offline_into_the_venv_that_runs_it(tm
     unpacked = [p for p in home.iterdir() if p.name.startswith("pip-")]
     assert len(unpacked) == 1, "the older pip is removed"
     assert f"-{sys.implementation.cache_tag}-" in unpacked[0].name
-    assert sorted(p.name for p in home.iterdir()) == sorted([unpacked[0].name, "notes.txt"])
+    assert sorted(p.name for p in home.iterdir()) == sorted([unpacked[0].name, "kept"])
     compiled = {p: p.stat().st_mtime_ns for p in (unpacked[0] / "pip/_internal/__pycache__").glob("*.pyc")}
     assert compiled, "the first run leaves pip's compiled modules beside it"
 
