@@ -1,40 +1,67 @@
 #!/bin/bash
-# What a gateway release's venv costs on a lab host's own Python, the role's old way against its new way, without a
-# lab: each cached host root file system (/var/cache/kgw-lab/rootfs-*) is mounted read-only under a throwaway
-# overlay, and its python3 makes a venv and installs that host target's cached dependency wheel set, three times each:
-#   old: python3 -m venv V; V/bin/pip install --no-index --find-links WH <the set's wheels>
-#   new: python3 -m venv --without-pip V; V/bin/python -I -c "$(the role's _gateway_pip_code)" install <the same>
-# Prints user+system CPU seconds and wall seconds per step. Run as root from the checkout:
-#   results/suite-timings/venv-cost.sh > results/suite-timings/venv-cost-1.txt
+# What the roles' pip installs cost on a lab host's own Python, without a lab: each cached host root file system
+# (/var/cache/kgw-lab/rootfs-*) is mounted read-only under a throwaway overlay (one per host, like one host's
+# converges), and its python3 makes `--without-pip` venvs and installs into them exactly as the roles do:
+#   gateway:  V/bin/python -I -c PIP install --quiet --no-index --disable-pip-version-check --force-reinstall
+#             --find-links <the target's unpacked wheel set archive> kafka-gateway
+#   netport:  V/bin/python -I -c PIP install ... --find-links <pyroute2's wheel> pyroute2==<version>
+# once with PIP = pip imported from the host's ensurepip wheel, a zip (the roles before the pip home), and once with
+# PIP = the roles' _gateway_pip_code (the wheel unpacked once into the host's pip home, where Python caches pip's
+# compiled modules). Round 1's pip-home install is the host's first: it unpacks pip and compiles what it imports.
+# Prints user+system CPU seconds and wall seconds per step. Run as root from the checkout, after a converge or the
+# suite built the wheel sets (KGW_WHEELHOUSE, default build/wheelhouse; the lab's cache holds pyroute2's wheel):
+#   results/suite-timings/venv-cost.sh > results/suite-timings/venv-cost-2.txt
 set -euo pipefail
 cache=${KGW_LAB_CACHE:-/var/cache/kgw-lab}
-pip_code=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["_gateway_pip_code"])' \
-  roles/gateway/vars/main.yml)
+wheelhouse=${KGW_WHEELHOUSE:-build/wheelhouse}
+pyroute2=$(ls "$cache"/wheelhouse/netport/pyroute2-*.whl | tail -1)
+pyroute2_version=$(basename "$pyroute2" | cut -d- -f2)
+# the role's code, rendered as Ansible would with the role's default pip home
+pip_home_code=$(${PYTHON:-.venv/bin/python} -c '
+import json, sys, jinja2, yaml
+env = jinja2.Environment()
+env.filters["to_json"] = json.dumps
+print(env.from_string(yaml.safe_load(open(sys.argv[1]))["_gateway_pip_code"]).render(_gateway_pip_home="/opt/kafka-gateway/pip"))
+' roles/gateway/vars/main.yml)
+# the roles' code before the pip home: pip imported from the wheel itself
+zip_code='import ensurepip, os, runpy, sys, sysconfig
+wheel = "pip-%s-py3-none-any.whl" % ensurepip.version()
+dirs = [d for d in (sysconfig.get_config_var("WHEEL_PKG_DIR"), os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")) if d]
+sys.path[:0] = [p for p in (os.path.join(d, wheel) for d in dirs) if os.path.isfile(p)][:1] or sys.exit("no %s in %s" % (wheel, dirs))
+sys.argv[0] = "pip"
+runpy.run_module("pip", run_name="__main__", alter_sys=True)'
 work=$(mktemp -d /tmp/venv-cost.XXXXXX)
 trap 'umount -q "$work"/root 2>/dev/null || true; rm -rf "$work"' EXIT
 echo "venv-cost.sh at $(git rev-parse --short HEAD), $(date -u '+%F %T') UTC, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for rootfs in "$cache"/rootfs-*; do
   tag=$(chroot "$rootfs" python3 -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
-  sets=("$cache"/wheelhouse/gateway/"$tag"-*/*/)
-  set_dir=${sets[0]}
-  [ -d "$set_dir" ] || { echo "$(basename "$rootfs"): no cached $tag wheel set, skipped"; continue; }
+  archives=("$wheelhouse"/"$tag"-*/*.tar)
+  [ -f "${archives[0]}" ] || { echo "$(basename "$rootfs"): no $tag wheel set archive in $wheelhouse, skipped"; continue; }
   mkdir -p "$work"/upper "$work"/work "$work"/root
   mount -t overlay overlay -o lowerdir="$rootfs",upperdir="$work"/upper,workdir="$work"/work "$work"/root
-  mkdir -p "$work"/root/wh && cp "$set_dir"/*.whl "$work"/root/wh/
-  wheels=$(cd "$work"/root && ls wh/*.whl | sed 's|^|/|' | tr '\n' ' ')
-  echo "$(basename "$rootfs") ($(chroot "$work"/root python3 --version)), wheel set $set_dir ($(echo $wheels | wc -w) wheels)"
+  mkdir -p "$work"/root/wh "$work"/root/netwh && tar -C "$work"/root/wh -xf "${archives[0]}" && cp "$pyroute2" "$work"/root/netwh/
+  echo "$(basename "$rootfs") ($(chroot "$work"/root python3 --version)), ${archives[0]}, $(basename "$pyroute2")"
   step() { # label, command run in the host's root
-    /usr/bin/time -f "cpu %U+%S s, wall %e s" -o "$work"/t chroot "$work"/root sh -c "$2" >/dev/null
-    printf "  %-30s %s\n" "$1" "$(tail -1 "$work"/t)"
+    /usr/bin/time -f "cpu %U+%S s, wall %e s" -o "$work"/t chroot "$work"/root sh -c "$2" >/dev/null 2>"$work"/err \
+      || { cat "$work"/err; exit 1; }
+    printf "  %-38s %s\n" "$1" "$(tail -1 "$work"/t)"
   }
+  pip_args="install --quiet --no-index --disable-pip-version-check"
   for round in ${ROUNDS:-1 2 3}; do
-    step "old: venv with pip" "python3 -m venv /v-old-$round"
-    step "old: pip install" "/v-old-$round/bin/pip install --quiet --no-index --disable-pip-version-check --find-links /wh $wheels"
-    step "new: venv --without-pip" "python3 -m venv --without-pip /v-new-$round"
-    step "new: ensurepip's pip install" \
-      "/v-new-$round/bin/python -I -c '$pip_code' install --quiet --no-index --disable-pip-version-check --find-links /wh $wheels"
-    chroot "$work"/root /v-new-$round/bin/python -c 'import aiohttp, confluent_kafka, uvloop, kio' \
-      || { echo "  new: the venv cannot import the set"; exit 1; }
+    for way in zip home; do
+      [ $way = zip ] && code=$zip_code || code=$pip_home_code
+      chroot "$work"/root python3 -m venv --without-pip /gw-$way-$round
+      chroot "$work"/root python3 -m venv --without-pip /net-$way-$round
+      step "$way: gateway install" \
+        "/gw-$way-$round/bin/python -I -c '$code' $pip_args --force-reinstall --find-links /wh kafka-gateway"
+      step "$way: pyroute2 install" \
+        "/net-$way-$round/bin/python -I -c '$code' $pip_args --find-links /netwh pyroute2==$pyroute2_version"
+      chroot "$work"/root /gw-$way-$round/bin/python -c 'import gateway_app, aiohttp, confluent_kafka, uvloop, kio' \
+        || { echo "  $way: the gateway's venv cannot import its set"; exit 1; }
+      chroot "$work"/root /net-$way-$round/bin/python -c 'import pyroute2' \
+        || { echo "  $way: the port module's venv cannot import pyroute2"; exit 1; }
+    done
   done
+  echo "  pip home: $(ls "$work"/root/opt/kafka-gateway/pip)"
   umount "$work"/root && rm -rf "${work:?}"/upper "$work"/work
 done

@@ -1,0 +1,80 @@
+"""The roles' pip (`_gateway_pip_code`, `_gateway_network_pip_code`): the host's ensurepip wheel of pip, unpacked once
+into a pip home where Python caches its compiled modules, and run with a `--without-pip` venv's own Python."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pip_code(role: str, home: Path) -> str:
+    """The role's code as Ansible renders it, with `home` as its pip home."""
+    prefix = "_gateway" if role == "gateway" else "_gateway_network"
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["to_json"] = json.dumps
+    role_vars = yaml.safe_load((ROOT / f"roles/{role}/vars/main.yml").read_text())
+    return env.from_string(role_vars[f"{prefix}_pip_code"]).render({f"{prefix}_pip_home": str(home)})
+
+
+def run_pip(venv: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin/python"), "-I", "-c", code, *args], capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+@pytest.fixture
+def venv(tmp_path: Path) -> Path:
+    path = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=60)
+    return path
+
+
+def test_both_roles_run_the_same_pip() -> None:
+    assert pip_code("gateway", Path("/opt/pip")) == pip_code("gateway_network", Path("/opt/pip"))
+
+
+def probe_wheel(wheels: Path) -> None:
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "probe_pkg-1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("probe_pkg/__init__.py", "VALUE = 42\n")
+        wheel.writestr("probe_pkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: probe-pkg\nVersion: 1.0\n")
+        wheel.writestr("probe_pkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr("probe_pkg-1.0.dist-info/RECORD", "")
+
+
+def test_pip_is_unpacked_once_and_installs_offline_into_the_venv_that_runs_it(tmp_path: Path, venv: Path) -> None:
+    home = tmp_path / "pip"
+    home.mkdir()
+    (home / "pip-0.1-py3-none-any-cpython-30-0123456789abcdef").mkdir()  # a host's pip wheel before an upgrade
+    (home / ".unpacking-abandoned").mkdir()  # a run killed while unpacking
+    (home / "kept").mkdir()  # not the role's
+    probe_wheel(tmp_path / "wheels")
+    code = pip_code("gateway", home)
+
+    run_pip(venv, code, "install", "--quiet", "--no-index", "--disable-pip-version-check",
+            "--find-links", str(tmp_path / "wheels"), "probe-pkg==1.0")
+    done = subprocess.run([str(venv / "bin/python"), "-c", "import probe_pkg, sys; print(probe_pkg.VALUE, sys.prefix)"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["42", str(venv)]
+    assert not list(venv.glob("lib/python*/site-packages/pip")), "the venv holds no pip of its own"
+
+    unpacked = [p for p in home.iterdir() if p.name.startswith("pip-")]
+    assert len(unpacked) == 1, "the older pip is removed"
+    assert f"-{sys.implementation.cache_tag}-" in unpacked[0].name
+    assert sorted(p.name for p in home.iterdir()) == sorted([unpacked[0].name, "kept"])
+    compiled = {p: p.stat().st_mtime_ns for p in (unpacked[0] / "pip/_internal/__pycache__").glob("*.pyc")}
+    assert compiled, "the first run leaves pip's compiled modules beside it"
+
+    again = run_pip(venv, code, "--version")
+    assert f"from {unpacked[0]}/pip " in again.stdout
+    assert [p for p in home.iterdir() if p.name.startswith("pip-")] == unpacked
+    assert {p: p.stat().st_mtime_ns for p in (unpacked[0] / "pip/_internal/__pycache__").glob("*.pyc")} == compiled, \
+        "the second run reuses them"
