@@ -36,14 +36,16 @@ class Count:
     def add(self, value: bytes) -> None:
         self.ids[record_id(value)] += 1
 
+    def reached(self) -> bool:
+        return self.expected is not None and len(self.ids) >= self.expected
+
     def done(self) -> bool:
         if self.expected is None and self.count_file is not None and self.count_file.exists():
             self.expected = int(self.count_file.read_text())
-        reached = self.expected is not None and len(self.ids) >= self.expected
-        return reached or time.monotonic() >= self.deadline
+        return self.reached() or time.monotonic() >= self.deadline
 
     def result(self) -> dict[str, Any]:
-        return {"consumed": sum(self.ids.values()), "distinct": len(self.ids),
+        return {"consumed": sum(self.ids.values()), "distinct": len(self.ids), "deadline_reached": not self.reached(),
                 "duplicates": sum(n - 1 for n in self.ids.values() if n > 1), "ids": sorted(int(i) for i in self.ids)}
 
 

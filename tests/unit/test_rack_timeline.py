@@ -1,12 +1,14 @@
-"""librdkafka's statistics timeline as the rack-aware restart test reads it (tests/e2e/rack_timeline.py): windows,
-the latest second's reads, and pipes read while the writer runs."""
+"""librdkafka's statistics timeline and the consumers' count as the rack-aware restart test reads them
+(tests/e2e/rack_timeline.py, rack_clients.py): windows, the latest second's reads, pipes read while the writer runs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 
+from tests.e2e.rack_clients import Count
 from tests.e2e.rack_timeline import PipeLines, reading_from, recent, samples, share, window
 
 
@@ -53,3 +55,15 @@ def test_a_writer_of_more_than_a_pipe_holds_is_not_stalled():
     lines = PipeLines(writer.stdout)
     assert writer.wait(timeout=20) == 0
     assert lines.text().splitlines() == ["x" * 99] * 2000
+
+
+def test_a_consumer_says_when_its_deadline_not_its_count_ended_it(tmp_path):
+    count_file = tmp_path / "count"
+    ended = Count(argparse.Namespace(count=None, count_file=str(count_file), max_s=0.0))
+    ended.add(b"0000001:x")
+    assert ended.done() and ended.result()["deadline_reached"]  # no count yet: only the deadline ended it
+    count_file.write_text("1")
+    counted = Count(argparse.Namespace(count=None, count_file=str(count_file), max_s=60.0))
+    assert not counted.done()
+    counted.add(b"0000001:x")
+    assert counted.done() and not counted.result()["deadline_reached"]
