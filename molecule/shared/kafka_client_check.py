@@ -35,9 +35,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 TIMEOUT_S = 30
 # The consumer group's session: librdkafka's (and Kafka's) default, what an application gets. The soak's consumer
-# must keep its group membership through every gateway restart; a session of 10 s was lost on a loaded 2-core machine
-# (load 9-14) while the client itself was starved during a rollback, and the group re-read the records after its last
-# commit. A gateway that keeps the coordinator away longer than this, or hands a record out twice, still fails.
+# must keep its group membership through every gateway restart; a session of 10 s was lost during a rollback on a
+# loaded 2-core machine (load 9-14: each node's restart cuts the coordinator connection, and the client, the gateways
+# and the brokers all wait for CPU), and the group re-read the records after its last commit. A gateway that keeps the
+# coordinator away longer than this, or hands a record out twice, still fails.
 SESSION_TIMEOUT_MS = 45000
 CLIENT_CONFIG: dict[str, str] = {}  # --config: extra properties of every client this run makes
 
