@@ -34,6 +34,12 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 TIMEOUT_S = 30
+# The consumer group's session: librdkafka's (and Kafka's) default, what an application gets. The soak's consumer
+# must keep its group membership through every gateway restart; a session of 10 s was lost during a rollback on a
+# loaded 2-core machine (load 9-14: each node's restart cuts the coordinator connection, and the client, the gateways
+# and the brokers all wait for CPU), and the group re-read the records after its last commit. A gateway that keeps the
+# coordinator away longer than this, or hands a record out twice, still fails.
+SESSION_TIMEOUT_MS = 45000
 CLIENT_CONFIG: dict[str, str] = {}  # --config: extra properties of every client this run makes
 
 
@@ -107,7 +113,7 @@ def consumer(bootstrap: str, group: str, on_commit: Callable[[KafkaError | None,
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": True,
-        "session.timeout.ms": 10000,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
         **CLIENT_CONFIG,
     }
     if on_commit is not None:
@@ -162,6 +168,8 @@ class Soak:
         self.fatal_errors: list[str] = []
         self.consumed: set[str] = set()
         self.deliveries: Counter[str] = Counter()  # how often the group consumed each value
+        self.positions: dict[str, set[tuple[int, int]]] = {}  # where in the log (partition, offset) each value was
+        self.partitions_lost = 0  # partitions the consumer was told it lost (its session expired): re-reads follow
         self.consumer_errors: list[str] = []
         self.commit_errors: list[str] = []
         self.commits_ok = 0
@@ -203,10 +211,51 @@ class Soak:
         self.commit_errors += failures
         self.commits_ok += not failures and err is None
 
+    def delivered(self, value: str, partition: int, offset: int) -> None:
+        self.consumed.add(value)
+        self.deliveries[value] += 1
+        self.positions.setdefault(value, set()).add((partition, offset))
+
+    def lost(self, _consumer: Consumer, partitions: list) -> None:
+        """librdkafka's on_lost: the group took the partitions away (the session expired), uncommitted reads repeat."""
+        self.partitions_lost += len(partitions)
+
+    def duplicates(self) -> tuple[list[str], list[str]]:
+        """Values consumed more than once: (read again at the same offset, a consumer-side repeat such as a re-read after
+        a lost session; stored at more than one offset, a record the log holds twice)."""
+        again = sorted(v for v, n in self.deliveries.items() if n > len(self.positions.get(v, ())))
+        twice_stored = sorted(v for v, where in self.positions.items() if len(where) > 1)
+        return again, twice_stored
+
+    def problems(self, exactly_once: bool) -> list[str]:
+        """What breaks the soak's promise."""
+        lost = self.acked - self.consumed
+        no_outcome = self.sent - len(self.acked) - len(self.failed)
+        problems = [f"delivery failed: {e}" for e in self.failed[:5]]
+        if no_outcome or self.unanswered:
+            problems.append(f"{no_outcome} of {self.sent} messages sent were never acknowledged nor failed "
+                            f"({self.unanswered} still queued when the final flush gave up)")
+        problems += [f"fatal consumer error: {e}" for e in self.consumer_errors[:5]]
+        problems += [f"fatal client error: {e}" for e in self.fatal_errors[:5]]
+        problems += [f"commit failed: {e}" for e in self.commit_errors[:5]]
+        if not self.commits_ok:  # the callback never reported a commit: the check above would see nothing
+            problems.append("no commit was reported to on_commit")
+        if lost:
+            problems.append(f"{len(lost)} acknowledged messages never consumed, e.g. {sorted(lost)[:5]}")
+        again, twice_stored = self.duplicates()
+        if again and exactly_once:
+            problems.append(f"{len(again)} messages consumed more than once at the same offset (the consumer was told "
+                            f"{self.partitions_lost} partitions were lost), e.g. {again[:5]}")
+        if twice_stored and exactly_once:
+            problems.append(f"{len(twice_stored)} messages stored at more than one offset, e.g. {twice_stored[:5]}")
+        if len(self.acked) < self.rate:  # less than a second's worth: the soak did not really run
+            problems.append(f"only {len(self.acked)} messages acknowledged")
+        return problems
+
     def consume(self) -> None:
         cons = consumer(self.bootstrap, f"{self.topic}-group", on_commit=self.committed,
                         on_error=self.client_error("consumer"))
-        cons.subscribe([self.topic])
+        cons.subscribe([self.topic], on_lost=self.lost)
         quiet_since = None
         while True:
             msg = cons.poll(0.5)
@@ -217,8 +266,7 @@ class Soak:
                     else:  # told to the application all the same: reported by name
                         self.client_errors[f"consumer poll: {msg.error().name()}"] += 1
                 else:
-                    self.consumed.add(msg.value().decode())
-                    self.deliveries[msg.value().decode()] += 1
+                    self.delivered(msg.value().decode(), msg.partition(), msg.offset())
             done_producing = not self.producing.is_set()
             if done_producing and self.acked <= self.consumed:
                 break
@@ -239,26 +287,12 @@ def check_soak(args: argparse.Namespace) -> list[str]:
     Path(args.ready_file).touch()
     soak.produce(Path(args.stop_file), args.max_seconds)
     consumer_thread.join(TIMEOUT_S + 10)
-    lost = soak.acked - soak.consumed
-    no_outcome = soak.sent - len(soak.acked) - len(soak.failed)
-    problems = [f"delivery failed: {e}" for e in soak.failed[:5]]
-    if no_outcome or soak.unanswered:
-        problems.append(f"{no_outcome} of {soak.sent} messages sent were never acknowledged nor failed "
-                        f"({soak.unanswered} still queued when the final flush gave up)")
-    problems += [f"fatal consumer error: {e}" for e in soak.consumer_errors[:5]]
-    problems += [f"fatal client error: {e}" for e in soak.fatal_errors[:5]]
-    problems += [f"commit failed: {e}" for e in soak.commit_errors[:5]]
-    if not soak.commits_ok:  # the callback never reported a commit: the check above would see nothing
-        problems.append("no commit was reported to on_commit")
-    if lost:
-        problems.append(f"{len(lost)} acknowledged messages never consumed, e.g. {sorted(lost)[:5]}")
-    duplicated = sorted(value for value, count in soak.deliveries.items() if count > 1)
-    if duplicated and args.exactly_once:
-        problems.append(f"{len(duplicated)} messages consumed more than once, e.g. {duplicated[:5]}")
-    if len(soak.acked) < args.rate:  # less than a second's worth: the soak did not really run
-        problems.append(f"only {len(soak.acked)} messages acknowledged")
+    problems = soak.problems(args.exactly_once)
+    again, twice_stored = soak.duplicates()
     print(json.dumps({"check": "soak", "sent": soak.sent, "acked": len(soak.acked), "consumed": len(soak.consumed),
-                      "duplicated": len(duplicated), "no_outcome": no_outcome,
+                      "consumed_again": len(again), "stored_twice": len(twice_stored),
+                      "partitions_lost": soak.partitions_lost,
+                      "no_outcome": soak.sent - len(soak.acked) - len(soak.failed),
                       "delivery_failures": len(soak.failed), "commits_ok": soak.commits_ok,
                       "commit_failures": len(soak.commit_errors), "client_errors": dict(soak.client_errors),
                       "problems": problems}))

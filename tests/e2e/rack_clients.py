@@ -36,14 +36,16 @@ class Count:
     def add(self, value: bytes) -> None:
         self.ids[record_id(value)] += 1
 
+    def reached(self) -> bool:
+        return self.expected is not None and len(self.ids) >= self.expected
+
     def done(self) -> bool:
         if self.expected is None and self.count_file is not None and self.count_file.exists():
             self.expected = int(self.count_file.read_text())
-        reached = self.expected is not None and len(self.ids) >= self.expected
-        return reached or time.monotonic() >= self.deadline
+        return self.reached() or time.monotonic() >= self.deadline
 
     def result(self) -> dict[str, Any]:
-        return {"consumed": sum(self.ids.values()), "distinct": len(self.ids),
+        return {"consumed": sum(self.ids.values()), "distinct": len(self.ids), "deadline_reached": not self.reached(),
                 "duplicates": sum(n - 1 for n in self.ids.values() if n > 1), "ids": sorted(int(i) for i in self.ids)}
 
 
@@ -52,9 +54,11 @@ def librdkafka(args: argparse.Namespace) -> dict[str, Any]:
 
     count = Count(args)
     received: dict[str, int] = {}
+    sampled_at = [0]  # when librdkafka took the latest statistics sample served: its "ts", CLOCK_MONOTONIC in µs
 
     def statistics(text: str) -> None:
         stats = json.loads(text)
+        sampled_at[0] = stats["ts"]
         received.clear()
         received.update({str(b["nodeid"]): b["rxbytes"] for b in stats["brokers"].values() if b["nodeid"] >= 0})
         if args.timeline:  # with the broker each partition is fetched from, and its leader
@@ -74,8 +78,10 @@ def librdkafka(args: argparse.Namespace) -> dict[str, Any]:
             for message in consumer.consume(num_messages=1000, timeout=0.2):
                 if message.error() is None:
                     count.add(message.value())
-        final = time.monotonic() + 2 * args.stats_ms / 1000  # one more statistics sample: the last bytes in it
-        while time.monotonic() < final:
+        # One more statistics sample, taken after the last record came: the last bytes are in it. Bounded: a starved
+        # client serves samples late, and one taken before may still be queued.
+        done_us, final = time.monotonic() * 1e6, time.monotonic() + 20 * args.stats_ms / 1000
+        while sampled_at[0] <= done_us and time.monotonic() < final:
             consumer.poll(0.1)
     finally:
         consumer.close()

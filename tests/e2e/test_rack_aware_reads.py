@@ -31,6 +31,8 @@ from lab.gateway_process import forget_cluster, metric_sum
 from tests.e2e.cluster_support import PORT_START, ClusterNode, elect_preferred_leaders, metadata_brokers, wait_until
 from tests.e2e.dataplane_support import PYTHON, REPO, unique
 from tests.e2e.rack_clients import ID_WIDTH, record_id
+from tests.e2e.rack_timeline import PipeLines, reading_from, samples, window
+from tests.e2e.rack_timeline import share as stats_share
 
 pytestmark = pytest.mark.lab
 
@@ -46,6 +48,10 @@ IN_RACK = 0.99  # of a consumer's fetched bytes, from its own rack's broker thro
 REPLICAS = [[1, 2, 3], [2, 3, 1], [3, 1, 2], [1, 3, 2], [2, 1, 3], [3, 2, 1]]
 CONSUMER_DEADLINE_S = 20
 JAVA_IDLE_S = 8  # the restart test's console consumer ends once no record came for this long
+# The restart test's bounds: its producer and consumers stop by then at the latest (a broker's start took 34 s on a
+# loaded 2-core machine), and reads must be back in the rack within BACK_IN_RACK_S of the broker's start.
+RESTART_TEST_MAX_S = 240
+BACK_IN_RACK_S = 60
 FAMILIES = ("librdkafka", "java", "kafka-python", "aiokafka")
 # The families whose software (KIP-511 client_software_name) GATEWAY_CLIENT_RACK_SOFTWARE names by default: they
 # follow a preferred read replica they did not ask for. aiokafka 0.14 follows one only when it set client_rack itself.
@@ -190,12 +196,6 @@ class Counters:
 
 def broker_in(lab, rack: str) -> int:
     return next(b.id for b in lab.brokers if b.rack == rack)
-
-
-def stats_share(rxbytes: dict[str, float], broker_id: int) -> float:
-    """librdkafka's own count: the share of the bytes it received that came from one broker."""
-    total = sum(rxbytes.values())
-    return rxbytes.get(str(broker_id), 0) / total if total else 0.0
 
 
 # --- the consumers ------------------------------------------------------------------------------------------------
@@ -389,6 +389,7 @@ class PacedProducer:
             self.producer.poll(0.02)
         self.producer.flush(60)
         self.sent = number
+        self.ran_out = not self.stopping.is_set()  # stopped by max_s, not by the test
 
     def __enter__(self) -> "PacedProducer":
         self.thread.start()
@@ -418,37 +419,33 @@ def scrapes_over(nodes, seconds: float) -> tuple[Scrape, Scrape]:
     return first, Scrape.of(nodes)
 
 
-def timeline_window(timeline: list[dict], start: float, end: float) -> dict[str, float]:
-    """librdkafka's received bytes per broker between two moments, from its statistics samples."""
-    def at(moment: float) -> dict[str, float]:
-        earlier = [s for s in timeline if s["t"] <= moment]
-        return earlier[-1]["rxbytes"] if earlier else {}
-
-    first, last = at(start), at(end)
-    return {broker: last[broker] - first.get(broker, 0) for broker in last}
-
-
 def consumed_at(timeline: list[dict], moment: float) -> int:
     earlier = [s for s in timeline if s["t"] <= moment]
     return earlier[-1]["consumed"] if earlier else 0
 
 
-def wait_in_rack(nodes, rack: str, what: str, timeout_s: float = 30) -> float | str:
-    """Until, over one second, the rack's clients read (enough to tell) and IN_RACK of it from their own rack: the
-    seconds it took; on timeout, what timed out and the last second's bytes by (node, client rack, broker rack)."""
+def wait_in_rack(nodes, rack: str, what: str, timeout_s: float = 30,
+                 librdkafka: PipeLines | None = None, broker: int | None = None) -> float | str:
+    """Until, over one second, the rack's clients read (enough to tell) and IN_RACK of it from their own rack, and
+    (given its output) librdkafka's own count says the same of its latest second: it alone can tell that it reads
+    again, beside a console consumer that carries the gateway's count. The seconds it took; on timeout, what timed
+    out, the last second's bytes by (node, client rack, broker rack) and librdkafka's latest sample."""
     last: list[Counters] = []
 
     def in_rack() -> bool:
         first = Scrape.of(nodes)
         time.sleep(1)
         last[:] = [Counters.between(first, Scrape.of(nodes))]
-        return last[0].fetched(rack) > 100_000 and last[0].in_rack_share(rack) >= IN_RACK
+        gateway = last[0].fetched(rack) > 100_000 and last[0].in_rack_share(rack) >= IN_RACK
+        return gateway and (librdkafka is None or
+                            reading_from(samples(librdkafka.snapshot()), broker, IN_RACK, 100_000))
 
     try:
         return wait_until(in_rack, timeout_s, what, 0)
     except AssertionError as timed_out:
         seen = {k: v for k, v in last[0].bytes.items() if v and k[1] == rack} if last else {}
-        return f"{timed_out}; {rack}'s clients' bytes over the last second: {seen}"
+        own = samples(librdkafka.snapshot())[-2:] if librdkafka else None
+        return f"{timed_out}; {rack}'s clients' bytes over the last second: {seen}; librdkafka's latest samples {own}"
 
 
 def test_the_in_rack_broker_stops_consumers_read_from_the_leaders_and_come_back(lab, nodes, log4j, tmp_path):
@@ -460,16 +457,19 @@ def test_the_in_rack_broker_stops_consumers_read_from_the_leaders_and_come_back(
     # for JAVA_IDLE_S. kafka-python 3.0.12 and aiokafka 0.14 are left out here: with a client.rack of their own,
     # straight to the brokers, both stop making progress once the broker they fetched from comes back (their own
     # failover, not the gateway's).
-    options = {"librdkafka": ("--count-file", str(count_file), "--max-s", "100", "--timeline"),
+    options = {"librdkafka": ("--count-file", str(count_file), "--max-s", str(RESTART_TEST_MAX_S), "--timeline"),
                "java": ("--timeout-ms", str(JAVA_IDLE_S * 1000))}
     stopped = False
-    with PacedProducer(lab, topic) as producer:
+    with PacedProducer(lab, topic, max_s=RESTART_TEST_MAX_S) as producer:
         consumers = {family: subprocess.Popen(
             consumer_cmd(lab, family, bootstrap(nodes, rack), topic, rack, log4j, *family_options),
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for family, family_options in options.items()}
+        # read as they write: a full pipe would stall a consumer in its own print
+        pipes = {family: (PipeLines(proc.stdout), PipeLines(proc.stderr)) for family, proc in consumers.items()}
+        own_count = {"librdkafka": pipes["librdkafka"][0], "broker": broker}
         try:
-            reading = wait_in_rack(nodes, rack, f"{rack}'s consumers reading in their rack")
+            reading = wait_in_rack(nodes, rack, f"{rack}'s consumers reading in their rack", BACK_IN_RACK_S, **own_count)
             assert isinstance(reading, float), reading
             before_scrapes = scrapes_over(nodes, 3)
             stopped = True
@@ -479,12 +479,14 @@ def test_the_in_rack_broker_stops_consumers_read_from_the_leaders_and_come_back(
             stopped = False
             print(f"\nbroker {broker} stopped in {stop_s:.1f}s, started (in Metadata again) in {start_s:.1f}s")
             # Measured to the end either way: a consumer that stays away is named by its own count below.
-            took = wait_in_rack(nodes, rack, f"{rack}'s consumers back on broker {broker}")
+            took = wait_in_rack(nodes, rack, f"{rack}'s consumers back on broker {broker}", BACK_IN_RACK_S, **own_count)
             after_start = Scrape.of(nodes)
             time.sleep(3)
             acked = producer.stop()
             count_file.write_text(str(producer.sent))
-            outputs = {family: proc.communicate(timeout=60 + JAVA_IDLE_S) for family, proc in consumers.items()}
+            for proc in consumers.values():
+                proc.wait(timeout=60 + JAVA_IDLE_S)
+            outputs = {family: (out.text(), err.text()) for family, (out, err) in pipes.items()}
             after_end = Scrape.of(nodes)
         finally:
             for proc in consumers.values():
@@ -496,17 +498,20 @@ def test_the_in_rack_broker_stops_consumers_read_from_the_leaders_and_come_back(
             elect_preferred_leaders(lab)
     for family, (out, err) in outputs.items():
         assert consumers[family].returncode == 0, (family, err[-2000:])
-    lines = outputs["librdkafka"][0].strip().splitlines()
-    timeline = [json.loads(line) for line in lines[:-1]]
+    timeline = samples(outputs["librdkafka"][0].splitlines())
     results = {"librdkafka": last_json(outputs["librdkafka"][0]), "java": java_result(outputs["java"][0])}
     windows = {"before": before_scrapes, "outage": outage_scrapes, "after": (after_start, after_end)}
     before, outage, after = (Counters.between(*windows[name]) for name in ("before", "outage", "after"))
-    own = {name: timeline_window(timeline, first.at, last.at) for name, (first, last) in windows.items()}
+    own = {name: window(timeline, first.at, last.at) for name, (first, last) in windows.items()}
     print(f"\nbroker {broker} stopped: {rack} in-rack share before {before.in_rack_share(rack):.5f}, during the outage "
           f"{outage.in_rack_share(rack):.5f}, after {after.in_rack_share(rack):.5f} (back: {took}); "
           f"librdkafka's bytes per broker {own}, its partitions' (fetched from, leader) at the end "
           f"{timeline[-1]['fetching'] if timeline else None}; acked {len(acked)} of {producer.sent}, errors "
           f"{producer.errors[:3]}; { {f: brief(r) for f, r in results.items()} }")
+    # Bounds reached before the test was done leave the last window without records: a loaded run once ended both
+    # the producer (then 90 s) and librdkafka (then 100 s) before it began.
+    assert not producer.ran_out and not results["librdkafka"]["deadline_reached"], \
+        (producer.sent, brief(results["librdkafka"]))
     assert len(acked) == producer.sent and not producer.errors
     for family, result in results.items():
         assert exactly_once(result, acked), (family, brief(result))
