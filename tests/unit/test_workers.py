@@ -99,8 +99,9 @@ PARALLEL = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 @pytest.mark.parametrize(("args", "env", "parallel"), [
-    ((), {}, False),  # one process unless asked: two labs side by side made timing-bound tests fail
-    (("-p", "no:cacheprovider"), {}, False),  # what .ci/run runs
+    ((), {}, True),  # the whole suite: two workers by default
+    (("-p", "no:cacheprovider"), {}, True),  # what .ci/run runs
+    (("-p", "no:cacheprovider"), {"KGW_TEST_WORKERS": "1"}, False),
     ((), {"KGW_TEST_WORKERS": "2"}, True),
     (("-p", "no:cacheprovider"), {"KGW_TEST_WORKERS": "2"}, True),
     (("-m", "lab", "-k", "tls"), {"KGW_TEST_WORKERS": "2"}, True),
@@ -109,7 +110,7 @@ PARALLEL = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
     (("tests/e2e",), {"KGW_TEST_WORKERS": "2"}, False),
     ((), {"KGW_TEST_WORKERS": "1"}, False),
 ])
-def test_scripts_test_asks_for_workers_only_when_told_and_for_the_whole_suite(tmp_path: Path, args, env, parallel) -> None:
+def test_scripts_test_asks_for_workers_for_the_whole_suite_unless_told_one(tmp_path: Path, args, env, parallel) -> None:
     argv = run_scripts_test(tmp_path, *args, **env)
     assert argv[:2] == ["-m", "pytest"]
     assert (argv[2:7] == PARALLEL) is parallel and ("-n" in argv) is parallel
