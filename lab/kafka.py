@@ -115,6 +115,10 @@ share.coordinator.state.topic.min.isr=2
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.segment.bytes=67108864
+# Sized for a 2-core test machine, not Kafka's defaults of 3 network threads per listener and 8 request handlers (for
+# the broker and again for the controller): an idle handler or processor still wakes every 300 ms to poll.
+num.network.threads=2
+num.io.threads=2
 """
 
 
