@@ -3,6 +3,7 @@
     broker-cpu.py idle SECONDS           each broker's CPU over SECONDS on a lab nobody uses
     broker-cpu.py restart ID [ID ...]    `python -m lab broker restart ID` one after the other: wall time, the new
                                          JVM's CPU when the lab calls it ready, the other brokers' CPU meanwhile
+    broker-cpu.py threads                each broker's CPU since it started, per thread name (the top 14)
     broker-cpu.py traffic -- CMD ...     run CMD (its output to stderr); the instance's broker JVMs' CPU while it runs (restarted brokers
                                          too), against the machine's busy CPU
 
@@ -33,7 +34,7 @@ def ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def threads_by_name(pid):
+def threads_by_name(pid, top=8):
     """CPU seconds per thread name (numbers stripped, so 'GC Thread#0..n' add up) since the JVM started."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -43,7 +44,7 @@ def threads_by_name(pid):
         except OSError:
             continue
         out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / HZ
-    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])[:8]}
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])[:top]}
 
 
 def brokers():
@@ -132,6 +133,8 @@ def main(argv):
         result = idle(float(argv[1]))
     elif argv[0] == "restart":
         result = restart([int(a) for a in argv[1:]])
+    elif argv[0] == "threads":
+        result = {"mode": "threads", "cpu_s_since_start_by_thread": {i: threads_by_name(p, 14) for i, p in brokers().items()}}
     elif argv[0] == "traffic" and argv[1] == "--":
         result = traffic(argv[2:])
     else:
