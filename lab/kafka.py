@@ -21,6 +21,12 @@ POM = REPO_DIR / "lab" / "maven" / "pom.xml"
 SECOND_LOGGING_BINDING = "slf4j-reload4j,reload4j"
 RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 JAVA_HEAP = os.environ.get("KGW_LAB_BROKER_HEAP", "-Xms256m -Xmx768m").split()
+# A lab broker lives for minutes on a 2-core machine shared with two labs' worth of JVMs and test clients. C2's
+# optimising compiles were the largest single use of its CPU (about 40% over a test module, 1.3 s of every start) and
+# never pay back at test volumes, so it stops at C1; one serial collector replaces G1's parallel and concurrent threads
+# (pauses on a heap this size stay in milliseconds). Neither changes what Kafka does, only how the JVM runs it.
+# Measured in results/suite-timings/broker-cpu-{before,after}.json.
+BROKER_JVM = os.environ.get("KGW_LAB_BROKER_JVM", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC").split()
 
 LOG4J2 = """\
 status = warn
@@ -70,9 +76,9 @@ def _resolve_jars(version: str, home: Path, pom_digest: str) -> None:
     (home / ".complete").write_text(pom_digest)
 
 
-def java_cmd(home: Path, main_class: str, *args: str, heap: list[str] | None = None) -> list[str]:
+def java_cmd(home: Path, main_class: str, *args: str, jvm: list[str] | None = None) -> list[str]:
     return [
-        "java", *(heap or ["-Xmx256m"]), "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        "java", *(jvm or ["-Xmx256m", "-XX:+UseG1GC"]), "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
         "-cp", f"{home / 'libs'}/*", main_class, *args,
     ]
@@ -109,6 +115,10 @@ share.coordinator.state.topic.min.isr=2
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.segment.bytes=67108864
+# Sized for a 2-core test machine, not Kafka's defaults of 3 network threads per listener and 8 request handlers (for
+# the broker and again for the controller): an idle handler or processor still wakes every 300 ms to poll.
+num.network.threads=2
+num.io.threads=2
 """
 
 
@@ -145,8 +155,9 @@ def start_broker(layout: Layout, broker_id: int, version: str) -> Broker:
     log.parent.mkdir(parents=True, exist_ok=True)
     netns = layout.broker_netns(broker_id)
     with open(log, "ab") as out:
+        command = java_cmd(kafka_home(version), "kafka.Kafka", str(config), jvm=JAVA_HEAP + BROKER_JVM)
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, *java_cmd(kafka_home(version), "kafka.Kafka", str(config), heap=JAVA_HEAP)],
+            ["ip", "netns", "exec", netns, *command],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     return Broker(
