@@ -5,6 +5,8 @@
 # brokers' CPU sampled. Each step's JSON goes to OUTDIR; pytest's output to OUTDIR/*.log.
 set -eu
 out=$1; mkdir -p "$out"
+# The brokers' JVM as scripts/test starts it (the "before" runs, at ef46d7f, had G1 and both compilers built in).
+export KGW_LAB_BROKER_JVM=${KGW_LAB_BROKER_JVM:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}
 py=.venv/bin/python; cpu=results/suite-timings/broker-cpu.py
 $py -m lab down >"$out/lab-down.log" 2>&1
 start=$(date +%s.%N); $py -m lab up >"$out/lab-up.log" 2>&1; end=$(date +%s.%N)

@@ -21,6 +21,7 @@ from kio.schema.errors import ErrorCode
 from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 
 from gateway_app.protocol.policy import POLICIES, Handling
+from lab.polling import wait_until
 
 from tests.e2e.dataplane_support import (PYTHON, REPO, GatewayNode, kafka_exchange, node_fixture, run_client,
                                          run_in_client_netns, unique)
@@ -140,6 +141,9 @@ def test_not_ready_while_a_broker_id_has_no_port(lab, tmp_path):
     gateway = GatewayNode(lab, lab.gateway_addresses[-2], PORT_START + 60, HTTP_PORT + 60, tmp_path,
                           GATEWAY_MIN_BROKERID="2", GATEWAY_PORT_COUNT="3").start(ready=False)
     try:
+        # The node answers /health/ready before it has read the broker list: wait for the check that list settles.
+        wait_until(lambda: not json.loads(gateway.http("/health/ready")[1])["checks"]["broker_ids_in_range"]["ok"], 30,
+                   "broker_ids_in_range to fail once the node has read the brokers")
         status, body = gateway.http("/health/ready")
         checks = json.loads(body)["checks"]
         assert status == 503 and not checks["broker_ids_in_range"]["ok"], body
