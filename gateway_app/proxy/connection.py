@@ -375,28 +375,26 @@ class ConnectionPair:
     def close(self) -> None:
         if self.closed:
             return
-        self.closed = True
-        self._release_assembly()
-        if self._broker_reading is not None:
-            self._broker_reading.close()
-        if self._client_reading is not None:
-            self._client_reading.close()
+        self._let_go()
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.close()
         self._on_close(self)
 
     def abort(self) -> None:
-        self.closed = True
-        self._release_assembly()
-        if self._broker_reading is not None:
-            self._broker_reading.close()
-        if self._client_reading is not None:
-            self._client_reading.close()
+        self._let_go()
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.abort()
         self._on_close(self)
+
+    def _let_go(self) -> None:
+        """Closed: what the pair holds besides its transports goes, its assembly budget and the sockets it reads."""
+        self.closed = True
+        self._release_assembly()
+        for reading in (self._broker_reading, self._client_reading):
+            if reading is not None:
+                reading.close()
 
     # --- client -> broker --------------------------------------------------------------------
 
