@@ -36,7 +36,7 @@ from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
 from lab.frames import fetch_request, recv_exactly
 
-from .relay_runs import measured, parser, report
+from .relay_runs import measured, parser, run
 
 MODES = ("off", "on")  # GATEWAY_SPLICE: the baseline, then the candidate
 
@@ -117,19 +117,18 @@ def measure(args: argparse.Namespace) -> dict:
     return {**result, "response_mb": args.response_mb, "fetches": args.fetches}
 
 
+def serve(role: str, ready: Path, rest: list[str]) -> None:
+    if role == "broker":
+        serve_broker(ready, int(rest[0]))
+    else:
+        serve_gateway(ready, int(rest[0]), rest[1] == "on")
+
+
 def main() -> None:
     options = parser(__doc__, MODES)
     options.add_argument("--fetches", type=int, default=250, help="responses fetched per measured run")
     options.add_argument("--response-mb", type=int, default=4, help="MB of records in each response")
-    args = options.parse_args()
-    if args.serve:
-        role, ready, *rest = args.serve
-        if role == "broker":
-            serve_broker(Path(ready), int(rest[0]))
-        else:
-            serve_gateway(Path(ready), int(rest[0]), rest[1] == "on")
-        return
-    report(measure(args), args.out)
+    run(options, serve, measure)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from gateway_app.protocol.message_specs import RESPONSE, spec
 from lab.frames import recv_exactly, request_frame
 
 from .fetch_relay import serve_gateway
-from .relay_runs import measured, parser, report
+from .relay_runs import measured, parser, run
 
 VERSION = 9  # flexible, and its response has nothing the gateway rewrites (KIP-951 came with v10)
 IN_FLIGHT = 5  # a Kafka producer's max.in.flight.requests.per.connection
@@ -79,23 +79,22 @@ def measure(args: argparse.Namespace) -> dict:
     return {**result, "request_kb": args.request_kb, "requests": args.requests}
 
 
+def serve(role: str, ready: Path, rest: list[str]) -> None:
+    if role == "broker":
+        serve_broker(ready)
+    else:
+        from gateway_app.proxy import connection
+        # GATEWAY_SPLICE on in both (the node's default: responses are read by the pair itself either way), and
+        # every Produce request spliced or none: the cost of splicing them at each size, and nothing else
+        connection.PRODUCE_SPLICE_MIN_BYTES = 0 if rest[1] == "splice" else 2**62
+        serve_gateway(ready, int(rest[0]), True)
+
+
 def main() -> None:
     options = parser(__doc__, MODES)
     options.add_argument("--requests", type=int, default=2000, help="requests sent per measured run")
     options.add_argument("--request-kb", type=int, default=128, help="kB of records in each request")
-    args = options.parse_args()
-    if args.serve:
-        role, ready, *rest = args.serve
-        if role == "broker":
-            serve_broker(Path(ready))
-        else:
-            from gateway_app.proxy import connection
-            # GATEWAY_SPLICE on in both (the node's default: responses are read by the pair itself either way), and
-            # every Produce request spliced or none: the cost of splicing them at each size, and nothing else
-            connection.PRODUCE_SPLICE_MIN_BYTES = 0 if rest[1] == "splice" else 2**62
-            serve_gateway(Path(ready), int(rest[0]), True)
-        return
-    report(measure(args), args.out, request_kb=args.request_kb)
+    run(options, serve, measure, lambda args: {"request_kb": args.request_kb})
 
 
 if __name__ == "__main__":

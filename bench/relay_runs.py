@@ -101,6 +101,18 @@ def parser(doc: str, modes: tuple[str, str]) -> argparse.ArgumentParser:
     return options
 
 
+def run(options: argparse.ArgumentParser, serve: Callable[[str, Path, list[str]], None],
+        measure: Callable[[argparse.Namespace], dict], headline: Callable[[argparse.Namespace], dict] = lambda _: {}) -> None:
+    """A benchmark's main: in a serving process (--serve ROLE READY ARGS...) serve(ROLE, READY, ARGS); otherwise
+    measure, write and print the result, the headline's figures first."""
+    args = options.parse_args()
+    if args.serve:
+        role, ready, *rest = args.serve
+        serve(role, Path(ready), rest)
+        return
+    report(measure(args), args.out, **headline(args))
+
+
 def report(result: dict, out: Path | None, **headline: object) -> None:
     """Write the whole result to `out` (if given) and print the headline: the medians and the ratio."""
     if out:
