@@ -15,6 +15,7 @@ from gateway_app.close_reasons import CloseReason
 from gateway_app.protocol.api_keys import PRODUCE
 from gateway_app.protocol.codec import decode, encode
 from gateway_app.protocol.message_specs import REQUEST, RESPONSE, spec
+from gateway_app.protocol.policy import POLICIES
 from gateway_app.proxy import connection
 from gateway_app.proxy.connection import PRODUCE_SPLICE_MIN_BYTES, ConnectionPair
 from gateway_app.protocol.produce_stream import HEAD_READ
@@ -209,6 +210,30 @@ def test_records_that_run_past_the_frame_close_the_pair(loop: str) -> None:
     assert metrics.malformed_frames.labels(CloseReason.BAD_REQUEST)._value.get() == 1
     assert len(broker.received) == 1, "the broker read no whole frame of it"
     assert pair._client_reading.closed and pair._client_reading._pipe is None
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_spliced_size_produce_at_a_version_past_the_policy_is_closed_unread(loop: str) -> None:
+    """A client (newer, or hostile) sends a Produce version the gateway's schemas stop short of: the pair closes at
+    its header, as for any API version not relayed, before any name is read or byte spliced."""
+    newest = POLICIES[PRODUCE].max_version
+    known = produce(newest, 1, [[batch(200_000, 1)]])
+    newer = known[:6] + struct.pack(">h", newest + 1) + known[8:]  # the header's api_version, nothing else changed
+
+    async def run() -> tuple[RecordingBroker, ConnectionPair, Metrics]:
+        async with Relay() as relayed:
+            relayed.writer.write(newer)
+            try:
+                assert await asyncio.wait_for(relayed.reader.read(), 10) == b"", "the gateway closed the connection"
+            except ConnectionResetError:
+                pass  # aborted, as a malformed frame's pair is
+            return relayed.broker, relayed.pair, relayed.metrics
+
+    broker, pair, metrics = LOOPS[loop]().run_until_complete(run())
+    assert pair.closed and pair._client_reading is None, "closed before a splice began"
+    assert metrics.malformed_frames.labels(CloseReason.API_NOT_ALLOWED)._value.get() == 1
+    assert metrics.spliced_produce_bytes._value.get() == 0
+    assert all(batch(200_000, 1) not in frame for frame in broker.received), "no record of it reached the broker"
 
 
 @pytest.mark.parametrize("loop", LOOPS)
