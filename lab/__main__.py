@@ -92,8 +92,7 @@ def cmd_host(args: argparse.Namespace) -> int:
     if args.action == "add":
         core.add_hosts(layout, state, [core.HostSpec.parse(h) for h in args.names])
     else:
-        for name in args.names:
-            core.remove_host(layout, state, name)
+        core.remove_hosts(layout, state, args.names)
     return 0
 
 

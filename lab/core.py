@@ -188,11 +188,15 @@ def add_hosts(layout: Layout, state: LabState, specs: Iterable[HostSpec]) -> lis
     return booted
 
 
-def remove_host(layout: Layout, state: LabState, name: str) -> None:
-    host = state.host(name)
-    say(f"shutting down host {name} (pid {host.pid})")
-    hosts.shutdown(layout, host)
-    state.hosts.remove(host)
+def remove_hosts(layout: Layout, state: LabState, names: Iterable[str]) -> None:
+    """Shut the named hosts down together and forget them."""
+    going = [state.host(name) for name in dict.fromkeys(names)]
+    if not going:
+        return
+    say("shutting down hosts " + ", ".join(f"{host.name} (pid {host.pid})" for host in going))
+    hosts.shutdown(layout, going)
+    for host in going:
+        state.hosts.remove(host)
     state.save()
     hosts.write_known_hosts(layout, state)
 
@@ -201,8 +205,7 @@ def down(layout: Layout) -> None:
     """Stop everything of this instance: hosts, brokers, namespaces, the bridge, cgroups, state."""
     state = LabState.load(layout.instance) if LabState.exists(layout.instance) else None
     if state:
-        for host in list(state.hosts):
-            remove_host(layout, state, host.name)
+        remove_hosts(layout, state, [host.name for host in state.hosts])
         stop_all_brokers(state)
     for broker_id in BROKER_IDS:
         net.netns_down(layout.broker_netns(broker_id), net.broker_veth(layout, broker_id))

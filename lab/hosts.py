@@ -11,11 +11,12 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import rootfs
 from .layout import Layout
-from .shell import run, stop_pid, wait_until
+from .shell import run, stop_pids, wait_until
 from .state import Host, LabState
 
 CGROUP_HIERARCHIES = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
@@ -136,14 +137,14 @@ def wait_for_ssh(state: LabState, host: Host, timeout: float = 90.0) -> None:
     run(state.ssh_cmd(host.name, "true"))
 
 
-def shutdown(layout: Layout, host: Host) -> None:
-    """SIGTERM to nspawn powers the container off cleanly; then its cgroups and upper dir go."""
-    if host.pid:
-        stop_pid(host.pid, timeout=30)
+def shutdown(layout: Layout, hosts: Sequence[Host]) -> None:
+    """SIGTERM to nspawn powers a container off cleanly, all of them at once; then their cgroups and upper dirs go."""
+    stop_pids([host.pid for host in hosts if host.pid], timeout=30)
+    for host in hosts:
         host.pid = None
-    for cg in cgroup_dirs(layout, host.name):
-        remove_cgroup_tree(cg)
-    shutil.rmtree(host_dir(layout, host.name), ignore_errors=True)
+        for cg in cgroup_dirs(layout, host.name):
+            remove_cgroup_tree(cg)
+        shutil.rmtree(host_dir(layout, host.name), ignore_errors=True)
 
 
 def remove_cgroup_tree(top: Path) -> None:

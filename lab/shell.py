@@ -49,24 +49,35 @@ def _not_zombie(pid: int) -> bool:
 
 def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
     """Signal one process, wait for it to go, and kill it if it will not."""
-    if not pid_alive(pid):
-        return
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
+    stop_pids([pid], sig=sig, timeout=timeout)
+
+
+def stop_pids(pids: Sequence[int], *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Signal every process at once, wait for them all to go, and kill those that will not: N clean shutdowns
+    (containers powering off, each service's own stop) take the time of the slowest, not their sum."""
+    signalled = []
+    for pid in pids:
+        if not pid_alive(pid):
+            continue
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            continue
+        signalled.append(pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
+        signalled = [pid for pid in signalled if pid_alive(pid)]
+        if not signalled:
             return
         time.sleep(0.1)
-    say(f"pid {pid} ignored signal {sig} for {timeout:.0f}s, killing it")
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    while pid_alive(pid):
-        time.sleep(0.05)
+    for pid in signalled:
+        say(f"pid {pid} ignored signal {sig} for {timeout:.0f}s, killing it")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        while pid_alive(pid):
+            time.sleep(0.05)
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.5, what: str) -> None:
