@@ -120,6 +120,13 @@ class ClientLoad:
         wait_until(lambda: min(self.acked()) >= records and self._lag() is not None, timeout_s,
                    "both producers acknowledged and the group committing on every partition", 0.2)
 
+    def wait_acked_more(self, seconds: float = 1.0, timeout_s: float = 20.0) -> None:
+        """Until both producers have had `seconds` more of records acknowledged than now: traffic that flowed after
+        what a test just did (a kill, a join, a leave), before it stops the producers."""
+        then = self.acked()
+        wait_until(lambda: all(now >= before + self.rate * seconds for now, before in zip(self.acked(), then)),
+                   timeout_s, f"both producers to have {seconds:g} s more acknowledged", 0.2)
+
     def producers_done(self) -> bool:
         return self.librdkafka.poll() is not None and self.java.poll() is not None
 
