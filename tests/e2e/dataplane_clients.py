@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import hashlib
 import json
+import signal
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -179,7 +181,9 @@ def scenario_aiokafka(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scenario_produce_for(args: argparse.Namespace) -> dict[str, Any]:
-    """Produce steadily for --seconds (idempotent, acks=all), then read everything back."""
+    """Produce steadily for --seconds (idempotent, acks=all), or until SIGTERM, then read everything back."""
+    stopped = threading.Event()  # SIGTERM: stop sending, every record sent still gets its outcome and is read back
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     producer = Producer(config(args.bootstrap, **{"enable.idempotence": True, "acks": "all", "linger.ms": 5,
                                           "delivery.timeout.ms": 120000, "topic.metadata.refresh.interval.ms": 5000}))
     acked: list[str] = []
@@ -193,7 +197,7 @@ def scenario_produce_for(args: argparse.Namespace) -> dict[str, Any]:
 
     deadline = time.monotonic() + args.seconds
     sent = 0
-    while time.monotonic() < deadline and sent < args.count:
+    while time.monotonic() < deadline and sent < args.count and not stopped.is_set():
         producer.produce(args.topic, f"p-{sent}".encode(), on_delivery=delivered)
         sent += 1
         producer.poll(0.002)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -73,6 +74,11 @@ class BackgroundProducer:
             lab.client_cmd([PYTHON, "-m", "tests.e2e.dataplane_clients", "produce-for", "--bootstrap", bootstrap,
                             "--topic", topic, "--seconds", str(seconds), "--count", str(count)]),
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def stop_sending(self) -> None:
+        """End the sending before --seconds: the producer flushes, reads its topic back and reports as usual."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
 
     def result(self) -> dict[str, Any]:
         try:

@@ -36,6 +36,8 @@ def test_broker_restart_under_producer_loses_no_acked_message(lab, node):
         restart = subprocess.run([sys.executable, "-m", "lab", "broker", "restart", str(leader)], cwd=REPO,
                                  capture_output=True, text=True, timeout=180)
         assert restart.returncode == 0, restart.stderr[-2000:]
+        time.sleep(3)  # sending on after the broker is back, then every record sent is read back
+        producer.stop_sending()
         result = producer.result()
     assert result["acked"] > 1000 and result["missing"] == 0, result
     assert result["consumed_distinct"] >= result["acked"], result
