@@ -8,7 +8,8 @@ changed counts, declared sizes and tag numbers or an unknown tag inserted, nulla
 inserted and deleted bytes. Each frame is read by
 
 - Kafka (lab/parser_oracle/ParserOracle.java: the generated `read()` a broker runs, then the generated JSON
-  converter; the names are collected from that JSON by the gateway's own specs),
+  converter; the names are collected from that JSON by the gateway's own specs; `Oracle.read_responses` reads
+  response bodies the same way, as a client does),
 - the gateway's request reader (reserved.request_reader, with a ReservedNames that matches nothing and
   records every value the reader compares),
 - the gateway's codec (codec.decode, the names collected from the dict by the same specs).
@@ -58,6 +59,7 @@ RESERVED_ID = bytes.fromhex("5ca1ab1e00000000000000000000cafe")
 ZERO_ID = bytes(16)
 JACKSON = "2.19.0"
 REFUSALS = (WireError, IndexError, struct.error)
+REQUEST_KIND, RESPONSE_KIND = 0, 1  # the first byte of each frame sent to ParserOracle
 PAST_END = "EndedPastBytes"  # request_reader returned an offset beyond the body: counted as a refusal
 
 
@@ -128,7 +130,16 @@ class Oracle:
         return range(low, (newest if unstable else stable) + 1)
 
     def parse(self, frames: list[tuple[int, int, bytes]]) -> list[dict]:
-        data = b"".join(struct.pack(">hhi", key, version, len(body)) + body for key, version, body in frames)
+        """Request bodies (api key, version, body) read as a broker reads them: one answer each."""
+        return self._read(REQUEST_KIND, frames)
+
+    def read_responses(self, frames: list[tuple[int, int, bytes]]) -> list[dict]:
+        """Response bodies (api key, version, body) read as Kafka's clients read them: one answer each, with the
+        top level's unknown tagged fields as [tag, size] pairs."""
+        return self._read(RESPONSE_KIND, frames)
+
+    def _read(self, kind: int, frames: list[tuple[int, int, bytes]]) -> list[dict]:
+        data = b"".join(struct.pack(">bhhi", kind, key, version, len(body)) + body for key, version, body in frames)
         assert self.process.stdin is not None and self.process.stdout is not None
 
         def send() -> None:

@@ -3,11 +3,14 @@
 // `java ParserOracle versions` prints one JSON line: the request versions this Kafka defines, per API key
 // [key, oldest, latest stable, latest including unstable].
 //
-// `java ParserOracle` reads frames from stdin: int16 api key, int16 api version, int32 length, then that many
-// bytes of request BODY (no header). For each it writes one JSON line:
-//   {"ok": true, "end": <bytes read>, "json": <the message by Kafka's generated JSON converter>}
+// `java ParserOracle` reads frames from stdin: int8 kind (0 a request, 1 a response), int16 api key, int16 api
+// version, int32 length, then that many bytes of message BODY (no header). For each it writes one JSON line:
+//   {"ok": true, "end": <bytes read>, "json": <the message by Kafka's generated JSON converter>,
+//    "unknown_tags": [[tag, size], ...]}
 //   {"ok": false, "error": "<exception>"}
-// The body is read exactly as a broker reads it: ApiKeys.forId(key).messageType.newRequest().read(...).
+// A request body is read exactly as a broker reads it: ApiKeys.forId(key).messageType.newRequest().read(...); a
+// response body as a client does (newResponse()). The unknown tagged fields are the top level's: the tags this
+// version does not define, which Kafka's generated readers keep aside (KIP-482) and its JSON converter leaves out.
 // Which fields hold names is the Python side's business (it walks the JSON with the gateway's specs).
 // Compiled by lab/differential.py against a Kafka libs dir; needs kafka-clients and jackson.
 
@@ -30,6 +33,7 @@ import java.util.Map;
 import org.apache.kafka.common.protocol.ApiKeys;
 import org.apache.kafka.common.protocol.ApiMessage;
 import org.apache.kafka.common.protocol.ByteBufferAccessor;
+import org.apache.kafka.common.protocol.types.RawTaggedField;
 
 public final class ParserOracle {
     private static final ObjectMapper MAPPER = new ObjectMapper();
@@ -53,28 +57,30 @@ public final class ParserOracle {
         }
         DataInputStream in = new DataInputStream(new BufferedInputStream(System.in, 1 << 16));
         while (true) {
-            short key;
+            boolean response;
             try {
-                key = in.readShort();
+                response = in.readByte() == 1;
             } catch (EOFException end) {
                 break;
             }
+            short key = in.readShort();
             short version = in.readShort();
             byte[] body = new byte[in.readInt()];
             in.readFully(body);
-            out.write(MAPPER.writeValueAsBytes(parse(key, version, body)));
+            out.write(MAPPER.writeValueAsBytes(parse(response, key, version, body)));
             out.write('\n');
             if (in.available() == 0) out.flush();
         }
         out.flush();
     }
 
-    private static ObjectNode parse(short key, short version, byte[] body) {
+    private static ObjectNode parse(boolean response, short key, short version, byte[] body) {
         ObjectNode result = MAPPER.createObjectNode();
         ApiMessage message;
         ByteBuffer buffer = ByteBuffer.wrap(body);
         try {
-            message = ApiKeys.forId(key).messageType.newRequest();
+            message = response ? ApiKeys.forId(key).messageType.newResponse()
+                    : ApiKeys.forId(key).messageType.newRequest();
             message.read(new ByteBufferAccessor(buffer), version);
         } catch (Throwable refused) {
             result.put("ok", false);
@@ -83,6 +89,10 @@ public final class ParserOracle {
         }
         result.put("ok", true);
         result.put("end", buffer.position());
+        ArrayNode unknown = result.putArray("unknown_tags");
+        for (RawTaggedField field : message.unknownTaggedFields()) {
+            unknown.add(MAPPER.createArrayNode().add(field.tag()).add(field.size()));
+        }
         try {
             result.set("json", toJson(message, version));
         } catch (Throwable failed) {  // parsed, but not convertible: the harness counts it apart

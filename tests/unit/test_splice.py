@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
 import struct
 from dataclasses import replace
@@ -22,11 +23,11 @@ from gateway_app.protocol.api_keys import FETCH
 from gateway_app.protocol.kio_adapter import load_response_schema
 from gateway_app.protocol.reserved import ReservedNames
 from gateway_app.protocol.schema_walk import read_tags, tag_section_offsets
-from gateway_app.proxy.connection import FETCH_FIRST_READ, ClientProtocol, ConnectionPair, Rules
+from gateway_app.proxy.connection import FETCH_FIRST_READ, ClientProtocol, ConnectionPair, ReadLowWater, Rules
 from gateway_app.proxy.directory import BrokerDirectory
 from gateway_app.proxy.incidents import Incidents
 from gateway_app.proxy.routes import Routes
-from gateway_app.proxy.splice import PIPE_SIZE, PIPES, READ_SIZE, Pipes
+from gateway_app.proxy.splice import PIPE_SIZE, PIPES, READ_SIZE, TURN_BYTES, BrokerReading, Pipes, reader_for
 from lab.frames import fetch_request, request_frame
 from tests.unit.test_fetch_stream import fetch_response, frame_of, records
 from tests.unit.test_protocol_rewrite import nested, sample
@@ -333,3 +334,144 @@ def test_a_fetch_response_whole_in_the_first_read_is_relayed_as_read(loop: str) 
     # the large one: spliced but for its first read and the headers between its record sets
     assert spliced[1] >= len(answers[2]) - FETCH_FIRST_READ - 1024
     assert frames[1] == answers[2]
+
+
+# Each call of _pump splices out at most this much: the budget is checked before each splice out of the pipe, so
+# the last one starts with at least 1 byte of budget left, and the pipe never holds more than PIPE_SIZE (it is
+# filled only once empty, with at most PIPE_SIZE). Bytes read into user space (the first read, headers) are sent
+# outside the budget.
+TURN_BOUND = TURN_BYTES + PIPE_SIZE - 1
+BUFFERS = 64 << 20  # socket buffers that hold a whole 12 MiB frame: every _pump call finds all it may move
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # Linux's (asm-generic/socket.h); Python's socket module lacks them
+
+
+def _buffer(sock: socket.socket, option: int, forced: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, forced, BUFFERS)  # root: past net.core.[rw]mem_max
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, option, BUFFERS)
+
+
+def loopback() -> tuple[socket.socket, socket.socket]:
+    """A loopback TCP connection (sending end, receiving end) whose buffers hold a whole large frame unread."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        _buffer(listener, socket.SO_RCVBUF, SO_RCVBUFFORCE)  # before the handshake: the window scale
+        sender = socket.create_connection(listener.getsockname()[:2])
+        receiver, _ = listener.accept()
+    _buffer(sender, socket.SO_SNDBUF, SO_SNDBUFFORCE)
+    return sender, receiver
+
+
+class SplicingPair:
+    """The pair's side of one BrokerReading (proxy/connection.py's, cut to what this test needs): every response
+    is a Fetch response, started as a spliced frame at its first bytes; what went wrong is kept to be asserted."""
+
+    def __init__(self, name: str, version: int, finished: list[str]) -> None:
+        self.name, self.version, self.finished = name, version, finished
+        self.write_paused_since: float | None = None
+        self.reading: BrokerReading | None = None
+        self.trouble: list[str] = []
+
+    def response_read_size(self) -> int:
+        return FETCH_FIRST_READ
+
+    def from_upstream(self, data: bytes) -> None:
+        self.reading.start(reader_for(self.version), data)
+
+    def spliced_frame_done(self) -> None:
+        self.finished.append(self.name)
+
+    def endpoints_in_place(self, tags: bytes) -> bytes:
+        return tags
+
+    def broker_lost(self, reason: str) -> None:
+        self.trouble.append(f"broker lost: {reason}")
+
+    def bad_response(self, reason: str) -> None:
+        self.trouble.append(f"bad response: {reason}")
+
+    def close(self) -> None:
+        self.trouble.append("closed")
+
+
+async def two_pairs_on_one_loop(big: bytes, small: bytes) -> tuple[list[int], list[str], list[bytes], list[str]]:
+    """A frame of `big` on pair A; once A's first _pump call is over, `small` on pair B. Returns the bytes A spliced
+    in each of its _pump calls, the order the frames finished in, what each client read, and any trouble."""
+    loop = asyncio.get_running_loop()
+    pipes = Pipes()
+    finished: list[str] = []
+    pairs, brokers, clients, readings, transports = {}, {}, {}, {}, []
+    spliced = {"A": 0, "B": 0}
+    for name in ("A", "B"):
+        brokers[name], gateway_source = loopback()
+        gateway_destination, clients[name] = loopback()
+        source, _ = await loop.connect_accepted_socket(asyncio.Protocol, gateway_source)
+        destination, _ = await loop.connect_accepted_socket(asyncio.Protocol, gateway_destination)
+        transports += [source, destination]
+        pairs[name] = SplicingPair(name, 17, finished)
+
+        def tally(count: int, name: str = name) -> None:
+            spliced[name] += count
+
+        readings[name] = pairs[name].reading = BrokerReading(pairs[name], source, destination, tally,
+                                                             ReadLowWater.of(source, tls=False), pipes)
+    per_call: list[int] = []
+    pump = readings["A"]._pump
+
+    def counted_pump() -> None:  # the real _pump, its spliced bytes counted per call
+        before = spliced["A"]
+        pump()
+        per_call.append(spliced["A"] - before)
+        if len(per_call) == 1:  # B's frame arrives while A is under way, and is there at the loop's next poll
+            brokers["B"].sendall(small)
+            if not select.select([readings["B"]._source], [], [], 5)[0]:
+                pairs["B"].trouble.append("B's frame did not reach the gateway")
+
+    readings["A"]._pump = counted_pump
+    brokers["A"].settimeout(5)
+    try:
+        brokers["A"].sendall(big)  # whole in the kernel's buffers before the loop runs again
+    except TimeoutError:
+        pytest.fail(f"loopback buffers do not hold {len(big)} bytes: the test needs root (SO_RCVBUFFORCE) "
+                    "or net.core.rmem_max and wmem_max of 32 MiB")
+    for _ in range(2000):
+        if len(finished) == 2 or any(pair.trouble for pair in pairs.values()):
+            break
+        await asyncio.sleep(0.001)
+    received = []
+    for name, frame in (("A", big), ("B", small)):
+        clients[name].settimeout(5)
+        data = bytearray()
+        while len(data) < len(frame):
+            chunk = clients[name].recv(len(frame) - len(data))
+            if not chunk:
+                break
+            data += chunk
+        received.append(bytes(data))
+    for name in ("A", "B"):
+        readings[name].close()
+        brokers[name].close()
+        clients[name].close()
+    for transport in transports:
+        transport.close()
+    await asyncio.sleep(0)
+    for pipe in pipes._idle:
+        os.close(pipe[0]), os.close(pipe[1])
+    return per_call, finished, received, [t for pair in pairs.values() for t in pair.trouble]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_large_frame_is_moved_a_turn_at_a_time_and_another_pair_goes_between(loop: str) -> None:
+    """TURN_BYTES bounds each wakeup: a 12 MiB Fetch response whose every byte is ready takes several _pump calls,
+    none splicing more than TURN_BOUND; a small response on a second pair of the same loop, arriving after the
+    first call, is out before the large one ends; both reach their clients byte for byte."""
+    big = fetch_answer(17, 1, 9 << 20)  # record sets of 9 and 3 MiB
+    small = fetch_answer(17, 2, 300)
+    per_call, finished, received, trouble = LOOPS[loop]().run_until_complete(two_pairs_on_one_loop(big, small))
+    assert not trouble
+    assert received == [big, small], "every byte, in order"
+    assert sum(per_call) >= len(big) - FETCH_FIRST_READ - 1024, "spliced but for the first read and headers"
+    assert per_call[0] >= TURN_BYTES, "the first call had all it could move: it stopped at its budget"
+    assert max(per_call) <= TURN_BOUND, per_call
+    assert len(per_call) >= 3, per_call
+    assert finished == ["B", "A"], "the small frame got its turn while the large one was under way"
