@@ -158,8 +158,9 @@ def check_roundtrip(args: argparse.Namespace) -> list[str]:
 class Soak:
     """Producer and consumer group running side by side; what was acknowledged and what was consumed."""
 
-    def __init__(self, bootstrap: str, topic: str, rate: int) -> None:
+    def __init__(self, bootstrap: str, topic: str, rate: int, on_flowing: Callable[[], None] = lambda: None) -> None:
         self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
+        self.on_flowing = on_flowing  # called once, at the first record consumed: the clients run end to end
         self.sent = 0
         self.acked: set[str] = set()
         self.failed: list[str] = []
@@ -212,6 +213,8 @@ class Soak:
         self.commits_ok += not failures and err is None
 
     def delivered(self, value: str, partition: int, offset: int) -> None:
+        if not self.consumed:
+            self.on_flowing()
         self.consumed.add(value)
         self.deliveries[value] += 1
         self.positions.setdefault(value, set()).add((partition, offset))
@@ -280,11 +283,10 @@ class Soak:
 def check_soak(args: argparse.Namespace) -> list[str]:
     topic = args.topic
     ensure_topic(args.bootstrap, topic, 6)
-    soak = Soak(args.bootstrap, topic, args.rate)
+    soak = Soak(args.bootstrap, topic, args.rate, on_flowing=Path(args.ready_file).touch)
     soak.producing.set()
     consumer_thread = threading.Thread(target=soak.consume, daemon=True)
     consumer_thread.start()
-    Path(args.ready_file).touch()
     soak.produce(Path(args.stop_file), args.max_seconds)
     consumer_thread.join(TIMEOUT_S + 10)
     problems = soak.problems(args.exactly_once)
@@ -358,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=200, help="roundtrip: messages")
     parser.add_argument("--rate", type=int, default=100, help="soak: messages per second")
     parser.add_argument("--stop-file", default="/tmp/kgw-soak.stop")
-    parser.add_argument("--ready-file", default="/tmp/kgw-soak.ready")
+    parser.add_argument("--ready-file", default="/tmp/kgw-soak.ready",
+                        help="soak: touched once the first record produced has been consumed (the clients run)")
     parser.add_argument("--max-seconds", type=float, default=300)
     parser.add_argument("--exactly-once", action="store_true", help="soak: a message consumed twice is a problem too")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="librdkafka property")

@@ -68,3 +68,15 @@ def test_a_lost_record_and_a_missing_commit_fail(check):
     assert "no commit was reported to on_commit" in problems
     assert "1 acknowledged messages never consumed, e.g. ['s999']" in problems
 
+
+
+def test_the_soak_says_it_flows_once_at_its_first_consumed_record(check, tmp_path):
+    """The ready file the scenarios wait for before a disturbance: touched when a record has gone through, not when
+    the clients merely started, and once."""
+    ready = tmp_path / "soak.ready"
+    flowing = []
+    soak = check.Soak("198.18.0.1:6969", "t", rate=100, on_flowing=lambda: (flowing.append(1), ready.touch()))
+    assert not ready.exists()
+    soak.delivered("s0", 0, 0)
+    soak.delivered("s1", 1, 0)
+    assert ready.exists() and flowing == [1]
