@@ -36,21 +36,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = workers.hand_out_order(items)
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """Under --dist loadfile, the worker without a lab gets only the files that need none (tests/workers.py)."""
-    return workers.LabAwareScheduling(config, log) if config.getoption("dist") == "loadfile" else None
-
-
 def run_lab(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "lab", "--instance", str(INSTANCE), *args], cwd=REPO, check=True)
 
 
 @pytest.fixture(scope="session")
 def lab() -> LabState:
-    if not workers.has_lab():  # the scheduler hands this worker no lab test; a third lab would drown the machine
-        pytest.fail(f"worker {os.environ.get('PYTEST_XDIST_WORKER')} has no lab: a test that needs one must not live "
-                    f"under {' or '.join(workers.NO_LAB_DIRS)}")
     was_up = LabState.exists(INSTANCE)
     run_lab("up")
     yield LabState.load(INSTANCE)

@@ -1,5 +1,5 @@
-"""The whole suite on xdist workers (tests/workers.py, scripts/test): which lab instance each uses, the order the files
-are handed out in, which files the worker without a lab takes, and when scripts/test asks for workers at all."""
+"""The whole suite on two workers (tests/workers.py, scripts/test): which lab instance each uses, the order the files
+are handed out in, and when scripts/test asks for workers at all."""
 
 from __future__ import annotations
 
@@ -78,41 +78,6 @@ def test_two_workers_run_on_two_instances_the_longest_file_first(tmp_path: Path)
     assert Path(runs[0][0]).name == "test_ansible_molecule.py"
 
 
-def test_the_worker_without_a_lab_takes_unit_and_docs_files_only_and_the_lab_workers_the_rest(tmp_path: Path) -> None:
-    """A real xdist run with the suite's conftest hooks and three workers: gw2, which has no lab, runs unit and docs
-    files and never a lab file, though lab files are first in the queue; gw0 and gw1 run every lab file."""
-    (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_collection_modifyitems, pytest_configure, "
-                                          "pytest_xdist_make_scheduler\n")
-    record = ("import json, os, time\n\n\ndef test_record():\n    time.sleep(0.3)\n"
-              "    with open(os.environ['RECORD'], 'a') as out:\n"
-              "        out.write(json.dumps([__file__, os.environ['PYTEST_XDIST_WORKER']]) + '\\n')\n")
-    lab_files = [f"tests/e2e/test_lab{n}.py" for n in range(4)]
-    plain_files = [f"tests/unit/test_u{n}.py" for n in range(3)] + ["tests/docs/test_d.py"]
-    for path in lab_files + plain_files:
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        marked = "import pytest\npytestmark = pytest.mark.lab\n" if "e2e" in path else ""
-        (tmp_path / path).write_text(marked + record)
-    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    lab: needs a lab\n")
-    out = tmp_path / "record.jsonl"
-    env = {**os.environ, "RECORD": str(out), "PYTHONPATH": str(ROOT)}
-    for name in ("PYTEST_XDIST_WORKER", "KGW_TEST_WORKERS"):
-        env.pop(name, None)  # this test may itself run in a worker
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-n", "3", "--dist", "loadfile", "--no-loadscope-reorder", "--rootdir", str(tmp_path),
-                           str(tmp_path / "tests")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    ran = {Path(file).relative_to(tmp_path).as_posix(): worker
-           for file, worker in (json.loads(line) for line in out.read_text().splitlines())}
-    assert sorted(ran) == sorted(lab_files + plain_files)
-    assert {ran[f] for f in lab_files} <= {"gw0", "gw1"}
-    assert "gw2" in {ran[f] for f in plain_files}, ran  # it took work, and only what needs no lab
-
-
-@pytest.mark.parametrize(("worker", "has"), [("gw0", True), ("gw1", True), ("gw2", False)])
-def test_only_the_first_two_workers_have_a_lab(worker: str, has: bool) -> None:
-    assert workers.has_lab(worker) is has
-
-
 def run_scripts_test(tmp_path: Path, *args: str, **env: str) -> list[str]:
     """scripts/test's pytest arguments, with a bootstrap and a Python that only report."""
     shutil.copytree(ROOT / "scripts", tmp_path / "scripts", ignore=lambda d, names: [n for n in names if n != "test"])
@@ -130,7 +95,7 @@ def run_scripts_test(tmp_path: Path, *args: str, **env: str) -> list[str]:
     return done.stdout.split()
 
 
-PARALLEL = ["-n", "3", "--dist", "loadfile", "--no-loadscope-reorder"]  # two workers with a lab, one without
+PARALLEL = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 @pytest.mark.parametrize(("args", "env", "parallel"), [
@@ -150,8 +115,3 @@ def test_scripts_test_asks_for_workers_for_the_whole_suite_unless_told_one(tmp_p
     assert argv[:2] == ["-m", "pytest"]
     assert (argv[2:7] == PARALLEL) is parallel and ("-n" in argv) is parallel
     assert argv[len(argv) - len(args):] == list(args)
-
-
-def test_the_quick_tests_run_on_two_workers_none_needs_a_lab(tmp_path: Path) -> None:
-    argv = run_scripts_test(tmp_path, "--quick")
-    assert argv[argv.index("-n"):argv.index("-n") + 2] == ["-n", "2"]
