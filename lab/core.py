@@ -184,6 +184,7 @@ def add_hosts(layout: Layout, state: LabState, specs: Iterable[HostSpec]) -> lis
     hosts.write_known_hosts(layout, state)
     for host in booted:
         hosts.wait_for_ssh(state, host)
+        hosts.stamp(layout, host, "answers ssh")
         say(f"host {host.name} up: ssh root@{host.address}")
     return booted
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,8 +111,9 @@ def boot(layout: Layout, state: LabState, rootfs: Path, host: Host) -> None:
         for cg in cgroups:
             (cg / "cgroup.procs").write_text(str(os.getpid()))
 
-    log = layout.log_dir / f"host-{host.name}.log"
+    log = host_log(layout, host)
     log.parent.mkdir(parents=True, exist_ok=True)
+    stamp(layout, host, "booting")
     argv = [
         "systemd-nspawn", "--quiet", "--boot", f"--directory={rootfs}", f"--overlay={rootfs}:{upper}:/",
         f"--machine={host.machine}", "--register=no", "--keep-unit", f"--network-bridge={layout.bridge}",
@@ -123,6 +125,21 @@ def boot(layout: Layout, state: LabState, rootfs: Path, host: Host) -> None:
             start_new_session=True, preexec_fn=enter_own_cgroup,
         )
     host.pid = proc.pid
+
+
+def host_log(layout: Layout, host: Host) -> Path:
+    """The host's console output, appended to across boots (kept by `lab down`)."""
+    return layout.log_dir / f"host-{host.name}.log"
+
+
+def stamp(layout: Layout, host: Host, what: str) -> None:
+    """A dated line in the host's console log: the console's own lines carry no time, and a slow boot (35-46 s
+    instead of 4-6 in some suite runs) must show where its time went."""
+    now = time.time()
+    with open(host_log(layout, host), "a") as out:
+        # on a line of its own: the console leaves its "login:" prompt without a newline
+        out.write(f"\n==== lab {time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now))}.{int(now * 1000) % 1000:03d}Z: "
+                  f"{host.name} {what}\n")
 
 
 def wait_for_ssh(state: LabState, host: Host, timeout: float = 90.0) -> None:
@@ -139,8 +156,11 @@ def wait_for_ssh(state: LabState, host: Host, timeout: float = 90.0) -> None:
 
 def shutdown(layout: Layout, hosts: Sequence[Host]) -> None:
     """SIGTERM to nspawn powers a container off cleanly, all of them at once; then their cgroups and upper dirs go."""
+    for host in hosts:
+        stamp(layout, host, "powering off")
     stop_pids([host.pid for host in hosts if host.pid], timeout=30)
     for host in hosts:
+        stamp(layout, host, "off")
         host.pid = None
         for cg in cgroup_dirs(layout, host.name):
             remove_cgroup_tree(cg)

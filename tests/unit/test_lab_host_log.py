@@ -1,0 +1,23 @@
+"""lab.hosts.stamp: dated lines in a host's console log, where the console's own lines carry no time, so that a slow
+boot or poweroff shows where its time went."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+from lab import hosts
+from lab.state import Host
+
+
+def test_each_stamp_is_a_dated_line_of_its_own_after_the_consoles_unfinished_prompt(tmp_path) -> None:
+    layout = SimpleNamespace(log_dir=tmp_path)
+    host = Host("gw1", "198.18.0.11", "rack-a", ["gateways"], "kgw0-gw1")
+    log = hosts.host_log(layout, host)
+    log.write_text("Debian GNU/Linux 12 gw1 console\n\ngw1 login: ")  # what the console leaves: no newline
+    hosts.stamp(layout, host, "answers ssh")
+    hosts.stamp(layout, host, "powering off")
+    stamped = [line for line in log.read_text().splitlines() if line.startswith("==== lab ")]
+    assert [line.split(": ", 1)[1] for line in stamped] == ["gw1 answers ssh", "gw1 powering off"]
+    assert all(re.fullmatch(r"==== lab \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z: .+", line) for line in stamped)
+    assert "gw1 login: " in log.read_text().splitlines()  # the console's own line is left as it was
