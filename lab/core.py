@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import hosts, kafka, kafka_versions, net, rootfs
 from .layout import BROKER_IDS, DEBIAN_RELEASES, DEFAULT_RELEASE, RACKS, Layout
-from .shell import pid_alive, say
+from .shell import pid_alive, say, stop_pids
 from .state import Host, LabState, RackClient
 
 
@@ -156,10 +154,9 @@ def stop_all_brokers(state: LabState) -> None:
     """Signal every broker at once: stopped one by one, the last ones wait for a controller quorum that is gone."""
     running = [b for b in state.brokers if b.pid and pid_alive(b.pid)]
     say("stopping brokers " + ", ".join(f"{b.id} (pid {b.pid})" for b in running))
+    stop_pids([broker.pid for broker in running], timeout=kafka.STOP_TIMEOUT_S)
     for broker in running:
-        os.kill(broker.pid, signal.SIGTERM)
-    for broker in running:
-        kafka.stop_broker(broker)
+        broker.pid = None
     state.save()
 
 

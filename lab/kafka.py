@@ -167,9 +167,12 @@ def start_broker(layout: Layout, broker_id: int, version: str) -> Broker:
     )
 
 
+STOP_TIMEOUT_S = 45  # a broker's controlled shutdown, before it is killed
+
+
 def stop_broker(broker: Broker) -> None:
     if broker.pid:
-        stop_pid(broker.pid, timeout=45)
+        stop_pid(broker.pid, timeout=STOP_TIMEOUT_S)
         broker.pid = None
 
 

@@ -66,11 +66,10 @@ def netns_down(name: str, veth_host: str) -> None:
 
 def _kill_netns_processes(name: str) -> None:
     """Nothing may outlive its namespace: stop what still runs in it (by PID, as `ip netns pids` lists them)."""
-    from .shell import stop_pid
+    from .shell import stop_pids
 
-    for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
-        if int(pid) != os.getpid():
-            stop_pid(int(pid), timeout=10)
+    stop_pids([int(pid) for pid in run(["ip", "netns", "pids", name], check=False).stdout.split()
+               if int(pid) != os.getpid()], timeout=10)
 
 
 def netns_names(layout: Layout) -> list[str]:
