@@ -112,6 +112,6 @@ FAMILIES = {"librdkafka": librdkafka, "kafka-python": kafka_python, "aiokafka": 
 
 if __name__ == "__main__":
     family, bootstrap, topic, prefix, seconds, rate, acked_file, STOP_FILE = sys.argv[1:9]
-    with open(acked_file, "w") as out:
+    with open(acked_file, "w", buffering=1) as out:  # line by line: the tests read it while the client runs
         result = FAMILIES[family](bootstrap, topic, prefix, float(seconds), float(rate), out)
     print(json.dumps(result), flush=True)

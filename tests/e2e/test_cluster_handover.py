@@ -210,8 +210,16 @@ class Probe:
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def result(self, timeout_s: float = 180) -> dict:
+    def acked(self) -> int:
+        """Messages acknowledged so far (the client writes each one to its file as it is told)."""
+        return len(self.acked_file.read_text().split()) if self.acked_file.exists() else 0
+
+    def stop(self) -> None:
+        """Stop sending: it flushes and prints its result, which result() collects."""
         self.stop_file.touch()
+
+    def result(self, timeout_s: float = 180) -> dict:
+        self.stop()
         out, _ = self.proc.communicate(timeout=timeout_s)
         assert self.proc.returncode == 0, f"{self.prefix} exited {self.proc.returncode}"
         return json.loads(out.strip().splitlines()[-1])
@@ -236,6 +244,11 @@ class NoRetryProducer:
         argv = verifiable_producer(lab, self.dir, bootstrap, self.topic, self.sent_max, rate, 2, tool_retries=True)
         self.proc = subprocess.Popen(lab.client_cmd(argv), stdout=(self.dir / "events").open("w"),
                                      stderr=(self.dir / "stderr").open("w"))
+
+    def acked(self) -> int:
+        """Sends acknowledged so far, from its events file."""
+        lines = (self.dir / "events").read_text().splitlines()
+        return len(outcomes.verifiable_producer("no-retry", 0, lines, 0).acked)
 
     def finish(self, restarts: list[tuple[str, float, float]]) -> dict:
         """Stop it (it closes its producer: every record it was handed gets an outcome) and say what it was told,
@@ -335,11 +348,15 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
     probe = no_retry = None
     try:
         with Sampler(by_rack) as sampler:
-            load.start()
+            # The probe and the no-retry JVM start while the group's two JVMs do: none of them waits for the others.
             probe = Probe(lab, tmp_path, bootstrap, topic, "librdkafka", seconds=400, rate=50)
             no_retry = NoRetryProducer(lab, tmp_path, bootstrap, rate=100, seconds=400)
+            load.start()
+            # Every client sending and told of its sends before the first node stops (the restarts happen under load).
+            load.wait_flowing(READY_S)
+            wait_until(lambda: probe.acked() >= 50 and no_retry.acked() >= 100, READY_S,
+                       "the probe and the no-retry producer to have a second of sends acknowledged", 0.2)
             wait_until(lambda: follows_mapping(by_rack, rack_owner(lab)), 30, "the clients to settle on the rack-local nodes", 0.5)
-            time.sleep(5)
             started = time.time()
             restarts = []
             for rack in RACKS:  # the playbook's order
@@ -349,8 +366,8 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
                 by_rack[rack] = nodes[f"gw-{rack}"]
             ready_at = time.time()
             print(f"\nrolling restart of 3 nodes took {ready_at - started:.1f} s")
-            time.sleep(5)
             if BASELINE:
+                time.sleep(5)
                 told = no_retry.finish(restarts)
                 print(f"retries=0 VerifiableProducer through the rolling restart: {json.dumps(told)}")
                 time.sleep(CONVERGE_S)
@@ -364,10 +381,11 @@ def test_rolling_restart_then_kill_9_connections_return_to_their_rack(lab, gatew
                   f"(settle {SETTLE_S:g} + spread {SPREAD_S:g} + metadata refresh {METADATA_REFRESH_S:g} s): {per_node(by_rack)}")
             # Through the handovers too: the connections the restarts pushed to other nodes are handed back now.
             handing_back = ("handing back", ready_at + 5, time.time())
+            # At least 3 s without a byte across racks, the no-retry producer's close among them.
+            before, quiet_from = out_of_rack_bytes(by_rack), time.monotonic()
             told = no_retry.finish([*restarts, handing_back])
             print(f"retries=0 VerifiableProducer through the rolling restart and the handovers after it: {json.dumps(told)}")
-            before = out_of_rack_bytes(by_rack)
-            time.sleep(3)
+            time.sleep(max(0.0, quiet_from + 3 - time.monotonic()))
             assert out_of_rack_bytes(by_rack) == before, "traffic still crosses racks"
             converged_at = time.time()
 
@@ -481,6 +499,8 @@ def test_librdkafka_kafka_python_and_aiokafka_follow_a_handover(lab, gateway, tm
         print(f"\nrack-c's node joined: connections follow the mapping {took:.1f} s after it was ready; {({r: dict(c) for r, c in held.items()})}")
         assert all(probe.running() for probe in probes), "the producers ran through the handover"
         assert held["rack-c"]["3"] >= 3, "each of the three producers reconnected to rack-c's node"
+        for probe in probes:  # all three flush at once
+            probe.stop()
         results = {probe.prefix: probe.result() for probe in probes}
     finally:
         for probe in probes:
