@@ -40,7 +40,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from gateway_app.protocol import codec, message_specs
 from gateway_app.protocol.message_specs import REQUEST, FieldSpec, MessageSpec
@@ -139,22 +139,40 @@ class Oracle:
         return self._read(RESPONSE_KIND, frames)
 
     def _read(self, kind: int, frames: list[tuple[int, int, bytes]]) -> list[dict]:
+        return self.submit(kind, frames)()
+
+    def submit(self, kind: int, frames: list[tuple[int, int, bytes]]) -> Callable[[], list[dict]]:
+        """Send frames and return at once; the returned call waits for their answers. Kafka reads them while the
+        caller works on something else (fuzz judges the previous batch meanwhile: two cores, not one after the
+        other). One batch at a time: call the answers of one before submitting the next."""
         data = b"".join(struct.pack(">bhhi", kind, key, version, len(body)) + body for key, version, body in frames)
-        assert self.process.stdin is not None and self.process.stdout is not None
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        lines: list[bytes] = []
 
         def send() -> None:
-            self.process.stdin.write(data)  # type: ignore[union-attr]
-            self.process.stdin.flush()  # type: ignore[union-attr]
+            stdin.write(data)
+            stdin.flush()
 
-        writer = threading.Thread(target=send, daemon=True)  # so neither pipe fills while the other waits
-        writer.start()
-        answers = []
-        for _ in frames:
-            line = self.process.stdout.readline()
-            if not line:
+        def receive() -> None:
+            for _ in frames:
+                line = stdout.readline()
+                if not line:
+                    return
+                lines.append(line)
+
+        # both pipes served by threads of their own, so neither fills while the other waits
+        workers = [threading.Thread(target=send, daemon=True), threading.Thread(target=receive, daemon=True)]
+        for worker in workers:
+            worker.start()
+
+        def answers() -> list[dict]:
+            for worker in workers:
+                worker.join()
+            if len(lines) < len(frames):
                 raise RuntimeError(f"the parser oracle ended (exit {self.process.poll()})")
-            answers.append(json.loads(line))
-        writer.join()
+            return [json.loads(line) for line in lines]
+
         return answers
 
     def close(self) -> None:
@@ -685,9 +703,10 @@ def fuzz(oracle: Oracle, frames: int, seed: int, seconds: float | None = None, b
     boundaries: set = set()
     started = time.monotonic()
     last_report = started
-    while run.frames < frames and (seconds is None or time.monotonic() - started < seconds):
+
+    def build(count: int) -> list[tuple[int, int, bytes]]:
         chunk = []
-        for _ in range(min(batch, frames - run.frames)):
+        for _ in range(count):
             api_key, version, message = rng.choice(pool)
             tracer = Tracer()
             values = builder.message(message)
@@ -698,7 +717,21 @@ def fuzz(oracle: Oracle, frames: int, seed: int, seconds: float | None = None, b
             if rng.random() < 0.9:
                 body = mutator.mutate(body, tracer.points)
             chunk.append((api_key, version, body))
-        for (api_key, version, body), answer in zip(chunk, oracle.parse(chunk)):
+        return chunk
+
+    def more() -> bool:
+        return run.frames + len(chunk) < frames and (seconds is None or time.monotonic() - started < seconds)
+
+    # Kafka reads each batch while this process builds the next one and judges the one before: both cores at work.
+    chunk = build(min(batch, frames))
+    pending = oracle.submit(REQUEST_KIND, chunk)
+    while chunk:
+        following = build(min(batch, frames - run.frames - len(chunk))) if more() else []
+        answers = pending()
+        if following:
+            pending = oracle.submit(REQUEST_KIND, following)
+        judged, chunk = chunk, following
+        for (api_key, version, body), answer in zip(judged, answers):
             outcome, disagreement, details = judge(api_key, version, body, answer)
             run.frames += 1
             run.outcomes[outcome] += 1

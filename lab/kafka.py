@@ -28,6 +28,7 @@ JAVA_HEAP = os.environ.get("KGW_LAB_BROKER_HEAP", "-Xms256m -Xmx768m").split()
 # back; one serial collector replaces G1's parallel and concurrent threads. Neither changes what Kafka does.
 # Measured in results/suite-timings/broker-cpu-{before,after}.json.
 BROKER_JVM = os.environ.get("KGW_LAB_BROKER_JVM", "-XX:+UseG1GC").split()
+TOOL_JVM = ["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]  # the storage format's, run once a broker
 
 LOG4J2 = """\
 status = warn
@@ -146,7 +147,9 @@ def prepare_broker(layout: Layout, broker_id: int, cluster_id: str, version: str
     config.write_text(wanted_config(layout, broker_id))
     if not (data / "meta.properties").exists():
         # 3.9 and 4.x take the same format flags for a static quorum (controller.quorum.voters), as the lab runs.
-        run(java_cmd(kafka_home(version), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)))
+        # A one-shot tool: C1 only and the serial collector start it in half the time of G1 and C2 (1.5 s, not 3).
+        run(java_cmd(kafka_home(version), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                     jvm=TOOL_JVM))
     return config
 
 
@@ -203,5 +206,5 @@ def wait_for_brokers(bootstrap: str, expected: int, timeout: float = 300.0) -> d
         seen.update({node.id: node.rack for node in cluster.nodes})
         return len(seen) == expected
 
-    wait_until(ready, timeout=timeout, interval=1.0, what=f"{expected} brokers in Metadata at {bootstrap}")
+    wait_until(ready, timeout=timeout, interval=0.25, what=f"{expected} brokers in Metadata at {bootstrap}")
     return dict(seen)

@@ -325,6 +325,11 @@ def test_external_load_balancing_advertises_the_load_balancer_and_any_node_serve
     with PortForwarder(lb_address, ports, [n.address for n in nodes.values()]):
         load = client_load(f"{lb_address}:{PORT_START}", count=1000)
         load.start()
+        # the clients' connections are all open once both producers are acknowledged and the group commits on every
+        # partition; a second more of records through them, then every acknowledged record consumed once, as before
+        load.wait_flowing()
+        load.wait_acked_more(1)
+        load.stop_producers()
         load.finish_and_verify()
     for node in nodes.values():
         metrics = http_get(node.address, "/metrics")[1].decode()

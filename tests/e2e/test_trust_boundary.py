@@ -139,9 +139,10 @@ def test_connection_caps_refuse_and_count(lab: Any, tmp_path_factory: Any) -> No
     capped = GatewayNode(lab, lab.gateway_addresses[-2], 17600, 17690, tmp_path_factory.mktemp("capped"),
                          GATEWAY_MAX_CONNECTIONS="30", GATEWAY_MAX_CONNECTIONS_PER_SOURCE="20").start()
     try:
+        # holds its connections until communicate() below closes its stdin (at most 60 s)
         held = subprocess.Popen(lab.client_cmd([PYTHON, "-m", "tests.e2e.trust_clients", "hold", "--bootstrap",
-                                                capped.bootstrap, "--count", "25", "--seconds", "15"]),
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                                capped.bootstrap, "--count", "25", "--seconds", "60"]),
+                                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while capped.metric("gateway_connections_refused_total", reason="source_limit") < 5 \
                 and time.monotonic() < deadline:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import select
 import socket
 import struct
+import sys
 import time
 from typing import Any, Callable
 
@@ -110,7 +112,8 @@ def silent(args: argparse.Namespace) -> dict[str, Any]:
 
 def hold(args: argparse.Namespace) -> dict[str, Any]:
     """Open --count connections, each sending one Metadata request, and report how many stayed open
-    (answered) and how many the gateway closed at once (refused)."""
+    (answered) and how many the gateway closed at once (refused). They are held until stdin is closed (the test
+    has looked at the gateway), at most --seconds."""
     _raise_fd_limit(args.count + 100)
     host, port = args.bootstrap.rsplit(":", 1)
     answered = refused = 0
@@ -125,7 +128,7 @@ def hold(args: argparse.Namespace) -> dict[str, Any]:
             answered += 1
         except OSError:
             refused += 1
-    time.sleep(args.seconds)  # hold them while the test looks at the gateway
+    select.select([sys.stdin], [], [], args.seconds)  # readable at its end: the test is done looking
     for sock in sockets:
         sock.close()
     return {"answered": answered, "refused": refused}
