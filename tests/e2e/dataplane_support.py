@@ -104,10 +104,6 @@ def run_in_client_netns(lab: Any, argv: list[str], timeout_s: float = 120.0,
                           input=stdin)
 
 
-def java_tool(lab: Any, main_class: str, *args: str) -> list[str]:
-    return ["java", "-Xmx256m", "-cp", lab.java_classpath, main_class, *args]
-
-
 def build_franz_go(out_dir: Path) -> str:
     """The Go client program (tests/clients/go: franz-go at its newest, its defaults), built from its committed
     go.mod/go.sum into out_dir; Go's build cache makes a rebuild about a second. Go 1.26+ is needed (the machine's
