@@ -13,6 +13,7 @@ the best of several passes. The lab benchmark (``python -m bench``) is what coun
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime
 import json
 import struct
@@ -112,7 +113,11 @@ def metadata_response_frame(correlation_id: int, topics: int) -> bytes:
     return _framed(struct.pack(">i", correlation_id) + b"\x00" + encode(body))
 
 
-def _best_us(frames: int, passes: int, feed_requests, feed_responses) -> tuple[float, float]:
+def _best_us(frames: int, passes: int, feed_requests, feed_responses,
+             profiler: cProfile.Profile | None = None) -> tuple[float, float]:
+    """The best µs per frame over the passes; a profiler given records the feeds alone (its cost is in the figures)."""
+    if profiler is not None:
+        feed_requests, feed_responses = _profiled(profiler, feed_requests), _profiled(profiler, feed_responses)
     best_request = best_response = float("inf")
     for _ in range(passes):
         start = time.perf_counter()
@@ -123,6 +128,16 @@ def _best_us(frames: int, passes: int, feed_requests, feed_responses) -> tuple[f
         best_request = min(best_request, (middle - start) / frames * 1e6)
         best_response = min(best_response, (end - middle) / frames * 1e6)
     return round(best_request, 2), round(best_response, 2)
+
+
+def _profiled(profiler: cProfile.Profile, feed):
+    def run() -> None:
+        profiler.enable()
+        try:
+            feed()
+        finally:
+            profiler.disable()
+    return run
 
 
 def _pair() -> ConnectionPair:
@@ -165,7 +180,8 @@ def fetch_response_frame(correlation_id: int, partitions: int, record_bytes: int
     return _framed(struct.pack(">i", correlation_id) + b"\x00" + body)
 
 
-def measure_fetch(frames: int, passes: int, partitions: int) -> dict[str, float]:
+def measure_fetch(frames: int, passes: int, partitions: int,
+                  profiler: cProfile.Profile | None = None) -> dict[str, float]:
     """µs per consumer Fetch v12 request (and its response) without a client rack and with one filled in."""
     figures = {}
     for name, source in (("no_rack", "198.18.0.250"), ("rack", "198.18.8.7")):
@@ -173,7 +189,8 @@ def measure_fetch(frames: int, passes: int, partitions: int) -> dict[str, float]
         assert (pair.client_rack is not None) == (name == "rack")
         figures[name] = _best_us(frames, passes,
                                  _feeder(pair.from_client, [fetch_request(12, i, partitions) for i in range(frames)]),
-                                 _feeder(pair.from_upstream, [fetch_response_frame(i, partitions) for i in range(frames)]))
+                                 _feeder(pair.from_upstream, [fetch_response_frame(i, partitions) for i in range(frames)]),
+                                 profiler)
         if name == "rack":
             assert pair.metrics.racks.rack_assigned("rack-a").value == frames * passes, "every request was rewritten"
     return {"fetch_partitions": partitions, "fetch_request_us": figures["no_rack"][0],
@@ -193,24 +210,26 @@ def _feeder(feed, frames: list[bytes], per_read: int = 1):
 
 
 def measure(frames: int, passes: int, request_size: int, metadata_topics: int, pipelined: int,
-            fetch_partitions: int) -> dict[str, float]:
+            fetch_partitions: int, profiler: cProfile.Profile | None = None) -> dict[str, float]:
+    """Every figure; with a profiler, what the timed feeds ran (bench.compiled_hot_path picks its modules by it)."""
     pair = _pair()
     produce = _best_us(frames, passes,
                        _feeder(pair.from_client, [produce_request(i, request_size) for i in range(frames)]),
-                       _feeder(pair.from_upstream, [produce_response_frame(i) for i in range(frames)]))
+                       _feeder(pair.from_upstream, [produce_response_frame(i) for i in range(frames)]), profiler)
     # 1 KiB requests (batch.size=1024 linger.ms=0) arrive several to a read: the producer pipelines up to
     # max.in.flight.requests.per.connection of them, and the broker answers them together.
     pair = _pair()
     small = _best_us(frames, passes,
                      _feeder(pair.from_client, [produce_request(i, 1163) for i in range(frames)], pipelined),
-                     _feeder(pair.from_upstream, [produce_response_frame(i) for i in range(frames)], pipelined))
+                     _feeder(pair.from_upstream, [produce_response_frame(i) for i in range(frames)], pipelined),
+                     profiler)
     writes = (pair.upstream.writes + pair.client.writes) / (2 * frames * passes)  # type: ignore[union-attr]
     pair = _pair()
     metadata_frames = frames // 4
     metadata = _best_us(metadata_frames, passes,
                         _feeder(pair.from_client, [metadata_request(i) for i in range(metadata_frames)]),
                         _feeder(pair.from_upstream,
-                                [metadata_response_frame(i, metadata_topics) for i in range(metadata_frames)]))
+                                [metadata_response_frame(i, metadata_topics) for i in range(metadata_frames)]), profiler)
     # bench.metadata_load's pipelined load: PIPELINE_DEPTH requests a write, their rewritten answers a read
     pair = _pair()
     _feeder(pair.from_client, [metadata_request(i) for i in range(metadata_frames)], PIPELINE_DEPTH)()
@@ -223,12 +242,12 @@ def measure(frames: int, passes: int, request_size: int, metadata_topics: int, p
             "pipelined_1k_writes_per_frame": round(writes, 3),
             "metadata_topics": metadata_topics, "metadata_response_us": metadata[1],
             "metadata_pipelined_writes_per_frame": round(metadata_writes, 3),
-            **measure_fetch(frames // 4, passes, fetch_partitions)}
+            **measure_fetch(frames // 4, passes, fetch_partitions, profiler)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.hot_path", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def options(**parser_args) -> argparse.ArgumentParser:
+    """The workload's options (bench.compiled_hot_path takes the same)."""
+    parser = argparse.ArgumentParser(**parser_args)
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--passes", type=int, default=7)
     parser.add_argument("--request-size", type=int, default=16_000)
@@ -239,9 +258,18 @@ def main() -> None:
                              "producer's max.in.flight.requests.per.connection)")
     parser.add_argument("--fetch-partitions", type=int, default=8,
                         help="partitions in each consumer Fetch request and its response")
-    args = parser.parse_args()
-    print(json.dumps(measure(args.frames, args.passes, args.request_size, args.metadata_topics, args.pipelined,
-                             args.fetch_partitions)))
+    return parser
+
+
+def measured(args: argparse.Namespace, profiler: cProfile.Profile | None = None) -> dict[str, float]:
+    return measure(args.frames, args.passes, args.request_size, args.metadata_topics, args.pipelined,
+                   args.fetch_partitions, profiler)
+
+
+def main() -> None:
+    parser = options(prog="python -m bench.hot_path", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    print(json.dumps(measured(parser.parse_args())))
 
 
 if __name__ == "__main__":
