@@ -12,9 +12,10 @@ added. This command:
    touched;
 3. runs ``bench.hot_path``'s measurement in a fresh interpreter per run, the scratch copy first on ``sys.path``,
    pure and compiled alternately (A B A B …, ``--rounds``), each run checking that every gateway_app module came from
-   its own copy and that the compiled ones are the extension modules;
-4. reports each µs figure's median per variant and compiled/pure, and what that speed-up would do to the lab's
-   gateway CPU per GB against HAProxy's (``--lab``, the benchmark's result file) — see ``project``.
+   its own copy and that the compiled ones are the extension modules; the feeds are timed by the thread's CPU time
+   here (``--clock cpu``), so that other work on a shared machine does not count;
+4. reports each µs figure's median and best per variant and compiled/pure of the medians, and what that speed-up
+   would do to the lab's gateway CPU per GB against HAProxy's (``--lab``, the benchmark's result file): ``project``.
 
 ``--out`` writes all of it as JSON (docs/benchmark.md's "What a compiled module would buy" is generated from it).
 """
@@ -155,7 +156,7 @@ def cython_version() -> str:
 def run_variant(root: Path, compiled: list[str], args: argparse.Namespace) -> dict:
     """hot_path's figures from a fresh interpreter whose gateway_app is the copy at `root`."""
     spec = {"root": str(root), "compiled": compiled, "args": _hot_path_args(args)}
-    code = "import sys, json; sys.path.insert(0, sys.argv[1]); from bench.compiled_hot_path import child; child(sys.argv[2])"
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from bench.compiled_hot_path import child; child(sys.argv[2])"
     done = subprocess.run([sys.executable, "-c", code, str(root), json.dumps(spec)], cwd=REPO, capture_output=True,
                           text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     if done.returncode != 0:
@@ -165,7 +166,7 @@ def run_variant(root: Path, compiled: list[str], args: argparse.Namespace) -> di
 
 def _hot_path_args(args: argparse.Namespace) -> dict:
     return {key: getattr(args, key) for key in ("frames", "passes", "request_size", "metadata_topics", "pipelined",
-                                                "fetch_partitions")}
+                                                "fetch_partitions", "clock")}
 
 
 def child(spec_json: str) -> None:
@@ -197,8 +198,8 @@ def import_problems(loaded: dict[str, str], root: Path, compiled: list[str]) -> 
 # --- the figures --------------------------------------------------------------------------------------------------
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
-    """Per µs figure: each variant's median, compiled/pure of the medians and the median of the rounds' ratios; the
-    other figures (counts of writes, sizes) must be the same in every run, the code doing the same work."""
+    """Per µs figure: each variant's median and best, compiled/pure of the medians and the median of the rounds'
+    ratios; the other figures (counts of writes, sizes) must be the same in every run, the code doing the same work."""
     pure, compiled = runs["pure"], runs["compiled"]
     if not pure or len(pure) != len(compiled):
         raise ValueError("runs come in pairs, one pure and one compiled per round")
@@ -214,6 +215,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
         medians = {variant: statistics.median(values[variant]) for variant in VARIANTS}
         figures[key] = {**{f"{variant}_us": values[variant] for variant in VARIANTS},
                         **{f"{variant}_median_us": round(medians[variant], 2) for variant in VARIANTS},
+                        **{f"{variant}_best_us": min(values[variant]) for variant in VARIANTS},
                         "compiled_over_pure": round(medians["compiled"] / medians["pure"], 3),
                         "round_ratios_median": round(statistics.median(
                             c / p for p, c in zip(values["pure"], values["compiled"])), 3)}
@@ -294,7 +296,9 @@ def main() -> None:
 
     parser = hot_path.options(prog="python -m bench.compiled_hot_path", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of (pure, compiled), each run a fresh process")
+    # CPU time: the two variants alternate on a machine shared with other work, which the wall clock counts too
+    parser.set_defaults(clock="cpu")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of (pure, compiled), each run a fresh process")
     parser.add_argument("--min-share", type=float, default=0.002,
                         help="compile the gateway_app modules with at least this share of the profiled time")
     parser.add_argument("--jobs", type=int, default=2, help="modules compiled at once")

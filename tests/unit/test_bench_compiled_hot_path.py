@@ -72,6 +72,7 @@ def test_rounds_are_summarised_as_medians_and_ratios() -> None:
     request = figures["produce_request_us"]
     assert request["pure_us"] == [10.0, 12.0, 11.0] and request["compiled_us"] == [5.0, 9.0, 4.0]
     assert (request["pure_median_us"], request["compiled_median_us"]) == (11.0, 5.0)
+    assert (request["pure_best_us"], request["compiled_best_us"]) == (10.0, 4.0)
     assert request["compiled_over_pure"] == round(5 / 11, 3)
     assert request["round_ratios_median"] == 0.5  # of 0.5, 0.75 and 0.364
 
