@@ -120,10 +120,11 @@ def scratch_copies(build_dir: Path) -> dict[str, Path]:
     return roots
 
 
-def compile_module(root: Path, module: str) -> str | None:
+def compile_module(root: Path, module: str, directives: list[str]) -> str | None:
     """Cythonize and build one module in place in the copy at `root`; None when it built, else why not."""
     source = root / (module.replace(".", "/") + ".py")
-    done = subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q", str(source)],
+    options = [option for directive in directives for option in ("-X", directive)]
+    done = subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q", *options, str(source)],
                           cwd=root, capture_output=True, text=True)
     built = list(source.parent.glob(source.stem + ".*.so"))
     if done.returncode == 0 and built:
@@ -135,10 +136,11 @@ def compile_module(root: Path, module: str) -> str | None:
     return "\n".join((errors or lines)[-6:])
 
 
-def compile_modules(root: Path, modules: list[str], jobs: int) -> tuple[list[str], dict[str, str]]:
+def compile_modules(root: Path, modules: list[str], jobs: int,
+                    directives: list[str]) -> tuple[list[str], dict[str, str]]:
     """The modules that built, and each that did not with its compiler's last error lines."""
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = dict(zip(modules, pool.map(lambda module: compile_module(root, module), modules)))
+        outcomes = dict(zip(modules, pool.map(lambda module: compile_module(root, module, directives), modules)))
     built = [module for module, error in outcomes.items() if error is None]
     return built, {module: error for module, error in outcomes.items() if error is not None}
 
@@ -225,11 +227,12 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
 def project(lab: dict, figures: dict, produce_response_bytes: int) -> dict:
     """What the measured speed-up would do to each lab workload's gateway CPU per GB, against the issue's target.
 
-    Two figures per workload. `if_all_python`: the whole of the gateway's CPU per GB scaled by compiled/pure, as if
+    Three figures per workload. `if_all_python`: the whole of the gateway's CPU per GB scaled by compiled/pure, as if
     every cycle were the compiled modules' (an upper bound on the gain). `estimated`: only the Python the hot path
     measures scaled — its µs per Produce request and response (pure) times the requests in a GB (both directions, as
     the lab counts them), at most the whole figure — the rest (the kernel's sends and receives, the event loop) left
-    as it was. Consume has no estimate: the lab's file does not say how many Fetch responses carried its gigabyte, and
+    as it was; and `without_python`, that Python costing nothing at all, the most any compiled module could buy.
+    Consume has no estimate: the lab's file does not say how many Fetch responses carried its gigabyte, and
     its responses are spliced; its bound uses the copying path's Fetch response figure.
     """
     cpu, relay = lab["gateway_cpu"], lab["relay_cpu"]
@@ -250,7 +253,10 @@ def project(lab: dict, figures: dict, produce_response_bytes: int) -> dict:
             row.update({"hot_path_figure": PER_PAIR_FIGURE[workload], "compiled_over_pure": speed,
                         "requests_per_gb": round(requests_per_gb), "python_cpu_s_per_gb": round(python, 2),
                         "python_share": round(python / gateway, 3), "estimated_cpu_s_per_gb": round(estimated, 2),
-                        "estimated_met": estimated <= factor * haproxy})
+                        "estimated_met": estimated <= factor * haproxy,
+                        # what no compiler can beat: the hot path's Python gone altogether
+                        "without_python_cpu_s_per_gb": round(gateway - python, 2),
+                        "without_python_met": gateway - python <= factor * haproxy})
         else:
             speed = fetch
             row.update({"hot_path_figure": "fetch_response_us", "compiled_over_pure": speed})
@@ -271,7 +277,7 @@ def measure(args: argparse.Namespace) -> dict:
     picked = hot_modules(seconds, args.min_share)
     build_dir = args.build_dir or Path(tempfile.mkdtemp(prefix="compiled-hot-path-"))
     roots = scratch_copies(build_dir)
-    built, failed = compile_modules(roots["compiled"], list(picked["modules"]), args.jobs)
+    built, failed = compile_modules(roots["compiled"], list(picked["modules"]), args.jobs, args.directive)
     runs: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
     for round_ in range(args.rounds):
         for variant in VARIANTS:
@@ -284,7 +290,8 @@ def measure(args: argparse.Namespace) -> dict:
     lab = json.loads(args.lab.read_text())
     result["machine"]["loadavg_end"] = list(os.getloadavg())
     return {**result, "hot_path_args": _hot_path_args(args), "rounds": args.rounds,
-            "profile": {"min_share": args.min_share, **picked}, "modules_compiled": built, "modules_failed": failed,
+            "profile": {"min_share": args.min_share, **picked}, "cython_directives": args.directive,
+            "modules_compiled": built, "modules_failed": failed,
             "figures": figures,
             "lab": {"file": str(args.lab.resolve().relative_to(REPO)) if args.lab.resolve().is_relative_to(REPO)
                     else str(args.lab), "commit": lab.get("commit"), "started": lab.get("started")},
@@ -302,6 +309,8 @@ def main() -> None:
     parser.add_argument("--min-share", type=float, default=0.002,
                         help="compile the gateway_app modules with at least this share of the profiled time")
     parser.add_argument("--jobs", type=int, default=2, help="modules compiled at once")
+    parser.add_argument("--directive", action="append", default=[], metavar="NAME=VALUE",
+                        help="a Cython compiler directive for every module (cythonize -X; Cython's defaults if none)")
     parser.add_argument("--build-dir", type=Path, help="where to copy and build (kept); a temporary directory if not")
     parser.add_argument("--lab", type=Path, default=REPO / "bench" / "results" / "latest.json",
                         help="the lab benchmark's result whose CPU per GB is projected (default %(default)s)")

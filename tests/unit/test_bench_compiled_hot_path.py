@@ -107,14 +107,16 @@ def test_the_speed_up_is_projected_onto_the_python_share_and_as_a_bound() -> Non
     assert default["estimated_cpu_s_per_gb"] == 5.0 and default["if_all_python_cpu_s_per_gb"] == 3.0
     assert default["target_cpu_s_per_gb"] == 3.0 and not default["met_now"]
     assert not default["estimated_met"] and default["if_all_python_met"]
+    assert default["without_python_cpu_s_per_gb"] == 4.0 and not default["without_python_met"]
     batched = rows["produce_batched"]  # 10k requests per GB: 0.2 CPU-s of Python, 1.1 left against 0.5
     assert batched["estimated_cpu_s_per_gb"] == 1.1 and not batched["estimated_met"]
     assert batched["if_all_python_cpu_s_per_gb"] == 0.6 and not batched["if_all_python_met"]
     small = rows["produce_1k_requests"]  # 1M requests per GB at 10 µs: 10 of 60 CPU-s, 8 after
     assert small["hot_path_figure"] == "pipelined_1k_per_pair_us"
     assert small["estimated_cpu_s_per_gb"] == 58.0 and small["target_cpu_s_per_gb"] == 45.0
+    assert small["without_python_cpu_s_per_gb"] == 50.0 and not small["without_python_met"]
     consume = rows["consume"]
-    assert consume["met_now"] and "estimated_cpu_s_per_gb" not in consume
+    assert consume["met_now"] and "estimated_cpu_s_per_gb" not in consume and "without_python_met" not in consume
     assert consume["if_all_python_cpu_s_per_gb"] == 0.42
 
 
