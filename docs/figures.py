@@ -233,7 +233,7 @@ def compiled_hot_path() -> str:
     out.append(f"\nIn this run compiled/pure is {min(ratios):.3f} to {max(ratios):.3f} over the "
                f"{len(ratios)} figures (under 1: the compiled modules are faster). At or under its target: now, "
                f"{reaching('met_now')}; compiled, estimated, {reaching('estimated_met')}; with no hot-path Python at "
-               f"all, {reaching('without_python_met')}.\n")
+               f"all (estimated for produce only), {reaching('without_python_met')}.\n")
     return "".join(out)
 
 
