@@ -192,7 +192,8 @@ def compiled_hot_path() -> str:
     r = _load(COMPILED)
     m, args, profile = r["machine"], r["hot_path_args"], r["profile"]
     failed = "; ".join(f"`{name}`: {why.splitlines()[-1]}" for name, why in r["modules_failed"].items()) or "none"
-    directives = ", ".join(r["cython_directives"]) or "Cython's defaults"
+    directives = ", ".join(f"`{directive}`" for directive in r["cython_directives"]) or "Cython's defaults"
+    tests = r["unit_tests_compiled"]
     out = [f"`{r['command']}` at {r['commit']} (`{_rel(COMPILED)}`), started {r['started']}: Cython {r['cython']} "
            f"({directives}) on Python {r['python']}, {r['rounds']} rounds of a pure and a compiled run of "
            f"`bench.hot_path --frames {args['frames']} --passes {args['passes']} --clock {args['clock']}`, each a "
@@ -201,7 +202,9 @@ def compiled_hot_path() -> str:
            + ", ".join(f"`{name.removeprefix('gateway_app.')}`" for name in r["modules_compiled"])
            + f", {profile['picked_share']:.0%} of the profiled time (the readers gateway_app generates at run time, "
            f"which have no file to compile, {profile['generated_readers_share']:.0%}; the rest is kio, the standard "
-           f"library and builtins). Left out as not compiling: {failed}.\n\n"]
+           f"library and builtins). Left out as not compiling: {failed}. The unit tests against the compiled copy "
+           f"(`{tests['command']}`): {tests['summary']}"
+           + (f", failed: {', '.join(tests['failures'])}" if tests["failures"] else "") + ".\n\n"]
     labels = _hot_path_labels(args)
     rows = [[labels[key], f"{fig['pure_median_us']} ({fig['pure_best_us']})",
              f"{fig['compiled_median_us']} ({fig['compiled_best_us']})",

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.compiled_hot_path import hot_modules, import_problems, module_name, project, self_time_by_file, summarise
+from bench.compiled_hot_path import (hot_modules, import_problems, module_name, project, pytest_outcome,
+                                     self_time_by_file, summarise)
 
 ROOT = Path("/src/gateway_app")
 
@@ -125,3 +126,21 @@ def test_python_is_never_projected_as_more_than_the_whole_figure() -> None:
                "fetch_response_us": _figure(5.0, 0.6)}
     default = project(LAB, figures, produce_response_bytes=100)["produce_default"]
     assert default["python_cpu_s_per_gb"] == 6.0 and default["estimated_cpu_s_per_gb"] == 3.0
+
+
+def test_a_test_run_against_the_compiled_copy_is_summed_up_by_its_summary_and_failed_tests() -> None:
+    output = """....F
+ERROR    asyncio:base_events.py:1771 Fatal error: protocol.data_received() call failed.
+============================= slowest 25 durations =============================
+0.72s call     tests/unit/test_mapping.py::test_balance_bound
+=========================== short test summary info ============================
+FAILED tests/unit/test_protocol_framing.py::test_frame_size_limits[-1-negative_size] - TypeError: Argument 'reason'
+ERROR tests/unit/test_splice.py::test_x - OSError
+2 failed, 1800 passed, 1 deselected in 96.81s (0:01:36)
+"""
+    assert pytest_outcome(output, 1) == {
+        "exit_code": 1, "summary": "2 failed, 1800 passed, 1 deselected in 96.81s (0:01:36)",
+        "failures": ["FAILED tests/unit/test_protocol_framing.py::test_frame_size_limits[-1-negative_size]",
+                     "ERROR tests/unit/test_splice.py::test_x"]}
+    passed = pytest_outcome("==== 1814 passed, 3 warnings in 56.37s ====\n", 0)
+    assert passed["summary"] == "1814 passed, 3 warnings in 56.37s" and passed["failures"] == []
