@@ -21,6 +21,7 @@ BENCH_AFTER = ROOT / "results" / "bench-request-parser-after.json"
 SOAK = ROOT / "results" / "soak-10min.json"
 HANDOVER = ROOT / "results" / "handover-rolling-restart.json"
 NO_RETRY = ROOT / "results" / "no-retry-rolling-restart.json"
+COMPILED = ROOT / "results" / "compiled-hot-path.json"
 PAGES_WITH_FIGURES = ("README.md", "docs/benchmark.md", "docs/reliability.md", "docs/handover.md",
                       "docs/production.md")
 _BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
@@ -170,6 +171,75 @@ def bench_sizing() -> str:
             "costs CPU of the same order.\n")
 
 
+def _hot_path_labels(args: dict) -> dict[str, str]:
+    return {"produce_request_us": f"Produce request of {args['request_size']} B",
+            "produce_response_us": "its Produce response",
+            "per_pair_us": "Produce request and response",
+            "pipelined_1k_per_pair_us": f"1 KiB Produce request and response, {args['pipelined']} to a read",
+            "metadata_response_us": "Metadata response",
+            "fetch_request_us": f"Fetch request of {args['fetch_partitions']} partitions, no client rack",
+            "fetch_request_rack_us": "Fetch request, its rack filled in",
+            "fetch_response_us": "Fetch response (copying path)",
+            "fetch_response_rack_us": "Fetch response to a racked consumer"}
+
+
+def _marked(value: float | None, reached: bool | None) -> str:
+    """A CPU-s/GB figure, ticked when it reaches the target; empty where there is none."""
+    return "" if value is None else f"{value}" + (" ✓" if reached else "")
+
+
+def compiled_hot_path() -> str:
+    r = _load(COMPILED)
+    m, args, profile = r["machine"], r["hot_path_args"], r["profile"]
+    failed = "; ".join(f"`{name}`: {why.splitlines()[-1]}" for name, why in r["modules_failed"].items()) or "none"
+    directives = ", ".join(f"`{directive}`" for directive in r["cython_directives"]) or "Cython's defaults"
+    tests = r["unit_tests_compiled"]
+    out = [f"`{r['command']}` at {r['commit']} (`{_rel(COMPILED)}`), started {r['started']}: Cython {r['cython']} "
+           f"({directives}) on Python {r['python']}, {r['rounds']} rounds of a pure and a compiled run of "
+           f"`bench.hot_path --frames {args['frames']} --passes {args['passes']} --clock {args['clock']}`, each a "
+           f"fresh interpreter; load average {_load_average(m['loadavg_start'])} at the start and "
+           f"{_load_average(m['loadavg_end'])} at the end. Compiled: "
+           + ", ".join(f"`{name.removeprefix('gateway_app.')}`" for name in r["modules_compiled"])
+           + f", {profile['picked_share']:.0%} of the profiled time (the readers gateway_app generates at run time, "
+           f"which have no file to compile, {profile['generated_readers_share']:.0%}; the rest is kio, the standard "
+           f"library and builtins). Left out as not compiling: {failed}. The unit tests against the compiled copy "
+           f"(`{tests['command']}`): {tests['summary']}"
+           + (f", failed: {', '.join(tests['failures'])}" if tests["failures"] else "") + ".\n\n"]
+    labels = _hot_path_labels(args)
+    rows = [[labels[key], f"{fig['pure_median_us']} ({fig['pure_best_us']})",
+             f"{fig['compiled_median_us']} ({fig['compiled_best_us']})",
+             f"{fig['compiled_over_pure']:.3f} ({fig['round_ratios_median']:.3f})"]
+            for key, fig in r["figures"].items()]
+    out.append(_table(["µs of CPU per frame", "pure: median (best)", "compiled: median (best)",
+                       "compiled/pure (median of the rounds' ratios)"], rows))
+    lab = r["lab"]
+    rows = []
+    for workload, row in r["projection"].items():
+        share = f"{row['python_cpu_s_per_gb']} ({row['python_share']:.0%})" if "python_share" in row else "not known"
+        rows.append([CPU_WORKLOADS[workload], _marked(row["gateway_cpu_s_per_gb"], row["met_now"]),
+                     f"{row['target_cpu_s_per_gb']} ({row['target_over_haproxy']}× {row['haproxy_cpu_s_per_gb']})",
+                     share, f"{row['compiled_over_pure']:.3f}",
+                     _marked(row.get("estimated_cpu_s_per_gb"), row.get("estimated_met")),
+                     _marked(row["if_all_python_cpu_s_per_gb"], row["if_all_python_met"]),
+                     _marked(row.get("without_python_cpu_s_per_gb"), row.get("without_python_met"))])
+    out.append(f"\nProjected onto the lab's gateway CPU per GB (`{lab['file']}`, at {lab['commit']}, started "
+               f"{lab['started']}); CPU-s/GB, ✓ where at or under the target:\n\n")
+    out.append(_table(["workload", "gateway now", "target (× HAProxy's)", "hot path's Python per GB (share)",
+                       "compiled/pure", "compiled, estimated", "compiled, if all were Python",
+                       "no hot-path Python at all"], rows))
+    ratios = [fig["compiled_over_pure"] for fig in r["figures"].values()]
+
+    def reaching(flag: str) -> str:
+        names = [CPU_WORKLOADS[workload] for workload, row in r["projection"].items() if row.get(flag)]
+        return "; ".join(names) or "none"
+
+    out.append(f"\nIn this run compiled/pure is {min(ratios):.3f} to {max(ratios):.3f} over the "
+               f"{len(ratios)} figures (under 1: the compiled modules are faster). At or under its target: now, "
+               f"{reaching('met_now')}; compiled, estimated, {reaching('estimated_met')}; with no hot-path Python at "
+               f"all (estimated for produce only), {reaching('without_python_met')}.\n")
+    return "".join(out)
+
+
 # --- the soak, the handover and a producer without retries -------------------------------------------------------
 
 def soak_summary() -> str:
@@ -231,6 +301,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "bench-latest": bench_latest,
     "bench-parser": bench_parser,
     "bench-sizing": bench_sizing,
+    "compiled-hot-path": compiled_hot_path,
     "soak-summary": soak_summary,
     "handover-rolling": handover_rolling,
     "no-retry-rolling": no_retry_rolling,
