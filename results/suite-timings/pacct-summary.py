@@ -7,7 +7,8 @@ so a category comes from the process's ancestry within the file:
   - Ansible: forked workers (an ansible-playbook whose parent is one) apart from the playbook runs themselves;
   - JVMs: named java or after one of the JVM's own threads; a broker when it lived 240 s or more, else a client.
 The machine's busy and idle core-seconds over the run come from /proc/stat's first line, saved before and after
-(--stat), to show what the records do not hold (kernel threads, interrupts). Used as:
+(--stat), to show what the records do not hold (kernel threads, interrupts). `accton` is in Debian's `acct`
+package (the kernel needs CONFIG_BSD_PROCESS_ACCT_V3). Used as:
     touch F; head -1 /proc/stat > S0; accton F; <the run>; accton off; head -1 /proc/stat > S1
     python3 results/suite-timings/pacct-summary.py F --stat S0 S1 --note "what ran" --out OUT.json
 """
