@@ -28,7 +28,10 @@ JAVA_HEAP = os.environ.get("KGW_LAB_BROKER_HEAP", "-Xms256m -Xmx768m").split()
 # back; one serial collector replaces G1's parallel and concurrent threads. Neither changes what Kafka does.
 # Measured in results/suite-timings/broker-cpu-{before,after}.json.
 BROKER_JVM = os.environ.get("KGW_LAB_BROKER_JVM", "-XX:+UseG1GC").split()
-TOOL_JVM = ["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]  # the storage format's, run once a broker
+# Short-lived JVMs (the storage format, the test clients): C1 only and the serial collector start them in about half
+# the time of G1 and C2, and what they do is the same. lab/clients/cluster_clients.py spells the same flags out: it
+# runs by path, without the lab package.
+LEAN_JVM = ["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
 
 LOG4J2 = """\
 status = warn
@@ -147,9 +150,9 @@ def prepare_broker(layout: Layout, broker_id: int, cluster_id: str, version: str
     config.write_text(wanted_config(layout, broker_id))
     if not (data / "meta.properties").exists():
         # 3.9 and 4.x take the same format flags for a static quorum (controller.quorum.voters), as the lab runs.
-        # A one-shot tool: C1 only and the serial collector start it in half the time of G1 and C2 (1.5 s, not 3).
+        # a one-shot tool: 1.5 s on the lean JVM, 3 s on G1 and C2
         run(java_cmd(kafka_home(version), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-                     jvm=TOOL_JVM))
+                     jvm=LEAN_JVM))
     return config
 
 

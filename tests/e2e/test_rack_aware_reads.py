@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from lab.clients.cluster_clients import LOG4J2
 from lab.gateway_process import forget_cluster, metric_sum
+from lab.kafka import LEAN_JVM
 from tests.e2e.cluster_support import PORT_START, ClusterNode, elect_preferred_leaders, metadata_brokers, wait_until
 from tests.e2e.dataplane_support import PYTHON, REPO, unique
 from tests.e2e.rack_clients import ID_WIDTH, record_id
@@ -210,7 +211,7 @@ def consumer_cmd(lab, family: str, bootstrap_servers: str, topic: str, netns_rac
     """A consumer of `family` in `netns_rack`'s client namespace (None: the lab's client namespace, in no rack);
     Kafka's console consumer (in a group of its own) takes its own options (--max-messages, --timeout-ms)."""
     if family == "java":
-        argv = ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={log4j}",
+        argv = ["java", *LEAN_JVM, f"-Dlog4j2.configurationFile={log4j}",
                 "-cp", lab.java_classpath, "org.apache.kafka.tools.consumer.ConsoleConsumer",
                 "--bootstrap-server", bootstrap_servers, "--topic", topic, "--from-beginning",
                 "--group", f"java-{netns_rack}-{topic}", *options]
