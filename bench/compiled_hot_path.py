@@ -165,13 +165,19 @@ def cython_version() -> str:
 
 def run_variant(root: Path, compiled: list[str], args: argparse.Namespace) -> dict:
     """hot_path's figures from a fresh interpreter whose gateway_app is the copy at `root`."""
-    spec = {"root": str(root), "compiled": compiled, "args": _hot_path_args(args)}
-    code = "import sys; sys.path.insert(0, sys.argv[1]); from bench.compiled_hot_path import child; child(sys.argv[2])"
-    done = subprocess.run([sys.executable, "-c", code, str(root), json.dumps(spec)], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    done = _in_fresh_interpreter("child", {"root": str(root), "compiled": compiled, "args": _hot_path_args(args)})
     if done.returncode != 0:
         raise RuntimeError(f"the {root.name} run failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def _in_fresh_interpreter(function: str, spec: dict) -> subprocess.CompletedProcess[str]:
+    """Run this module's `function` with `spec` in a new interpreter whose first sys.path entry is spec["root"] (the
+    copy of gateway_app it is to import), writing no bytecode into the copy."""
+    code = (f"import sys; sys.path.insert(0, sys.argv[1]); from bench.compiled_hot_path import {function}; "
+            f"{function}(sys.argv[2])")
+    return subprocess.run([sys.executable, "-c", code, spec["root"], json.dumps(spec)], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def _hot_path_args(args: argparse.Namespace) -> dict:
@@ -193,11 +199,7 @@ def child(spec_json: str) -> None:
 def check_compiled(root: Path, compiled: list[str]) -> dict:
     """The unit tests run in a fresh interpreter whose gateway_app is the compiled copy: its compiled modules
     imported before pytest starts, so that the tests' own imports find them."""
-    spec = {"root": str(root), "compiled": compiled}
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from bench.compiled_hot_path import child_tests; "
-            "child_tests(sys.argv[2])")
-    done = subprocess.run([sys.executable, "-c", code, str(root), json.dumps(spec)], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    done = _in_fresh_interpreter("child_tests", {"root": str(root), "compiled": compiled})
     problems = done.stderr.strip().splitlines()[-1:] if "not imported as intended" in done.stderr else []
     return {"command": shlex.join(["pytest", *UNIT_TESTS]), **pytest_outcome(done.stdout, done.returncode),
             "import_problems": problems}
