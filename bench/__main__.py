@@ -20,7 +20,10 @@ Figures:
   broker's figure;
 * with ``--reference-relay``, a third leg in every throughput pair: HAProxy (TCP mode, C, no Kafka parsing) in
   front of a second gateway node, with HAProxy's CPU per GB and the chain's throughput against the gateway alone —
-  what one hop costs on this machine when it is not Python (see bench/reference_relay.py).
+  what one hop costs on this machine when it is not Python (see bench/reference_relay.py); the same chain is a
+  third leg of the steady-state and end-to-end latency pairs (what the C hop adds on top of the gateway), and
+  Metadata gets a third leg through HAProxy straight in front of the broker (what a C hop leaves of a broker's
+  rate, the yardstick of the gateway's own ratio).
 
 A tool run that did not do what it was asked (failed sends, fewer records read than asked, a latency run with
 delivery errors or undelivered records) is rejected and stops the benchmark (bench.perf_tools.RejectedRun):
@@ -171,6 +174,20 @@ def added(direct: list[float], gateway: list[float]) -> dict:
     return s
 
 
+def relay_added(gateway: list[float], chain: list[float]) -> dict:
+    """What the reference relay in front of the gateway adds to a latency, in the same rounds."""
+    s = added(gateway, chain)
+    return {"runs": chain, "median": s["gateway_median"], "added_ms": s["added_ms"],
+            "pair_added_ms_median": s["pair_added_ms_median"]}
+
+
+def relay_rate(direct: list[float], relayed: list[float]) -> dict:
+    """A request rate through the reference relay against the same endpoint's own, in the same rounds."""
+    s = summary(direct, relayed)
+    return {"runs": relayed, "median": s["gateway_median"], "over_direct": s["ratio"],
+            "pair_ratio_median": s["pair_ratio_median"]}
+
+
 def run(lab: LabState, args: argparse.Namespace) -> dict:
     results: dict = {"pairs": args.pairs, "records": args.records, "record_size": 1024,
                      "event_loop": args.event_loop, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -197,6 +214,10 @@ class Relay:
     endpoint: str  # where clients bootstrap: HAProxy
     haproxy_pid: int
     gateway_address: str  # the gateway behind it, whose counters give the bytes relayed
+
+    @property
+    def address(self) -> str:
+        return self.endpoint.rsplit(":", 1)[0]
 
 
 @contextmanager
@@ -263,6 +284,11 @@ class Workloads:
         relay, meter = self.relay, CpuMeter(self.relay.haproxy_pid, self.relay.gateway_address)
         return [lambda: run(relay.endpoint, meter)], meter
 
+    def _relay_latency_leg(self, run) -> list:
+        """With --reference-relay, the third leg of a latency pair: `run(endpoint)` through HAProxy and the gateway
+        behind it (clients follow the addresses they are told, so HAProxy can only stand in front of a gateway)."""
+        return [] if self.relay is None else [lambda: run(self.relay.endpoint)]
+
     def _report_relay(self, key: str, cpu_key: str, gateway_mb_s: list[float], chain: list, meter: CpuMeter) -> None:
         self.results[key]["reference_relay"] = relay_summary(gateway_mb_s, [r.mb_per_s for r in chain])
         self.results.setdefault("relay_cpu", {})[cpu_key] = meter.report()
@@ -322,20 +348,28 @@ class Workloads:
                                   str(self.args.latency_seconds)], cwd=REPO, capture_output=True, text=True, check=True)
             return accepted(json.loads(out.stdout))
 
-        a, b = paired(self.args.pairs, lambda: steady(self.direct), lambda: steady(self.gateway))
-        self.results["steady_latency_runs"] = {"direct": a, "gateway": b}
+        a, b, *chain = paired(self.args.pairs, lambda: steady(self.direct), lambda: steady(self.gateway),
+                              *self._relay_latency_leg(steady))
+        self.results["steady_latency_runs"] = {"direct": a, "gateway": b, **({"relay": chain[0]} if chain else {})}
         for pct in ("p50_ms", "p99_ms", "p999_ms"):
             self.results[f"steady_latency_{pct}"] = added([r[pct] for r in a], [r[pct] for r in b])
+            if chain:
+                self.results[f"steady_latency_{pct}"]["reference_relay"] = relay_added(
+                    [r[pct] for r in b], [r[pct] for r in chain[0]])
 
         # Kafka's own end-to-end figure: produce one record, read it back, the next (the figure Kroxylicious publishes).
         def end_to_end(endpoint: str) -> perf_tools.EndToEndResult:
             self.topics.fresh(topic)
             return perf_tools.end_to_end(self.lab, endpoint, topic, self.args.e2e_records)
 
-        a, b = paired(self.args.pairs, lambda: end_to_end(self.direct), lambda: end_to_end(self.gateway))
+        a, b, *chain = paired(self.args.pairs, lambda: end_to_end(self.direct), lambda: end_to_end(self.gateway),
+                              *self._relay_latency_leg(end_to_end))
         self.results["e2e_latency_records"] = self.args.e2e_records
         for pct in ("avg_ms", "p99_ms"):
             self.results[f"e2e_latency_{pct}"] = added([getattr(r, pct) for r in a], [getattr(r, pct) for r in b])
+            if chain:
+                self.results[f"e2e_latency_{pct}"]["reference_relay"] = relay_added(
+                    [getattr(r, pct) for r in b], [getattr(r, pct) for r in chain[0]])
         self.profiled("latency", lambda: steady(self.gateway))
         self.profiled("e2e_latency", lambda: end_to_end(self.gateway))
         self.topics.delete(topic)
@@ -347,18 +381,30 @@ class Workloads:
                                  check=True)
             return json.loads(out.stdout)["requests_per_s"]
 
-        per_core: list[float] = []
-
-        def gateway_metadata() -> float:
-            before, start = cpu_seconds(self.pid), time.monotonic()
-            rate = metadata_rate(self.gateway)
-            busy = (cpu_seconds(self.pid) - before) / (time.monotonic() - start)  # cores the gateway used
-            per_core.append(round(rate / busy, 1) if busy else 0.0)
+        def per_cpu_second(pid: int, endpoint: str, out: list[float]) -> float:
+            """The rate through the relay process `pid`; its requests per CPU-second go to `out`."""
+            before, start = cpu_seconds(pid), time.monotonic()
+            rate = metadata_rate(endpoint)
+            busy = (cpu_seconds(pid) - before) / (time.monotonic() - start)  # cores the relay used
+            out.append(round(rate / busy, 1) if busy else 0.0)
             return rate
 
-        a, b = paired(self.args.pairs, lambda: metadata_rate(self.lab.brokers[0].endpoint), gateway_metadata)
+        broker, per_core, relay_per_core = self.lab.brokers[0], [], []
+        with ExitStack() as stack:
+            legs = [lambda: metadata_rate(broker.endpoint), lambda: per_cpu_second(self.pid, self.gateway, per_core)]
+            if self.relay is not None:
+                # HAProxy straight in front of the broker: what a hop that is not Python leaves of the broker's rate
+                # (the Metadata load follows no advertised address, so no gateway needs to stand behind it).
+                relay_pid = stack.enter_context(haproxy_relay(self.relay.address, broker.address, broker.port, 1,
+                                                              self.lab.layout.log_dir))
+                relay_endpoint = f"{self.relay.address}:{broker.port}"
+                legs.append(lambda: per_cpu_second(relay_pid, relay_endpoint, relay_per_core))
+            a, b, *chain = paired(self.args.pairs, *legs)
         self.results["metadata_requests_s"] = summary(a, b)
         self.results["metadata_requests_per_gateway_cpu_s"] = {"runs": per_core, "median": statistics.median(per_core)}
+        if chain:
+            self.results["metadata_requests_s"]["reference_relay"] = {
+                **relay_rate(a, chain[0]), "requests_per_relay_cpu_s": statistics.median(relay_per_core)}
         self.profiled("metadata", lambda: metadata_rate(self.gateway))
 
 
@@ -411,6 +457,19 @@ def print_table(results: dict) -> None:
             chain = r["reference_relay"]
             print(f"| {name} | {r['gateway_median']} | {chain['median']} | {chain['over_gateway']} "
                   f"| {chain['pair_ratio_median']} | {cpu['cpu_s_per_gb']} | {results['gateway_cpu'][name]['cpu_s_per_gb']} |")
+    latencies = [(label, key) for label, key in rows if "reference_relay" in results.get(key, {}) and "added_ms" in results[key]]
+    if latencies:
+        print()
+        print("| reference relay, latency | gateway added (median) | HAProxy in front of the gateway adds | pair differences |")
+        print("|---|---|---|---|")
+        for label, key in latencies:
+            r, chain = results[key], results[key]["reference_relay"]
+            print(f"| {label} | {r['added_ms']:+} ms | {chain['added_ms']:+} ms | {chain['pair_added_ms_median']:+} ms |")
+    if "reference_relay" in results.get("metadata_requests_s", {}):
+        r, relay = results["metadata_requests_s"], results["metadata_requests_s"]["reference_relay"]
+        print(f"\nMetadata requests/s: broker {r['direct_median']}, gateway {r['gateway_median']} ({r['ratio']}), "
+              f"HAProxy in front of the broker {relay['median']} ({relay['over_direct']}; pair ratios "
+              f"{relay['pair_ratio_median']}), {relay['requests_per_relay_cpu_s']} per HAProxy CPU-second")
 
 
 def main() -> int:

@@ -84,7 +84,9 @@ def bench_latest() -> str:
                                ("latency_p99_ms", f"produce p99 ms at {rate} rec/s (ProducerPerformance)", 0),
                                ("steady_latency_p50_ms", f"steady-state p50 ms at {rate} rec/s (`bench.latency`, librdkafka)", 2),
                                ("steady_latency_p99_ms", f"steady-state p99 ms at {rate} rec/s", 2),
-                               ("steady_latency_p999_ms", f"steady-state p99.9 ms at {rate} rec/s", 2)):
+                               ("steady_latency_p999_ms", f"steady-state p99.9 ms at {rate} rec/s", 2),
+                               ("e2e_latency_avg_ms", E2E_LATENCY["e2e_latency_avg_ms"], 2),
+                               ("e2e_latency_p99_ms", E2E_LATENCY["e2e_latency_p99_ms"], 2)):
         fig = r[key]
         rows.append([label, fig["direct_median"], fig["gateway_median"], f"added {_signed(fig['added_ms'], digits)} ms",
                      f"pair differences {_signed(fig['pair_added_ms_median'], digits)} ms"])
@@ -110,7 +112,40 @@ def bench_latest() -> str:
     out.append("\n" + _table(["reference relay: HAProxy in front of a gateway, same rounds", "gateway MB/s",
                               "HAProxy + gateway MB/s", "chain/gateway (pair ratios)", "HAProxy CPU-s/GB",
                               "gateway CPU-s/GB"], rows))
+    out.append(_relay_latency_and_metadata(r, rate))
     return "".join(out)
+
+
+E2E_LATENCY = {"e2e_latency_avg_ms": "EndToEndLatency average ms (Kafka's tool, one record at a time)",
+               "e2e_latency_p99_ms": "EndToEndLatency p99 ms"}
+
+
+def _relay_latency_and_metadata(r: dict, rate: int) -> str:
+    """The reference relay's legs of the latency and Metadata workloads (results from before they had one: none)."""
+    latencies = (("steady_latency_p50_ms", f"steady-state p50 ms at {rate} rec/s"),
+                 ("steady_latency_p99_ms", f"steady-state p99 ms at {rate} rec/s"),
+                 ("steady_latency_p999_ms", f"steady-state p99.9 ms at {rate} rec/s"), *E2E_LATENCY.items())
+    rows = [[label, f"{_signed(r[key]['added_ms'], 2)} ms", r[key]["reference_relay"]["median"],
+             f"{_signed(r[key]['reference_relay']['added_ms'], 2)} ms "
+             f"({_signed(r[key]['reference_relay']['pair_added_ms_median'], 2)} ms)"]
+            for key, label in latencies if "reference_relay" in r[key]]
+    out = ""
+    if rows:
+        out += "\n" + _table(["reference relay, latency: HAProxy in front of a gateway, same rounds",
+                               "the gateway adds to direct", "HAProxy + gateway (median)",
+                               "HAProxy adds to the gateway (pair differences)"], rows)
+    meta = r["metadata_requests_s"]
+    if "reference_relay" in meta:
+        relay = meta["reference_relay"]
+        out += "\n" + _table(
+            ["Metadata, same rounds", "requests/s (median)", "of the broker's (pair ratios)", "per CPU-second of the relay"],
+            [["one broker", round(meta["direct_median"]), "", ""],
+             ["one gateway node in front of it", round(meta["gateway_median"]),
+              f"{meta['ratio']:.3f} ({meta['pair_ratio_median']:.3f})",
+              round(r["metadata_requests_per_gateway_cpu_s"]["median"])],
+             ["HAProxy in front of it (C, TCP mode, one thread)", round(relay["median"]),
+              f"{relay['over_direct']:.3f} ({relay['pair_ratio_median']:.3f})", round(relay["requests_per_relay_cpu_s"])]])
+    return out
 
 
 def bench_parser() -> str:
