@@ -234,6 +234,7 @@ def leaders_at(broker, topic: str) -> dict[int, int]:
 
 
 def endpoint_outcomes(node) -> dict[str, float]:
+    """Spliced Fetch responses whose node endpoints were rewritten in place, by outcome."""
     return {o: node.metric("gateway_fetch_endpoints_in_place_total", outcome=o) for o in ("rewritten", "padded", "dropped")}
 
 
@@ -244,10 +245,10 @@ def test_librdkafka_reads_fetch_responses_whose_endpoints_were_dropped_or_padded
     in the tag section at the frame's end). The gateway has written a spliced response's size before it reads that
     section, so the rewritten section keeps the broker's size: a gateway address one byte shorter than the broker's
     leaves one endpoint one byte short, too little for a padding field, so it is dropped; two endpoints are two bytes
-    short, and a padding field of tag 127 fills them. A consumer behind on partition 0 (so that broker 1's answer is
-    spliced) reads the topic in steps, paused while the leaders move: first partition 1's to broker 2 (one endpoint:
-    dropped), then in one election partition 2's to broker 2 and 3's to broker 3 (two: padded). librdkafka must
-    read both answers without a parse error, follow the leaders, and read every record once."""
+    short, and a padding field fills them. A consumer behind on partition 0 (so that its leader's answer is
+    spliced) reads the topic in steps, paused while the leaders move away from that broker: first partition 1's (one
+    endpoint: dropped), then in one election partition 2's and 3's to two brokers (two endpoints: padded). librdkafka
+    must read both answers without a parse error, follow the leaders, and read every record once."""
     x, y, z = (b.id for b in lab.brokers)
     assert all(len(b.address) - len(node.address) == 1 for b in lab.brokers), "the lab's layout changed"
     by_id = {b.id: b for b in lab.brokers}
@@ -257,59 +258,64 @@ def test_librdkafka_reads_fetch_responses_whose_endpoints_were_dropped_or_padded
                         request_timeout=30)[topic].result(40)
     producer = Producer({"bootstrap.servers": lab.bootstrap_servers, "acks": "all", "batch.size": 16384, "linger.ms": 5})
     produced: list[int] = []
+    failed: list[str] = []
 
     def produce(partition: int, count: int) -> None:
         for _ in range(count):
-            producer.produce(topic, f"{len(produced):07d}:".encode().ljust(1000, b"."), partition=partition)
+            producer.produce(topic, f"{len(produced):07d}:".encode().ljust(1000, b"."), partition=partition,
+                             on_delivery=lambda error, _: error is None or failed.append(str(error)))
             produced.append(len(produced))
-        assert producer.flush(30) == 0
+        assert producer.flush(30) == 0 and not failed, failed
 
     def move(leaders: dict[int, int]) -> None:
         """Each partition's leader to the broker given, in one reassignment and one election, seen by broker x."""
         replicas = {p: [leader] + [b for b in (x, y, z) if b != leader] for p, leader in leaders.items()}
-        reorder_replicas(lab.brokers[0], topic, replicas)
+        reorder_replicas(by_id[x], topic, replicas)
         elected = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(topic, p) for p in leaders]).result(30)
         assert all(e is None or e.code() == KafkaError.ELECTION_NOT_NEEDED for e in elected.values()), elected
         wait_until(lambda: all(leaders_at(by_id[x], topic)[p] == b for p, b in leaders.items()), 20,
                    f"broker {x} to see the leaders {leaders}", 0.2)
 
-    outcomes = {o: node.metric("gateway_fetch_endpoints_in_place_total", outcome=o) for o in ("dropped", "padded")}
-    reader = subprocess.Popen(lab.client_cmd([PYTHON, "-m", "tests.e2e.dataplane_clients", "read-in-steps",
-                                              "--bootstrap", node.bootstrap, "--topic", topic, "--seconds", "20"]),
-                              cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader: subprocess.Popen[str] | None = None
+    counted = endpoint_outcomes(node)
 
-    def read_until(count: int) -> None:
+    def read_until(count: int) -> set[str]:
+        """The reader on to `count` records; the outcomes the gateway counted meanwhile."""
         reader.stdin.write(f"{count}\n")
         reader.stdin.flush()
         line = reader.stdout.readline()
         assert line, reader.stderr.read()[-3000:]
-        assert json.loads(line) == {"paused": count}
+        assert json.loads(line) == {"paused": count, "problems": []}
+        before = dict(counted)
+        counted.update(endpoint_outcomes(node))
+        return {o for o in counted if counted[o] != before[o]}
 
     try:
         wait_until(lambda: set(leaders_at(by_id[x], topic).values()) == {x}, 20, f"broker {x} to lead {topic}", 0.2)
+        reader = subprocess.Popen(lab.client_cmd([PYTHON, "-m", "tests.e2e.dataplane_clients", "read-in-steps",
+                                                  "--bootstrap", node.bootstrap, "--topic", topic, "--seconds", "20"]),
+                                  cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
         for partition in range(4):
             produce(partition, 1)
-        read_until(len(produced))  # every partition fetched from broker x
+        assert read_until(len(produced)) == set()  # every partition fetched from broker x
         produce(1, 8)
-        produce(0, 300)  # behind on partition 0: broker x's next answer is large, so spliced
+        produce(0, 300)  # behind on partition 0: broker x's next answers are large, so spliced
         move({1: y})
-        read_until(len(produced))
-        assert node.metric("gateway_fetch_endpoints_in_place_total", outcome="dropped") > outcomes["dropped"]
-        assert node.metric("gateway_fetch_endpoints_in_place_total", outcome="padded") == outcomes["padded"]
+        assert read_until(len(produced)) == {"dropped"}
         produce(2, 8)
         produce(3, 8)
         produce(0, 300)
         move({2: y, 3: z})
-        read_until(len(produced))
-        assert node.metric("gateway_fetch_endpoints_in_place_total", outcome="padded") > outcomes["padded"]
+        assert read_until(len(produced)) == {"padded"}
         out, err = reader.communicate(timeout=30)
         assert reader.returncode == 0, err[-3000:]
         result = json.loads(out.strip().splitlines()[-1])
-        print(f"\nspliced Fetch responses' endpoints: {endpoint_outcomes(node)}; librdkafka read {len(result['ids'])} "
-              f"records, {result['duplicates']} twice, problems {result['problems']}")
+        print(f"\nspliced Fetch responses' endpoints: {counted}; librdkafka read {len(result['ids'])} records, "
+              f"{result['duplicates']} twice, problems {result['problems']}")
         assert result == {"ids": produced, "duplicates": 0, "problems": []}
     finally:
-        if reader.poll() is None:
+        if reader is not None and reader.poll() is None:
             reader.kill()
             reader.wait()
         admin.delete_topics([topic], request_timeout=10)[topic].exception()
