@@ -10,14 +10,19 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import signal
+import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from typing import Any, Callable
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.e2e.rack_clients import record_id
 
 TIMEOUT_S = 60.0
 SECURITY: dict[str, str] = {}  # --config k=v: extra librdkafka properties (TLS) for every client
@@ -257,6 +262,72 @@ def scenario_client_errors(args: argparse.Namespace) -> dict[str, Any]:
     return {"errors": sorted(set(errors))}
 
 
+class Problems(logging.Handler):
+    """What librdkafka logged at WARNING or above (a protocol parse failure is logged at ERROR, "PROTOERR"), and
+    what it reported to error_cb."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(f"{record.levelname}: {record.getMessage()}")
+
+    def error_cb(self, error: Any) -> None:
+        self.seen.append(f"error_cb: {error}")
+
+
+FETCH_WAIT_MS = 50  # a caught-up consumer's Fetch waits this long at the broker: what a pause waits out, six times
+
+
+def scenario_read_in_steps(args: argparse.Namespace) -> dict[str, Any]:
+    """Read every partition of --topic from its start (assigned, no group) in steps the test drives on stdin, for a
+    test that moves partition leaders between them: each line `N` resumes the partitions, reads until N distinct
+    records in all (or --seconds), pauses them again and prints {"paused": distinct records, "problems": ...} once no
+    Fetch can be under way (paused partitions are not fetched). End of input: a last second of reading, for duplicates.
+    Records are `NNNNNNN:` (the record's number, as rack_clients.py reads it) and padding."""
+    problems = Problems()
+    logger = logging.getLogger("librdkafka")
+    logger.addHandler(problems)
+    logger.propagate = False
+    consumer = Consumer(config(args.bootstrap, **{
+        "group.id": f"steps-{args.topic}", "enable.auto.commit": False, "fetch.wait.max.ms": FETCH_WAIT_MS,
+        # a response to a consumer that is behind holds several of the producer's batches, not the whole backlog
+        "max.partition.fetch.bytes": 64 * 1024, "error_cb": problems.error_cb}), logger=logger)
+    partitions = consumer.list_topics(args.topic, timeout=10).topics[args.topic].partitions
+    assert partitions, f"no partitions of {args.topic}"
+    assigned = [TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    ids: Counter[str] = Counter()
+
+    def take(timeout_s: float) -> None:
+        for message in consumer.consume(500, timeout_s):
+            if message.error() is None:
+                ids[record_id(message.value())] += 1
+            else:
+                problems.seen.append(f"message error: {message.error()}")
+
+    def read(until: int, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while len(ids) < until and time.monotonic() < deadline:
+            take(0.2)
+
+    for line in sys.stdin:
+        # In partition order: should the fetcher wake before all are resumed, its first Fetch holds partition 0 alone
+        consumer.resume(assigned)
+        read(int(line), args.seconds)
+        consumer.pause(assigned)
+        # The Fetch under way, if any, answered before the test moves a leader: librdkafka would follow a leader that
+        # such an answer names (KIP-951) even for a paused partition, and the next Fetch would find nothing moved
+        take(6 * FETCH_WAIT_MS / 1000)
+        print(json.dumps({"paused": len(ids), "problems": problems.seen[:20]}), flush=True)
+    consumer.resume(assigned)
+    read(len(ids) + 1, 1.0)
+    consumer.close()
+    return {"ids": sorted(int(i) for i in ids), "duplicates": sum(n - 1 for n in ids.values()),
+            "problems": problems.seen[:20]}
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "idempotent": scenario_idempotent,
     "transactional": scenario_transactional,
@@ -268,6 +339,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "large": scenario_large,
     "acks0": scenario_acks0,
     "client-errors": scenario_client_errors,
+    "read-in-steps": scenario_read_in_steps,
 }
 
 

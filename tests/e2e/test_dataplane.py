@@ -15,10 +15,19 @@ import subprocess
 import time
 
 import pytest
+from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kio.schema.alter_partition_reassignments.v0.request import (AlterPartitionReassignmentsRequest,
+                                                                   ReassignablePartition, ReassignableTopic)
+from kio.schema.alter_partition_reassignments.v0.response import AlterPartitionReassignmentsResponse
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.api_versions.v3.response import ApiVersionsResponse
 from kio.schema.errors import ErrorCode
+from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.metadata.v12.response import MetadataResponse
 from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
+from kio.schema.types import BrokerId
+from kio.static.primitive import i32
 
 from gateway_app.protocol.policy import POLICIES, Handling
 from lab.polling import wait_until
@@ -200,3 +209,113 @@ def test_acks_zero_produce_keeps_the_connection_in_step(lab, node):
     result = run_client(lab, "acks0", "--bootstrap", node.bootstrap, "--topic", unique("acks0"), "--count", "2000")
     assert result == {"acked": 2000, "consumed": 2000}
     assert node.metric("gateway_upstream_errors_total", reason="correlation_mismatch") == before
+
+
+def reorder_replicas(broker, topic: str, replicas: dict[int, list[int]]) -> None:
+    """AlterPartitionReassignments (KIP-455, no admin call of confluent-kafka's) with each partition's own replicas in
+    a new order: no data moves, only the preferred leader changes."""
+    header = RequestHeaderV2(request_api_key=45, request_api_version=0, correlation_id=7, client_id="dp-test")
+    request = AlterPartitionReassignmentsRequest(topics=(ReassignableTopic(name=topic, partitions=tuple(
+        ReassignablePartition(partition_index=i32(p), replicas=tuple(BrokerId(b) for b in order))
+        for p, order in replicas.items())),))
+    response = kafka_exchange(broker.address, broker.port, header, request, AlterPartitionReassignmentsResponse,
+                              response_header_bytes=5)
+    errors = [response.error_code] + [p.error_code for t in response.responses for p in t.partitions]
+    assert all(e == ErrorCode.none for e in errors), response
+
+
+def leaders_at(broker, topic: str) -> dict[int, int]:
+    """Partition -> leader as `broker` itself knows it (Metadata v12 asked of it alone; empty before it knows the
+    topic)."""
+    header = RequestHeaderV2(request_api_key=3, request_api_version=12, correlation_id=8, client_id="dp-test")
+    request = MetadataRequest(topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+    response = kafka_exchange(broker.address, broker.port, header, request, MetadataResponse, response_header_bytes=5)
+    return {int(p.partition_index): int(p.leader_id) for t in response.topics if t.name == topic for p in t.partitions}
+
+
+def endpoint_outcomes(node) -> dict[str, float]:
+    """Spliced Fetch responses whose node endpoints were rewritten in place, by outcome."""
+    return {o: node.metric("gateway_fetch_endpoints_in_place_total", outcome=o) for o in ("rewritten", "padded", "dropped")}
+
+
+def test_librdkafka_reads_fetch_responses_whose_endpoints_were_dropped_or_padded(lab, node):
+    """KIP-951 node endpoints in spliced Fetch responses (protocol/endpoints_in_place.py), read by librdkafka.
+
+    A Fetch response names the new leader of a partition that moved (CurrentLeader) and its address (NodeEndpoints,
+    in the tag section at the frame's end). The gateway has written a spliced response's size before it reads that
+    section, so the rewritten section keeps the broker's size: a gateway address one byte shorter than the broker's
+    leaves one endpoint one byte short, too little for a padding field, so it is dropped; two endpoints are two bytes
+    short, and a padding field fills them. A consumer behind on partition 0 (so that its leader's answer is
+    spliced) reads the topic in steps, paused while the leaders move away from that broker: first partition 1's (one
+    endpoint: dropped), then in one election partition 2's and 3's to two brokers (two endpoints: padded). librdkafka
+    must read both answers without a parse error, follow the leaders, and read every record once."""
+    x, y, z = (b.id for b in lab.brokers)
+    assert all(len(b.address) - len(node.address) == 1 for b in lab.brokers), "the lab's layout changed"
+    by_id = {b.id: b for b in lab.brokers}
+    topic = unique("moved")
+    admin = AdminClient({"bootstrap.servers": lab.bootstrap_servers})
+    admin.create_topics([NewTopic(topic, 4, -1, replica_assignment=[[x, y, z], [x, y, z], [x, y, z], [x, z, y]])],
+                        request_timeout=30)[topic].result(40)
+    producer = Producer({"bootstrap.servers": lab.bootstrap_servers, "acks": "all", "batch.size": 16384, "linger.ms": 5})
+    produced: list[int] = []
+    failed: list[str] = []
+
+    def produce(partition: int, count: int) -> None:
+        for _ in range(count):
+            producer.produce(topic, f"{len(produced):07d}:".encode().ljust(1000, b"."), partition=partition,
+                             on_delivery=lambda error, _: error is None or failed.append(str(error)))
+            produced.append(len(produced))
+        assert producer.flush(30) == 0 and not failed, failed
+
+    def move(leaders: dict[int, int]) -> None:
+        """Each partition's leader to the broker given, in one reassignment and one election, seen by broker x."""
+        replicas = {p: [leader] + [b for b in (x, y, z) if b != leader] for p, leader in leaders.items()}
+        reorder_replicas(by_id[x], topic, replicas)
+        elected = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(topic, p) for p in leaders]).result(30)
+        assert all(e is None or e.code() == KafkaError.ELECTION_NOT_NEEDED for e in elected.values()), elected
+        wait_until(lambda: all(leaders_at(by_id[x], topic)[p] == b for p, b in leaders.items()), 20,
+                   f"broker {x} to see the leaders {leaders}", 0.2)
+
+    reader: subprocess.Popen[str] | None = None
+    counted = endpoint_outcomes(node)
+
+    def read_until(count: int) -> set[str]:
+        """The reader on to `count` records; the outcomes the gateway counted meanwhile."""
+        reader.stdin.write(f"{count}\n")
+        reader.stdin.flush()
+        line = reader.stdout.readline()
+        assert line, reader.stderr.read()[-3000:]
+        assert json.loads(line) == {"paused": count, "problems": []}
+        before = dict(counted)
+        counted.update(endpoint_outcomes(node))
+        return {o for o in counted if counted[o] != before[o]}
+
+    try:
+        wait_until(lambda: set(leaders_at(by_id[x], topic).values()) == {x}, 20, f"broker {x} to lead {topic}", 0.2)
+        reader = subprocess.Popen(lab.client_cmd([PYTHON, "-m", "tests.e2e.dataplane_clients", "read-in-steps",
+                                                  "--bootstrap", node.bootstrap, "--topic", topic, "--seconds", "20"]),
+                                  cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        for partition in range(4):
+            produce(partition, 1)
+        assert read_until(len(produced)) == set()  # every partition fetched from broker x
+        produce(1, 8)
+        produce(0, 300)  # behind on partition 0: broker x's next answers are large, so spliced
+        move({1: y})
+        assert read_until(len(produced)) == {"dropped"}
+        produce(2, 8)
+        produce(3, 8)
+        produce(0, 300)
+        move({2: y, 3: z})
+        assert read_until(len(produced)) == {"padded"}
+        out, err = reader.communicate(timeout=30)
+        assert reader.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        print(f"\nspliced Fetch responses' endpoints: {counted}; librdkafka read {len(result['ids'])} records, "
+              f"{result['duplicates']} twice, problems {result['problems']}")
+        assert result == {"ids": produced, "duplicates": 0, "problems": []}
+    finally:
+        if reader is not None and reader.poll() is None:
+            reader.kill()
+            reader.wait()
+        admin.delete_topics([topic], request_timeout=10)[topic].exception()
