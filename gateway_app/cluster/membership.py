@@ -60,7 +60,9 @@ Two parts: the roster (roster.py) is the bookkeeping — records and live ids in
 to write out — with no Kafka and no thread, so it is tested alone; `Membership` here is the driver:
 it owns the confluent-kafka clients, the daemon thread they run in (their calls block) and its
 restarts (`Supervisor`), feeds the roster and carries its actions out. View changes reach the asyncio
-loop through `loop.call_soon_threadsafe`.
+loop through `loop.call_soon_threadsafe`. Every wait of the thread on Kafka goes through
+stop_aware.answer, so a stop (SIGTERM) never waits out a request to an unreachable Kafka; the clean
+leave after it is bounded (LEAVE_TOMBSTONE_S, then the clients' close, which sends the LeaveGroup).
 """
 
 from __future__ import annotations
