@@ -7,7 +7,7 @@ import logging
 import signal
 import ssl
 import time
-from typing import Any, Mapping
+from typing import Any, Awaitable, Mapping
 
 from . import __version__
 from .broker_addresses import BrokerInfo
@@ -84,13 +84,17 @@ class Node:
     async def _wait_for_reserved_topic_ids(self) -> None:
         """Listen once the reserved topics' ids are known (or after RESERVED_IDS_WAIT_S: until then every
         request naming a topic by id is refused, see ReservedNames.ids_known)."""
-        waits = [asyncio.ensure_future(self.reserved_ids_known.wait()), asyncio.ensure_future(self._stop.wait())]
-        await asyncio.wait(waits, timeout=RESERVED_IDS_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
-        for wait in waits:
-            wait.cancel()
+        await self._unless_stopped(self.reserved_ids_known.wait(), RESERVED_IDS_WAIT_S)
         if not self.reserved_ids_known.is_set() and not self._stop.is_set():
             log.warning("reserved topic ids not known after %.0fs; listening, refusing every topic id until they are",
                         RESERVED_IDS_WAIT_S)
+
+    async def _unless_stopped(self, waited: Awaitable[Any], timeout_s: float | None = None) -> None:
+        """Wait for `waited` until it ends, the node is asked to stop or `timeout_s` passes, whichever comes first."""
+        waits = [asyncio.ensure_future(waited), asyncio.ensure_future(self._stop.wait())]
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
 
     def _backing_kafka(self) -> CheckResult:
         if self.directory.last_refresh_error is None and self.directory.last_refresh_ok is not None:
@@ -151,7 +155,9 @@ class Node:
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         try:
             await self.http.start(self.settings.http_bind_host, self.settings.http_port)
-            await self.directory.refresh()
+            # A SIGTERM while Kafka is unreachable need not wait out the first DescribeCluster (up to
+            # GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S); the directory carries on with it, shielded.
+            await self._unless_stopped(self.directory.refresh())
             await self.topology.start()  # cluster membership: joined before listening
             await self._wait_for_reserved_topic_ids()
             await self.gateway.start()

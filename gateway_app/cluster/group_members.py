@@ -20,21 +20,28 @@ from typing import Mapping
 
 from confluent_kafka.admin import AdminClient
 
+from .stop_aware import Stopping, StopRequested, answer
+
 
 class GroupMembers:
     """`client_ids()` of the group's live members; raises what the client raised if the
-    coordinator cannot be asked, after replacing the client so that the next call looks it up anew."""
+    coordinator cannot be asked, after replacing the client so that the next call looks it up anew;
+    StopRequested, the client kept, as soon as `stopping` is set."""
 
-    def __init__(self, kafka_config: Mapping[str, str], group: str, request_timeout_s: float = 5.0) -> None:
+    def __init__(self, kafka_config: Mapping[str, str], group: str, stopping: Stopping,
+                 request_timeout_s: float = 5.0) -> None:
         self._kafka_config = dict(kafka_config)
         self.group = group
+        self._stopping = stopping
         self.request_timeout_s = request_timeout_s
         self._admin = AdminClient(self._kafka_config)
 
     def client_ids(self) -> frozenset[str]:
         try:
             future = self._admin.describe_consumer_groups([self.group], request_timeout=self.request_timeout_s)[self.group]
-            description = future.result()
+            description = answer(future, self._stopping, self.request_timeout_s)
+        except StopRequested:
+            raise
         except Exception:
             self._admin = AdminClient(self._kafka_config)
             raise

@@ -60,7 +60,9 @@ Two parts: the roster (roster.py) is the bookkeeping — records and live ids in
 to write out — with no Kafka and no thread, so it is tested alone; `Membership` here is the driver:
 it owns the confluent-kafka clients, the daemon thread they run in (their calls block) and its
 restarts (`Supervisor`), feeds the roster and carries its actions out. View changes reach the asyncio
-loop through `loop.call_soon_threadsafe`.
+loop through `loop.call_soon_threadsafe`. Every wait of the thread on Kafka goes through
+stop_aware.answer, so a stop (SIGTERM) never waits out a request to an unreachable Kafka; the clean
+leave after it is bounded (LEAVE_TOMBSTONE_S, then the clients' close, which sends the LeaveGroup).
 """
 
 from __future__ import annotations
@@ -70,10 +72,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from prometheus_client import CollectorRegistry
 
@@ -83,6 +85,7 @@ from ..member import Member
 from .metrics import ClusterMetrics
 from .records import RecordCodec
 from .roster import Record, Roster, View
+from .stop_aware import Stopping, StopRequested, answer, in_membership_background
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +93,21 @@ BROKER_MIN_SESSION_TIMEOUT_S = 6.0  # Kafka's default group.min.session.timeout.
 REBALANCE_MARGIN_S = 4.0  # a rebalance + one refresh, between a death and the coordinator's verdict
 MAX_POLL_INTERVAL_MS = 30000  # also the classic rebalance timeout: bounds a rebalance waiting on a dead joiner
 POLL_S = 0.1
+TOPIC_REQUEST_TIMEOUT_S = 10.0  # each admin request finding or making the members topic (a stop cuts it short)
 TOPIC_RETRY_MAX_S = 10.0  # backoff cap while Kafka cannot be reached or the topic cannot be made
 PROPAGATION_POLL_S = 0.25  # the topic exists but the broker asked does not list it yet: ask again soon
 PROPAGATION_WARN_S = 5.0  # metadata normally catches up in well under a second; say so if it does not
 RESTART_FIRST_S = 0.5  # the supervisor's backoff after the loop died ...
 RESTART_MAX_S = 30.0  # ... doubling up to this
 STABLE_RUN_S = 60.0  # a loop that ran this long before dying starts the backoff afresh
+RECORD_FLUSH_S = 10.0  # for this node's record to be acknowledged (a stop cuts the wait short)
+# A clean stop's tombstone is written after the stop was asked for, so its wait is bounded instead of cut short. A
+# reachable cluster acknowledges well within it (on the lab a tombstone took 0.01 s, a node's first record 0.1-0.8 s
+# with the producer's connections to make); a tombstone that misses the bound costs only a record left in the topic,
+# which no node counts once this one is out of the group. A longer wait would delay the LeaveGroup after it (what
+# makes the others drop this node at once), and a stop while Kafka is down.
+LEAVE_TOMBSTONE_S = 2.0
+STOP_JOIN_S = 10.0  # Membership.stop's wait for the thread; the leave needs LEAVE_TOMBSTONE_S and the clients' close
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +115,6 @@ class MembershipStatus:
     joined: bool
     kafka_reachable: bool
     detail: str
-
-
-class Stopping(Protocol):
-    """How the thread is asked to stop (a threading.Event); its waits are the thread's only sleeps."""
-
-    def is_set(self) -> bool: ...
-
-    def set(self) -> None: ...
-
-    def wait(self, timeout: float) -> bool: ...
 
 
 class Supervisor:
@@ -205,10 +207,16 @@ class Membership:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Leave the group and delete our record; blocking (run it in an executor from asyncio)."""
+    def stop(self, timeout_s: float = STOP_JOIN_S) -> None:
+        """Leave the group and delete our record; blocking (run it in an executor from asyncio). The thread's waits
+        on Kafka give up at once (stop_aware.py); the leave itself is bounded (LEAVE_TOMBSTONE_S, then the clients'
+        close), and a thread still busy after `timeout_s` is left behind: a daemon, it ends with the process."""
         self._stopping.set()
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._metrics.stop_waits_abandoned.labels("thread").inc()
+            log.warning("gateway cluster membership still busy with the backing Kafka after %.0fs; stopping without "
+                        "it (the group drops this node when its session expires)", timeout_s)
 
     @property
     def running(self) -> bool:
@@ -272,7 +280,7 @@ class Membership:
             })
             clients.insert(0, group)  # closed first: LeaveGroup, the coordinator drops us at once
             group.subscribe([self.topic])
-            group_members = GroupMembers(self.kafka_config, self.group)
+            group_members = GroupMembers(self.kafka_config, self.group, self._stopping)
             next_refresh = 0.0
             while not self._stopping.is_set():
                 message = group.poll(0)  # drives the group protocol; the records it may get are irrelevant
@@ -284,7 +292,7 @@ class Membership:
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.refresh_interval_s
                     self._refresh_live(group_members)
-            self._publish_record(None)  # a clean stop: the tombstone, then LeaveGroup
+            self._write_tombstone()  # a clean stop: the tombstone, then LeaveGroup (closing the group consumer)
         finally:
             for client in clients:
                 try:
@@ -311,7 +319,7 @@ class Membership:
                 if exists_since is None:
                     self._ensure_topic(admin)
                     exists_since = time.monotonic()
-                metadata = admin.list_topics(self.topic, timeout=10).topics.get(self.topic)
+                metadata = self._list_topics(admin, self.topic).topics.get(self.topic)
                 partitions = sorted(metadata.partitions) if metadata is not None else []
                 if partitions:
                     if len(partitions) != 1:  # made by hand or auto-created: read every partition
@@ -327,6 +335,9 @@ class Membership:
                     warned = True
                 self._stopping.wait(PROPAGATION_POLL_S)
                 continue
+            except StopRequested:
+                self._gave_up_on_kafka("finding the members topic")
+                return []
             except Exception as error:
                 self._last_error = f"cannot create or find members topic {self.topic}: {error}"
                 log.error("%s; retrying in %.1fs", self._last_error, backoff)
@@ -344,31 +355,55 @@ class Membership:
         # The members topic by name, whatever the listing says: the broker that answers the listing may not have the
         # just-created topic in its metadata yet, and an id left out here would pass the guard. describe_topics
         # raises until a broker knows it, and wait_for_topic asks again.
-        names = sorted({self.topic, *(name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix))})
+        names = sorted({self.topic, *(name for name in self._list_topics(admin).topics if name.startswith(prefix))})
         ids = []
-        for future in admin.describe_topics(TopicCollection(names), request_timeout=10).values():
-            topic_id = future.result().topic_id
+        for future in admin.describe_topics(TopicCollection(names), request_timeout=TOPIC_REQUEST_TIMEOUT_S).values():
+            topic_id = answer(future, self._stopping, TOPIC_REQUEST_TIMEOUT_S).topic_id
             ids.append(((topic_id.get_most_significant_bits() & (2**64 - 1)) << 64
                         | (topic_id.get_least_significant_bits() & (2**64 - 1))).to_bytes(16, "big"))
         self._on_reserved_topic_ids(ids)
         log.info("reserved topics known by id: %s", ", ".join(sorted(names)))
 
+    def _list_topics(self, admin: AdminClient, topic: str | None = None) -> ClusterMetadata:
+        """AdminClient.list_topics, which has no future: run aside so that a stop need not wait for it."""
+        listing = in_membership_background(lambda: admin.list_topics(topic, timeout=TOPIC_REQUEST_TIMEOUT_S))
+        return answer(listing, self._stopping, TOPIC_REQUEST_TIMEOUT_S)
+
     def _ensure_topic(self, admin: AdminClient) -> None:
         """Compacted, one partition, replicated on up to 3 of the brokers that are up right now."""
-        brokers = len(admin.describe_cluster(request_timeout=10).result().nodes)
+        described = admin.describe_cluster(request_timeout=TOPIC_REQUEST_TIMEOUT_S)
+        brokers = len(answer(described, self._stopping, TOPIC_REQUEST_TIMEOUT_S).nodes)
         topic = NewTopic(self.topic, num_partitions=1, replication_factor=min(3, brokers), config={"cleanup.policy": "compact"})
         try:
-            admin.create_topics([topic], request_timeout=10)[self.topic].result()
+            created = admin.create_topics([topic], request_timeout=TOPIC_REQUEST_TIMEOUT_S)[self.topic]
+            answer(created, self._stopping, TOPIC_REQUEST_TIMEOUT_S)
             log.info("created members topic %s", self.topic)
         except KafkaException as error:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
 
     def _publish_own_record(self) -> None:
-        self._publish_record(*self._codec.encode(self.me))
+        """Write this node's record (signed) and wait until it is acknowledged, or the node stops."""
+        self._produce(*self._codec.encode(self.me))
+        flushing = in_membership_background(lambda: self._producer.flush(RECORD_FLUSH_S))
+        try:
+            unacknowledged = answer(flushing, self._stopping, RECORD_FLUSH_S)
+        except StopRequested:
+            self._gave_up_on_kafka("writing this node's record")
+            return
+        if unacknowledged:
+            log.error("could not write this node's record to %s", self.topic)
 
-    def _publish_record(self, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
-        """Write this node's record (signed), or its tombstone (value None), and wait for it."""
+    def _write_tombstone(self) -> None:
+        """Delete this node's record, waiting for it up to LEAVE_TOMBSTONE_S."""
+        self._produce(None)
+        if self._producer.flush(LEAVE_TOMBSTONE_S):
+            self._metrics.stop_waits_abandoned.labels("tombstone").inc()
+            log.warning("stopping without deleting this node's record from %s: not acknowledged within %.0fs",
+                        self.topic, LEAVE_TOMBSTONE_S)
+
+    def _produce(self, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Hand this node's record (signed), or its tombstone (value None), to the producer."""
         self.roster.writing()
 
         def delivered(error: KafkaError | None, message: Message) -> None:
@@ -376,8 +411,6 @@ class Membership:
                 self.roster.written(message.partition(), message.offset())
 
         self._producer.produce(self.topic, key=self.me.node_id.encode(), value=value, headers=headers, on_delivery=delivered)
-        if self._producer.flush(10) != 0:
-            log.error("could not write this node's record to %s", self.topic)
 
     def _records(self, reader: Consumer) -> list[Record]:
         """What the reader has of the members topic now (up to POLL_S of waiting)."""
@@ -390,6 +423,10 @@ class Membership:
             records.append(Record(message.key(), message.value(), message.headers(), message.partition(), message.offset()))
         return records
 
+    def _gave_up_on_kafka(self, what: str) -> None:
+        self._metrics.stop_waits_abandoned.labels("request").inc()
+        log.info("stopping: gave up waiting on the backing Kafka while %s", what)
+
     def _write_what_is_due(self) -> None:
         if self.roster.due() is not None:
             self._publish_own_record()
@@ -397,6 +434,9 @@ class Membership:
     def _refresh_live(self, group_members: GroupMembers) -> None:
         try:
             live_ids = group_members.client_ids()
+        except StopRequested:
+            self._gave_up_on_kafka("describing the group")
+            return
         except Exception as error:
             self._last_error = str(error)
             log.debug("describe group %s failed: %s", self.group, error)

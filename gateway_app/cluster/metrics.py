@@ -38,6 +38,12 @@ class ClusterMetrics:
         self.membership_restarts = Counter(
             "gateway_cluster_membership_restarts", "Times the membership thread's loop died and was restarted",
             registry=registry)
+        self.stop_waits_abandoned = Counter(
+            "gateway_cluster_stop_waits_abandoned",
+            "Waits on the backing Kafka cut short because the node was stopping: an admin request (request), the "
+            "leave's tombstone (tombstone), the membership thread itself (thread)", ["wait"], registry=registry)
+        for wait in ("request", "tombstone", "thread"):
+            self.stop_waits_abandoned.labels(wait)
         self._racks: set[str] = set()
 
     def record_members(self, members: Iterable[Member]) -> None:

@@ -25,6 +25,7 @@ from typing import Callable, Mapping
 
 from confluent_kafka.admin import AdminClient
 
+from ..background_call import in_background
 from ..broker_addresses import BrokerInfo
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,9 @@ class BrokerDirectory:
     async def _refresh_once(self) -> None:
         self._last_attempt = time.monotonic()
         try:
-            cluster_id, brokers = await asyncio.to_thread(self._describe)
+            # On a daemon thread, not asyncio.to_thread: the default executor is joined when the loop closes, so a
+            # DescribeCluster in flight to an unreachable Kafka held a stopping node's exit for up to its timeout.
+            cluster_id, brokers = await asyncio.wrap_future(in_background(self._describe, "gateway-directory-describe"))
         except Exception as error:
             self.last_refresh_error = f"{type(error).__name__}: {error}"
             log.warning("cannot describe the backing cluster: %s", self.last_refresh_error)
