@@ -22,6 +22,7 @@ SOAK = ROOT / "results" / "soak-10min.json"
 HANDOVER = ROOT / "results" / "handover-rolling-restart.json"
 NO_RETRY = ROOT / "results" / "no-retry-rolling-restart.json"
 COMPILED = ROOT / "results" / "compiled-hot-path.json"
+METADATA_SHAPES = ROOT / "results" / "metadata-shapes.json"
 PAGES_WITH_FIGURES = ("README.md", "docs/benchmark.md", "docs/reliability.md", "docs/handover.md",
                       "docs/production.md")
 _BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
@@ -125,14 +126,15 @@ def _relay_latency_and_metadata(r: dict, rate: int) -> str:
     latencies = (("steady_latency_p50_ms", f"steady-state p50 ms at {rate} rec/s"),
                  ("steady_latency_p99_ms", f"steady-state p99 ms at {rate} rec/s"),
                  ("steady_latency_p999_ms", f"steady-state p99.9 ms at {rate} rec/s"), *E2E_LATENCY.items())
-    rows = [[label, f"{_signed(r[key]['added_ms'], 2)} ms", r[key]["reference_relay"]["median"],
+    rows = [[label, f"{_signed(r[key]['added_ms'], 2)} ms ({_signed(r[key]['pair_added_ms_median'], 2)} ms)",
+             r[key]["reference_relay"]["median"],
              f"{_signed(r[key]['reference_relay']['added_ms'], 2)} ms "
              f"({_signed(r[key]['reference_relay']['pair_added_ms_median'], 2)} ms)"]
             for key, label in latencies if "reference_relay" in r[key]]
     out = ""
     if rows:
         out += "\n" + _table(["reference relay, latency: HAProxy in front of a gateway, same rounds",
-                               "the gateway adds to direct", "HAProxy + gateway (median)",
+                               "the gateway adds to direct (pair differences)", "HAProxy + gateway (median)",
                                "HAProxy adds to the gateway (pair differences)"], rows)
     meta = r["metadata_requests_s"]
     if "reference_relay" in meta:
@@ -146,6 +148,49 @@ def _relay_latency_and_metadata(r: dict, rate: int) -> str:
              ["HAProxy in front of it (C, TCP mode, one thread)", round(relay["median"]),
               f"{relay['over_direct']:.3f} ({relay['pair_ratio_median']:.3f})", round(relay["requests_per_relay_cpu_s"])]])
     return out
+
+
+def metadata_shapes() -> str:
+    r = _load(METADATA_SHAPES)
+    m = r["machine"]
+    out = [f"`{r['command']}` at {r['commit']} (`{_rel(METADATA_SHAPES)}`), started {r['started']}: {r['rounds']} "
+           f"interleaved rounds of {r['seconds']:g} s per shape against broker {r['broker']}, load average "
+           f"{_load_average(m['loadavg_start'])} at the start and {_load_average(m['loadavg_end'])} at the end. "
+           "Medians of the rounds; system calls per request from one more run under strace, CPU samples from one "
+           "more under perf.\n\n"]
+
+    def pair(entry: dict, key: str, digits: int) -> str:
+        return f"{entry['gateway'][key]:.{digits}f} / {entry['haproxy'][key]:.{digits}f}"
+
+    def syscalls(figures: dict) -> str:
+        return f"{sum(figures['syscalls_per_request'].values()):.2f}"
+
+    def samples(figures: dict) -> str:
+        shares = figures.get("cpu_samples_percent")
+        return f"{shares['interpreter']:.0f} / {shares['kernel']:.0f}" if shares else ""
+
+    rows = [[f"{e['connections']}×{e['depth']}", e["broker_rate_median"],
+             f"{e['gateway']['rate']:.0f} ({e['gateway']['of_broker']:.3f})",
+             f"{e['haproxy']['rate']:.0f} ({e['haproxy']['of_broker']:.3f})", pair(e, "cpu_us_per_request", 1),
+             f"{syscalls(e['gateway'])} / {syscalls(e['haproxy'])}", pair(e, "involuntary_per_request", 3),
+             pair(e, "voluntary_per_request", 3), samples(e["gateway"]),
+             f"{e['haproxy']['cpu_samples_percent']['kernel']:.0f}" if "cpu_samples_percent" in e["haproxy"] else ""]
+            for e in r["shapes"]]
+    out.append(_table(["connections × pipelined", "broker req/s", "gateway req/s (of the broker's)",
+                       "HAProxy req/s (of the broker's)", "CPU µs per request, gateway / HAProxy",
+                       "system calls per request", "preempted per request", "waits per request",
+                       "gateway's CPU samples: interpreter / kernel %", "HAProxy's: kernel %"], rows))
+    bench_shape = next((e for e in r["shapes"] if (e["connections"], e["depth"]) == (4, 16)), None)
+    if bench_shape and "cpu_samples_percent" in bench_shape["gateway"]:
+        g, h = bench_shape["gateway"], bench_shape["haproxy"]
+
+        def part(figures: dict, kind: str) -> float:
+            return figures["cpu_us_per_request"] * figures["cpu_samples_percent"][kind] / 100
+
+        out.append(f"\nAt the benchmark's shape (4×16), per request: the gateway spends {part(g, 'kernel'):.1f} µs in the "
+                   f"kernel and {part(g, 'interpreter'):.1f} µs in the interpreter, HAProxy {part(h, 'kernel'):.1f} µs "
+                   f"in the kernel; {syscalls(g)} system calls against HAProxy's {syscalls(h)}.\n")
+    return "".join(out)
 
 
 def bench_parser() -> str:
@@ -334,6 +379,7 @@ def no_retry_rolling() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "bench-latest": bench_latest,
+    "metadata-shapes": metadata_shapes,
     "bench-parser": bench_parser,
     "bench-sizing": bench_sizing,
     "compiled-hot-path": compiled_hot_path,
