@@ -60,10 +60,10 @@ def category(pid: int, processes: dict[int, dict]) -> str:
         return "ansible: forked workers" if chain[:1] == ["ansible-playboo"] else "ansible: playbook runs"
     if comm.startswith("ansible") or comm == "molecule" or "molecule" in chain:
         return "ansible: other (molecule, inventory, ssh)"
+    if comm == "kafka-gateway":  # before the JVMs: its name starts like a Kafka thread's ("kafka-")
+        return "gateway (controller)"
     if comm.startswith(JVM_THREADS) or " " in comm:
         return "broker JVM" if process["elapsed_s"] >= BROKER_MIN_S else "client JVM"
-    if comm == "kafka-gateway":
-        return "gateway (controller)"
     if comm.startswith("python"):
         return "python (pytest, clients, lab tool)"
     return "other: " + comm
