@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import rootfs
 from .layout import Layout
+from .logs import rotated_if_large
 from .shell import run, stop_pids, wait_until
 from .state import Host, LabState
 
@@ -111,8 +112,7 @@ def boot(layout: Layout, state: LabState, rootfs: Path, host: Host) -> None:
         for cg in cgroups:
             (cg / "cgroup.procs").write_text(str(os.getpid()))
 
-    log = host_log(layout, host)
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log = rotated_if_large(host_log(layout, host))
     stamp(layout, host, "booting")
     argv = [
         "systemd-nspawn", "--quiet", "--boot", f"--directory={rootfs}", f"--overlay={rootfs}:{upper}:/",
@@ -128,7 +128,7 @@ def boot(layout: Layout, state: LabState, rootfs: Path, host: Host) -> None:
 
 
 def host_log(layout: Layout, host: Host) -> Path:
-    """The host's console output, appended to across boots (kept by `lab down`)."""
+    """The host's console output, appended to across boots (kept by `lab down`; see lab/logs.py)."""
     return layout.log_dir / f"host-{host.name}.log"
 
 

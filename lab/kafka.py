@@ -13,6 +13,7 @@ from . import kafka_versions
 from .cache_lock import cache_lock
 from .layout import (BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, REPO_DIR, SASL_PORT, SASL_USERS, Layout,
                      broker_rack)
+from .logs import rotated_if_large
 from .shell import run, say, stop_pid, wait_until
 from .state import Broker
 
@@ -158,8 +159,7 @@ def prepare_broker(layout: Layout, broker_id: int, cluster_id: str, version: str
 
 def start_broker(layout: Layout, broker_id: int, version: str) -> Broker:
     config = broker_dir(layout, broker_id) / "server.properties"
-    log = layout.log_dir / f"kafka{broker_id}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log = rotated_if_large(layout.log_dir / f"kafka{broker_id}.log")
     netns = layout.broker_netns(broker_id)
     with open(log, "ab") as out:
         command = java_cmd(kafka_home(version), "kafka.Kafka", str(config), jvm=JAVA_HEAP + BROKER_JVM)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from lab import hosts
+from lab import hosts, logs
 from lab.state import Host
 
 
@@ -21,3 +21,17 @@ def test_each_stamp_is_a_dated_line_of_its_own_after_the_consoles_unfinished_pro
     assert [line.split(": ", 1)[1] for line in stamped] == ["gw1 answers ssh", "gw1 powering off"]
     assert all(re.fullmatch(r"==== lab \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z: .+", line) for line in stamped)
     assert "gw1 login: " in log.read_text().splitlines()  # the console's own line is left as it was
+
+
+def test_a_log_past_its_bound_is_moved_aside_once_and_a_smaller_one_kept(tmp_path) -> None:
+    log = tmp_path / "logs" / "kafka1.log"
+    assert logs.rotated_if_large(log, keep_bytes=10) == log and log.parent.is_dir()  # none yet: its directory made
+    log.write_bytes(b"0123456789")  # at the bound: kept, appended to
+    logs.rotated_if_large(log, keep_bytes=10)
+    assert log.read_bytes() == b"0123456789"
+    log.write_bytes(b"older run\n" * 2)
+    (tmp_path / "logs" / "kafka1.log.1").write_bytes(b"oldest")
+    logs.rotated_if_large(log, keep_bytes=10)
+    assert not log.exists()  # the next start appends to a fresh file
+    assert (tmp_path / "logs" / "kafka1.log.1").read_bytes() == b"older run\n" * 2  # one generation kept
+
