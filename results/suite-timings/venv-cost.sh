@@ -6,8 +6,9 @@
 #             --find-links <the target's unpacked wheel set archive> kafka-gateway
 #   netport:  V/bin/python -I -c PIP install ... --find-links <pyroute2's wheel> pyroute2==<version>
 # once with PIP = pip imported from the host's ensurepip wheel, a zip (the roles before the pip home), and once with
-# PIP = the roles' _gateway_pip_code (the wheel unpacked once into the host's pip home, where Python caches pip's
-# compiled modules). Round 1's pip-home install is the host's first: it unpacks pip and compiles what it imports.
+# PIP = the roles' roles/gateway_pip/files/pip_home.py (the wheel unpacked once into the host's pip home, where Python
+# caches pip's compiled modules). Round 1's pip-home install is the host's first: it unpacks pip and compiles what it
+# imports.
 # Prints user+system CPU seconds and wall seconds per step. Run as root from the checkout, after a converge or the
 # suite built the wheel sets (KGW_WHEELHOUSE, default build/wheelhouse; the lab's cache holds pyroute2's wheel):
 #   results/suite-timings/venv-cost.sh > results/suite-timings/venv-cost-2.txt
@@ -16,13 +17,8 @@ cache=${KGW_LAB_CACHE:-/var/cache/kgw-lab}
 wheelhouse=${KGW_WHEELHOUSE:-build/wheelhouse}
 pyroute2=$(ls "$cache"/wheelhouse/netport/pyroute2-*.whl | tail -1)
 pyroute2_version=$(basename "$pyroute2" | cut -d- -f2)
-# the role's code, rendered as Ansible would with the role's default pip home
-pip_home_code=$(${PYTHON:-.venv/bin/python} -c '
-import json, sys, jinja2, yaml
-env = jinja2.Environment()
-env.filters["to_json"] = json.dumps
-print(env.from_string(yaml.safe_load(open(sys.argv[1]))["_gateway_pip_code"]).render(_gateway_pip_home="/opt/kafka-gateway/pip"))
-' roles/gateway/vars/main.yml)
+# the roles' code (the gateway_pip role's, which both roles include), run with the roles' default pip home as argument
+pip_home_code=$(cat roles/gateway_pip/files/pip_home.py)
 # the roles' code before the pip home: pip imported from the wheel itself
 zip_code='import ensurepip, os, runpy, sys, sysconfig
 wheel = "pip-%s-py3-none-any.whl" % ensurepip.version()
@@ -49,13 +45,13 @@ for rootfs in "$cache"/rootfs-*; do
   pip_args="install --quiet --no-index --disable-pip-version-check"
   for round in ${ROUNDS:-1 2 3}; do
     for way in zip home; do
-      [ $way = zip ] && code=$zip_code || code=$pip_home_code
+      if [ $way = zip ]; then code=$zip_code home=; else code=$pip_home_code home=/opt/kafka-gateway/pip; fi
       chroot "$work"/root python3 -m venv --without-pip /gw-$way-$round
       chroot "$work"/root python3 -m venv --without-pip /net-$way-$round
       step "$way: gateway install" \
-        "/gw-$way-$round/bin/python -I -c '$code' $pip_args --force-reinstall --find-links /wh kafka-gateway"
+        "/gw-$way-$round/bin/python -I -c '$code' $home $pip_args --force-reinstall --find-links /wh kafka-gateway"
       step "$way: pyroute2 install" \
-        "/net-$way-$round/bin/python -I -c '$code' $pip_args --find-links /netwh pyroute2==$pyroute2_version"
+        "/net-$way-$round/bin/python -I -c '$code' $home $pip_args --find-links /netwh pyroute2==$pyroute2_version"
       chroot "$work"/root /gw-$way-$round/bin/python -c 'import gateway_app, aiohttp, confluent_kafka, uvloop, kio' \
         || { echo "  $way: the gateway's venv cannot import its set"; exit 1; }
       chroot "$work"/root /net-$way-$round/bin/python -c 'import pyroute2' \

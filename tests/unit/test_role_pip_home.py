@@ -1,9 +1,10 @@
-"""The roles' pip (`_gateway_pip_code`, `_gateway_network_pip_code`): the host's ensurepip wheel of pip, unpacked once
-into a pip home where Python caches its compiled modules, and run with a `--without-pip` venv's own Python."""
+"""The roles' pip (the gateway_pip role's `files/pip_home.py`, which the gateway and gateway_network roles include):
+the host's ensurepip wheel of pip, unpacked once into a pip home where Python caches its compiled modules, and run
+with a `--without-pip` venv's own Python."""
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -16,18 +17,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def pip_code(role: str, home: Path) -> str:
-    """The role's code as Ansible renders it, with `home` as its pip home."""
-    prefix = "_gateway" if role == "gateway" else "_gateway_network"
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    env.filters["to_json"] = json.dumps
-    role_vars = yaml.safe_load((ROOT / f"roles/{role}/vars/main.yml").read_text())
-    return env.from_string(role_vars[f"{prefix}_pip_code"]).render({f"{prefix}_pip_home": str(home)})
+PIP_HOME_CODE = (ROOT / "roles/gateway_pip/files/pip_home.py").read_text()
 
 
-def run_pip(venv: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(venv / "bin/python"), "-I", "-c", code, *args], capture_output=True, text=True,
-                          timeout=120, check=True)
+def run_pip(venv: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pip as gateway_pip's install task runs it: `VENV/bin/python -I -c <pip_home.py> HOME <pip arguments>`."""
+    return subprocess.run([str(venv / "bin/python"), "-I", "-c", PIP_HOME_CODE, str(home), *args], capture_output=True,
+                          text=True, timeout=120, check=True)
 
 
 @pytest.fixture
@@ -37,8 +33,31 @@ def venv(tmp_path: Path) -> Path:
     return path
 
 
-def test_both_roles_run_the_same_pip() -> None:
-    assert pip_code("gateway", Path("/opt/pip")) == pip_code("gateway_network", Path("/opt/pip"))
+def included_pip(role: str) -> dict:
+    """The vars the role's install passes to gateway_pip's install task."""
+    tasks = yaml.safe_load((ROOT / f"roles/{role}/tasks/install.yml").read_text())
+    [task] = [t for t in tasks if t.get("ansible.builtin.include_role", {}).get("name") == "gateway_pip"]
+    assert task["ansible.builtin.include_role"]["tasks_from"] == "install"
+    return task["vars"]
+
+
+def render(text: str, variables: dict) -> str:
+    """`text` templated as Ansible would, through the variables it names in turn."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["dirname"] = os.path.dirname
+    while "{{" in text:
+        text = env.from_string(text).render(variables)
+    return text
+
+
+def test_both_roles_install_with_the_shared_pip_into_one_pip_home_by_default() -> None:
+    variables = {}
+    for path in ("gateway/defaults", "gateway_network/defaults", "gateway_network/vars"):
+        variables |= yaml.safe_load((ROOT / f"roles/{path}/main.yml").read_text())
+    homes = {role: render(included_pip(role)["_gateway_pip_home"], variables) for role in ("gateway", "gateway_network")}
+    assert homes == {"gateway": "/opt/kafka-gateway/pip", "gateway_network": "/opt/kafka-gateway/pip"}
+    for role in ("gateway", "gateway_network"):
+        assert "--no-index" in str(included_pip(role)["_gateway_pip_args"]), f"{role} installs without the network"
 
 
 def probe_wheel(wheels: Path) -> None:
@@ -57,9 +76,8 @@ def test_pip_is_unpacked_once_and_installs_offline_into_the_venv_that_runs_it(tm
     (home / ".unpacking-abandoned").mkdir()  # a run killed while unpacking
     (home / "kept").mkdir()  # not the role's
     probe_wheel(tmp_path / "wheels")
-    code = pip_code("gateway", home)
 
-    run_pip(venv, code, "install", "--quiet", "--no-index", "--disable-pip-version-check",
+    run_pip(venv, home, "install", "--quiet", "--no-index", "--disable-pip-version-check",
             "--find-links", str(tmp_path / "wheels"), "probe-pkg==1.0")
     done = subprocess.run([str(venv / "bin/python"), "-c", "import probe_pkg, sys; print(probe_pkg.VALUE, sys.prefix)"],
                           capture_output=True, text=True, timeout=60, check=True)
@@ -73,7 +91,7 @@ def test_pip_is_unpacked_once_and_installs_offline_into_the_venv_that_runs_it(tm
     compiled = {p: p.stat().st_mtime_ns for p in (unpacked[0] / "pip/_internal/__pycache__").glob("*.pyc")}
     assert compiled, "the first run leaves pip's compiled modules beside it"
 
-    again = run_pip(venv, code, "--version")
+    again = run_pip(venv, home, "--version")
     assert f"from {unpacked[0]}/pip " in again.stdout
     assert [p for p in home.iterdir() if p.name.startswith("pip-")] == unpacked
     assert {p: p.stat().st_mtime_ns for p in (unpacked[0] / "pip/_internal/__pycache__").glob("*.pyc")} == compiled, \
