@@ -156,21 +156,21 @@ def run(lab: LabState, args: argparse.Namespace) -> dict:
             haproxy_relay(relay_address, broker.address, broker.port, 1, lab.layout.log_dir) as haproxy_pid:
         relays = {"gateway": (gateway_pid, gateway), "haproxy": (haproxy_pid, f"{relay_address}:{broker.port}")}
         for connections, depth in args.shapes:
-            shape = (connections, depth, args.seconds)
+            load_args = (connections, depth, args.seconds)
             broker_runs, relay_runs = [], {name: [] for name in relays}
             for _ in range(args.rounds):
-                broker_runs.append(answered(load(broker.endpoint, *shape), args.seconds)["requests_per_s"])
+                broker_runs.append(answered(load(broker.endpoint, *load_args), args.seconds)["requests_per_s"])
                 for name, (pid, endpoint) in relays.items():
-                    relay_runs[name].append(measured(pid, endpoint, *shape))
+                    relay_runs[name].append(measured(pid, endpoint, *load_args))
             entry = {"connections": connections, "depth": depth, "broker_rate": broker_runs,
                      "broker_rate_median": round(statistics.median(broker_runs))}
             for name, (pid, endpoint) in relays.items():
                 figures = medians(relay_runs[name])
                 figures["of_broker"] = round(figures["rate"] / entry["broker_rate_median"], 3)
                 figures["runs"] = relay_runs[name]
-                figures["syscalls_per_request"] = traced(pid, endpoint, *shape)
+                figures["syscalls_per_request"] = traced(pid, endpoint, *load_args)
                 if args.perf:
-                    figures["cpu_samples_percent"] = profiled(pid, endpoint, *shape)
+                    figures["cpu_samples_percent"] = profiled(pid, endpoint, *load_args)
                 entry[name] = figures
             results["shapes"].append(entry)
             print(json.dumps({k: v for k, v in entry.items() if k != "broker_rate"}, default=str)[:600], flush=True)

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bench.__main__ import paired, print_table, relay_added, relay_rate, relay_summary
+from bench.__main__ import paired, print_table, relay_added, relay_summary
 from bench.reference_relay import haproxy_config
 
 
@@ -55,8 +55,8 @@ def test_relay_added_is_what_the_relay_adds_on_top_of_the_gateway_in_the_same_ro
     assert added["runs"] == [4.5, 5.25, 8.0]
 
 
-def test_relay_rate_compares_the_relay_with_the_endpoint_it_stands_in_front_of():
-    rate = relay_rate([30000.0, 20000.0, 25000.0], [24000.0, 18000.0, 20000.0])
+def test_relay_summary_over_direct_compares_the_relay_with_the_endpoint_it_stands_in_front_of():
+    rate = relay_summary([30000.0, 20000.0, 25000.0], [24000.0, 18000.0, 20000.0], over="direct")
     assert rate["median"] == 20000.0
     assert rate["over_direct"] == 0.8  # medians 20000 / 25000
     assert rate["pair_ratio_median"] == 0.8  # pairs 0.8, 0.9, 0.8
@@ -66,7 +66,8 @@ def test_the_table_shows_what_the_relay_adds_to_latency_and_leaves_of_metadata(c
     results = json.loads((Path(__file__).resolve().parents[2] / "bench" / "results" / "latest.json").read_text())
     results["e2e_latency_avg_ms"]["reference_relay"] = relay_added([3.0, 3.5, 4.0], [3.4, 3.75, 4.0])
     results["metadata_requests_s"]["reference_relay"] = {
-        **relay_rate([30000.0, 20000.0, 25000.0], [24000.0, 18000.0, 20000.0]), "requests_per_relay_cpu_s": 90000.0}
+        **relay_summary([30000.0, 20000.0, 25000.0], [24000.0, 18000.0, 20000.0], over="direct"),
+        "requests_per_relay_cpu_s": 90000.0}
     print_table(results)
     out = capsys.readouterr().out
     assert "| EndToEndLatency average ms (one record at a time) | " in out
