@@ -117,15 +117,29 @@ class ClientLoad:
     def wait_flowing(self, timeout_s: float = 60.0, records: int = 50) -> None:
         """Until each producer has had `records` acknowledged (half a second at the tests' 100/s) and the group has
         committed on every partition: the load runs end to end, so what a test does next happens under it."""
-        wait_until(lambda: min(self.acked()) >= records and self._lag() is not None, timeout_s,
-                   "both producers acknowledged and the group committing on every partition", 0.2)
+        took = wait_until(lambda: min(self.acked()) >= records and self._lag() is not None, timeout_s,
+                          "both producers acknowledged and the group committing on every partition", 0.2)
+        print(f"{self.topic}: flowing {took:.1f} s after the wait began, acknowledged {self.acked()} of {self.count} each")
 
     def wait_acked_more(self, seconds: float = 1.0, timeout_s: float = 20.0) -> None:
         """Until both producers have had `seconds` more of records acknowledged than now: traffic that flowed after
         what a test just did (a kill, a join, a leave), before it stops the producers."""
         then = self.acked()
-        wait_until(lambda: all(now >= before + self.rate * seconds for now, before in zip(self.acked(), then)),
-                   timeout_s, f"both producers to have {seconds:g} s more acknowledged", 0.2)
+
+        def more_acked() -> bool:
+            now = self.acked()
+            if all(n >= before + self.rate * seconds for n, before in zip(now, then)):
+                return True
+            # A producer that has ended sends nothing more: say so now, not after the timeout. It ends at its count
+            # (count / rate seconds after start_producers) or of a failure, and then the load is too short for the test.
+            ended = [f"{name} exited ({proc.poll()}) with {acked} of {self.count} acknowledged"
+                     for name, proc, acked in (("librdkafka", self.librdkafka, now[0]), ("java", self.java, now[1]))
+                     if proc.poll() is not None]
+            if ended:
+                raise AssertionError(f"waiting for {seconds:g} s more acknowledged: {'; '.join(ended)}")
+            return False
+
+        wait_until(more_acked, timeout_s, f"both producers to have {seconds:g} s more acknowledged", 0.2)
 
     def producers_done(self) -> bool:
         return self.librdkafka.poll() is not None and self.java.poll() is not None

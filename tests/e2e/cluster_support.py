@@ -113,6 +113,7 @@ class PortForwarder:
         self._next = 0
         self._loop = asyncio.new_event_loop()
         self._servers: list[asyncio.base_events.Server] = []
+        self._writers: set[asyncio.StreamWriter] = set()  # both ends of every open connection
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def __enter__(self) -> "PortForwarder":
@@ -124,9 +125,17 @@ class PortForwarder:
         async def close() -> None:
             for server in self._servers:
                 server.close()
+            # the connections still open end here, on their loop, rather than as pending coroutines that the
+            # garbage collector finds later in another test after the loop is gone: closing both ends of each ends
+            # its pipes as a peer's close would
+            for writer in self._writers:
+                writer.close()
+            forwards = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            await asyncio.wait_for(asyncio.gather(*forwards, return_exceptions=True), 5)
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     async def _listen(self) -> None:
         for port in self.ports:
@@ -141,7 +150,12 @@ class PortForwarder:
         except OSError:
             client_writer.close()
             return
-        await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+        ends = {client_writer, upstream_writer}
+        self._writers |= ends
+        try:
+            await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+        finally:
+            self._writers -= ends
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

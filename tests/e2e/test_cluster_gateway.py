@@ -101,7 +101,10 @@ def test_metadata_from_every_node_is_rack_local_and_a_rack_emptied_moves_and_ret
 def client_load(lab, tmp_path):
     loads: list[ClientLoad] = []
 
-    def make(bootstrap: str, count: int = 2500, rate: float = 100) -> ClientLoad:
+    # The tests end their producers with stop_producers once they have checked what they need, so the count is only
+    # a ceiling: a minute at 100/s, longer than any test's waits on a loaded machine. A producer that reaches its
+    # count sends nothing more, and a later wait_acked_more fails naming it.
+    def make(bootstrap: str, count: int = 6000, rate: float = 100) -> ClientLoad:
         load = ClientLoad(lab, tmp_path, bootstrap, count, rate)
         loads.append(load)
         return load
@@ -323,7 +326,7 @@ def test_external_load_balancing_advertises_the_load_balancer_and_any_node_serve
         assert answer == {b.id: (lb_address, PORT_START + b.id, b.rack) for b in lab.brokers}
     ports = range(PORT_START, PORT_START + 1 + len(lab.brokers))
     with PortForwarder(lb_address, ports, [n.address for n in nodes.values()]):
-        load = client_load(f"{lb_address}:{PORT_START}", count=1000)
+        load = client_load(f"{lb_address}:{PORT_START}")
         load.start()
         # the clients' connections are all open once both producers are acknowledged and the group commits on every
         # partition; a second more of records through them, then every acknowledged record consumed once, as before

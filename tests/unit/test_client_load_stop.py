@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
+import time
 import types
 from pathlib import Path
+
+import pytest
 
 from lab.clients.load import ClientLoad
 
@@ -54,3 +58,34 @@ def test_a_load_counts_acknowledgements_from_the_first_poll_even_before_its_prod
     (tmp_path / "java-producer.events").write_text('{"name":"producer_send_success","value":"1.0","timestamp":1}\n'
                                                     '{"name":"producer_send_error","value":"1.1","exception":"x","timestamp":2}\n')
     assert load.acked() == (1, 1), "a line still being written is not an acknowledgement, nor is a failed send"
+
+
+def test_waiting_for_more_acknowledgements_fails_at_once_when_a_producer_has_ended(tmp_path):
+    """A producer that reached its count (or died) acknowledges nothing more: the wait says which one and how far it
+    got, at its first poll, instead of timing out with no reason."""
+    load = stopped_load(tmp_path)
+    load.rate = 100
+    load.librdkafka.poll = lambda: None
+    load.java.poll = lambda: 0
+    (tmp_path / "java-producer.events").write_text('{"name":"producer_send_success","value":"1.0","timestamp":1}\n')
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match=r"java exited \(0\) with 1 of 1000 acknowledged") as failure:
+        load.wait_acked_more(1, timeout_s=5)
+    assert time.monotonic() - started < 1
+    assert "librdkafka" not in str(failure.value), "a running producer is not named"
+
+
+def test_waiting_for_more_acknowledgements_returns_once_both_have_them(tmp_path):
+    load = stopped_load(tmp_path)
+    load.rate = 1
+    load.librdkafka.poll = load.java.poll = lambda: None
+    (tmp_path / "librdkafka-producer.events").write_text('{"value": "lib-0", "error": null, "t": 1}\n')
+    (tmp_path / "java-producer.events").write_text('{"name":"producer_send_success","value":"1.0","timestamp":1}\n')
+    threading.Timer(0.3, lambda: (
+        (tmp_path / "librdkafka-producer.events").write_text('{"value": "lib-0", "error": null, "t": 1}\n'
+                                                             '{"value": "lib-1", "error": null, "t": 2}\n'),
+        (tmp_path / "java-producer.events").write_text('{"name":"producer_send_success","value":"1.0","timestamp":1}\n'
+                                                       '{"name":"producer_send_success","value":"1.1","timestamp":2}\n'),
+    )).start()
+    load.wait_acked_more(1, timeout_s=5)
+    assert load.acked() == (2, 2)
