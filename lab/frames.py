@@ -6,7 +6,9 @@ import socket
 import struct
 
 from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.metadata.v12.response import MetadataResponse
 from kio.schema.request_header.v2.header import RequestHeader
+from kio.serial import entity_reader
 from kio.static.primitive import i16, i32
 
 import uuid
@@ -59,3 +61,18 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError("closed mid-frame")
         data += chunk
     return bytes(data)
+
+
+def metadata_brokers(host: str, port: int, timeout_s: float = 3.0,
+                     client_id: str = "kgw-lab") -> dict[int, tuple[str, int, str | None]]:
+    """Ask a broker or a gateway node for Metadata v12 (no topics) on a fresh connection: broker id -> (host, port,
+    rack). OSError when it cannot be reached or closes before it answers."""
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(metadata_request(1, client_id))
+        size = struct.unpack(">i", recv_exactly(sock, 4))[0]
+        frame = memoryview(recv_exactly(sock, size))
+    # response header v1: the correlation id, then an empty tag section (one zero byte)
+    if struct.unpack(">i", frame[:4])[0] != 1 or frame[4] != 0:
+        raise ConnectionError(f"{host}:{port} answered Metadata with a header that is not ours: {bytes(frame[:5]).hex()}")
+    response = entity_reader(MetadataResponse)(frame[5:], 0)[0]
+    return {int(b.node_id): (b.host, int(b.port), b.rack) for b in response.brokers}

@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from . import kafka_versions
+from . import frames, kafka_versions
 from .cache_lock import cache_lock
 from .layout import (BROKER_IDS, BROKER_PORT, CACHE_DIR, CONTROLLER_PORT, REPO_DIR, SASL_PORT, SASL_USERS, Layout,
                      broker_rack)
@@ -194,20 +194,23 @@ def new_cluster_id() -> str:
 
 
 def wait_for_brokers(bootstrap: str, expected: int, timeout: float = 300.0) -> dict[int, str | None]:
-    """Block until Metadata lists every broker; return {broker id: rack}."""
-    from confluent_kafka.admin import AdminClient
+    """Block until a broker's Metadata lists every broker; return {broker id: rack}.
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "log_level": 0})
+    Raw Metadata frames rather than librdkafka's admin client: its DescribeCluster parsing once aborted the whole lab
+    tool while Kafka 3.9.2 brokers were starting (rd_kafka_admin_response_parse: Assertion 'rko_result' failed)."""
+    addresses = [(host, int(port)) for host, port in (address.rsplit(":", 1) for address in bootstrap.split(","))]
     seen: dict[int, str | None] = {}
 
     def ready() -> bool:
-        try:
-            cluster = admin.describe_cluster(request_timeout=5).result(timeout=10)
-        except Exception:  # noqa: BLE001 - brokers still starting; anything but success means "not yet"
-            return False
-        seen.clear()
-        seen.update({node.id: node.rack for node in cluster.nodes})
-        return len(seen) == expected
+        for host, port in addresses:  # the first broker that answers: one still starting refuses or closes
+            try:
+                brokers = frames.metadata_brokers(host, port, timeout_s=5)
+            except OSError:
+                continue
+            seen.clear()
+            seen.update({broker_id: rack for broker_id, (_, _, rack) in brokers.items()})
+            return len(seen) == expected
+        return False
 
     wait_until(ready, timeout=timeout, interval=0.25, what=f"{expected} brokers in Metadata at {bootstrap}")
     return dict(seen)

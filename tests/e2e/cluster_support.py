@@ -13,14 +13,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import ElectionType
 from confluent_kafka.admin import AdminClient
-from kio.schema.metadata.v12.response import MetadataResponse
-from kio.serial import entity_reader
 
 from lab import gateway_process
 from lab.gateway_process import CLUSTER_HTTP_PORT as HTTP_PORT, CLUSTER_PORT_START as PORT_START
 from lab.gateway_process import ClusterNode  # noqa: F401  (the tests import it from here)
 from lab.polling import wait_until  # noqa: F401  (re-exported to the tests)
-from lab.frames import metadata_request, recv_exactly
+from lab import frames
 
 REPO = Path(__file__).resolve().parents[2]
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -78,20 +76,7 @@ def offsets_partition(group: str, partitions: int) -> int:
 
 def metadata_brokers(host: str, port: int = PORT_START, timeout_s: float = 3.0) -> dict[int, tuple[str, int, str | None]]:
     """Ask one gateway node for Metadata v12 on a fresh connection: broker id -> (host, port, rack)."""
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        sock.sendall(metadata_request(1, "cluster-test"))
-        size = struct.unpack(">i", recv_exactly(sock, 4))[0]
-        frame = memoryview(recv_exactly(sock, size))
-    response = _decode(frame)
-    return {int(b.node_id): (b.host, int(b.port), b.rack) for b in response.brokers}
-
-
-def _decode(frame: memoryview) -> MetadataResponse:
-    """Response header v1 (correlation id, empty tagged fields: one zero byte), then the body."""
-    correlation_id = struct.unpack(">i", frame[:4])[0]
-    assert correlation_id == 1
-    assert frame[4] == 0, "unexpected tagged fields in the response header"
-    return entity_reader(MetadataResponse)(frame[5:], 0)[0]
+    return frames.metadata_brokers(host, port, timeout_s, "cluster-test")
 
 
 def http_get(host: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
