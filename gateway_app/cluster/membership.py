@@ -336,7 +336,7 @@ class Membership:
                 self._stopping.wait(PROPAGATION_POLL_S)
                 continue
             except StopRequested:
-                self._gave_up_on_kafka("finding the members topic")
+                self._stopped_mid_request("finding the members topic")
                 return []
             except Exception as error:
                 self._last_error = f"cannot create or find members topic {self.topic}: {error}"
@@ -389,7 +389,7 @@ class Membership:
         try:
             unacknowledged = answer(flushing, self._stopping, RECORD_FLUSH_S)
         except StopRequested:
-            self._gave_up_on_kafka("writing this node's record")
+            self._stopped_mid_request("writing this node's record")
             return
         if unacknowledged:
             log.error("could not write this node's record to %s", self.topic)
@@ -423,9 +423,10 @@ class Membership:
             records.append(Record(message.key(), message.value(), message.headers(), message.partition(), message.offset()))
         return records
 
-    def _gave_up_on_kafka(self, what: str) -> None:
+    def _stopped_mid_request(self, what: str) -> None:
         self._metrics.stop_waits_abandoned.labels("request").inc()
-        log.info("stopping: gave up waiting on the backing Kafka while %s", what)
+        # a stop that arrives while a request is out: on a healthy cluster too, so it says no more than that
+        log.info("stopping without waiting for the backing Kafka's answer while %s", what)
 
     def _write_what_is_due(self) -> None:
         if self.roster.due() is not None:
@@ -435,7 +436,7 @@ class Membership:
         try:
             live_ids = group_members.client_ids()
         except StopRequested:
-            self._gave_up_on_kafka("describing the group")
+            self._stopped_mid_request("describing the group")
             return
         except Exception as error:
             self._last_error = str(error)
