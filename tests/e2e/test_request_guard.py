@@ -175,6 +175,13 @@ def refused(node: GatewayNode, api: str) -> float:
     return node.metric("gateway_reserved_requests_refused_total", api=api)
 
 
+def unread_by(node: GatewayNode) -> int:
+    """Bytes waiting unread in the node's sockets of its first port (the largest Recv-Q, from ss)."""
+    queued = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{node.port_start} )"],
+                            capture_output=True, text=True, check=True).stdout
+    return max((int(line.split()[0]) for line in queued.splitlines() if line.strip()), default=0)
+
+
 def still_the_same_node(node: GatewayNode, pid: int) -> None:
     assert node.alive() and node.process is not None and node.process.pid == pid, node.log()[-3000:]
     assert Path(f"/proc/{pid}").exists()
@@ -437,7 +444,7 @@ def test_refusals_to_a_client_that_never_reads_do_not_pile_up_in_the_node(
     (warm, *_), = exchange(lab, node, [(frame, True)])  # the same refusal once, read: warms every cache
     assert "response" in warm and len(warm["response"]) // 2 > 8 * 32000, warm
     time.sleep(0.5)
-    baseline = rss(pid)
+    baseline, refusals = rss(pid), refused(node, "produce")
 
     (tmp_path / "frame.hex").write_text(frame.hex())
     with open(tmp_path / "frame.hex") as stdin:
@@ -457,23 +464,27 @@ def test_refusals_to_a_client_that_never_reads_do_not_pile_up_in_the_node(
                 stalled = json.loads(line)
         if stalled is not None:  # the client has sent all it could and reads nothing: the node holds it
             ready = node.http("/health/ready")[0]
-            queued = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{node.port_start} )"],
-                                    capture_output=True, text=True, check=True).stdout
+            unread, answered = [unread_by(node)], [refused(node, "produce") - refusals]
             held_until = time.monotonic() + 1.5
             while time.monotonic() < held_until:
                 peak = max(peak, rss(pid))
                 time.sleep(0.1)
+            unread.append(unread_by(node))
+            answered.append(refused(node, "produce") - refusals)
         out, err = flood.communicate(timeout=30)
     finally:
         if flood.poll() is None:
             flood.kill()
             flood.wait()
     assert stalled is not None and out.strip(), (stalled, out, err[-3000:])
-    # The node stopped reading the client: what it left unread waits in its socket (the kernel's memory, up to
-    # tcp_rmem's max; the client itself stalls only once that is full too).
-    unread = max((int(line.split()[0]) for line in queued.splitlines() if line.strip()), default=0)
-    assert peak - baseline < RSS_GROWTH_BOUND, (f"RSS grew {(peak - baseline) / 2**20:.1f} MiB", stalled, queued)
-    assert stalled["error"] is None and unread > RSS_GROWTH_BOUND, (stalled, queued)
+    assert stalled["error"] is None, stalled
+    assert peak - baseline < RSS_GROWTH_BOUND, (f"RSS grew {(peak - baseline) / 2**20:.1f} MiB", stalled, unread)
+    # The node answered some of the flood, and once those answers waited unread it stopped reading the client: it
+    # refused no request more in the 1.5 s held, while the client's bytes waited in its socket. How many wait there
+    # is the kernel's affair (how far TCP grew the socket's buffer before the node stopped: 1.8 to 13 MB in this
+    # test's runs here), so no amount is asserted.
+    assert answered[0] >= 1, "the node refused none of the flood: no answer waited for the client to read"
+    assert answered[1] == answered[0] and min(unread) > 0, (answered, unread, stalled)
     assert ready == 200
     still_the_same_node(node, pid)
 
@@ -514,17 +525,23 @@ def test_listings_and_error_strings_keep_reserved_names_and_paging_past_them_los
                                                         "replication_factor": 1, "assignments": [], "configs": []}],
                                             "timeout_ms": 5000, "validate_only": True})
     log_dirs = request(DESCRIBE_LOG_DIRS, 4, 92, {"topics": None})
-    resources = request(LIST_CONFIG_RESOURCES, 1, 93, {"resource_types": []})
-    (created, dirs, configs, *_), = exchange(lab, node, [(create, True), (log_dirs, True), (resources, True)])
-    for step in (created, dirs, configs):
+    asked = [(create, True), (log_dirs, True)]
+    # ListConfigResources lists topics from v1 (KIP-1142, Kafka 4.1); an older broker closes the connection on v1
+    lists_topics = kafka_versions.at_least(lab.kafka_version, 4, 1)
+    if lists_topics:
+        asked.append((request(LIST_CONFIG_RESOURCES, 1, 93, {"resource_types": []}), True))
+    (steps,) = exchange(lab, node, asked)
+    created, dirs, configs = steps[0], steps[1], steps[2:len(asked)]
+    for step in (created, dirs, *configs):
         assert "response" in step, (step, node.log()[-3000:])
         assert f"_gateway_{CLUSTER_ID}".encode() not in bytes.fromhex(step["response"]), step
     (topic,) = response(CREATE_TOPICS, 7, created["response"], 91)["topics"]
     assert topic["error_code"] == INVALID_TOPIC_EXCEPTION and "collides" in topic["error_message"], topic
     assert guarded.ordinary in {t["name"] for r in response(DESCRIBE_LOG_DIRS, 4, dirs["response"], 92)["results"]
                                 for t in r["topics"]}
-    assert guarded.ordinary in {r["resource_name"]
-                                for r in response(LIST_CONFIG_RESOURCES, 1, configs["response"], 93)["config_resources"]}
+    if lists_topics:
+        assert guarded.ordinary in {r["resource_name"] for r in
+                                    response(LIST_CONFIG_RESOURCES, 1, configs[0]["response"], 93)["config_resources"]}
 
 
 # --- 9. a request sent in part and then not at all -----------------------------------------------------
