@@ -91,8 +91,9 @@ def _lab(instance: int, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "lab", "--instance", str(instance), *args], cwd=REPO_DIR, check=True)
 
 
-def run_version(version: str, instance: int, modules: list[str], timeout_s: float) -> dict[str, Any]:
-    """Bring the instance up on this release, run the modules, take it down; the release's results entry."""
+def run_version(version: str, instance: int, modules: list[str], timeout_s: float, made_by: str) -> dict[str, Any]:
+    """Bring the instance up on this release, run the modules, take it down; the release's results entry, naming
+    `made_by`, the commit the matrix run started at."""
     started = time.monotonic()
     _lab(instance, "down")
     _lab(instance, "up", "--kafka-version", version)
@@ -109,7 +110,7 @@ def run_version(version: str, instance: int, modules: list[str], timeout_s: floa
     finally:
         _lab(instance, "down")
     return {
-        "commit": commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": made_by, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "lab_up_s": lab_up_s, "tests_s": tests_s, "pytest_exit": done.returncode, "modules": modules,
         "families": by_family(cases),
         "failed_tests": [f"{case['module']}::{case['name']}" for case in cases if case["outcome"] == "failed"],
@@ -128,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS, help="results file, merged per release")
     args = parser.parse_args(argv)
     failed = 0
+    # read once: the results file this run writes after each release would mark the next ones -dirty
+    made_by = commit()
     for version in args.versions:
-        entry = run_version(version, args.instance, args.modules, args.timeout_minutes * 60)
+        entry = run_version(version, args.instance, args.modules, args.timeout_minutes * 60, made_by)
         existing = json.loads(args.output.read_text()) if args.output.exists() else {}
         args.output.write_text(json.dumps(merge(existing, version, entry), indent=2) + "\n")
         failed += entry["pytest_exit"] != 0
