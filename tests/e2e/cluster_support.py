@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 import threading
 import urllib.request
@@ -14,11 +13,10 @@ import pytest
 from confluent_kafka import ElectionType
 from confluent_kafka.admin import AdminClient
 
-from lab import gateway_process
+from lab import frames, gateway_process
 from lab.gateway_process import CLUSTER_HTTP_PORT as HTTP_PORT, CLUSTER_PORT_START as PORT_START
 from lab.gateway_process import ClusterNode  # noqa: F401  (the tests import it from here)
 from lab.polling import wait_until  # noqa: F401  (re-exported to the tests)
-from lab import frames
 
 REPO = Path(__file__).resolve().parents[2]
 OFFSETS_TOPIC = "__consumer_offsets"
