@@ -63,14 +63,19 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
+def exchange(host: str, port: int, frame: bytes, timeout_s: float = 5.0) -> bytes:
+    """Send one framed request on a fresh connection and return the response frame, its size prefix taken off."""
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(frame)
+        size = struct.unpack(">i", recv_exactly(sock, 4))[0]
+        return recv_exactly(sock, size)
+
+
 def metadata_brokers(host: str, port: int, timeout_s: float = 3.0,
                      client_id: str = "kgw-lab") -> dict[int, tuple[str, int, str | None]]:
     """Ask a broker or a gateway node for Metadata v12 (no topics) on a fresh connection: broker id -> (host, port,
     rack). OSError when it cannot be reached or closes before it answers."""
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        sock.sendall(metadata_request(1, client_id))
-        size = struct.unpack(">i", recv_exactly(sock, 4))[0]
-        frame = memoryview(recv_exactly(sock, size))
+    frame = memoryview(exchange(host, port, metadata_request(1, client_id), timeout_s))
     # response header v1: the correlation id, then an empty tag section (one zero byte)
     if struct.unpack(">i", frame[:4])[0] != 1 or frame[4] != 0:
         raise ConnectionError(f"{host}:{port} answered Metadata with a header that is not ours: {bytes(frame[:5]).hex()}")

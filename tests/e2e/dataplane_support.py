@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from kio.serial import entity_reader
 
 from gateway_app.protocol.kio_adapter import encode
-from lab.frames import recv_exactly
+from lab.frames import exchange
 from lab.gateway_process import PYTHON, REPO, GatewayNode, unique  # noqa: F401  (the tests' imports)
 
 
@@ -49,10 +48,7 @@ def kafka_exchange(address: str, port: int, header: Any, body: Any, response_typ
                    response_header_bytes: int = 4, timeout_s: float = 5.0) -> Any:
     """One raw request/response with kio types over a fresh TCP connection (no client library in between)."""
     payload = encode(header) + encode(body)
-    with socket.create_connection((address, port), timeout=timeout_s) as sock:
-        sock.sendall(struct.pack(">i", len(payload)) + payload)
-        size = struct.unpack(">i", recv_exactly(sock, 4))[0]
-        frame = recv_exactly(sock, size)
+    frame = exchange(address, port, struct.pack(">i", len(payload)) + payload, timeout_s)
     return entity_reader(response_type)(frame[response_header_bytes:], 0)[0]
 
 
